@@ -1,0 +1,22 @@
+# activepam: active sampling of passive acoustic monitoring audio.
+# Table of contents: each stage lives in workflow/rules/<stage>.smk; helpers in common.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/inventory.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/indices.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

@@ -1,0 +1,3 @@
+from activepam.cli import main
+
+raise SystemExit(main())

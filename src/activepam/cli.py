@@ -1,0 +1,47 @@
+"""Command-line entry point: ``activepam <command> ...``.
+
+Each command lives in the module that does the work; that module exposes
+``register(subparsers)`` which adds its parser and sets ``func`` (returns an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command modules, in the order they appear in --help
+COMMAND_MODULES: tuple[str, ...] = (
+    "activepam.generate",
+    "activepam.inventory",
+    "activepam.detect",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="activepam",
+        description="Active sampling of passive acoustic monitoring audio.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("activepam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

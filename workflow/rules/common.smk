@@ -1,0 +1,55 @@
+# Helpers shared by the rules: configuration validation, paths, shard lookup.
+import math
+
+import pandas as pd
+
+from activepam.config import validate_params
+
+# Reported before any work starts, naming the key (see workflow/schemas/params.schema.yaml).
+validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
+
+RESULTS = "results"
+RAW_DIR = config["data"]["raw_dir"]
+SITES_CSV = config["data"]["sites_csv"]
+DEMO = config["demo"]["enabled"]
+
+
+def demo_outputs():
+    """Files the demo generator writes (empty when the user brings recordings)."""
+    if not DEMO:
+        return []
+    return [f"{RAW_DIR}/sites.csv", f"{RAW_DIR}/ground_truth.parquet", f"{RAW_DIR}/recordings.csv"]
+
+
+def detect_shards(wildcards=None):
+    """Shard ids decided by the inventory checkpoint (detect.shard_size recordings each)."""
+    inv = checkpoints.inventory.get().output.inventory
+    n = len(pd.read_parquet(inv, columns=["recording_id"]))
+    return [f"{i:04d}" for i in range(max(1, math.ceil(n / config["detect"]["shard_size"])))]
+
+
+def shard_files(pattern):
+    """Input function: ``pattern`` formatted for every detection shard."""
+
+    def _inner(wildcards):
+        return [pattern.format(shard=s) for s in detect_shards()]
+
+    return _inner
+
+
+FIGURES = [
+    f"{RESULTS}/figures/detections_site_hour.png",
+    f"{RESULTS}/figures/species_rank_frequency.png",
+    f"{RESULTS}/figures/uncertainty_histograms.png",
+]
+
+
+def all_targets(wildcards):
+    return [
+        f"{RESULTS}/inventory/inventory.parquet",
+        f"{RESULTS}/detect/segments.parquet",
+        f"{RESULTS}/detect/predictions.parquet",
+        f"{RESULTS}/detect/embeddings.parquet",
+        f"{RESULTS}/indices/indices.parquet",
+        *FIGURES,
+    ]
