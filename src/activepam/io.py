@@ -29,6 +29,16 @@ import soxr
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
 
+def _default_mode() -> int:
+    """File mode a plain ``open()`` would give (0666 minus the umask); mkstemp uses 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_mode()
+
+
 class StageIOError(OSError):
     """An output could not be written; the message names the stage and the path."""
 
@@ -49,6 +59,7 @@ def atomic_path(path: str | os.PathLike[str], stage: str = "activepam") -> Itera
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,928 @@
+"""BirdNET V2.4 detection: recordings -> segments, top-k predictions and embeddings.
+
+Per recording the audio is streamed (bounded memory, also for 24 h files), mono-mixed and
+resampled to 48 kHz with soxr, cut into 3 s windows exactly like BirdNET-Analyzer's
+``split_signal`` (hop = 3 s - overlap; the last chunk is kept when at least 1 s long and
+zero-padded; nothing when the file is shorter than 1 s), batched (batches may span
+recordings, so the model always runs full batches) and passed through the model once per
+batch. A background thread decodes and resamples ahead while the interpreter runs.
+
+Results of each recording are written as three Parquet part files
+
+    <parts_dir>/<params-hash>/<recording_id>.{embeddings,predictions,segments}.parquet
+
+atomically, segments LAST: a recording is finished only when all three exist. A killed
+run therefore leaves only whole part files (and possibly stale ``.*.tmp`` files, removed on
+the next run); re-running skips finished recordings and never duplicates rows. The
+params-hash covers everything that changes the numbers (model, overlap, sensitivity, top-k,
+species filter) but not threads or batch size. Parts are keyed by recording_id: delete the
+parts folder when the audio behind an id changes.
+
+Finally the parts are gathered with DuckDB into ``out_dir/{segments,predictions,
+embeddings}.parquet`` (see CONTRACTS.md; segments joined with the recording metadata) and
+``out_dir/quarantine.csv`` (path, stage, reason) lists the files that could not be processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import logging
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from activepam import birdnet as bn
+from activepam.io import AUDIO_EXTENSIONS, atomic_path, iter_audio_blocks, write_csv, write_parquet
+from activepam.uncertainty import segment_uncertainty, top_k
+
+log = logging.getLogger(__name__)
+
+STAGE = "detect"
+#: bump when the part-file layout or its computation changes (invalidates cached parts)
+PARTS_VERSION = 1
+PART_KINDS = ("embeddings", "predictions", "segments")  # segments last = done marker
+META_COLUMNS = ("device_id", "site", "country", "habitat", "lat", "lon", "start_time")
+QUARANTINE_COLUMNS = ["path", "stage", "reason"]
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+SEGMENT_PART_SCHEMA = pa.schema([
+    ("segment_id", pa.string()),
+    ("recording_id", pa.string()),
+    ("path", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("top1_species", pa.string()),
+    ("top1_confidence", pa.float64()),
+    ("top2_confidence", pa.float64()),
+    ("margin", pa.float64()),
+    ("max_binary_entropy", pa.float64()),
+    ("mean_binary_entropy", pa.float64()),
+])
+META_SCHEMA = pa.schema([
+    ("recording_id", pa.string()),
+    ("device_id", pa.string()),
+    ("site", pa.string()),
+    ("country", pa.string()),
+    ("habitat", pa.string()),
+    ("lat", pa.float64()),
+    ("lon", pa.float64()),
+    ("start_time", _UTC_US),
+])
+SEGMENTS_SCHEMA = pa.schema(list(SEGMENT_PART_SCHEMA)
+                            + [META_SCHEMA.field(c) for c in META_COLUMNS]
+                            + [pa.field("segment_time", _UTC_US)])
+PREDICTIONS_SCHEMA = pa.schema([
+    ("segment_id", pa.string()),
+    ("recording_id", pa.string()),
+    ("path", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("rank", pa.int32()),
+    ("species", pa.string()),
+    ("confidence", pa.float32()),
+])
+EMBEDDINGS_SCHEMA = pa.schema([
+    ("segment_id", pa.string()),
+    ("recording_id", pa.string()),
+    ("start_s", pa.float64()),
+    ("embedding", pa.list_(pa.float32(), bn.EMBEDDING_DIM)),
+])
+OUTPUT_SCHEMAS = {"segments": SEGMENTS_SCHEMA, "predictions": PREDICTIONS_SCHEMA,
+                  "embeddings": EMBEDDINGS_SCHEMA}
+
+
+class DetectError(RuntimeError):
+    """Bad detection input or parameters (message names the file or the parameter)."""
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class SpeciesFilter:
+    """Which labels are scored: ``none``, a species ``list`` file, or ``location``.
+
+    ``location`` uses BirdNET's meta-model with a fixed ``lat``/``lon``/``week`` when given,
+    otherwise each recording's own lat/lon (metadata) and the week of its start time (-1 = all
+    year when the start time is unknown). A recording without a location is scored unfiltered
+    (logged as a warning). Cached parts assume a recording's location and date do not change.
+    """
+
+    mode: str = "none"
+    species_list: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    week: int = -1
+    threshold: float = 0.03
+    _cache: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict, compare=False,
+                                                     repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", "list", "location"):
+            raise DetectError(f"species_filter must be none, list or location, got {self.mode!r}")
+        if self.mode == "list" and not self.species_list:
+            raise DetectError("species_filter is 'list' but no species_list file was given")
+        if (self.lat is None) != (self.lon is None):
+            raise DetectError("a fixed location needs both lat and lon")
+
+    def signature(self) -> dict[str, Any]:
+        """What identifies the filter's effect (for the params-hash)."""
+        if self.mode == "none":
+            return {"mode": "none"}
+        if self.mode == "list":
+            return {"mode": "list", "indices": bn.indices_digest(self.indices())}
+        return {"mode": "location", "threshold": self.threshold, "lat": self.lat,
+                "lon": self.lon, "week": self.week if self.lat is not None else None}
+
+    def indices(self, lat: float | None = None, lon: float | None = None,
+                week: int = -1) -> np.ndarray:
+        """Kept label indices (cached); location arguments are used in per-recording mode."""
+        if self.mode == "none":
+            key: tuple[Any, ...] = ("none",)
+        elif self.mode == "list":
+            key = ("list",)
+        elif self.lat is not None:
+            key = ("loc", self.lat, self.lon, self.week)
+        elif lat is None or lon is None or not (np.isfinite(lat) and np.isfinite(lon)):
+            key = ("none",)
+        else:
+            key = ("loc", float(lat), float(lon), int(week))
+        if key not in self._cache:
+            if key[0] == "none":
+                self._cache[key] = np.arange(bn.N_SPECIES, dtype=np.int64)
+            elif key[0] == "list":
+                self._cache[key] = bn.species_filter_indices(species_list=self.species_list)
+            else:
+                self._cache[key] = bn.species_filter_indices(lat=key[1], lon=key[2], week=key[3],
+                                                             threshold=self.threshold)
+        return self._cache[key]
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """Parameters that change detection results (threads/batch size do not)."""
+
+    overlap_s: float = 0.0
+    sensitivity: float = 1.0
+    top_k: int = 10
+    species_filter: SpeciesFilter = field(default_factory=SpeciesFilter)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap_s <= bn.WINDOW_S - 0.1:
+            raise DetectError(f"overlap_s must be in [0, {bn.WINDOW_S - 0.1:.1f}] (hop >= 0.1 s "
+                              f"keeps segment ids unique), got {self.overlap_s}")
+        if not 0.5 <= self.sensitivity <= 1.5:
+            raise DetectError(f"sensitivity must be in [0.5, 1.5], got {self.sensitivity}")
+        if not 1 <= self.top_k <= bn.N_SPECIES:
+            raise DetectError(f"top_k must be in [1, {bn.N_SPECIES}], got {self.top_k}")
+
+    @property
+    def hop_samples(self) -> int:
+        return int(bn.SAMPLE_RATE * (bn.WINDOW_S - self.overlap_s))
+
+    def digest(self) -> str:
+        """Short hash naming the parts folder."""
+        spec = {"version": PARTS_VERSION, "model": bn.MODEL_NAME, "overlap_s": self.overlap_s,
+                "sensitivity": self.sensitivity, "top_k": self.top_k,
+                "min_len_s": bn.MIN_LEN_S, "filter": self.species_filter.signature()}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- windowing
+
+
+def window_starts(n_samples: int, hop: int, size: int = bn.WINDOW_SAMPLES,
+                  min_len: int = int(bn.MIN_LEN_S * bn.SAMPLE_RATE)) -> np.ndarray:
+    """Start samples of BirdNET-Analyzer's windows for a signal of ``n_samples``.
+
+    Windows start every ``hop`` samples; the last one may run past the end (zero-padded) and is
+    kept when at least ``min_len`` samples remain; a signal shorter than ``min_len`` has none.
+    """
+    if n_samples < min_len:
+        return np.zeros(0, dtype=np.int64)
+    if n_samples <= size:
+        return np.zeros(1, dtype=np.int64)
+    last = -(-(n_samples - size) // hop) * hop  # first start whose window reaches the end
+    if n_samples - last < min_len:
+        last -= hop
+    return np.arange(0, last + 1, hop, dtype=np.int64)
+
+
+class Windower:
+    """Cut a stream of sample blocks into windows identical to :func:`window_starts`."""
+
+    def __init__(self, hop: int, size: int = bn.WINDOW_SAMPLES,
+                 min_len: int = int(bn.MIN_LEN_S * bn.SAMPLE_RATE)) -> None:
+        self.hop, self.size, self.min_len = hop, size, min_len
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0  # absolute sample index of _buf[0]
+        self._next = 0  # next window start
+        self.n_samples = 0
+
+    def push(self, block: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Windows that are complete after ``block``: ``(start_sample, samples)``."""
+        self._buf = np.concatenate([self._buf, block]) if self._buf.size else block
+        self.n_samples += len(block)
+        while self._next + self.size <= self.n_samples:
+            off = self._next - self._buf_start
+            yield self._next, self._buf[off:off + self.size]
+            self._next += self.hop
+        drop = min(self._next - self._buf_start, len(self._buf))
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
+
+    def finish(self) -> Iterator[tuple[int, np.ndarray]]:
+        """The last, zero-padded window when BirdNET would keep it."""
+        starts = window_starts(self.n_samples, self.hop, self.size, self.min_len)
+        if starts.size and starts[-1] >= self._next:
+            off = int(starts[-1]) - self._buf_start
+            win = np.zeros(self.size, dtype=np.float32)
+            tail = self._buf[off:off + self.size]
+            win[:len(tail)] = tail
+            yield int(starts[-1]), win
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One file to process (``path`` as stored in the outputs)."""
+
+    recording_id: str
+    path: str
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def sanitize_id(text: str) -> str:
+    """Filesystem-safe id ``[A-Za-z0-9_.-]`` (never empty, never starting with a dot)."""
+    out = _SAFE.sub("_", text).strip("_") or "recording"
+    return "_" + out if out.startswith(".") else out
+
+
+def recordings_from_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Recording]:
+    """Recordings for plain file paths: id = sanitized stem (+ path hash when stems collide)."""
+    unique: dict[str, str] = {}  # resolved path -> path as given (the same file once)
+    for p in paths:
+        unique.setdefault(str(Path(p).resolve()), str(p))
+    stems = {a: sanitize_id(Path(p).stem) for a, p in unique.items()}
+    counts = pd.Series(list(stems.values()), dtype=object).value_counts()
+    out = []
+    for absolute, given in unique.items():
+        rid = stems[absolute]
+        if counts[rid] > 1:
+            rid = f"{rid}-{hashlib.sha1(absolute.encode()).hexdigest()[:8]}"
+        out.append(Recording(rid, given))
+    return out
+
+
+def find_audio(paths: Sequence[str | os.PathLike[str]],
+               extensions: Sequence[str] = AUDIO_EXTENSIONS) -> tuple[list[str], list[dict]]:
+    """Audio files under ``paths`` (folders scanned recursively, sorted); missing paths are
+    returned as quarantine rows."""
+    exts = tuple(e.lower() for e in extensions)
+    files: list[str] = []
+    missing: list[dict] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files += sorted(str(f) for f in path.rglob("*")
+                            if f.is_file() and f.suffix.lower() in exts)
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            missing.append({"path": str(p), "stage": STAGE, "reason": "file not found"})
+    return files, missing
+
+
+def _normalise_metadata(meta: pd.DataFrame | None) -> pa.Table:
+    """Metadata table with exactly :data:`META_SCHEMA` (missing columns null)."""
+    if meta is None or len(meta) == 0:
+        return META_SCHEMA.empty_table()
+    if "recording_id" not in meta.columns:
+        raise DetectError("metadata table needs a recording_id column")
+    cols = {}
+    for f in META_SCHEMA:
+        if f.name in meta.columns:
+            s = meta[f.name]
+            if f.name == "start_time":
+                s = pd.to_datetime(s, utc=True)
+            cols[f.name] = pa.array(s, from_pandas=True).cast(f.type, safe=False)
+        else:
+            cols[f.name] = pa.nulls(len(meta), f.type)
+    table = pa.table(cols, schema=META_SCHEMA)
+    ids = table.column("recording_id").to_pandas()
+    if ids.duplicated().any():
+        raise DetectError(f"metadata has duplicate recording_id {ids[ids.duplicated()].iloc[0]!r}")
+    return table
+
+
+# --------------------------------------------------------------------------- part files
+
+
+def part_path(parts_dir: Path, recording_id: str, kind: str) -> Path:
+    return parts_dir / f"{recording_id}.{kind}.parquet"
+
+
+def is_finished(parts_dir: Path, recording_id: str) -> bool:
+    """A recording is finished when all three part files exist."""
+    return all(part_path(parts_dir, recording_id, k).is_file() for k in PART_KINDS)
+
+
+def _remove_stale_tmp(parts_dir: Path, recording_id: str) -> None:
+    """Drop temporary files a killed run left for this recording (and only this one)."""
+    for kind in PART_KINDS:
+        for tmp in parts_dir.glob(f".{glob.escape(recording_id)}.{kind}.parquet.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class _Accumulator:
+    """Reduced model outputs of one recording, collected batch by batch."""
+
+    recording: Recording
+    labels: np.ndarray  # label strings of the kept species (object array)
+    filtered: np.ndarray  # kept label indices
+    starts: list[np.ndarray] = field(default_factory=list)
+    unc: list[dict[str, np.ndarray]] = field(default_factory=list)
+    topk_idx: list[np.ndarray] = field(default_factory=list)
+    topk_val: list[np.ndarray] = field(default_factory=list)
+    emb: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, starts: np.ndarray, conf: np.ndarray, emb: np.ndarray, k: int) -> None:
+        if len(self.filtered) != bn.N_SPECIES:
+            conf = conf[:, self.filtered]
+        self.starts.append(starts)
+        self.unc.append(segment_uncertainty(conf))
+        idx, val = top_k(conf, k)
+        self.topk_idx.append(idx)
+        self.topk_val.append(val)
+        self.emb.append(emb)
+
+    @property
+    def n(self) -> int:
+        return int(sum(len(s) for s in self.starts))
+
+    def tables(self, duration_s: float) -> dict[str, pa.Table]:
+        """The three part tables."""
+        rec = self.recording
+        starts = np.concatenate(self.starts).astype(np.float64) / bn.SAMPLE_RATE
+        ends = np.minimum(starts + bn.WINDOW_S, max(duration_s, 0.0))
+        n = len(starts)
+        seg_ids = np.array([f"{rec.recording_id}@{s:.1f}" for s in starts], dtype=object)
+        if len(set(seg_ids)) != n:
+            raise DetectError(f"{rec.path}: duplicate segment ids (overlap too large)")
+        unc = {k: np.concatenate([u[k] for u in self.unc]) for k in self.unc[0]}
+        rid = np.full(n, rec.recording_id, dtype=object)
+        path = np.full(n, rec.path, dtype=object)
+        segments = pa.table({
+            "segment_id": seg_ids, "recording_id": rid, "path": path,
+            "start_s": starts, "end_s": ends,
+            "top1_species": self.labels[unc["top1_index"]],
+            "top1_confidence": unc["top1_confidence"],
+            "top2_confidence": unc["top2_confidence"],
+            "margin": unc["margin"],
+            "max_binary_entropy": unc["max_binary_entropy"],
+            "mean_binary_entropy": unc["mean_binary_entropy"],
+        }, schema=SEGMENT_PART_SCHEMA)
+        idx = np.concatenate(self.topk_idx)
+        val = np.concatenate(self.topk_val)
+        k = idx.shape[1]
+        rep = np.repeat(np.arange(n), k)
+        predictions = pa.table({
+            "segment_id": seg_ids[rep], "recording_id": rid[rep], "path": path[rep],
+            "start_s": starts[rep], "end_s": ends[rep],
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+            "species": self.labels[idx.ravel()],
+            "confidence": val.ravel().astype(np.float32),
+        }, schema=PREDICTIONS_SCHEMA)
+        emb = np.ascontiguousarray(np.concatenate(self.emb), dtype=np.float32)
+        embeddings = pa.table({
+            "segment_id": seg_ids, "recording_id": rid, "start_s": starts,
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()),
+                                                           bn.EMBEDDING_DIM),
+        }, schema=EMBEDDINGS_SCHEMA)
+        return {"embeddings": embeddings, "predictions": predictions, "segments": segments}
+
+
+def _write_parts(parts_dir: Path, recording_id: str, tables: dict[str, pa.Table]) -> None:
+    for kind in PART_KINDS:  # segments last: the done marker
+        write_parquet(tables[kind], part_path(parts_dir, recording_id, kind), stage=STAGE)
+
+
+# --------------------------------------------------------------------------- decoding thread
+
+
+@dataclass
+class _Batch:
+    windows: np.ndarray  # [n, 144000]
+    rec_idx: np.ndarray  # recording index of each window
+    starts: np.ndarray  # start sample of each window
+
+
+@dataclass
+class _End:
+    rec_idx: int
+    duration_s: float
+    error: str | None = None
+
+
+class _Decoder(threading.Thread):
+    """Decode, resample and window recordings into full batches ahead of the model.
+
+    Batches may span recordings; a recording's end (or error) event is queued after the batch
+    holding its last window. The queue is bounded so memory stays small.
+    """
+
+    def __init__(self, recordings: Sequence[Recording], hop: int, batch_size: int,
+                 probe: bool = True, block_s: float = 30.0, maxsize: int = 4) -> None:
+        super().__init__(name="activepam-decoder", daemon=True)
+        self.recordings, self.hop, self.batch_size = recordings, hop, batch_size
+        self.probe, self.block_s = probe, block_s
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self.stop = threading.Event()
+        self._buf = np.empty((batch_size, bn.WINDOW_SAMPLES), dtype=np.float32)
+        self._rec = np.empty(batch_size, dtype=np.int64)
+        self._start = np.empty(batch_size, dtype=np.int64)
+        self._fill = 0
+        self._pending: list[_End] = []
+
+    def _put(self, item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise SystemExit  # consumer gone: end the thread quietly
+
+    def _flush(self) -> None:
+        if self._fill:
+            n = self._fill
+            self._put(_Batch(self._buf[:n].copy(), self._rec[:n].copy(), self._start[:n].copy()))
+            self._fill = 0
+        for ev in self._pending:
+            self._put(ev)
+        self._pending = []
+
+    def _add(self, rec_idx: int, start: int, samples: np.ndarray) -> None:
+        self._buf[self._fill] = samples
+        self._rec[self._fill] = rec_idx
+        self._start[self._fill] = start
+        self._fill += 1
+        if self._fill == self.batch_size:
+            self._flush()
+
+    def _decode(self, i: int, rec: Recording) -> None:
+        if self.probe:
+            from activepam.inventory import probe_audio
+
+            reason = probe_audio(rec.path).reason
+            if reason:
+                self._pending.append(_End(i, 0.0, reason))
+                return
+        win = Windower(self.hop)
+        frames_s = 0.0
+        try:
+            for block in iter_audio_blocks(rec.path, bn.SAMPLE_RATE, self.block_s):
+                if self.stop.is_set():
+                    raise SystemExit
+                if not np.all(np.isfinite(block)):
+                    block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+                for start, samples in win.push(block):
+                    self._add(i, start, samples)
+                frames_s = win.n_samples / bn.SAMPLE_RATE
+            for start, samples in win.finish():
+                self._add(i, start, samples)
+        except SystemExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoder failure quarantines the file
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            self._pending.append(_End(i, frames_s, f"decode failed after {frames_s:.1f} s: {msg}"))
+            return
+        duration = round(win.n_samples / bn.SAMPLE_RATE, 3)  # soxr may drop a sample or so
+        err = None
+        if win.n_samples == 0:
+            err = "empty: no audio frames"
+        elif win.n_samples < int(bn.MIN_LEN_S * bn.SAMPLE_RATE):
+            err = (f"too short for a BirdNET window: {duration:.2f} s of audio "
+                   f"(< {bn.MIN_LEN_S:.1f} s)")
+        self._pending.append(_End(i, duration, err))
+
+    def run(self) -> None:
+        try:
+            for i, rec in enumerate(self.recordings):
+                self._decode(i, rec)
+                if self._fill == 0:  # nothing buffered: report at once
+                    self._flush()
+            self._flush()
+            self._put(None)
+        except SystemExit:
+            return
+        except BaseException as exc:  # unexpected: hand it to the consumer
+            try:
+                self.queue.put(exc, timeout=5)
+            except queue.Full:
+                pass
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def _as_recordings(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
+                   metadata: pd.DataFrame | None) -> tuple[list[Recording], pd.DataFrame | None]:
+    if isinstance(inputs, pd.DataFrame):
+        missing = {"recording_id", "path"} - set(inputs.columns)
+        if missing:
+            raise DetectError(f"inventory lacks column(s): {', '.join(sorted(missing))}")
+        inv = inputs
+        if "status" in inv.columns:
+            bad = inv["status"].fillna("") != "ok"
+            if bad.any():
+                log.info("skipping %d inventory rows whose status is not ok", int(bad.sum()))
+            inv = inv[~bad]
+        if inv["recording_id"].duplicated().any():
+            dup = inv.loc[inv["recording_id"].duplicated(), "recording_id"].iloc[0]
+            raise DetectError(f"inventory has duplicate recording_id {dup!r}")
+        recs = [Recording(str(r), str(p)) for r, p in zip(inv["recording_id"], inv["path"])]
+        if metadata is None and set(META_COLUMNS) & set(inv.columns):
+            metadata = inv
+        return recs, metadata
+    return recordings_from_paths(list(inputs)), metadata
+
+
+def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
+                 out_dir: str | os.PathLike[str], threads: int = 2, batch_size: int = 32,
+                 overlap_s: float = 0.0, sensitivity: float = 1.0, top_k: int = 10,
+                 species_filter: SpeciesFilter | None = None,
+                 metadata: pd.DataFrame | None = None, progress: bool = True,
+                 parts_dir: str | os.PathLike[str] | None = None,
+                 quarantine: Sequence[dict] = (),
+                 on_quarantine: Callable[[str, str], None] | None = None,
+                 model: bn.BirdNET | None = None, probe: bool | None = None) -> dict[str, Any]:
+    """Run BirdNET on recordings and write ``out_dir/{segments,predictions,embeddings}.parquet``
+    and ``out_dir/quarantine.csv``.
+
+    ``inputs`` is either a list of audio paths (recording ids from the file stems, metadata
+    null) or an inventory DataFrame with ``recording_id``, ``path`` and optionally the metadata
+    columns (device_id, site, country, habitat, lat, lon, start_time). ``metadata`` (keyed by
+    recording_id) overrides the inventory's. Part files are cached in ``parts_dir`` (default
+    ``out_dir/parts``) under the params-hash; ``quarantine`` rows found earlier (e.g. missing
+    paths) are included in the quarantine table. ``on_quarantine(path, reason)`` is called for
+    each quarantined file (default: a log warning). ``probe`` checks each file first with
+    :func:`activepam.inventory.probe_audio` (zero-length, header-only, truncated WAV, unreadable
+    tail); default: on for plain paths, off for an inventory (already probed). ``model`` reuses
+    a loaded :class:`~activepam.birdnet.BirdNET`. Returns a summary dict.
+    """
+    t0 = time.perf_counter()
+    params = DetectParams(overlap_s=float(overlap_s), sensitivity=float(sensitivity),
+                          top_k=int(top_k), species_filter=species_filter or SpeciesFilter())
+    recordings, metadata = _as_recordings(inputs, metadata)
+    meta = _normalise_metadata(metadata)
+    out_dir = Path(out_dir)
+    digest = params.digest()
+    cache = Path(parts_dir) if parts_dir is not None else out_dir / "parts"
+    cache = cache / digest
+    cache.mkdir(parents=True, exist_ok=True)
+    quarantined: list[dict] = [dict(q) for q in quarantine]
+    report = on_quarantine or (lambda p, r: log.warning("quarantined: %s: %s", p, r))
+
+    todo = []
+    for rec in recordings:
+        _remove_stale_tmp(cache, rec.recording_id)
+        if not is_finished(cache, rec.recording_id):
+            todo.append(rec)
+    n_cached = len(recordings) - len(todo)
+    log.info("detect: %d recordings, %d already finished (parts %s), %d to do",
+             len(recordings), n_cached, cache, len(todo))
+
+    stats = {"processed": 0, "segments_new": 0, "audio_s": 0.0}
+    if todo:
+        probe = not isinstance(inputs, pd.DataFrame) if probe is None else probe
+        stats = _run_model(todo, cache, params, meta, threads, batch_size, progress,
+                           quarantined, report, model, probe)
+
+    bad = {q["path"] for q in quarantined}
+    finished = [r for r in recordings if r.path not in bad and is_finished(cache, r.recording_id)]
+    counts = gather_parts(finished, cache, out_dir, meta)
+    write_csv(pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS), out_dir / "quarantine.csv",
+              stage=STAGE)
+    summary = {
+        "params_hash": digest, "parts_dir": str(cache), "out_dir": str(out_dir),
+        "n_recordings": len(recordings), "n_cached": n_cached,
+        "n_processed": stats["processed"], "n_finished": len(finished),
+        "n_quarantined": len(quarantined), "n_segments": counts["segments"],
+        "audio_s_processed": stats["audio_s"], "wall_s": time.perf_counter() - t0,
+        "quarantine": quarantined,
+    }
+    log.info("detect: %d finished (%d new), %d quarantined, %d segments, %.1f s wall",
+             len(finished), stats["processed"], len(quarantined), counts["segments"],
+             summary["wall_s"])
+    return summary
+
+
+def _recording_week(start_time: Any) -> int:
+    if start_time is None or pd.isna(start_time):
+        return -1
+    return bn.week_48(pd.Timestamp(start_time))
+
+
+def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: pa.Table,
+               threads: int, batch_size: int, progress: bool, quarantined: list[dict],
+               report: Callable[[str, str], None], model: bn.BirdNET | None,
+               probe: bool) -> dict[str, Any]:
+    """Decode in a background thread, run the model, write part files per recording."""
+    if model is not None and model.sensitivity != params.sensitivity:
+        raise DetectError(f"model sensitivity {model.sensitivity} != {params.sensitivity}")
+    labels = np.array(bn.load_labels(), dtype=object)
+    meta_rows = {r["recording_id"]: r for r in meta.to_pylist()}
+    sf_ = params.species_filter
+    no_location = 0
+
+    def accumulator(rec: Recording) -> _Accumulator:
+        nonlocal no_location
+        m = meta_rows.get(rec.recording_id, {})
+        if sf_.mode == "location" and sf_.lat is None and (m.get("lat") is None
+                                                            or m.get("lon") is None):
+            no_location += 1
+        idx = sf_.indices(m.get("lat"), m.get("lon"), _recording_week(m.get("start_time")))
+        return _Accumulator(rec, labels[idx], idx)
+
+    decoder = _Decoder(todo, params.hop_samples, model.batch_size if model else batch_size,
+                       probe=probe)
+    accs: dict[int, _Accumulator] = {}
+    stats = {"processed": 0, "segments_new": 0, "audio_s": 0.0}
+    bar = tqdm(total=len(todo), unit="rec", desc="detect", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    decoder.start()
+    try:
+        while True:
+            item = decoder.queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _Batch):
+                if model is None:  # loaded on first use: all-bad inputs never pay for it
+                    model = bn.BirdNET(threads=threads, batch_size=batch_size,
+                                       sensitivity=params.sensitivity)
+                conf, emb = model.predict(item.windows)
+                for i in np.unique(item.rec_idx):
+                    sel = item.rec_idx == i
+                    if int(i) not in accs:
+                        accs[int(i)] = accumulator(todo[int(i)])
+                    accs[int(i)].add(item.starts[sel], conf[sel], emb[sel], params.top_k)
+                continue
+            rec = todo[item.rec_idx]
+            acc = accs.pop(item.rec_idx, None)
+            if item.error is None and acc is not None and acc.n:
+                _write_parts(cache, rec.recording_id, acc.tables(item.duration_s))
+                stats["processed"] += 1
+                stats["segments_new"] += acc.n
+                stats["audio_s"] += item.duration_s
+            else:
+                reason = item.error or "no audio windows"
+                quarantined.append({"path": rec.path, "stage": STAGE, "reason": reason})
+                report(rec.path, reason)
+            bar.update(1)
+            bar.set_postfix(audio_h=f"{stats['audio_s'] / 3600:.2f}", refresh=False)
+    finally:
+        decoder.stop.set()
+        bar.close()
+        decoder.join(timeout=10)
+    if no_location:
+        log.warning("species_filter location: %d recordings without lat/lon were scored "
+                    "unfiltered", no_location)
+    return stats
+
+
+def species_filter_from_config(cfg: dict[str, Any]) -> SpeciesFilter:
+    """The species filter described by the ``detect`` section of params.yaml.
+
+    ``location`` uses each recording's lat/lon and start-time week (from the inventory).
+    """
+    mode = str(cfg.get("species_filter", "none"))
+    if mode == "list":
+        return SpeciesFilter("list", species_list=str(cfg.get("species_list") or "") or None)
+    if mode == "location":
+        return SpeciesFilter("location", threshold=float(cfg.get("location_threshold", 0.03)))
+    return SpeciesFilter(mode)
+
+
+def run_shard(inventory: str | os.PathLike[str], shard: str, out_dir: str | os.PathLike[str],
+              parts_dir: str | os.PathLike[str], cfg: dict[str, Any], threads: int = 2,
+              progress: bool = True) -> dict[str, Any]:
+    """Detection for the inventory rows of one ``shard`` (Snakemake ``detect_shard``).
+
+    Part files live in ``parts_dir`` (outside the rule's declared outputs) so recordings
+    finished by a killed job survive and are skipped when the job is re-run.
+    """
+    inv = pd.read_parquet(inventory)
+    if "shard" not in inv.columns:
+        raise DetectError(f"{inventory}: inventory lacks the shard column")
+    rows = inv[inv["shard"].astype(str) == str(shard)].reset_index(drop=True)
+    log.info("shard %s: %d of %d inventory recordings", shard, len(rows), len(inv))
+    return detect_files(rows, out_dir, threads=threads, batch_size=int(cfg.get("batch_size", 32)),
+                        overlap_s=float(cfg.get("overlap_s", 0.0)),
+                        sensitivity=float(cfg.get("sensitivity", 1.0)),
+                        top_k=int(cfg.get("top_k", 10)),
+                        species_filter=species_filter_from_config(cfg),
+                        parts_dir=parts_dir, progress=progress)
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+def _sql_list(paths: Sequence[Path | str]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _write_query(con: Any, sql: str, schema: pa.Schema, path: Path,
+                 rows_per_batch: int = 65_536) -> int:
+    """Stream a DuckDB query into a Parquet file with exactly ``schema`` (atomic)."""
+    reader = con.sql(sql).to_arrow_reader(rows_per_batch)
+    n = 0
+    with atomic_path(path, STAGE) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in reader:
+                tab = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+                writer.write_table(tab)
+                n += tab.num_rows
+    return n
+
+
+def _connect() -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path,
+                 meta: pa.Table | None = None) -> dict[str, int]:
+    """Concatenate the part files of ``recordings`` (sorted by recording_id, then start_s) into
+    ``out_dir/{segments,predictions,embeddings}.parquet``; segments get the metadata columns
+    and ``segment_time`` = start_time + start_s."""
+    ids = sorted(r.recording_id for r in recordings)
+    meta = META_SCHEMA.empty_table() if meta is None else meta
+    counts: dict[str, int] = {}
+    con = _connect()
+    try:
+        for kind in ("predictions", "embeddings"):
+            target = out_dir / f"{kind}.parquet"
+            if not ids:
+                write_parquet(OUTPUT_SCHEMAS[kind].empty_table(), target, stage=STAGE)
+                counts[kind] = 0
+                continue
+            files = _sql_list([part_path(parts_dir, r, kind) for r in ids])
+            counts[kind] = _write_query(con, f"SELECT * FROM read_parquet({files})",
+                                        OUTPUT_SCHEMAS[kind], target)
+        target = out_dir / "segments.parquet"
+        if not ids:
+            write_parquet(SEGMENTS_SCHEMA.empty_table(), target, stage=STAGE)
+            counts["segments"] = 0
+            return counts
+        con.register("meta", meta)
+        files = _sql_list([part_path(parts_dir, r, "segments") for r in ids])
+        meta_cols = ", ".join(f"m.{c}" for c in META_COLUMNS)
+        sql = (f"SELECT s.*, {meta_cols}, m.start_time + to_microseconds("
+               "CAST(round(s.start_s * 1000000) AS BIGINT)) AS segment_time "
+               f"FROM read_parquet({files}) s LEFT JOIN meta m USING (recording_id) "
+               "ORDER BY s.recording_id, s.start_s")
+        counts["segments"] = _write_query(con, sql, SEGMENTS_SCHEMA, target)
+    finally:
+        con.close()
+    return counts
+
+
+def merge_outputs(inputs: dict[str, Sequence[str | os.PathLike[str]]],
+                  outputs: dict[str, str | os.PathLike[str]]) -> dict[str, int]:
+    """Concatenate per-shard detection tables (in the given order) with DuckDB.
+
+    ``inputs`` and ``outputs`` are keyed by ``segments``, ``predictions``, ``embeddings`` and
+    ``quarantine`` (CSV files: the inventory's first, then the shards'). Returns row counts.
+    """
+    counts: dict[str, int] = {}
+    con = _connect()
+    try:
+        for kind, schema in OUTPUT_SCHEMAS.items():
+            files = [Path(f) for f in inputs[kind]]
+            for f in files:
+                if not f.is_file():
+                    raise DetectError(f"{f}: shard output missing")
+            if not files:
+                write_parquet(schema.empty_table(), outputs[kind], stage=STAGE)
+                counts[kind] = 0
+                continue
+            counts[kind] = _write_query(con, f"SELECT * FROM read_parquet({_sql_list(files)})",
+                                        schema, Path(outputs[kind]))
+    finally:
+        con.close()
+    frames = [read_quarantine(q) for q in inputs["quarantine"]]
+    quar = (pd.concat(frames, ignore_index=True) if frames
+            else pd.DataFrame(columns=QUARANTINE_COLUMNS))
+    write_csv(quar, outputs["quarantine"], stage=STAGE)
+    counts["quarantine"] = len(quar)
+    return counts
+
+
+def read_quarantine(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A quarantine CSV (path, stage, reason) as strings."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    except OSError as exc:
+        raise DetectError(f"{path}: cannot read quarantine table: {exc}") from exc
+    missing = set(QUARANTINE_COLUMNS) - set(df.columns)
+    if missing:
+        raise DetectError(f"{path}: quarantine table lacks column(s) {', '.join(sorted(missing))}")
+    return df[QUARANTINE_COLUMNS]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register(subparsers: Any) -> None:
+    """Add ``activepam detect``."""
+    p = subparsers.add_parser(
+        "detect", help="run BirdNET V2.4 on audio files (segments, top-k, embeddings)",
+        description="Run BirdNET V2.4 on audio files or folders (scanned recursively for "
+                    ".wav .flac .mp3 .ogg). Writes segments.parquet, predictions.parquet, "
+                    "embeddings.parquet and quarantine.csv into --out; finished recordings "
+                    "are cached in --out/parts and skipped when the command is re-run.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--threads", type=int, default=2, help="interpreter threads (default 2)")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per model call")
+    p.add_argument("--overlap", type=float, default=0.0, metavar="S",
+                   help="overlap of consecutive 3 s windows in seconds (default 0)")
+    p.add_argument("--sensitivity", type=float, default=1.0, help="sigmoid sensitivity 0.5-1.5")
+    p.add_argument("--top-k", type=int, default=10, help="species kept per segment (default 10)")
+    p.add_argument("--species-list", metavar="FILE", help="only score these BirdNET labels")
+    p.add_argument("--lat", type=float, help="latitude for the location species filter")
+    p.add_argument("--lon", type=float, help="longitude for the location species filter")
+    p.add_argument("--week", type=int, default=-1,
+                   help="week 1-48 for the location filter (-1 = all year, default)")
+    p.add_argument("--location-threshold", type=float, default=0.03,
+                   help="meta-model occurrence threshold (default 0.03)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
+    def say(path: str, reason: str) -> None:
+        tqdm.write(f"quarantined: {path}: {reason}", file=sys.stderr)
+
+    try:
+        if args.species_list and (args.lat is not None or args.lon is not None):
+            raise DetectError("use --species-list or --lat/--lon, not both")
+        if args.species_list:
+            sfilter = SpeciesFilter("list", species_list=args.species_list)
+            sfilter.indices()  # validate the file before any work
+        elif args.lat is not None or args.lon is not None:
+            sfilter = SpeciesFilter("location", lat=args.lat, lon=args.lon, week=args.week,
+                                    threshold=args.location_threshold)
+            sfilter.indices()
+        else:
+            sfilter = SpeciesFilter()
+        files, missing = find_audio(args.paths)
+        for q in missing:
+            say(q["path"], q["reason"])
+        if not files:
+            print("activepam detect: no audio files (.wav .flac .mp3 .ogg) found", file=sys.stderr)
+            return 1
+        summary = detect_files(files, args.out, threads=args.threads, batch_size=args.batch_size,
+                               overlap_s=args.overlap, sensitivity=args.sensitivity,
+                               top_k=args.top_k, species_filter=sfilter,
+                               progress=not args.no_progress, quarantine=missing,
+                               on_quarantine=say)
+    except (DetectError, bn.BirdNETError, ValueError) as exc:
+        print(f"activepam detect: {exc}", file=sys.stderr)
+        return 2
+    print(f"activepam detect: {summary['n_finished']} recordings, {summary['n_segments']} "
+          f"segments, {summary['n_quarantined']} quarantined -> {args.out}", file=sys.stderr)
+    return 0 if summary["n_finished"] > 0 else 1

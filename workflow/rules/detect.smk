@@ -1,0 +1,55 @@
+# Detection: BirdNET V2.4 per shard of the inventory (segments, top-k predictions, embeddings),
+# then one gather into results/detect/. Finished recordings are cached as part files in
+# results/detect/parts/ (not a declared output), so a killed shard job loses only the
+# recording it was working on: Snakemake removes the incomplete shard outputs, the parts stay.
+
+
+rule detect_shard:
+    input:
+        inventory=rules.inventory.output.inventory,
+    output:
+        segments=f"{RESULTS}/detect/shards/{{shard}}/segments.parquet",
+        predictions=f"{RESULTS}/detect/shards/{{shard}}/predictions.parquet",
+        embeddings=f"{RESULTS}/detect/shards/{{shard}}/embeddings.parquet",
+        quarantine=f"{RESULTS}/detect/shards/{{shard}}/quarantine.csv",
+    log:
+        f"{RESULTS}/logs/detect/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/detect/{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    params:
+        detect=config["detect"],
+        parts_dir=f"{RESULTS}/detect/parts",
+    script:
+        "../../scripts/detect_shard.py"
+
+
+rule gather_detections:
+    input:
+        segments=shard_files(f"{RESULTS}/detect/shards/{{shard}}/segments.parquet"),
+        predictions=shard_files(
+            f"{RESULTS}/detect/shards/{{shard}}/predictions.parquet"
+        ),
+        embeddings=shard_files(f"{RESULTS}/detect/shards/{{shard}}/embeddings.parquet"),
+        quarantine=shard_files(f"{RESULTS}/detect/shards/{{shard}}/quarantine.csv"),
+        inventory_quarantine=rules.inventory.output.quarantine,
+    output:
+        segments=f"{RESULTS}/detect/segments.parquet",
+        predictions=f"{RESULTS}/detect/predictions.parquet",
+        embeddings=f"{RESULTS}/detect/embeddings.parquet",
+        quarantine=f"{RESULTS}/detect/quarantine.csv",
+    log:
+        f"{RESULTS}/logs/detect/gather.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/detect/gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../../scripts/gather_detections.py"
