@@ -1,0 +1,368 @@
+"""Input side of the sampling engine: units from big Parquet files, embeddings, labelled ids.
+
+* :func:`read_segments` reads only the columns a strategy needs, with the strategy's metadata
+  pool filters pushed down into the Parquet scan (pyarrow dataset expressions), and returns
+  low-cardinality strings (recording_id, path, site, species, ...) as pandas categoricals, so
+  10 million segments fit in about 1 GB. (Materialising 10M strings through DuckDB measured
+  ~20 s and ~6 GB, the pyarrow scan ~4 s.) Acoustic indices are attached with a DuckDB ASOF
+  join (:func:`attach_indices`): each segment gets the index window it starts in.
+* Embeddings come from an :class:`EmbeddingSource`: :class:`ArrayEmbeddings` (in-memory matrix
+  aligned with ids) or :class:`ParquetEmbeddings` (``embeddings.parquet``, read lazily: only
+  the id column to know who has an embedding, then only the rows of the candidates).
+  Recording embeddings are the mean of their segments' embeddings.
+* :func:`read_labelled` reads already-labelled unit ids from a CSV.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+#: low-cardinality string columns read as dictionaries (pandas categoricals)
+CATEGORICAL_COLUMNS = ("top1_species", "device_id", "site", "country", "habitat")
+#: also read as dictionaries for recording units (grouped by recording); for segment units
+#: plain Arrow-backed strings load ~5x faster than unifying 20 row groups' dictionaries
+RECORDING_CATEGORICALS = ("recording_id", "path", "rel_path")
+#: columns always read for segment units
+BASE_COLUMNS = ("segment_id", "recording_id", "path", "start_s", "end_s", "top1_species",
+                "top1_confidence")
+#: recording metadata kept for recording units
+RECORDING_METADATA = ("device_id", "site", "country", "habitat", "lat", "lon", "start_time")
+INDEX_KEYS = ("path", "window_start_s", "window_end_s")
+
+
+class SampleInputError(ValueError):
+    """An input file is missing or lacks a needed column (the message names both)."""
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def parquet_columns(path: PathLike) -> list[str]:
+    """Column names of a Parquet file (clear error when it is missing or unreadable)."""
+    p = Path(path)
+    if not p.exists():
+        raise SampleInputError(f"{p}: file not found")
+    try:
+        return list(pq.read_schema(p).names)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SampleInputError(f"{p}: not a readable Parquet file: {exc}") from exc
+
+
+def pool_expression(pool: Mapping[str, Any], unit: str,
+                    columns: Sequence[str]) -> ds.Expression | None:
+    """Pushdown filter for the metadata pool filters of a strategy (None when there is none).
+
+    Only filters that mean the same for segments and recordings are pushed down for recording
+    units; confidence and species filters then apply to the aggregated recordings.
+    """
+    exprs = []
+    for key, col in (("sites", "site"), ("countries", "country"), ("habitats", "habitat"),
+                     ("devices", "device_id")):
+        if pool.get(key) is not None and col in columns:
+            exprs.append(ds.field(col).isin(list(pool[key])))
+    if unit == "segment":
+        if pool.get("species") is not None:
+            exprs.append(ds.field("top1_species").isin(list(pool["species"])))
+        if pool.get("min_confidence") is not None:
+            exprs.append(ds.field("top1_confidence") >= float(pool["min_confidence"]))
+        if pool.get("max_confidence") is not None:
+            exprs.append(ds.field("top1_confidence") <= float(pool["max_confidence"]))
+    if not exprs:
+        return None
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = out & e
+    return out
+
+
+def read_segments(path: PathLike, columns: Iterable[str], pool: Mapping[str, Any] | None = None,
+                  unit: str = "segment", optional: Iterable[str] = ()) -> pd.DataFrame:
+    """Read ``columns`` (+ ``optional`` ones when present) of a segments Parquet file.
+
+    Low-cardinality strings become categoricals (also recording_id/path for recording units).
+    Raises :class:`SampleInputError` naming the file and the first missing required column.
+    """
+    available = parquet_columns(path)
+    wanted = list(dict.fromkeys(columns))
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise SampleInputError(f"{path}: missing column(s) {', '.join(missing)}")
+    wanted += [c for c in optional if c in available and c not in wanted]
+    expr = pool_expression(pool or {}, unit, available)
+    dataset = ds.dataset(str(path), format=ds.ParquetFileFormat(
+        read_options=ds.ParquetReadOptions(
+            dictionary_columns=[c for c in wanted if c in CATEGORICAL_COLUMNS
+                                or (unit == "recording" and c in RECORDING_CATEGORICALS)])))
+    table = dataset.to_table(columns=wanted, filter=expr)
+    return arrow_to_pandas(table)
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas with dictionary columns as categoricals (chunks unified first)."""
+    cols = {}
+    for name in table.column_names:
+        col = table[name]
+        if pa.types.is_dictionary(col.type):
+            col = col.unify_dictionaries() if hasattr(col, "unify_dictionaries") else col
+        cols[name] = col
+    return pa.table(cols).to_pandas(self_destruct=True, split_blocks=True)
+
+
+def attach_indices(units: pd.DataFrame, indices: pd.DataFrame | PathLike,
+                   columns: Sequence[str]) -> pd.DataFrame:
+    """Copy of ``units`` with acoustic index ``columns`` joined on ``path``: each unit gets the
+    index window (``window_start_s`` <= ``start_s``) it starts in (DuckDB ASOF join); units of
+    a path without indices get NaN."""
+    import duckdb
+
+    if isinstance(indices, (str, os.PathLike)):
+        available = parquet_columns(indices)
+        missing = [c for c in (*INDEX_KEYS[:2], *columns) if c not in available]
+        if missing:
+            raise SampleInputError(f"{indices}: missing column(s) {', '.join(missing)}")
+        idx = pq.read_table(indices, columns=[*INDEX_KEYS[:2], *columns]).to_pandas()
+    else:
+        missing = [c for c in (*INDEX_KEYS[:2], *columns) if c not in indices]
+        if missing:
+            raise SampleInputError(f"indices table: missing column(s) {', '.join(missing)}")
+        idx = indices[[*INDEX_KEYS[:2], *columns]]
+    if "path" not in units:
+        raise SampleInputError("units: a 'path' column is needed to attach acoustic indices")
+    keys = pd.DataFrame({"_row": np.arange(len(units), dtype=np.int64),
+                         "path": units["path"].astype(str).to_numpy(),
+                         "start_s": units["start_s"].to_numpy(dtype=np.float64)
+                         if "start_s" in units else np.zeros(len(units))})
+    idx = idx.assign(path=idx["path"].astype(str),
+                     window_start_s=idx["window_start_s"].astype(float))
+    sel = ", ".join(f'i."{c}"' for c in columns)
+    con = duckdb.connect()
+    try:
+        con.register("u", keys)
+        con.register("i", idx)
+        joined = con.sql(f"SELECT u._row, {sel} FROM u ASOF LEFT JOIN i ON u.path = i.path "
+                         "AND u.start_s >= i.window_start_s ORDER BY u._row").df()
+    finally:
+        con.close()
+    out = units.copy()
+    for c in columns:
+        out[c] = joined[c].to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def read_labelled(path: PathLike | None) -> list[str]:
+    """Already-labelled unit ids from a CSV with a ``unit_id``, ``segment_id`` or
+    ``recording_id`` column (or a single column); empty for None/""."""
+    if path is None or str(path) == "":
+        return []
+    p = Path(path)
+    if not p.exists():
+        raise SampleInputError(f"{p}: labelled-ids file not found")
+    df = pd.read_csv(p, dtype=str)
+    for col in ("unit_id", "segment_id", "recording_id"):
+        if col in df:
+            return df[col].dropna().astype(str).tolist()
+    if df.shape[1] == 1:
+        return df.iloc[:, 0].dropna().astype(str).tolist()
+    raise SampleInputError(f"{p}: need a unit_id, segment_id or recording_id column")
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def isin(values: pd.Series | np.ndarray, ids: Iterable[str] | pa.Array) -> np.ndarray:
+    """Boolean mask of ``values`` (strings or categorical) that are in ``ids`` (hash lookup)."""
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        id_arr = ids
+    else:
+        id_arr = pa.array(np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids,
+                                     dtype=object), type=pa.string(), from_pandas=True)
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        cats = values.cat.categories.astype(str).to_numpy(dtype=object)
+        hit = isin(cats, id_arr)
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, hit[np.maximum(codes, 0)], False)
+    if isinstance(values, pd.Series) and values.dtype != object:
+        arr = pa.array(values.astype(str), from_pandas=True)
+    else:
+        arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+    if len(arr) == 0:
+        return np.zeros(0, dtype=bool)
+    if id_arr.type != arr.type:
+        id_arr = id_arr.cast(arr.type)
+    return pc.fill_null(pc.is_in(arr, value_set=id_arr), False).to_numpy(zero_copy_only=False)
+
+
+def recording_of(segment_ids: Iterable[str]) -> np.ndarray:
+    """recording_id part of segment ids ``<recording_id>@<start_s>``."""
+    s = pd.Series(list(segment_ids), dtype=str)
+    return s.str.rsplit("@", n=1).str[0].to_numpy(dtype=object)
+
+
+def _group_mean(keys: np.ndarray, matrix: np.ndarray, wanted: Sequence[str]) -> np.ndarray:
+    """Mean row of ``matrix`` per key, aligned with ``wanted`` (NaN rows for absent keys)."""
+    codes, uniq = pd.factorize(pd.Series(keys, dtype=object))
+    sums = np.zeros((len(uniq), matrix.shape[1]), dtype=np.float64)
+    np.add.at(sums, codes, matrix)
+    counts = np.bincount(codes, minlength=len(uniq))
+    means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    pos = pd.Index(uniq).get_indexer(pd.Index(list(wanted), dtype=object))
+    out = np.full((len(wanted), matrix.shape[1]), np.nan, dtype=np.float32)
+    out[pos >= 0] = means[pos[pos >= 0]]
+    return out
+
+
+class EmbeddingSource:
+    """Embeddings by ``segment_id`` or ``recording_id`` (mean over a recording's segments)."""
+
+    def available(self, ids: pd.Series, key: str) -> np.ndarray:  # pragma: no cover - abstract
+        """Mask of ``ids`` (values of ``key``) that have an embedding."""
+        raise NotImplementedError
+
+    def fetch(self, ids: Sequence[str], key: str) -> np.ndarray:  # pragma: no cover - abstract
+        """float32 matrix, one row per id (NaN row when the id has no embedding)."""
+        raise NotImplementedError
+
+
+class ArrayEmbeddings(EmbeddingSource):
+    """In-memory matrix with the segment (and/or recording) id of every row."""
+
+    def __init__(self, matrix: np.ndarray, segment_ids: Sequence[str] | None = None,
+                 recording_ids: Sequence[str] | None = None) -> None:
+        self.matrix = np.asarray(matrix, dtype=np.float32)
+        if self.matrix.ndim != 2:
+            raise SampleInputError(f"embeddings: need a 2-d matrix, got shape {self.matrix.shape}")
+        if recording_ids is None and segment_ids is not None:
+            recording_ids = recording_of(segment_ids)
+        pairs = (("segment_id", segment_ids), ("recording_id", recording_ids))
+        self.keys = {k: np.asarray(v, dtype=object) for k, v in pairs if v is not None}
+        for k, v in self.keys.items():
+            if len(v) != len(self.matrix):
+                raise SampleInputError(f"embeddings: {len(self.matrix)} rows but {len(v)} {k}s")
+
+    def _keys(self, key: str) -> np.ndarray:
+        if key not in self.keys:
+            raise SampleInputError(f"embeddings: no {key} to match units on")
+        return self.keys[key]
+
+    def available(self, ids: pd.Series, key: str) -> np.ndarray:
+        return isin(ids, pa.array(self._keys(key), type=pa.string()))
+
+    def fetch(self, ids: Sequence[str], key: str) -> np.ndarray:
+        keys = self._keys(key)
+        rows = np.flatnonzero(isin(keys, ids))
+        return _group_mean(keys[rows], self.matrix[rows], ids)
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> ArrayEmbeddings:
+        """From a DataFrame with ``embedding`` (arrays) and ``segment_id``/``unit_id``
+        (+ optional ``recording_id``)."""
+        if "embedding" not in df:
+            raise SampleInputError("embeddings table: missing column 'embedding'")
+        idcol = next((c for c in ("segment_id", "unit_id") if c in df), None)
+        if idcol is None and "recording_id" not in df:
+            raise SampleInputError("embeddings table: need segment_id, unit_id or recording_id")
+        matrix = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]]) \
+            if len(df) else np.zeros((0, 1), dtype=np.float32)
+        seg = df[idcol].astype(str).to_numpy() if idcol else None
+        if idcol == "unit_id" and "recording_id" not in df:
+            # unit ids may already be recording ids (no '@')
+            rec = recording_of(seg)
+        else:
+            rec = df["recording_id"].astype(str).to_numpy() if "recording_id" in df else None
+        return cls(matrix, seg, rec)
+
+
+class ParquetEmbeddings(EmbeddingSource):
+    """``embeddings.parquet`` (segment_id, [recording_id], embedding), read lazily."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        cols = parquet_columns(self.path)
+        for c in ("segment_id", "embedding"):
+            if c not in cols:
+                raise SampleInputError(f"{self.path}: missing column {c!r}")
+        self.has_recording = "recording_id" in cols
+        self._ids: dict[str, pa.Array] = {}
+
+    def _id_set(self, key: str) -> pa.Array:
+        if key not in self._ids:
+            col = key if (key == "segment_id" or self.has_recording) else "segment_id"
+            arr = pq.read_table(self.path, columns=[col])[col].combine_chunks()
+            if pa.types.is_dictionary(arr.type):
+                arr = arr.cast(pa.string())
+            if col != key:
+                arr = pa.array(recording_of(arr.to_pylist()), type=pa.string())
+            self._ids[key] = pc.unique(arr)
+        return self._ids[key]
+
+    def available(self, ids: pd.Series, key: str) -> np.ndarray:
+        return isin(ids, self._id_set(key))
+
+    def fetch(self, ids: Sequence[str], key: str) -> np.ndarray:
+        """Rows of ``ids`` via a DuckDB semi-join on the Parquet file (one streaming pass;
+        about 3x faster and far leaner than a pyarrow dataset filter on 1024-d lists)."""
+        import duckdb
+
+        ids = [str(i) for i in ids]
+        if key == "segment_id" or self.has_recording:
+            col_sql = f'"{key}"'
+        else:  # recording ids without a recording_id column: strip '@<start_s>'
+            col_sql = "regexp_replace(segment_id, '@[^@]*$', '')"
+        con = duckdb.connect()
+        try:
+            con.register("wanted", pa.table({"id": pa.array(ids, type=pa.string())}))
+            table = con.sql(f"SELECT {col_sql}::VARCHAR AS k, embedding FROM read_parquet($path) "
+                            f"WHERE {col_sql} IN (SELECT id FROM wanted)",
+                            params={"path": str(self.path)}).to_arrow_table()
+        finally:
+            con.close()
+        matrix = embedding_matrix(table["embedding"])
+        keys = np.asarray(table["k"].to_pylist(), dtype=object)
+        return _group_mean(keys, matrix, ids)
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """(rows, dim) float32 matrix of a fixed-size-list (or equal-length list) column."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    if n == 0:
+        return np.zeros((0, getattr(arr.type, "list_size", 1)), dtype=np.float32)
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if len(values) % n:
+        raise SampleInputError("embeddings: rows have different lengths")
+    return values.reshape(n, len(values) // n)
+
+
+def embedding_source(embeddings: Any, units: pd.DataFrame | None = None) -> EmbeddingSource | None:
+    """Build an :class:`EmbeddingSource` from what :func:`activepam.sampling.sample` accepts:
+    None, a source, a Parquet path, a DataFrame with ids + ``embedding``, or a matrix whose rows
+    are aligned with ``units``."""
+    if embeddings is None or isinstance(embeddings, EmbeddingSource):
+        return embeddings
+    if isinstance(embeddings, (str, os.PathLike)):
+        return ParquetEmbeddings(embeddings)
+    if isinstance(embeddings, pd.DataFrame):
+        return ArrayEmbeddings.from_frame(embeddings)
+    matrix = np.asarray(embeddings)
+    if units is None or len(matrix) != len(units):
+        n_units = 0 if units is None else len(units)
+        raise SampleInputError(f"embeddings: {len(matrix)} rows but {n_units} units "
+                               "(a matrix must be row-aligned with the units table)")
+    seg = units["segment_id"].astype(str).to_numpy() if "segment_id" in units else None
+    rec = units["recording_id"].astype(str).to_numpy() if "recording_id" in units else None
+    return ArrayEmbeddings(matrix, seg, rec)
