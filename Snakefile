@@ -8,15 +8,21 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/inventory.smk"
 include: "workflow/rules/detect.smk"
 include: "workflow/rules/indices.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/rounds.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/sample.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets,
-    default_target: True

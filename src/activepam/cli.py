@@ -16,6 +16,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "activepam.generate",
     "activepam.inventory",
     "activepam.detect",
+    "activepam.sampling",
+    "activepam.annotations",
+    "activepam.simulate",
+    "activepam.hashing",
 )
 
 
@@ -38,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except OSError as exc:  # disk full, permission denied: the message names path and stage
+        print(f"activepam {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("activepam: interrupted", file=sys.stderr)
         return 130

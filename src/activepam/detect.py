@@ -48,7 +48,14 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from activepam import birdnet as bn
-from activepam.io import AUDIO_EXTENSIONS, atomic_path, iter_audio_blocks, write_csv, write_parquet
+from activepam.io import (
+    AUDIO_EXTENSIONS,
+    StageIOError,
+    atomic_path,
+    iter_audio_blocks,
+    write_csv,
+    write_parquet,
+)
 from activepam.uncertainty import segment_uncertainty, top_k
 
 log = logging.getLogger(__name__)
@@ -548,6 +555,9 @@ class _Decoder(threading.Thread):
 # --------------------------------------------------------------------------- main entry
 
 
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def _as_recordings(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
                    metadata: pd.DataFrame | None) -> tuple[list[Recording], pd.DataFrame | None]:
     if isinstance(inputs, pd.DataFrame):
@@ -563,6 +573,10 @@ def _as_recordings(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
         if inv["recording_id"].duplicated().any():
             dup = inv.loc[inv["recording_id"].duplicated(), "recording_id"].iloc[0]
             raise DetectError(f"inventory has duplicate recording_id {dup!r}")
+        for rid in inv["recording_id"]:
+            if not _SAFE_ID.fullmatch(str(rid)) or str(rid).startswith("."):
+                raise DetectError(f"unsafe recording_id {rid!r}: ids must match "
+                                  "[A-Za-z0-9_.-]+ and not start with '.'")
         recs = [Recording(str(r), str(p)) for r, p in zip(inv["recording_id"], inv["path"])]
         if metadata is None and set(META_COLUMNS) & set(inv.columns):
             metadata = inv
@@ -602,7 +616,10 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     digest = params.digest()
     cache = Path(parts_dir) if parts_dir is not None else out_dir / "parts"
     cache = cache / digest
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StageIOError(exc.errno, f"[detect] cannot create {cache}: {exc.strerror}") from exc
     quarantined: list[dict] = [dict(q) for q in quarantine]
     report = on_quarantine or (lambda p, r: log.warning("quarantined: %s: %s", p, r))
 

@@ -8,6 +8,9 @@ from activepam.config import validate_params
 # Reported before any work starts, naming the key (see workflow/schemas/params.schema.yaml).
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
 
+# software of every rule (used with --sdm conda; make run uses .venv)
+CONDA_ENV = "../envs/activepam.yaml"
+
 RESULTS = "results"
 RAW_DIR = config["data"]["raw_dir"]
 SITES_CSV = config["data"]["sites_csv"]
@@ -18,14 +21,25 @@ def demo_outputs():
     """Files the demo generator writes (empty when the user brings recordings)."""
     if not DEMO:
         return []
-    return [f"{RAW_DIR}/sites.csv", f"{RAW_DIR}/ground_truth.parquet", f"{RAW_DIR}/recordings.csv"]
+    return [
+        f"{RAW_DIR}/{name}"
+        for name in (
+            "sites.csv",
+            "ground_truth.parquet",
+            "recordings.csv",
+            "events.parquet",
+            "species.csv",
+        )
+    ]
 
 
 def detect_shards(wildcards=None):
     """Shard ids decided by the inventory checkpoint (detect.shard_size recordings each)."""
     inv = checkpoints.inventory.get().output.inventory
     n = len(pd.read_parquet(inv, columns=["recording_id"]))
-    return [f"{i:04d}" for i in range(max(1, math.ceil(n / config["detect"]["shard_size"])))]
+    return [
+        f"{i:04d}" for i in range(max(1, math.ceil(n / config["detect"]["shard_size"])))
+    ]
 
 
 def shard_files(pattern):
@@ -52,4 +66,7 @@ def all_targets(wildcards):
         f"{RESULTS}/detect/embeddings.parquet",
         f"{RESULTS}/indices/indices.parquet",
         *FIGURES,
+        *final_targets(config),  # every round's metrics + figures (activepam.rounds)
+        *SIM_TARGETS,  # strategy comparison + stratified analyses (simulate.smk)
+        *SAMPLE_TARGETS,  # one sample + figures per sampling.run strategy (sample.smk)
     ]

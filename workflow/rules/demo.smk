@@ -16,6 +16,8 @@ if DEMO:
             f"{RESULTS}/logs/generate_demo.log",
         benchmark:
             f"{RESULTS}/benchmarks/generate_demo.tsv"
+        conda:
+            CONDA_ENV
         threads: 2
         resources:
             mem_mb=1000,

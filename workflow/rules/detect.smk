@@ -18,6 +18,8 @@ rule detect_shard:
         f"{RESULTS}/benchmarks/detect/{{shard}}.tsv"
     wildcard_constraints:
         shard=r"\d{4}",
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=3000,
@@ -47,6 +49,8 @@ rule gather_detections:
         f"{RESULTS}/logs/detect/gather.log",
     benchmark:
         f"{RESULTS}/benchmarks/detect/gather.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,

@@ -14,6 +14,8 @@ rule indices_shard:
         f"{RESULTS}/benchmarks/indices/{{shard}}.tsv"
     wildcard_constraints:
         shard=r"\d{4}",
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=1500,
@@ -37,6 +39,8 @@ rule gather_indices:
         f"{RESULTS}/logs/gather_indices.log",
     benchmark:
         f"{RESULTS}/benchmarks/gather_indices.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,

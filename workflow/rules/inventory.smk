@@ -13,6 +13,8 @@ checkpoint inventory:
         f"{RESULTS}/logs/inventory.log",
     benchmark:
         f"{RESULTS}/benchmarks/inventory.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=1000,

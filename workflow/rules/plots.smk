@@ -10,6 +10,8 @@ rule plots_detections:
         uncertainty=f"{RESULTS}/figures/uncertainty_histograms.png",
     log:
         f"{RESULTS}/logs/plots_detections.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,

@@ -31,6 +31,8 @@ rule sample:
         f"{RESULTS}/benchmarks/sample/{{strategy}}.tsv"
     wildcard_constraints:
         strategy=SAMPLE_WILDCARD,
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=6000,
@@ -55,6 +57,8 @@ rule plots_sample:
         f"{RESULTS}/benchmarks/sample/{{strategy}}_plots.tsv"
     wildcard_constraints:
         strategy=SAMPLE_WILDCARD,
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,

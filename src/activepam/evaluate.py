@@ -1,0 +1,259 @@
+"""Evaluation on a fixed, held-out test set of labelled segments.
+
+Test set (:func:`choose_test_set`): ``n`` segments drawn once (seeded) from all segments,
+stratified by site (proportional, at least one per site while ``n`` allows), written to
+``results/rounds/test_set.csv`` and excluded from every round's sampling. Its labels come
+through the same export/import as a round (``data/labels/test.csv``; in the demo the simulated
+annotator answers from the generator's ground truth).
+
+Metrics (:func:`summary_metrics`) over a test matrix ``Y [n, n_species]`` (0/1, NaN = unknown)
+and scores ``P``:
+
+* ``macro_ap`` - mean average precision over species with >= 1 positive test label;
+* ``micro_ap`` - AP of all (segment, species) cells pooled;
+* ``macro_auroc`` - mean ROC AUC over species with both classes;
+* ``macro_f1`` - mean F1 at each species' threshold (tuned on the training labels, or 0.5)
+  over species with >= 1 positive;
+* ``ece`` - expected calibration error of all cells (``bins`` equal-width bins);
+* per species (:func:`per_species_metrics`): AP, AUROC, F1, test prevalence and training
+  label counts (AP vs species frequency);
+* per stratum (:func:`stratum_metrics`; site, habitat, season, diel period by default): all of
+  the above per stratum level, and their spread across levels as the coefficient of variation
+  (population std / mean over levels with a finite value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: headline metrics of :func:`summary_metrics`
+METRICS: tuple[str, ...] = ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece")
+#: columns of test_set.csv
+TEST_SET_COLUMNS: tuple[str, ...] = (
+    "unit_id", "unit_type", "recording_id", "path", "start_s", "end_s", "device_id", "site",
+    "country", "habitat", "lat", "lon", "segment_time", "start_time", "top1_species",
+    "top1_confidence", "top2_confidence", "margin", "max_binary_entropy", "mean_binary_entropy",
+)
+
+
+class EvaluationError(ValueError):
+    """The test set cannot be chosen or evaluated; the message names the input."""
+
+
+# --------------------------------------------------------------------------- test set
+
+
+def allocate_per_group(sizes: pd.Series, n: int) -> pd.Series:
+    """Proportional allocation of ``n`` over groups (largest remainder), at least one per
+    non-empty group when ``n`` >= number of groups, capped at group sizes."""
+    sizes = sizes[sizes > 0].sort_index()
+    if sizes.empty or n <= 0:
+        return pd.Series(0, index=sizes.index, dtype=int)
+    n = min(int(n), int(sizes.sum()))
+    floor_one = n >= len(sizes)
+    quota = sizes / sizes.sum() * n
+    alloc = np.floor(quota).astype(int)
+    if floor_one:
+        alloc = alloc.clip(lower=1)
+    alloc = np.minimum(alloc, sizes)
+    while alloc.sum() > n:  # the floor of one overshot: take back from the largest
+        alloc[alloc.idxmax()] -= 1
+    rem = (quota - np.floor(quota)).sort_values(ascending=False, kind="stable")
+    while alloc.sum() < n:
+        for g in rem.index:
+            if alloc.sum() >= n:
+                break
+            if alloc[g] < sizes[g]:
+                alloc[g] += 1
+    return alloc.astype(int)
+
+
+def choose_test_set(segments: pd.DataFrame, n: int, seed: int = 0,
+                    by: str = "site") -> pd.DataFrame:
+    """``n`` segments drawn once, stratified by ``by`` (proportional), sorted by unit id."""
+    if "segment_id" not in segments:
+        raise EvaluationError("segments table lacks column 'segment_id'")
+    if n > len(segments):
+        raise EvaluationError(f"rounds.test_size = {n} but there are only {len(segments)} segments")
+    groups = (segments[by].astype(object).where(segments[by].notna(), "unknown")
+              if by in segments else pd.Series("all", index=segments.index))
+    alloc = allocate_per_group(groups.value_counts(), n)
+    rng = np.random.default_rng(seed)
+    picks = []
+    for g, k in alloc.items():
+        idx = np.flatnonzero((groups == g).to_numpy())
+        idx = idx[np.argsort(segments["segment_id"].to_numpy()[idx].astype(str), kind="stable")]
+        picks.append(rng.choice(idx, size=int(k), replace=False))
+    chosen = segments.iloc[np.sort(np.concatenate(picks))] if picks else segments.iloc[:0]
+    out = chosen.rename(columns={"segment_id": "unit_id"}).assign(unit_type="segment")
+    cols = [c for c in TEST_SET_COLUMNS if c in out.columns]
+    return out[cols].sort_values("unit_id").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _ap(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(y, p)) if y.sum() > 0 else float("nan")
+
+
+def _auroc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    tp = float(np.sum(pred & (y == 1)))
+    denom = float(pred.sum() + y.sum())
+    return 2 * tp / denom if denom > 0 else float("nan")
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """ECE: mean |accuracy - confidence| over ``bins`` equal-width bins, weighted by count."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    if not len(y):
+        return float("nan")
+    idx = np.clip((p * bins).astype(int), 0, bins - 1)
+    err = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            err += m.sum() / len(y) * abs(y[m].mean() - p[m].mean())
+    return float(err)
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def summary_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
+                    bins: int = 10) -> dict[str, float]:
+    """Headline metrics (:data:`METRICS`) plus ``n_units``, ``n_species_evaluated``,
+    ``n_positives``."""
+    Y, P = np.asarray(Y, dtype=float), np.asarray(P, dtype=float)
+    aps, aucs, f1s = [], [], []
+    for j in range(Y.shape[1] if Y.ndim == 2 else 0):
+        m = ~np.isnan(Y[:, j])
+        y, p = Y[m, j].astype(int), P[m, j]
+        if y.sum() == 0:
+            continue
+        aps.append(_ap(y, p))
+        aucs.append(_auroc(y, p))
+        f1s.append(_f1(y, p >= thresholds[j]))
+    known = ~np.isnan(Y)
+    yf, pf = Y[known].astype(int), P[known]
+    return {
+        "macro_ap": _nanmean(aps), "micro_ap": _ap(yf, pf) if len(yf) else float("nan"),
+        "macro_auroc": _nanmean(aucs), "macro_f1": _nanmean(f1s),
+        "ece": expected_calibration_error(yf, pf, bins),
+        "n_units": int(len(Y)), "n_species_evaluated": int(len(aps)),
+        "n_positives": int(yf.sum()),
+    }
+
+
+def per_species_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
+                        label_set: Sequence[str],
+                        train_counts: Mapping[str, Mapping[str, Any]] | None = None
+                        ) -> pd.DataFrame:
+    """AP, AUROC, F1, test positives/prevalence and training label counts per species."""
+    rows = []
+    for j, sp in enumerate(label_set):
+        m = ~np.isnan(Y[:, j])
+        y, p = Y[m, j].astype(int), P[m, j]
+        tc = (train_counts or {}).get(sp, {})
+        rows.append({
+            "species": sp, "ap": _ap(y, p), "auroc": _auroc(y, p),
+            "f1": _f1(y, p >= thresholds[j]) if y.sum() else float("nan"),
+            "threshold": float(thresholds[j]), "test_positives": int(y.sum()),
+            "test_prevalence": float(y.mean()) if len(y) else float("nan"),
+            "train_positives": int(tc.get("n_pos", 0)), "train_negatives": int(tc.get("n_neg", 0)),
+            "model": tc.get("kind", ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def stratum_labels(units: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One column per stratum key (``site``, ``habitat``, ``season``, ``diel``, ... any key of
+    :mod:`activepam.strata`) with each unit's level (``unknown`` when missing)."""
+    from activepam import strata
+
+    out = pd.DataFrame(index=units.index)
+    for key in keys:
+        try:
+            vals = strata.stratum_key_values(units, key)
+            col = pd.Series(np.asarray(vals.astype(object)), index=units.index)
+        except Exception as exc:  # noqa: BLE001 - a missing column makes the key unknown
+            if key in units:
+                col = units[key].astype(object)
+            else:
+                raise EvaluationError(f"stratum key {key!r}: {exc}") from exc
+        out[key] = col.where(col.notna(), "unknown").astype(str)
+    return out
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float:
+    """Population std / mean of the finite values (NaN for < 2 values or mean 0)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2 or v.mean() == 0:
+        return float("nan")
+    return float(v.std() / v.mean())
+
+
+def stratum_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, levels: pd.DataFrame,
+                    bins: int = 10) -> dict[str, Any]:
+    """For each stratum key: metrics per level and their coefficient of variation."""
+    out: dict[str, Any] = {}
+    for key in levels.columns:
+        col = levels[key].to_numpy()
+        per_level = {}
+        for lev in sorted(set(col)):
+            m = col == lev
+            per_level[str(lev)] = summary_metrics(Y[m], P[m], thresholds, bins)
+        cv = {name: coefficient_of_variation([v[name] for v in per_level.values()])
+              for name in METRICS}
+        out[key] = {"levels": per_level, "cv": cv}
+    return out
+
+
+def evaluate_scores(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
+                    units: pd.DataFrame, label_set: Sequence[str], keys: Sequence[str],
+                    bins: int = 10,
+                    train_counts: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``(metrics dict, per-species table)`` of scores ``P`` on the test set."""
+    levels = stratum_labels(units.reset_index(drop=True), keys)
+    metrics = {"overall": summary_metrics(Y, P, thresholds, bins),
+               "strata": stratum_metrics(Y, P, thresholds, levels, bins)}
+    return metrics, per_species_metrics(Y, P, thresholds, label_set, train_counts)
+
+
+def confusion_pairs(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
+                    label_set: Sequence[str]) -> pd.DataFrame:
+    """Counts of (true species, predicted species) confusions on the test set.
+
+    A segment confuses ``a`` with ``b`` when ``a`` is present and missed (score below its
+    threshold) while ``b`` is absent but predicted (score >= its threshold). Returns
+    ``true, predicted, count`` sorted by count.
+    """
+    pred = P >= thresholds[None, :]
+    rows: dict[tuple[str, str], int] = {}
+    for i in range(len(Y)):
+        missed = np.flatnonzero((Y[i] == 1) & ~pred[i])
+        false = np.flatnonzero((Y[i] == 0) & pred[i])
+        for a in missed:
+            for b in false:
+                rows[(label_set[a], label_set[b])] = rows.get((label_set[a], label_set[b]), 0) + 1
+    df = pd.DataFrame([(a, b, c) for (a, b), c in rows.items()],
+                      columns=["true", "predicted", "count"])
+    return df.sort_values(["count", "true", "predicted"], ascending=[False, True, True],
+                          kind="stable").reset_index(drop=True)

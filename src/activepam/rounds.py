@@ -1,0 +1,419 @@
+"""Active-learning rounds: plan, sampling with exclusions, the simulated annotator, evaluation.
+
+One round ``RR`` (``rounds.plan`` in params.yaml; Snakemake rules in workflow/rules/rounds.smk,
+DVC stages ``export@RR`` and ``round@RR``)::
+
+    sample   the plan's score table (round 00: BirdNET's results/detect/segments.parquet, later:
+             round RR-1's segments_scored.parquet), excluding every unit labelled so far and
+             the test set                                  -> round_RR/sample.parquet
+    export   clips + spectrograms + pre-filled Raven tables -> round_RR/annotation/
+    label    experts correct the tables; `activepam labels import` -> data/labels/round_RR.csv
+             (demo: :func:`simulate_annotation` fills the tables from the generator's ground
+             truth and the SAME import code writes the label file)
+    train    probe on the labels of rounds 00..RR, re-score all segments
+                                                            -> round_RR/model.joblib, ...
+    evaluate on the held-out test set                       -> round_RR/metrics.json
+
+The simulated annotator (:class:`Oracle`) answers like an expert in Raven: the model's
+pre-filled species that are truly present get ``Present`` = 1, the wrong ones 0, and every
+missed species gets a new selection box (the true call's time and frequency range, clipped to
+the target). Presence follows the generator's rule (>= 0.5 s of a call, or half of a call
+shorter than 1 s, inside the segment), so the oracle agrees with ``ground_truth.parquet``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from activepam.annotations import (RAVEN_COLUMNS, ExportOptions, ImportResult,
+                                   export_annotation_set, read_labels, read_manifest,
+                                   read_predictions, round_name, run_import, write_raven_table)
+from activepam.io import write_csv, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results"
+ROUNDS_DIR = f"{RESULTS}/rounds"
+DETECT_SEGMENTS = f"{RESULTS}/detect/segments.parquet"
+DETECT_PREDICTIONS = f"{RESULTS}/detect/predictions.parquet"
+_ID_RE = re.compile(r"^\d{2}$")
+#: the generator's presence rule (activepam.generate.segment_truth)
+MIN_OVERLAP_S = 0.5
+MIN_CALL_FRACTION = 0.5
+
+
+class RoundsError(ValueError):
+    """``rounds`` parameters or round inputs are inconsistent; the message names the key."""
+
+
+@contextlib.contextmanager
+def logged(path: str | Path) -> Iterator[None]:
+    """Send logging, tqdm (stderr) and any traceback of a Snakemake script to its log file."""
+    with open(path, "w") as log_file:
+        old_stderr, sys.stderr = sys.stderr, log_file
+        logging.basicConfig(stream=log_file, level=logging.INFO, force=True,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            yield
+        except Exception:
+            logging.getLogger("activepam.rounds").exception("failed")
+            raise
+        finally:
+            sys.stderr = old_stderr
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def scores_path(round_id: str) -> str:
+    """Score table round ``round_id`` samples from: BirdNET's for 00, else the previous
+    round's re-scored segments."""
+    r = int(round_id)
+    return DETECT_SEGMENTS if r == 0 else f"{ROUNDS_DIR}/round_{r - 1:02d}/segments_scored.parquet"
+
+
+def predictions_path(round_id: str) -> str:
+    """Top-k predictions that pre-fill round ``round_id``'s Raven tables."""
+    r = int(round_id)
+    return DETECT_PREDICTIONS if r == 0 else f"{ROUNDS_DIR}/round_{r - 1:02d}/predictions.parquet"
+
+
+def round_plan(params: Mapping[str, Any]) -> list[str]:
+    """Round ids of ``rounds.plan``, validated: ``00``, ``01``, ... in order, each mapped to
+    :func:`scores_path` (DVC chains the stages through these paths)."""
+    plan = (params.get("rounds") or {}).get("plan") or {}
+    if not isinstance(plan, Mapping) or not plan:
+        raise RoundsError("params.yaml: rounds.plan: give at least one round, e.g. "
+                          f'"00": {DETECT_SEGMENTS}')
+    ids = [str(k) for k in plan]
+    for i, rid in enumerate(ids):
+        if not _ID_RE.match(rid) or int(rid) != i:
+            raise RoundsError(f"params.yaml: rounds.plan: round ids must be \"00\", \"01\", ... "
+                              f"in order; entry {i} is {rid!r}")
+        want = scores_path(rid)
+        if str(plan[rid]) != want:
+            raise RoundsError(f"params.yaml: rounds.plan.{rid}: must be {want} (the scores "
+                              f"round {rid} samples from), got {plan[rid]!r}")
+    return ids
+
+
+def label_files(labels_dir: str, last: str, inclusive: bool = True) -> list[str]:
+    """Label files of rounds 00..``last`` (or 00..``last``-1 when not ``inclusive``)."""
+    stop = int(last) + (1 if inclusive else 0)
+    return [f"{labels_dir}/round_{i:02d}.csv" for i in range(stop)]
+
+
+def metrics_files(last: str) -> list[str]:
+    """metrics.json of rounds 00..``last`` (the learning curve's inputs)."""
+    return [f"{ROUNDS_DIR}/round_{i:02d}/metrics.json" for i in range(int(last) + 1)]
+
+
+#: figures written per round by rule round_plots
+ROUND_FIGURES: tuple[str, ...] = ("learning_curve", "strata_heatmap", "confusion_pairs",
+                                  "species_ap")
+
+
+def final_targets(params: Mapping[str, Any]) -> list[str]:
+    """Metrics and figures of every planned round (``make run`` targets; every round's files
+    are outputs of its DVC stage ``round@RR``)."""
+    out = []
+    for rid in round_plan(params):
+        d = f"{ROUNDS_DIR}/round_{rid}"
+        out += [f"{d}/metrics.json", *(f"{d}/{fig}.png" for fig in ROUND_FIGURES)]
+    return out
+
+
+def strategy_for(params: Mapping[str, Any], round_id: str) -> str:
+    """``rounds.strategy`` (one name for every round, or a list with one name per round)."""
+    strat = (params.get("rounds") or {}).get("strategy", "max_entropy")
+    if isinstance(strat, (list, tuple)):
+        r = int(round_id)
+        if r >= len(strat):
+            raise RoundsError(f"params.yaml: rounds.strategy: list has {len(strat)} entries, "
+                              f"round {round_id} needs one")
+        return str(strat[r])
+    return str(strat)
+
+
+def export_options(rounds: Mapping[str, Any]) -> ExportOptions:
+    """:class:`ExportOptions` from the ``rounds`` section."""
+    return ExportOptions(
+        context_s=float(rounds.get("context_s", 4.0)),
+        annotators=tuple(str(a) for a in rounds.get("annotators") or ()),
+        batch_by=str(rounds.get("batch_by", "round_robin")),
+        prefill_top=int(rounds.get("prefill_top", 3)),
+        prefill_min_confidence=float(rounds.get("prefill_min_confidence", 0.1)),
+        spectrograms=bool(rounds.get("spectrograms", True)),
+    )
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def excluded_units(label_files: Sequence[str | Path], test_set: str | Path | None) -> list[str]:
+    """Unit ids never to sample again: everything labelled so far and the test set."""
+    ids: set[str] = set()
+    for f in label_files:
+        ids |= set(read_labels(f)["unit_id"].astype(str))
+    if test_set is not None:
+        ids |= set(pd.read_csv(test_set, dtype={"unit_id": str})["unit_id"])
+    return sorted(ids)
+
+
+def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
+                 embeddings: str | Path | None, exclude: Sequence[str], out: str | Path,
+                 params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Run :func:`activepam.sampling.run_sampling` on a score table and write the sample."""
+    from activepam.sampling import run_sampling
+
+    result = run_sampling(scores, strategy, n=n, seed=seed, embeddings=embeddings,
+                          labelled=list(exclude), params=params, progress=True)
+    clash = set(result["unit_id"].astype(str)) & set(exclude)
+    if clash:  # the sampler's contract; checked because a clash would corrupt the labels
+        raise RoundsError(f"sampling returned already labelled/test unit {sorted(clash)[0]!r}")
+    for col in result.columns:  # mixed object columns break Parquet
+        if result[col].dtype == object:
+            result[col] = result[col].where(result[col].isna(), result[col].astype(str))
+    write_parquet(result, out, stage="rounds")
+    log.info("sampled %d units with %s from %s (%d excluded)", len(result), strategy, scores,
+             len(exclude))
+    return result
+
+
+def export_round(sample: pd.DataFrame, predictions: str | Path, out_dir: str | Path,
+                 round_id: str, options: ExportOptions, strategy: str = "",
+                 label_set: Sequence[str] | None = None) -> pd.DataFrame:
+    """Export a sampled batch (or the test set) for annotation (:mod:`activepam.annotations`)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():  # a stale export must not mix with this one
+        shutil.rmtree(out_dir)
+    preds = read_predictions(predictions, segment_ids=sample["unit_id"],
+                             recording_ids=sample["recording_id"])
+    return export_annotation_set(sample, out_dir, preds, round_id=round_id, strategy=strategy,
+                                 options=options, label_set=label_set)
+
+
+# --------------------------------------------------------------------------- oracle
+
+
+class Oracle:
+    """Ground truth of the demo generator: which species call in a span of a recording."""
+
+    def __init__(self, events: pd.DataFrame, rel_paths: Mapping[str, str]) -> None:
+        ev = events.copy()
+        ev["rel_path"] = ev["rel_path"].astype(str).str.replace("\\", "/", regex=False)
+        self.events = {k: g.reset_index(drop=True) for k, g in ev.groupby("rel_path", sort=False)}
+        self.rel_paths = dict(rel_paths)
+
+    @classmethod
+    def from_files(cls, raw_dir: str | Path, inventory: str | Path) -> Oracle:
+        """From ``events.parquet`` in the demo folder and the inventory (recording -> rel_path)."""
+        events = Path(raw_dir) / "events.parquet"
+        if not events.exists():
+            raise RoundsError(f"{events}: not found - the simulated annotator needs the demo "
+                              "generator's events (set rounds.simulated_annotator: false for "
+                              "real annotators)")
+        inv = pd.read_parquet(inventory, columns=["recording_id", "rel_path"])
+        return cls(pd.read_parquet(events), dict(zip(inv["recording_id"], inv["rel_path"])))
+
+    def calls(self, recording_id: str, start_s: float, end_s: float) -> pd.DataFrame:
+        """Calls counted present in ``[start_s, end_s]`` (generator's rule), clipped to it."""
+        rel = self.rel_paths.get(str(recording_id))
+        if rel is None:
+            raise RoundsError(f"oracle: recording {recording_id!r} is not in the inventory")
+        ev = self.events.get(str(rel).replace("\\", "/"))
+        if ev is None or ev.empty:
+            return pd.DataFrame(columns=["species", "onset_s", "offset_s", "low_hz", "high_hz"])
+        on, off = ev["onset_s"].to_numpy(float), ev["offset_s"].to_numpy(float)
+        overlap = np.minimum(off, end_s) - np.maximum(on, start_s)
+        need = np.minimum(MIN_OVERLAP_S, MIN_CALL_FRACTION * (off - on))
+        hit = ev[overlap >= need - 1e-9].copy()
+        hit["onset_s"] = hit["onset_s"].clip(lower=start_s)
+        hit["offset_s"] = hit["offset_s"].clip(upper=end_s)
+        return hit[["species", "onset_s", "offset_s", "low_hz", "high_hz"]]
+
+    def species(self, recording_id: str, start_s: float, end_s: float) -> set[str]:
+        """Species present in a span."""
+        return set(self.calls(recording_id, start_s, end_s)["species"])
+
+
+def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Oracle,
+                    annotator: str) -> pd.DataFrame:
+    """What an expert returns for one unit: pre-filled rows marked 1/0, missed species added.
+
+    Recording units are labelled per 3 s segment of the truth, so every box sits where the
+    species calls; the model's pre-filled boxes of present species are moved onto a true call.
+    """
+    clip0 = float(unit["clip_start_s"])
+    if unit["unit_type"] == "recording":
+        spans = [(float(s), min(float(s) + 3.0, float(unit["clip_end_s"])))
+                 for s in np.arange(clip0, float(unit["clip_end_s"]) - 1.5 + 1e-9, 3.0)]
+    else:
+        spans = [(float(unit["start_s"]), float(unit["end_s"]))]
+    boxes = []
+    for a, b in spans:
+        calls = oracle.calls(unit["recording_id"], a, b)
+        for sp, grp in calls.groupby("species", sort=True):
+            boxes.append({"species": sp, "begin": grp["onset_s"].min() - clip0,
+                          "end": grp["offset_s"].max() - clip0, "low": grp["low_hz"].min(),
+                          "high": grp["high_hz"].max()})
+    present = {b["species"] for b in boxes}
+    rows = []
+    for r in prefilled.to_dict("records"):
+        if r["Species"] in present or not str(r["Species"]).strip():
+            continue  # replaced by the true box(es) below / placeholder deleted
+        rows.append({**r, "Present": 0, "Annotator": annotator, "Notes": "wrong suggestion"})
+    for b in boxes:
+        rows.append({"View": "Spectrogram 1", "Channel": 1, "Begin Time (s)": round(b["begin"], 4),
+                     "End Time (s)": round(b["end"], 4), "Low Freq (Hz)": round(b["low"], 1),
+                     "High Freq (Hz)": round(b["high"], 1), "Species": b["species"],
+                     "Present": 1, "Confidence": "", "Annotator": annotator, "Notes": ""})
+    out = pd.DataFrame(rows, columns=list(RAVEN_COLUMNS))
+    out["Selection"] = np.arange(1, len(out) + 1)
+    return out
+
+
+def simulate_annotation(annotation_dir: str | Path, out_dir: str | Path, oracle: Oracle,
+                        annotator: str = "oracle") -> list[Path]:
+    """Fill every pre-filled Raven table of an export like an expert; write the completed
+    tables (same file names) to ``out_dir``."""
+    annotation_dir, out_dir = Path(annotation_dir), Path(out_dir)
+    manifest = read_manifest(annotation_dir / "manifest.csv")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    written = []
+    for unit in manifest.to_dict("records"):
+        src = annotation_dir / str(unit["table_file"])
+        pre = pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False)
+        who = str(unit.get("annotator") or "") or annotator
+        done = completed_table(unit, pre, oracle, who)
+        dst = out_dir / str(unit["table_file"])
+        write_raven_table(done.to_dict("records"), dst)
+        written.append(dst)
+    log.info("simulated annotator filled %d tables -> %s", len(written), out_dir)
+    return written
+
+
+def simulate_and_import(annotation_dir: str | Path, completed_dir: str | Path,
+                        labels_out: str | Path, round_id: str, oracle: Oracle,
+                        label_set: str | Path, labels_dir: str | Path) -> ImportResult:
+    """Demo: simulated annotator -> the same import as ``activepam labels import``."""
+    simulate_annotation(annotation_dir, completed_dir, oracle)
+    return run_import([completed_dir], round_id, Path(annotation_dir) / "manifest.csv",
+                      label_set, labels_out, labels_dir, force=False)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_units(test_set: str | Path) -> pd.DataFrame:
+    """``test_set.csv`` with a ``segment_id`` column for the training helpers."""
+    t = pd.read_csv(test_set, dtype={"unit_id": str, "recording_id": str, "site": str,
+                                     "habitat": str})
+    return t.assign(segment_id=t["unit_id"])
+
+
+def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_labels: str | Path,
+                   embeddings: str | Path, predictions: str | Path, label_set: Sequence[str],
+                   keys: Sequence[str], bins: int = 10,
+                   default_threshold: float = 0.5) -> tuple[dict[str, Any], pd.DataFrame,
+                                                             pd.DataFrame]:
+    """Metrics of a round model (or BirdNET when ``model_path`` is None) on the test set.
+
+    Returns ``(metrics, per_species, confusion_pairs)``.
+    """
+    from activepam.evaluate import confusion_pairs, evaluate_scores
+    from activepam.train import birdnet_matrix, load_model, read_embeddings, segment_targets
+
+    units = test_units(test_set)
+    labels = read_labels(test_labels)
+    ids, Y = segment_targets(labels, units, label_set)
+    if not len(ids):
+        raise RoundsError(f"{test_labels}: no test labels")
+    units = units.set_index("segment_id").loc[list(ids)].reset_index()
+    B = birdnet_matrix(predictions, ids, label_set)
+    if model_path is None:
+        P, thr, counts = B, np.full(len(label_set), default_threshold), None
+    else:
+        model = load_model(model_path)
+        if list(model.label_set) != list(label_set):
+            raise RoundsError(f"{model_path}: model label set differs from the current one")
+        P = model.predict(read_embeddings(embeddings, ids), B)
+        thr, counts = model.thresholds, model.summary()
+    metrics, species = evaluate_scores(Y, P, thr, units, label_set, keys, bins, counts)
+    return metrics, species, confusion_pairs(Y, P, thr, label_set)
+
+
+def round_metrics(round_id: str, model_path: str | Path, model_json: str | Path,
+                  baseline: str | Path, **kwargs: Any) -> tuple[dict[str, Any], pd.DataFrame,
+                                                                pd.DataFrame]:
+    """:func:`evaluate_model` plus round facts (labels so far, training hash) and the BirdNET
+    baseline with the improvement over it."""
+    metrics, species, confusion = evaluate_model(model_path, **kwargs)
+    side = json.loads(Path(model_json).read_text())
+    base = json.loads(Path(baseline).read_text())["overall"]
+    over = metrics["overall"]
+    out = {
+        "round": round_name(round_id), "n_labelled_units": side.get("n_units", 0),
+        "n_labelled_segments": side.get("n_segments", 0),
+        "n_label_rows": side.get("n_label_rows", 0), "training_hash": side["training_hash"],
+        "model_kinds": side.get("kinds", {}), **metrics, "baseline": base,
+        "improvement": {k: (over[k] - base[k]) if np.isfinite(over[k]) and np.isfinite(base[k])
+                        else None for k in ("macro_ap", "micro_ap", "macro_auroc", "macro_f1",
+                                            "ece")},
+    }
+    return out, species, confusion
+
+
+def write_round_metrics(metrics: Mapping[str, Any], species: pd.DataFrame,
+                        confusion: pd.DataFrame, metrics_out: str | Path,
+                        species_out: str | Path, confusion_out: str | Path,
+                        strata_out: str | Path) -> None:
+    """metrics.json (headline metrics and the spread across strata: what ``dvc metrics show``
+    lists), strata_metrics.json (every metric per stratum level), per-species and confusion
+    CSVs. NaN is written as null."""
+    strata = metrics.get("strata") or {}
+    compact = {**metrics, "strata": {k: {"cv": v.get("cv", {})} for k, v in strata.items()}}
+    write_json(_nan_to_none(compact), metrics_out, stage="evaluate")
+    write_json(_nan_to_none({"round": metrics.get("round"), "strata": strata}), strata_out,
+               stage="evaluate")
+    write_csv(species, species_out, stage="evaluate")
+    write_csv(confusion, confusion_out, stage="evaluate")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def history(metrics_files: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per round (in order): labels so far and the headline metrics, model and
+    BirdNET baseline (``baseline_*``)."""
+    rows = []
+    for f in metrics_files:
+        m = json.loads(Path(f).read_text())
+        row = {"round": m["round"], "n_labelled_units": m["n_labelled_units"],
+               "n_labelled_segments": m["n_labelled_segments"]}
+        for k in ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece"):
+            row[k] = m["overall"].get(k)
+            row[f"baseline_{k}"] = m["baseline"].get(k)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,448 @@
+"""Retraining per round: a logistic-regression probe on BirdNET embeddings, then re-scoring.
+
+Targets (:func:`segment_targets`): every labelled unit labels its segments (a segment unit its
+own 3 s segment, a recording unit all segments of the recording). An annotator who labelled a
+unit says a species is present in a segment when one of their in-target ``present = 1`` rows
+names it (for recording units: a selection overlapping that segment), absent otherwise - the
+annotation is complete over the label set (closed world), so an empty Raven table is a negative
+for every species. Several annotators (or units) on one segment vote; a tie is unknown (NaN,
+masked out of training). Untimed positives of a recording unit (CSV labels) say "somewhere in
+the recording": NaN for that species on the recording's segments.
+
+Model (:class:`RoundModel`): embeddings are standardised (fitted on the labelled segments), and
+each species with >= 1 positive and >= 1 negative label gets a one-vs-rest
+``LogisticRegression(class_weight="balanced")``; with at least ``calibrate_min`` positives AND
+negatives it is Platt-calibrated (``CalibratedClassifierCV(method="sigmoid")``). Species
+without both classes fall back to BirdNET's own confidence (from ``predictions.parquet``, 0 when
+not in a segment's top-k). A per-species decision threshold is tuned for F1 on out-of-fold
+predictions of the training labels (``default_threshold`` when a species has < 2 labels of a
+class). The model is saved with joblib beside a JSON sidecar holding the training-set hash
+(sha256 of the sorted label rows) and per-species counts.
+
+Re-scoring (:func:`rescore`) streams ``embeddings.parquet`` in batches and writes a table with
+the SAME columns as ``segments.parquet`` (top-1 species, confidences, margin, binary entropies
+recomputed over the label set with :mod:`activepam.uncertainty`) plus a top-k long predictions
+table, so the next round's sampling and export run unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from activepam.io import atomic_path, write_json, write_parquet
+from activepam.uncertainty import segment_uncertainty, top_k
+
+log = logging.getLogger(__name__)
+
+#: a selection must overlap a segment by more than this (s) to label it (recording units)
+MIN_OVERLAP_S = 0.1
+#: columns hashed for the training-set hash (sorted rows, canonical CSV)
+HASH_COLUMNS: tuple[str, ...] = ("unit_id", "unit_type", "recording_id", "start_s", "end_s",
+                                 "species", "present", "in_target", "sel_begin_s", "sel_end_s",
+                                 "annotator")
+#: segments.parquet columns recomputed by re-scoring
+RESCORED_COLUMNS: tuple[str, ...] = ("top1_species", "top1_confidence", "top2_confidence",
+                                     "margin", "max_binary_entropy", "mean_binary_entropy")
+
+
+class TrainError(ValueError):
+    """Labels, embeddings or predictions do not fit together; the message names the file."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of :func:`fit_round_model` (``train.*`` in params.yaml)."""
+
+    C: float = 0.1
+    max_iter: int = 500
+    calibrate_min: int = 10
+    cv_folds: int = 3
+    default_threshold: float = 0.5
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- labels -> targets
+
+
+def concat_labels(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Label tables of several rounds as one (empty frames allowed)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        from activepam.annotations import LABEL_COLUMNS
+
+        return pd.DataFrame(columns=list(LABEL_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def training_hash(labels: pd.DataFrame) -> str:
+    """sha256 of the label rows (:data:`HASH_COLUMNS`, sorted, canonical CSV)."""
+    cols = [c for c in HASH_COLUMNS if c in labels.columns]
+    df = labels[cols].copy()
+    for c in cols:
+        if pd.api.types.is_float_dtype(df[c]):
+            df[c] = df[c].round(4)
+    df = df.astype(str).sort_values(cols, kind="stable").reset_index(drop=True)
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\n")
+    return hashlib.sha256(buf.getvalue().encode()).hexdigest()
+
+
+def segment_targets(labels: pd.DataFrame, segments: pd.DataFrame,
+                    label_set: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment 0/1/NaN targets from label rows (see the module docstring).
+
+    Returns ``(segment_ids, Y)``: the labelled segments (sorted) and ``Y [n, n_species]``.
+    """
+    sp_index = {s: i for i, s in enumerate(label_set)}
+    n_sp = len(label_set)
+    seg = segments[["segment_id", "recording_id", "start_s", "end_s"]]
+    seg_ids = set(seg["segment_id"].astype(str))
+    by_rec = {r: g for r, g in seg.groupby("recording_id", sort=False)}
+    pos: dict[str, np.ndarray] = {}
+    cnt: dict[str, np.ndarray] = {}
+    if labels.empty:
+        return np.zeros(0, dtype=object), np.zeros((0, n_sp))
+    for (uid, ann), rows in labels.groupby(["unit_id", "annotator"], sort=True):
+        utype = rows["unit_type"].iloc[0]
+        if utype == "recording":
+            g = by_rec.get(rows["recording_id"].iloc[0])
+            if g is None:
+                raise TrainError(f"labels: recording {rows['recording_id'].iloc[0]!r} of unit "
+                                 f"{uid!r} has no segments in the segments table")
+            ids = g["segment_id"].astype(str).to_numpy()
+            starts, ends = g["start_s"].to_numpy(float), g["end_s"].to_numpy(float)
+        else:
+            if str(uid) not in seg_ids:
+                raise TrainError(f"labels: unit {uid!r} is not a segment of the segments table")
+            ids = np.array([str(uid)], dtype=object)
+            starts = np.array([float(rows["start_s"].iloc[0])])
+            ends = np.array([float(rows["end_s"].iloc[0])])
+        vote = np.zeros((len(ids), n_sp))
+        hits = rows[(rows["present"] == 1) & (rows["in_target"] == 1) & (rows["species"] != "")]
+        for r in hits.itertuples(index=False):
+            j = sp_index.get(r.species)
+            if j is None:
+                raise TrainError(f"labels: species {r.species!r} (unit {uid}) is not in the "
+                                 "label set")
+            timed = pd.notna(r.sel_begin_s) and pd.notna(r.sel_end_s)
+            if utype != "recording":
+                vote[:, j] = 1.0
+            elif timed:
+                ov = np.minimum(ends, r.sel_end_s) - np.maximum(starts, r.sel_begin_s)
+                vote[ov > MIN_OVERLAP_S, j] = 1.0
+            else:
+                vote[vote[:, j] != 1.0, j] = np.nan
+        for k, sid in enumerate(ids):
+            p = pos.setdefault(sid, np.zeros(n_sp))
+            c = cnt.setdefault(sid, np.zeros(n_sp))
+            known = ~np.isnan(vote[k])
+            p[known] += vote[k][known]
+            c[known] += 1
+    out_ids = np.array(sorted(pos), dtype=object)
+    Y = np.full((len(out_ids), n_sp), np.nan)
+    for i, sid in enumerate(out_ids):
+        p, c = pos[sid], cnt[sid]
+        Y[i] = np.where(c == 0, np.nan, np.where(2 * p > c, 1.0, np.where(2 * p < c, 0.0, np.nan)))
+    return out_ids, Y
+
+
+# --------------------------------------------------------------------------- features
+
+
+def embedding_array(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``[n, d]`` float32 matrix of a (fixed-size) list<float> column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if flat.size % n:
+        raise TrainError("embeddings: rows have different lengths")
+    return flat.reshape(n, flat.size // n)
+
+
+def read_embeddings(path: str | Path, segment_ids: Sequence[str]) -> np.ndarray:
+    """Embeddings of ``segment_ids`` in that order; raises naming the first missing id."""
+    ids = [str(s) for s in segment_ids]
+    if not ids:
+        return np.zeros((0, 0), dtype=np.float32)
+    table = pq.read_table(path, columns=["segment_id", "embedding"],
+                          filters=[("segment_id", "in", sorted(set(ids)))])
+    got = {s: i for i, s in enumerate(table.column("segment_id").to_pylist())}
+    missing = [s for s in ids if s not in got]
+    if missing:
+        raise TrainError(f"{path}: no embedding for segment {missing[0]!r} "
+                         f"({len(missing)} missing)")
+    emb = embedding_array(table.column("embedding"))
+    return emb[[got[s] for s in ids]]
+
+
+def birdnet_matrix(predictions: str | Path | pd.DataFrame, segment_ids: Sequence[str],
+                   label_set: Sequence[str]) -> np.ndarray:
+    """BirdNET confidence ``[n, n_species]`` of the label set (0 when not in the top-k)."""
+    ids = pd.Index([str(s) for s in segment_ids])
+    if isinstance(predictions, pd.DataFrame):
+        pred = predictions[predictions["species"].isin(list(label_set))]
+    else:
+        pred = pq.read_table(predictions, columns=["segment_id", "species", "confidence"],
+                             filters=[("species", "in", list(label_set))]).to_pandas()
+    out = np.zeros((len(ids), len(label_set)), dtype=np.float64)
+    if pred.empty or not len(ids):
+        return out
+    rows = ids.get_indexer(pred["segment_id"].astype(str))
+    cols = pd.Index(list(label_set)).get_indexer(pred["species"])
+    ok = (rows >= 0) & (cols >= 0)
+    np.maximum.at(out, (rows[ok], cols[ok]), pred["confidence"].to_numpy(np.float64)[ok])
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class SpeciesModel:
+    """How one species is scored: ``probe``, ``calibrated`` (Platt) or ``birdnet`` fallback."""
+
+    kind: str
+    n_pos: int
+    n_neg: int
+    threshold: float
+    estimator: Any = None
+
+
+@dataclass
+class RoundModel:
+    """Per-species probes over standardised embeddings, with BirdNET fallback."""
+
+    label_set: list[str]
+    species: dict[str, SpeciesModel]
+    scaler: Any
+    training_hash: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return np.array([self.species[s].threshold for s in self.label_set])
+
+    def predict(self, X: np.ndarray | None, birdnet: np.ndarray) -> np.ndarray:
+        """Probabilities ``[n, n_species]`` from embeddings ``X`` and BirdNET scores."""
+        P = np.array(birdnet, dtype=np.float64, copy=True)
+        probes = [j for j, s in enumerate(self.label_set) if self.species[s].kind != "birdnet"]
+        if probes and X is not None and len(X):
+            Xs = self.scaler.transform(X)
+            for j in probes:
+                P[:, j] = self.species[self.label_set[j]].estimator.predict_proba(Xs)[:, 1]
+        return P
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly description (no estimators)."""
+        return {s: {"kind": m.kind, "n_pos": m.n_pos, "n_neg": m.n_neg,
+                    "threshold": round(float(m.threshold), 6)} for s, m in self.species.items()}
+
+
+def _lr(opts: TrainOptions) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=opts.C, class_weight="balanced", max_iter=opts.max_iter)
+
+
+def tune_threshold(y: np.ndarray, p: np.ndarray, default: float = 0.5) -> float:
+    """Threshold maximising F1 of ``p >= t`` (midpoints between sorted scores); ``default``
+    without both classes."""
+    y = np.asarray(y, dtype=bool)
+    if y.all() or not y.any():
+        return default
+    s = np.unique(p)
+    mids = (s[:-1] + s[1:]) / 2.0 if len(s) > 1 else np.zeros(0)
+    cands = np.concatenate([mids, [default]])
+    best_t, best_f = default, -1.0
+    for t in cands:
+        pred = p >= t
+        tp = np.sum(pred & y)
+        f = 2 * tp / max(1, pred.sum() + y.sum())
+        closer = abs(t - default) < abs(best_t - default)  # ties: nearest to the default
+        if f > best_f + 1e-12 or (abs(f - best_f) <= 1e-12 and closer):
+            best_t, best_f = float(t), f
+    return best_t
+
+
+def _fit_species(X: np.ndarray, y: np.ndarray, opts: TrainOptions) -> SpeciesModel:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    calibrate = n_pos >= opts.calibrate_min and n_neg >= opts.calibrate_min
+    folds = min(opts.cv_folds, n_pos, n_neg)
+    oof = None
+    if folds >= 2:
+        cv = StratifiedKFold(folds, shuffle=True, random_state=opts.seed)
+        oof = cross_val_predict(_lr(opts), X, y, cv=cv, method="decision_function")
+    if calibrate:
+        cv = StratifiedKFold(folds, shuffle=True, random_state=opts.seed)
+        est = CalibratedClassifierCV(_lr(opts), method="sigmoid", cv=cv, ensemble=False).fit(X, y)
+        calibrator = est.calibrated_classifiers_[0].calibrators[0]
+        oof_p = calibrator.predict(oof) if oof is not None else None
+        kind = "calibrated"
+    else:
+        est = _lr(opts).fit(X, y)
+        oof_p = 1.0 / (1.0 + np.exp(-oof)) if oof is not None else None
+        kind = "probe"
+    thr = tune_threshold(y, oof_p, opts.default_threshold) if oof_p is not None \
+        else opts.default_threshold
+    return SpeciesModel(kind, n_pos, n_neg, thr, est)
+
+
+def fit_round_model(X: np.ndarray, Y: np.ndarray, label_set: Sequence[str],
+                    opts: TrainOptions = TrainOptions(), train_hash: str = "",
+                    birdnet: np.ndarray | None = None) -> RoundModel:
+    """Fit the per-species probes on labelled segments ``X [n, d]``, ``Y [n, n_species]``.
+
+    ``birdnet`` (BirdNET scores of the same segments) tunes the thresholds of fallback species
+    when they have both classes (they never do without a probe, so this is a hook for later).
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    if len(X) != len(Y):
+        raise TrainError(f"{len(X)} embeddings but {len(Y)} label rows")
+    scaler = StandardScaler().fit(X) if len(X) else None
+    Xs = scaler.transform(X) if scaler is not None else X
+    species: dict[str, SpeciesModel] = {}
+    for j, sp in enumerate(tqdm(label_set, desc="train", unit="species", file=sys.stderr,
+                                disable=None)):
+        mask = ~np.isnan(Y[:, j]) if len(Y) else np.zeros(0, dtype=bool)
+        y = Y[mask, j].astype(int) if len(Y) else np.zeros(0, dtype=int)
+        n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+        if n_pos >= 1 and n_neg >= 1:
+            species[sp] = _fit_species(Xs[mask], y, opts)
+        else:
+            species[sp] = SpeciesModel("birdnet", n_pos, n_neg, opts.default_threshold)
+    return RoundModel(list(label_set), species, scaler, train_hash, asdict(opts))
+
+
+def save_model(model: RoundModel, path: str | Path, sidecar: str | Path,
+               extra: Mapping[str, Any] | None = None) -> None:
+    """joblib dump of the model + JSON sidecar (training hash, species summary, ``extra``)."""
+    import joblib
+    import sklearn
+
+    with atomic_path(path, "train") as tmp:
+        joblib.dump(model, tmp)
+    kinds = pd.Series([m.kind for m in model.species.values()]).value_counts().to_dict()
+    write_json({"training_hash": model.training_hash, "options": model.options,
+                "n_species": len(model.label_set), "kinds": kinds,
+                "species": model.summary(), "sklearn": sklearn.__version__, **(extra or {})},
+               sidecar, stage="train")
+
+
+def load_model(path: str | Path) -> RoundModel:
+    """A model saved by :func:`save_model`."""
+    import joblib
+
+    model = joblib.load(path)
+    if not isinstance(model, RoundModel):
+        raise TrainError(f"{path}: not an activepam round model")
+    return model
+
+
+# --------------------------------------------------------------------------- re-scoring
+
+
+def score_segments(model: RoundModel, segment_ids: Sequence[str], embeddings: str | Path,
+                   predictions: str | Path | pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+    """Probabilities ``[n, n_species]`` for ``segment_ids`` (in that order), streaming the
+    embeddings; segments without an embedding keep BirdNET's scores for every species."""
+    ids = pd.Index([str(s) for s in segment_ids])
+    P = birdnet_matrix(predictions, ids, model.label_set)
+    if all(m.kind == "birdnet" for m in model.species.values()):
+        return P
+    pf = pq.ParquetFile(embeddings)
+    seen = np.zeros(len(ids), dtype=bool)
+    total = pf.metadata.num_rows
+    with tqdm(total=total, desc="rescore", unit="seg", file=sys.stderr, disable=None) as bar:
+        for batch in pf.iter_batches(batch_size=batch_size, columns=["segment_id", "embedding"]):
+            rows = ids.get_indexer(batch.column("segment_id").to_pylist())
+            ok = rows >= 0
+            if ok.any():
+                X = embedding_array(batch.column("embedding"))[ok]
+                P[rows[ok]] = model.predict(X, P[rows[ok]])
+                seen[rows[ok]] = True
+            bar.update(batch.num_rows)
+    if not seen.all():
+        log.warning("%d segment(s) have no embedding: BirdNET scores kept", int((~seen).sum()))
+    return P
+
+
+def rescored_segments(segments: pd.DataFrame, P: np.ndarray,
+                      label_set: Sequence[str]) -> pd.DataFrame:
+    """``segments`` with :data:`RESCORED_COLUMNS` recomputed from ``P`` (same column order and
+    dtypes)."""
+    if len(P) != len(segments):
+        raise TrainError(f"{len(P)} score rows for {len(segments)} segments")
+    u = segment_uncertainty(P) if len(P) else {k: np.zeros(0) for k in
+                                               ("top1_index", *RESCORED_COLUMNS[1:])}
+    out = segments.copy()
+    labels = np.asarray(list(label_set), dtype=object)
+    new = {"top1_species": labels[u["top1_index"].astype(int)] if len(P) else np.zeros(0, object),
+           **{c: u[c] for c in RESCORED_COLUMNS[1:]}}
+    for c, v in new.items():
+        if c in out.columns and c != "top1_species":
+            out[c] = pd.Series(v, index=out.index).astype(out[c].dtype)
+        else:
+            out[c] = v
+    return out
+
+
+def predictions_long(segments: pd.DataFrame, P: np.ndarray, label_set: Sequence[str],
+                     k: int = 10) -> pd.DataFrame:
+    """Top-``k`` long table (columns of ``predictions.parquet``) from a score matrix."""
+    idx, val = top_k(P, k)
+    n, kk = idx.shape
+    rep = np.repeat(np.arange(n), kk)
+    base = segments.iloc[rep][["segment_id", "recording_id", "path", "start_s", "end_s"]]
+    out = base.reset_index(drop=True)
+    out["rank"] = np.tile(np.arange(1, kk + 1), n).astype(np.int16)
+    out["species"] = np.asarray(list(label_set), dtype=object)[idx.ravel()]
+    out["confidence"] = val.ravel().astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------- one round
+
+
+def train_round(label_files: Sequence[str | Path], segments: str | Path, embeddings: str | Path,
+                predictions: str | Path, label_set: Sequence[str], model_out: str | Path,
+                sidecar_out: str | Path, scored_out: str | Path, predictions_out: str | Path,
+                opts: TrainOptions = TrainOptions(), top_k_out: int = 10,
+                round_label: str = "") -> RoundModel:
+    """Train on the labels of rounds 0..R, save the model, re-score every segment."""
+    from activepam.annotations import read_labels
+
+    labels = concat_labels([read_labels(f) for f in label_files])
+    seg = pd.read_parquet(segments)
+    ids, Y = segment_targets(labels, seg, label_set)
+    X = read_embeddings(embeddings, ids)
+    model = fit_round_model(X, Y, label_set, opts, training_hash(labels))
+    extra = {"round": round_label, "label_files": [Path(f).as_posix() for f in label_files],
+             "n_label_rows": int(len(labels)), "n_units": int(labels["unit_id"].nunique()),
+             "n_segments": int(len(ids)),
+             "n_positive_cells": int(np.nansum(Y)) if len(Y) else 0}
+    save_model(model, model_out, sidecar_out, extra)
+    log.info("model %s: %s", round_label, extra)
+    P = score_segments(model, seg["segment_id"], embeddings, predictions)
+    write_parquet(rescored_segments(seg, P, label_set), scored_out, stage="train")
+    write_parquet(predictions_long(seg, P, label_set, top_k_out), predictions_out, stage="train")
+    return model

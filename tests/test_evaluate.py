@@ -1,0 +1,115 @@
+"""Test-set choice, metrics (AP, AUROC, F1, ECE), per-stratum spread, round figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from activepam import evaluate as ev
+from activepam.plots import rounds as pr
+
+SP = ["A_a", "B_b", "C_c"]
+
+
+def segs(n: int = 60) -> pd.DataFrame:
+    sites = np.array(["S1"] * 30 + ["S2"] * 20 + ["S3"] * 10)[:n]
+    t0 = pd.Timestamp("2025-06-01T00:00:00Z")
+    return pd.DataFrame({
+        "segment_id": [f"r{i // 10}@{3.0 * (i % 10):.1f}" for i in range(n)],
+        "recording_id": [f"r{i // 10}" for i in range(n)], "path": "x.wav",
+        "start_s": [3.0 * (i % 10) for i in range(n)],
+        "end_s": [3.0 * (i % 10) + 3 for i in range(n)],
+        "site": sites, "habitat": np.where(sites == "S1", "forest", "wetland"),
+        "lat": 50.0, "lon": 5.0,
+        "segment_time": [t0 + pd.Timedelta(hours=3 * i) for i in range(n)]})
+
+
+def test_choose_test_set_stratified_and_seeded() -> None:
+    s = segs()
+    a = ev.choose_test_set(s, 12, seed=3)
+    assert len(a) == 12 and a["unit_id"].is_unique
+    assert a.groupby("site").size().to_dict() == {"S1": 6, "S2": 4, "S3": 2}
+    shuffled = s.sample(frac=1, random_state=1)
+    pd.testing.assert_frame_equal(a, ev.choose_test_set(shuffled, 12, seed=3))
+    assert not a.equals(ev.choose_test_set(s, 12, seed=4))
+    assert ev.choose_test_set(s, 3, seed=0)["site"].nunique() == 3  # every site kept
+    with pytest.raises(ev.EvaluationError, match="only 60 segments"):
+        ev.choose_test_set(s, 61)
+
+
+def test_allocate_per_group() -> None:
+    sizes = pd.Series({"a": 100, "b": 1, "c": 5})
+    alloc = ev.allocate_per_group(sizes, 10)
+    assert alloc.sum() == 10 and alloc["b"] == 1 and alloc.min() >= 1
+
+
+def test_summary_metrics_perfect_and_masked() -> None:
+    Y = np.array([[1, 0, np.nan], [0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=float)
+    P = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1], [0.7, 0.2, 0.1], [0.1, 0.3, 0.2]])
+    m = ev.summary_metrics(Y, P, np.full(3, 0.5))
+    assert m["macro_ap"] == pytest.approx(1.0)
+    assert m["micro_ap"] == pytest.approx(1.0)
+    assert m["macro_auroc"] == pytest.approx(1.0)
+    assert m["macro_f1"] == pytest.approx(1.0)
+    assert m["n_species_evaluated"] == 2 and m["n_positives"] == 3
+    bad = ev.summary_metrics(Y, 1 - P, np.full(3, 0.5))
+    assert bad["macro_auroc"] == pytest.approx(0.0) and bad["macro_f1"] == pytest.approx(0.0)
+
+
+def test_ece() -> None:
+    y = np.array([1, 0, 1, 0])
+    assert ev.expected_calibration_error(y, np.array([1.0, 0.0, 1.0, 0.0])) == 0.0
+    assert ev.expected_calibration_error(y, np.full(4, 0.9)) == pytest.approx(0.4)
+
+
+def test_coefficient_of_variation() -> None:
+    assert ev.coefficient_of_variation([1.0, 1.0, np.nan]) == 0.0
+    assert ev.coefficient_of_variation([1.0, 3.0]) == pytest.approx(0.5)
+    assert np.isnan(ev.coefficient_of_variation([0.7]))
+
+
+def test_strata_metrics_and_species() -> None:
+    s = segs(40).rename(columns={"segment_id": "unit_id"})
+    rng = np.random.default_rng(0)
+    Y = (rng.random((40, 3)) < 0.3).astype(float)
+    P = np.clip(Y * 0.6 + rng.random((40, 3)) * 0.5, 0, 1)
+    metrics, species = ev.evaluate_scores(Y, P, np.full(3, 0.5), s, SP,
+                                          ["site", "habitat", "season", "diel"],
+                                          train_counts={"A_a": {"n_pos": 4, "kind": "probe"}})
+    assert set(metrics["strata"]) == {"site", "habitat", "season", "diel"}
+    assert set(metrics["strata"]["site"]["levels"]) == {"S1", "S2"}
+    assert set(metrics["strata"]["diel"]["levels"]) <= {"night", "dawn", "day", "dusk"}
+    assert metrics["strata"]["season"]["levels"].keys() == {"summer"}
+    assert np.isfinite(metrics["strata"]["site"]["cv"]["macro_ap"])
+    assert list(species["species"]) == SP
+    assert species.loc[0, "train_positives"] == 4 and species.loc[0, "model"] == "probe"
+
+
+def test_confusion_pairs() -> None:
+    Y = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=float)
+    P = np.array([[0.1, 0.9, 0.0], [0.2, 0.8, 0.7], [0.0, 0.9, 0.0]])
+    c = ev.confusion_pairs(Y, P, np.full(3, 0.5), SP)
+    assert c.values.tolist() == [["A_a", "B_b", 2], ["A_a", "C_c", 1]]
+
+
+def test_round_figures(tmp_path: Path) -> None:
+    hist = pd.DataFrame({"round": ["round_00", "round_01"], "n_labelled_units": [50, 100],
+                         "macro_ap": [0.4, 0.6], "baseline_macro_ap": [0.2, 0.2],
+                         "micro_ap": [0.5, 0.7], "baseline_micro_ap": [0.3, 0.3],
+                         "macro_auroc": [0.8, 0.9], "baseline_macro_auroc": [0.6, 0.6],
+                         "macro_f1": [0.3, 0.5], "baseline_macro_f1": [0.1, 0.1]})
+    lev = {"macro_ap": 0.5, "macro_f1": 0.4, "n_units": 10}
+    metrics = {"round": "round_01", "strata": {
+        "site": {"levels": {"S1": lev, "S2": {**lev, "macro_ap": None}},
+                 "cv": {"macro_ap": 0.1, "macro_f1": None}}}}
+    conf = pd.DataFrame({"true": ["A_a", "A_a"], "predicted": ["B_b", "C_c"], "count": [3, 1]})
+    out = [tmp_path / f"{n}.png" for n in ("curve", "strata", "confusion", "species")]
+    species = pd.DataFrame({"species": SP, "ap": [0.9, 0.3, np.nan], "train_positives": [12, 0, 0],
+                            "test_positives": [3, 1, 0], "model": ["probe", "birdnet", "birdnet"]})
+    pr.plot_round_figures(hist, metrics, conf, *out[:3], species=species, species_out=out[3])
+    assert all(p.stat().st_size > 2000 for p in out)
+    empty = pr.confusion_figure(conf.iloc[:0])
+    assert empty.axes
