@@ -27,6 +27,8 @@ rule simulation_dataset:
         f"{RESULTS}/logs/simulation/dataset.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulation/dataset.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -46,6 +48,8 @@ rule simulation_full:
         f"{RESULTS}/logs/simulation/full_supervision.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulation/full_supervision.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1500,
@@ -68,6 +72,8 @@ rule simulation_run:
     wildcard_constraints:
         strategy=r"[A-Za-z0-9_]+",
         seed=r"\d+",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1500,
@@ -95,6 +101,8 @@ rule simulation_gather:
         claims=f"{SIM}/claims.json",
     log:
         f"{RESULTS}/logs/simulation/gather.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1500,
@@ -138,6 +146,8 @@ rule simulation_figures:
         ),
     log:
         f"{RESULTS}/logs/simulation/figures.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1500,
@@ -177,6 +187,8 @@ rule simulation_stratified:
         f"{RESULTS}/logs/simulation/stratified.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulation/stratified.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -200,6 +212,8 @@ rule simulation_divergence_setting:
     wildcard_constraints:
         turnover=r"[0-9.]+",
         dseed=r"\d+",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -242,6 +256,8 @@ rule simulation_divergence:
         ),
     log:
         f"{RESULTS}/logs/simulation/divergence.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1500,

@@ -1,0 +1,19 @@
+"""Snakemake adapter for ``rule simulation_run``: one strategy x seed (activepam.simulate)."""
+
+from activepam.simulate import log_to, run_to_file
+
+
+def main(smk) -> None:  # noqa: ANN001 - the snakemake object
+    """Simulate one active-learning run with the oracle and write its tidy results."""
+    with log_to(smk.log[0], smk.threads):
+        run_to_file(
+            smk.input.dataset,
+            smk.wildcards.strategy,
+            int(smk.wildcards.seed),
+            smk.params.simulation,
+            smk.output.run,
+            sampling_params=smk.params.sampling,
+        )
+
+
+main(snakemake)  # noqa: F821 - injected by Snakemake

@@ -1,0 +1,1159 @@
+"""Simulation mode: pool-based active learning with an oracle on a fully labelled dataset.
+
+A :class:`SimDataset` holds one row per 3 s segment (unit metadata as in
+``results/detect/segments.parquet``), its embedding and its 0/1 species labels. It is built from
+
+* the demo: BirdNET embeddings of the demo run + the generator's ground truth
+  (:func:`demo_dataset`), or
+* any dataset given as precomputed embeddings (``unit_id`` + ``embedding``), a labels table
+  (``unit_id, species, present``) and unit metadata (:func:`custom_dataset`), or
+* the synthetic stand-in of :mod:`activepam.synthetic` (for the divergence sweep).
+
+One simulated run (:func:`run_simulation`) = one strategy x one seed:
+
+1. a fixed test set (``test_fraction`` of the recordings of every site, seeded by
+   ``split_seed``, never sampled) and the pool (the rest);
+2. a random seed set (``seed_size``: a fraction of the pool units or a number of units; the
+   same for every strategy with the same seed, so strategies are compared paired);
+3. rounds: train the probe on the labelled segments -> evaluate on the test set -> score the
+   pool's uncertainty -> ask the sampling engine (:func:`activepam.sampling.sample`) for the
+   next batch (fixed or geometrically growing ``batch_size``) -> the oracle labels it.
+
+Units are segments or whole recordings (``unit``). Labelling a recording labels all its
+segments and costs its duration in listening time; a segment costs its 3 s plus ``context_s``
+on each side (clipped to the recording). Budgets are kept in units, segments, recordings and
+audio seconds, absolute and as fractions of the pool (``audio_fraction`` = listening time /
+the pool's total recording duration, the same denominator for both unit modes, so it can
+exceed 1 for segments with context).
+
+The probe (:class:`Probe`) is the multi-label L2 logistic regression of scikit-learn's
+``LogisticRegression(C)`` (same objective, verified against it in the tests) fitted for all
+species at once with one L-BFGS run and warm-started from the previous round: per-species
+scikit-learn fits were ~20 s per round on 1024-d embeddings, this takes well under a second.
+Species without both classes among the labels get a constant (smoothed prevalence)
+probability. Metrics (:func:`evaluate`): macro/micro average precision, macro AUROC, macro F1 at
+``threshold``, ECE, and macro AP / F1 per stratum value with their spread (CV, Pielou J).
+
+The tidy result (:data:`RESULT_COLUMNS`) has one row per (strategy, seed, round, stratum,
+stratum_value, metric); overall metrics have ``stratum == stratum_value == "all"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy.optimize import minimize
+from scipy.special import expit, log_expit
+
+from activepam.io import write_csv, write_parquet
+
+log = logging.getLogger(__name__)
+
+SEGMENT_S = 3.0
+UNITS = ("segment", "recording")
+#: columns of the tidy results table
+RESULT_COLUMNS = [
+    "strategy",
+    "unit",
+    "seed",
+    "round",
+    "n_units",
+    "n_segments",
+    "n_recordings",
+    "audio_seconds",
+    "unit_fraction",
+    "segment_fraction",
+    "recording_fraction",
+    "audio_fraction",
+    "stratum",
+    "stratum_value",
+    "metric",
+    "value",
+]
+OVERALL_METRICS = ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece", "n_species_eval")
+STRATUM_METRICS = ("macro_ap", "macro_f1")
+#: metadata columns kept in a dataset when present (the segments contract)
+META_COLUMNS = (
+    "unit_id",
+    "recording_id",
+    "path",
+    "start_s",
+    "end_s",
+    "recording_duration_s",
+    "device_id",
+    "site",
+    "country",
+    "habitat",
+    "lat",
+    "lon",
+    "start_time",
+    "segment_time",
+)
+
+
+class SimulationError(ValueError):
+    """Bad simulation input or configuration (the message names the file or key)."""
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class SimDataset:
+    """A fully labelled dataset of segments: metadata, embeddings and species labels."""
+
+    units: pd.DataFrame  # one row per segment, META_COLUMNS (unit_id, recording_id, ... )
+    X: np.ndarray  # float32 [n_units, dim]
+    Y: np.ndarray  # uint8 [n_units, n_species]
+    species: list[str]
+    name: str = "dataset"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.units)
+        if self.X.shape[0] != n or self.Y.shape[0] != n:
+            raise SimulationError(
+                f"{self.name}: {n} units but X has {self.X.shape[0]} rows and "
+                f"Y {self.Y.shape[0]}"
+            )
+        if self.Y.shape[1] != len(self.species):
+            raise SimulationError(
+                f"{self.name}: Y has {self.Y.shape[1]} columns for " f"{len(self.species)} species"
+            )
+        for col in ("unit_id", "recording_id", "start_s", "end_s"):
+            if col not in self.units:
+                raise SimulationError(f"{self.name}: unit metadata lacks column {col!r}")
+        if self.units["unit_id"].duplicated().any():
+            dup = self.units.loc[self.units["unit_id"].duplicated(), "unit_id"].iloc[0]
+            raise SimulationError(f"{self.name}: duplicate unit_id {dup!r}")
+        if "recording_duration_s" not in self.units:
+            self.units["recording_duration_s"] = self.units.groupby("recording_id")[
+                "end_s"
+            ].transform("max")
+
+    @property
+    def n(self) -> int:
+        return len(self.units)
+
+
+def write_dataset(ds: SimDataset, path: str | Path) -> Path:
+    """Write a dataset as one Parquet file: metadata + ``embedding`` + ``labels`` (list of species).
+
+    The species order is stored in the file's metadata (``activepam.species``).
+    """
+    units = ds.units.reset_index(drop=True)
+    table = pa.Table.from_pandas(units, preserve_index=False)
+    dim = ds.X.shape[1]
+    flat = pa.array(np.ascontiguousarray(ds.X, dtype=np.float32).ravel())
+    table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim))
+    sp = np.asarray(ds.species, dtype=object)
+    labels = [list(sp[np.flatnonzero(row)]) for row in ds.Y]
+    table = table.append_column("labels", pa.array(labels, type=pa.list_(pa.string())))
+    meta = dict(table.schema.metadata or {})
+    meta[b"activepam.species"] = "\n".join(ds.species).encode()
+    meta[b"activepam.name"] = ds.name.encode()
+    return write_parquet(table.replace_schema_metadata(meta), path, stage="simulate")
+
+
+def read_dataset(path: str | Path) -> SimDataset:
+    """Read a dataset written by :func:`write_dataset`."""
+    path = Path(path)
+    if not path.exists():
+        raise SimulationError(f"{path}: simulation dataset not found")
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    if b"activepam.species" not in meta:
+        raise SimulationError(f"{path}: not a simulation dataset (no species list in metadata)")
+    species = meta[b"activepam.species"].decode().split("\n")
+    name = meta.get(b"activepam.name", path.stem.encode()).decode()
+    X = embedding_matrix(table.column("embedding"), path)
+    index = {s: i for i, s in enumerate(species)}
+    lab = table.column("labels").combine_chunks()
+    offsets = lab.offsets.to_numpy()
+    values = lab.values.to_pylist()
+    Y = np.zeros((table.num_rows, len(species)), dtype=np.uint8)
+    rows = np.repeat(np.arange(table.num_rows), np.diff(offsets))
+    if len(values):
+        Y[rows, [index[v] for v in values]] = 1
+    units = table.drop(["embedding", "labels"]).to_pandas()
+    return SimDataset(units, X, Y, species, name)
+
+
+def embedding_matrix(
+    column: pa.ChunkedArray | pa.Array, source: str | Path = "embeddings"
+) -> np.ndarray:
+    """float32 matrix from an Arrow (fixed-size) list column of embeddings."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(arr) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    if pa.types.is_fixed_size_list(arr.type):
+        dim = arr.type.list_size
+    elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        lengths = pc_list_lengths(arr)
+        if len(set(lengths.tolist())) != 1:
+            raise SimulationError(f"{source}: embeddings have different lengths")
+        dim = int(lengths[0])
+    else:
+        raise SimulationError(f"{source}: column 'embedding' is not a list of floats ({arr.type})")
+    if arr.null_count:
+        raise SimulationError(f"{source}: {arr.null_count} missing embeddings")
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(len(arr), dim)
+
+
+def pc_list_lengths(arr: pa.Array) -> np.ndarray:
+    """Lengths of a list array (numpy)."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+
+
+def labels_matrix(
+    labels: pd.DataFrame,
+    unit_ids: Sequence[str],
+    species: Sequence[str] | None = None,
+    source: str = "labels",
+) -> tuple[np.ndarray, list[str]]:
+    """0/1 matrix [units x species] from a long labels table ``unit_id, species, present``.
+
+    Units without a row are all-absent; unknown unit ids are an error (never dropped).
+    """
+    missing = {"unit_id", "species"} - set(labels.columns)
+    if missing:
+        raise SimulationError(f"{source}: labels table lacks column(s) {sorted(missing)}")
+    lab = labels.copy()
+    if "present" not in lab:
+        lab["present"] = 1
+    lab["present"] = pd.to_numeric(lab["present"], errors="coerce")
+    bad = lab["present"].isna() | ~lab["present"].isin([0, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SimulationError(
+            f"{source}: row {i + 2}: present must be 0 or 1, got " f"{labels['present'].iloc[i]!r}"
+        )
+    index = pd.Index(list(unit_ids))
+    pos = index.get_indexer(lab["unit_id"].astype(str))
+    if (pos < 0).any():
+        unknown = lab["unit_id"].iloc[int(np.flatnonzero(pos < 0)[0])]
+        raise SimulationError(
+            f"{source}: {int((pos < 0).sum())} label row(s) name unknown unit ids "
+            f"(first: {unknown!r})"
+        )
+    if species is None:
+        species = sorted(lab["species"].astype(str).unique())
+    species = list(species)
+    sp_index = pd.Index(species)
+    sp_pos = sp_index.get_indexer(lab["species"].astype(str))
+    if (sp_pos < 0).any():
+        unknown = lab["species"].iloc[int(np.flatnonzero(sp_pos < 0)[0])]
+        raise SimulationError(f"{source}: species {unknown!r} not in the species list")
+    Y = np.zeros((len(index), len(species)), dtype=np.uint8)
+    pres = lab["present"].to_numpy() == 1
+    Y[pos[pres], sp_pos[pres]] = 1
+    return Y, species
+
+
+def _read_table(path: str | Path, what: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise SimulationError(f"{path}: {what} not found")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix in (".csv", ".txt"):
+        return pd.read_csv(path)
+    raise SimulationError(f"{path}: {what} must be .parquet or .csv")
+
+
+def _align_embeddings(emb: pd.DataFrame, unit_ids: pd.Series, source: str) -> np.ndarray:
+    id_col = "unit_id" if "unit_id" in emb else "segment_id" if "segment_id" in emb else None
+    if id_col is None or "embedding" not in emb:
+        raise SimulationError(
+            f"{source}: embeddings need columns unit_id (or segment_id) and embedding"
+        )
+    pos = pd.Index(emb[id_col].astype(str)).get_indexer(unit_ids.astype(str))
+    if (pos < 0).any():
+        first = unit_ids.iloc[int(np.flatnonzero(pos < 0)[0])]
+        raise SimulationError(
+            f"{source}: no embedding for {int((pos < 0).sum())} unit(s) (first: {first!r})"
+        )
+    X = np.stack(emb["embedding"].to_numpy()).astype(np.float32)
+    return X[pos]
+
+
+def custom_dataset(
+    embeddings: str | Path, labels: str | Path, metadata: str | Path, name: str = "custom"
+) -> SimDataset:
+    """Dataset from precomputed embeddings + a labels table + unit metadata (any source).
+
+    * ``embeddings``: Parquet with ``unit_id`` (or ``segment_id``) and ``embedding``;
+    * ``labels``: CSV/Parquet ``unit_id, species, present`` (0/1; units without rows are negative);
+    * ``metadata``: CSV/Parquet with ``unit_id, recording_id, start_s, end_s`` and the strata
+      columns (``site``, ``lat``, ``lon``, ``segment_time`` ...).
+    """
+    meta = _read_table(metadata, "unit metadata")
+    if "unit_id" not in meta and "segment_id" in meta:
+        meta = meta.rename(columns={"segment_id": "unit_id"})
+    for col in ("unit_id", "recording_id", "start_s", "end_s"):
+        if col not in meta:
+            raise SimulationError(f"{metadata}: unit metadata lacks column {col!r}")
+    meta["unit_id"] = meta["unit_id"].astype(str)
+    emb = pd.read_parquet(embeddings) if Path(embeddings).exists() else None
+    if emb is None:
+        raise SimulationError(f"{embeddings}: embeddings not found")
+    X = _align_embeddings(emb, meta["unit_id"], str(embeddings))
+    Y, species = labels_matrix(
+        _read_table(labels, "labels table"), meta["unit_id"], source=str(labels)
+    )
+    keep = [c for c in meta.columns if c not in ("embedding", "labels")]
+    return SimDataset(meta[keep].reset_index(drop=True), X, Y, species, name)
+
+
+def demo_labels(
+    ground_truth: pd.DataFrame, segments: pd.DataFrame, inventory: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Long labels table ``unit_id, species, present`` from the generator's ground truth.
+
+    Ground-truth rows (``rel_path, start_s, species``) are matched to segments by the recording's
+    ``rel_path`` (from the inventory, or the segments' ``rel_path``/``path``) and the segment
+    start; a ground-truth row that matches no segment is an error.
+    """
+    seg = segments[["segment_id", "recording_id", "start_s"]].copy()
+    if inventory is not None:
+        rel = inventory.set_index("recording_id")["rel_path"]
+        seg["rel_path"] = seg["recording_id"].map(rel)
+    elif "rel_path" in segments:
+        seg["rel_path"] = segments["rel_path"]
+    else:
+        raise SimulationError("demo labels need the inventory (recording_id -> rel_path)")
+    seg["rel_path"] = seg["rel_path"].astype(str).str.replace("\\", "/", regex=False)
+    seg["key"] = seg["rel_path"] + "@" + seg["start_s"].round(1).map("{:.1f}".format)
+    gt = ground_truth.copy()
+    gt["key"] = (
+        gt["rel_path"].astype(str).str.replace("\\", "/", regex=False)
+        + "@"
+        + gt["start_s"].astype(float).round(1).map("{:.1f}".format)
+    )
+    merged = gt.merge(seg[["key", "segment_id"]], on="key", how="left")
+    miss = merged["segment_id"].isna()
+    if miss.any():
+        first = merged.loc[miss, "key"].iloc[0]
+        raise SimulationError(
+            f"ground_truth.parquet: {int(miss.sum())} row(s) match no detected "
+            f"segment (first: {first}); was the detection run on this demo?"
+        )
+    out = merged[["segment_id", "species"]].rename(columns={"segment_id": "unit_id"})
+    out["present"] = 1
+    return out.drop_duplicates().reset_index(drop=True)
+
+
+def demo_dataset(
+    segments_path: str | Path,
+    embeddings_path: str | Path,
+    ground_truth_path: str | Path,
+    species_path: str | Path | None = None,
+    inventory_path: str | Path | None = None,
+    name: str = "demo",
+) -> SimDataset:
+    """Dataset of the demo run: BirdNET embeddings + the generator's ground truth."""
+    segments = _read_table(segments_path, "segments table")
+    inventory = _read_table(inventory_path, "inventory") if inventory_path else None
+    gt = _read_table(ground_truth_path, "ground truth")
+    labels = demo_labels(gt, segments, inventory)
+    species = None
+    if species_path:
+        species = _read_table(species_path, "species list")["species"].astype(str).tolist()
+    meta = segments[[c for c in segments.columns if c in META_COLUMNS or c == "segment_id"]].copy()
+    meta = meta.rename(columns={"segment_id": "unit_id"})
+    if inventory is not None and "duration_s" in inventory:
+        meta["recording_duration_s"] = (
+            meta["recording_id"]
+            .map(inventory.set_index("recording_id")["duration_s"])
+            .astype(float)
+        )
+    emb = pd.read_parquet(embeddings_path, columns=["segment_id", "embedding"])
+    X = _align_embeddings(emb, meta["unit_id"], str(embeddings_path))
+    Y, species = labels_matrix(labels, meta["unit_id"], species, source=str(ground_truth_path))
+    return SimDataset(meta.reset_index(drop=True), X, Y, species, name)
+
+
+# --------------------------------------------------------------------------- probe
+
+
+class Probe:
+    """Multi-label L2 logistic regression, all species fitted jointly with L-BFGS.
+
+    Per species the objective is scikit-learn's ``LogisticRegression(C=C)``:
+    ``sum_i logloss(y_i, w.x_i + b) + ||w||^2 / (2 C)`` (intercept not penalised). Species
+    with a single class among the training labels get the constant probability
+    ``(positives + 0.5) / (n + 1)``. ``fit`` warm-starts from the previous solution.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 200, tol: float = 1e-4) -> None:
+        if C <= 0:
+            raise SimulationError(f"probe C must be > 0, got {C}")
+        self.C = float(C)
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.W: np.ndarray | None = None  # [dim, n_species]
+        self.b: np.ndarray | None = None  # [n_species]
+        self.n_iter_ = 0
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> Probe:
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+        n, d = X.shape
+        s = Y.shape[1]
+        if self.W is None or self.W.shape != (d, s):
+            self.W, self.b = np.zeros((d, s)), np.zeros(s)
+        assert self.b is not None
+        pos = Y.sum(axis=0)
+        active = (pos > 0) & (pos < n)
+        const = np.clip((pos + 0.5) / (n + 1.0), 1e-6, 1 - 1e-6)
+        self.W[:, ~active] = 0.0
+        self.b[~active] = np.log(const[~active] / (1 - const[~active]))
+        k = int(active.sum())
+        if k == 0 or n == 0:
+            return self
+        Ya = Y[:, active]
+        inv_c = 1.0 / self.C
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            W = theta[: d * k].reshape(d, k)
+            b = theta[d * k :]
+            Z = X @ W + b
+            loss = (
+                -(Ya * log_expit(Z) + (1.0 - Ya) * log_expit(-Z)).sum()
+                + 0.5 * inv_c * (W * W).sum()
+            )
+            G = expit(Z) - Ya
+            return float(loss), np.concatenate([(X.T @ G + inv_c * W).ravel(), G.sum(axis=0)])
+
+        theta0 = np.concatenate([self.W[:, active].ravel(), self.b[active]])
+        res = minimize(
+            objective,
+            theta0,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": self.max_iter, "gtol": self.tol * n},
+        )
+        self.W[:, active] = res.x[: d * k].reshape(d, k)
+        self.b[active] = res.x[d * k :]
+        self.n_iter_ = int(res.nit)
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        if self.W is None or self.b is None:
+            raise SimulationError("probe used before fit")
+        return np.asarray(X, dtype=np.float64) @ self.W + self.b
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of presence [n, n_species]."""
+        return expit(self.decision_function(X))
+
+
+def features(X: np.ndarray, pca_dims: int = 0, seed: int = 0) -> np.ndarray:
+    """Standardised features: optional PCA (randomized, seeded) then per-dimension z-score.
+
+    Fitted on all units (unsupervised, transductive - the pool and the test set are known in a
+    pool-based simulation); identical for every strategy and seed.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if pca_dims and 0 < pca_dims < min(X.shape):
+        from sklearn.decomposition import PCA
+
+        X = PCA(
+            n_components=int(pca_dims), svd_solver="randomized", random_state=seed
+        ).fit_transform(X)
+    mu = X.mean(axis=0)
+    sd = X.std(axis=0)
+    sd[sd == 0] = 1.0
+    return (X - mu) / sd
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Average precision of scores ``s`` for 0/1 labels ``y`` (scikit-learn's definition, ties
+    grouped); NaN without positives."""
+    y = np.asarray(y, dtype=np.float64)
+    n_pos = y.sum()
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(s, dtype=np.float64), kind="mergesort")
+    ss, yy = np.asarray(s)[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(ss)), len(ss) - 1]
+    tps = np.cumsum(yy)[last]
+    precision = tps / (last + 1)
+    recall = tps / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney with mid-ranks); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def f1_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """F1 of 0/1 predictions; NaN without positives in ``y``."""
+    y = np.asarray(y, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    tp = int((y & pred).sum())
+    if y.sum() == 0:
+        return float("nan")
+    denom = y.sum() + pred.sum()
+    return float(2.0 * tp / denom) if denom else float("nan")
+
+
+def expected_calibration_error(Y: np.ndarray, P: np.ndarray, bins: int = 10) -> float:
+    """ECE over all (unit, species) probabilities in ``bins`` equal-width bins."""
+    y = np.asarray(Y, dtype=np.float64).ravel()
+    p = np.asarray(P, dtype=np.float64).ravel()
+    if len(p) == 0:
+        return float("nan")
+    idx = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    cnt = np.bincount(idx, minlength=bins)
+    conf = np.bincount(idx, weights=p, minlength=bins)
+    acc = np.bincount(idx, weights=y, minlength=bins)
+    ok = cnt > 0
+    return float(np.sum(np.abs(acc[ok] - conf[ok])) / len(p))
+
+
+def _nanmean(values: list[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def macro_scores(Y: np.ndarray, P: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Macro AP / F1 over species with at least one positive, macro AUROC (both classes)."""
+    aps, f1s, aucs = [], [], []
+    for j in np.flatnonzero(np.asarray(Y).sum(axis=0) > 0):
+        aps.append(average_precision(Y[:, j], P[:, j]))
+        f1s.append(f1_score(Y[:, j], P[:, j] >= threshold))
+        aucs.append(auroc(Y[:, j], P[:, j]))
+    return {
+        "macro_ap": _nanmean(aps),
+        "macro_f1": _nanmean(f1s),
+        "macro_auroc": _nanmean(aucs),
+        "n_species_eval": float(len(aps)),
+    }
+
+
+def evaluate(
+    Y: np.ndarray,
+    P: np.ndarray,
+    strata: Mapping[str, np.ndarray] | None = None,
+    threshold: float = 0.5,
+    min_units: int = 1,
+) -> list[tuple[str, str, str, float]]:
+    """All metrics as ``(stratum, stratum_value, metric, value)`` rows.
+
+    Overall: macro/micro AP, macro AUROC, macro F1, ECE, number of species evaluated. Per
+    stratum key and value (units >= ``min_units``): macro AP and macro F1, then the spread of
+    those over the key's values as ``cv_<metric>`` and ``pielou_<metric>`` (value ``"all"``).
+    """
+    Y = np.asarray(Y)
+    P = np.asarray(P)
+    rows: list[tuple[str, str, str, float]] = []
+    overall = macro_scores(Y, P, threshold)
+    overall["micro_ap"] = average_precision(Y.ravel(), P.ravel())
+    overall["ece"] = expected_calibration_error(Y, P)
+    rows += [("all", "all", m, overall[m]) for m in OVERALL_METRICS]
+    from activepam.analysis import spread
+
+    for key, values in (strata or {}).items():
+        values = np.asarray(values).astype(str)
+        per_value: dict[str, list[float]] = {m: [] for m in STRATUM_METRICS}
+        for v in np.unique(values):
+            mask = values == v
+            if mask.sum() < min_units:
+                continue
+            sc = macro_scores(Y[mask], P[mask], threshold)
+            for m in STRATUM_METRICS:
+                rows.append((key, str(v), m, sc[m]))
+                per_value[m].append(sc[m])
+        for m in STRATUM_METRICS:
+            cv, j = spread(per_value[m])
+            rows += [(key, "all", f"cv_{m}", cv), (key, "all", f"pielou_{m}", j)]
+    return rows
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Settings of a simulated run (the ``simulation`` section of params.yaml)."""
+
+    seed_size: float = 0.02
+    batch_size: float = 4
+    batch_growth: float = 1.0
+    rounds: int = 10
+    test_fraction: float = 0.25
+    split_seed: int = 0
+    context_s: float = 4.0
+    pca_dims: int = 128
+    probe_C: float = 1.0
+    probe_max_iter: int = 200
+    threshold: float = 0.5
+    strata: tuple[str, ...] = ("site", "lat_band", "season", "diel")
+    strata_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.seed_size <= 0 or self.batch_size <= 0:
+            raise SimulationError("simulation.seed_size and simulation.batch_size must be > 0")
+        if not 0 < self.test_fraction < 1:
+            raise SimulationError("simulation.test_fraction must be in (0, 1)")
+        if self.rounds < 0 or self.batch_growth < 1:
+            raise SimulationError("simulation.rounds must be >= 0 and simulation.batch_growth >= 1")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> SimConfig:
+        """Config from the ``simulation`` section (unknown keys ignored)."""
+        names = set(cls.__dataclass_fields__)
+        kw = {k: v for k, v in params.items() if k in names}
+        kw.update(overrides)
+        if "strata" in kw:
+            kw["strata"] = tuple(kw["strata"])
+        return cls(**kw)
+
+
+def n_units(size: float, pool: int) -> int:
+    """A size given as a fraction (< 1) of ``pool`` or a count (>= 1), at least 1."""
+    n = math.ceil(size * pool - 1e-9) if size < 1 else int(round(size))
+    return max(1, min(int(n), pool))
+
+
+def batch_schedule(batch_size: float, growth: float, rounds: int, pool: int) -> list[int]:
+    """Batch size of every round: ``batch_size`` (fraction of ``pool`` or count) x growth^r."""
+    first = n_units(batch_size, pool)
+    return [max(1, int(round(first * growth**r))) for r in range(rounds)]
+
+
+@dataclass
+class Split:
+    """Fixed pool / test split of a dataset (row indices)."""
+
+    pool: np.ndarray
+    test: np.ndarray
+
+
+def split_test(ds: SimDataset, fraction: float, seed: int = 0, by: str = "site") -> Split:
+    """Hold out ``fraction`` of the recordings of every ``by`` group (site) as the test set.
+
+    Splitting by recording keeps a recording's segments together (no leakage between
+    neighbouring segments); every site keeps at least one pool recording.
+    """
+    rec = ds.units[["recording_id"]].copy()
+    rec["group"] = ds.units[by].astype(str) if by in ds.units else "all"
+    recs = rec.drop_duplicates("recording_id").sort_values("recording_id")
+    rng = np.random.default_rng(seed)
+    test_recs: list[str] = []
+    for _, g in recs.groupby("group", sort=True):
+        ids = g["recording_id"].to_numpy()
+        k = int(round(fraction * len(ids)))
+        k = min(max(k, 1 if len(ids) > 1 else 0), len(ids) - 1)
+        test_recs += list(rng.permutation(ids)[:k])
+    is_test = ds.units["recording_id"].isin(set(test_recs)).to_numpy()
+    if not is_test.any() or is_test.all():
+        raise SimulationError(
+            f"{ds.name}: cannot split {len(recs)} recording(s) into pool and test"
+        )
+    return Split(np.flatnonzero(~is_test), np.flatnonzero(is_test))
+
+
+def strata_values(
+    units: pd.DataFrame, keys: Sequence[str], options: Mapping[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Stratum label of every unit for each key (see :mod:`activepam.strata`)."""
+    from activepam.strata import build_strata
+
+    out = {}
+    for key in keys:
+        if key in units and key not in ("lat_band", "season", "diel"):
+            out[key] = units[key].astype(str).to_numpy()
+            continue
+        st = build_strata(units, [key], options)
+        labels = np.asarray([lab.split("=", 1)[1] for lab in st.labels], dtype=object)
+        out[key] = labels[st.codes]
+    return out
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A named simulation strategy: a resolved sampling-engine strategy (see
+    :mod:`activepam.strategies`); its ``unit`` says whether segments or recordings are labelled
+    and its ``aggregation`` how segment uncertainty becomes a recording score."""
+
+    name: str
+    strategy: dict[str, Any]
+
+    @property
+    def unit(self) -> str:
+        return str(self.strategy.get("unit", "segment"))
+
+    @property
+    def aggregation(self) -> dict[str, Any]:
+        return dict(self.strategy.get("aggregation") or {})
+
+    @property
+    def column(self) -> str:
+        """Segment column aggregated into the recording score (the score's uncertainty)."""
+        from activepam.scores import SCORE_COLUMNS
+
+        cols = SCORE_COLUMNS.get(str(self.strategy.get("score", {}).get("method")), ())
+        return cols[0] if len(cols) == 1 else "max_binary_entropy"
+
+
+def resolve_strategy(
+    name: str, presets: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
+) -> StrategySpec:
+    """Strategy ``name``: an entry of ``presets`` (params ``simulation.presets``), a user
+    strategy of ``params`` (``sampling.strategies``) or a built-in preset of the sampling engine.
+
+    Presets are strategy mappings and may start from another strategy with ``base``.
+    """
+    from activepam.strategies import StrategyError, resolve_strategy as resolve, user_strategies
+
+    users = {**user_strategies(params), **dict(presets or {})}
+    try:
+        spec = resolve(name, {"sampling": {"strategies": users}})
+    except StrategyError as exc:
+        raise SimulationError(f"simulation.strategies: {exc}") from exc
+    return StrategySpec(name, spec)
+
+
+#: selector(pool_segments, n, seed, embeddings, labelled_ids) -> selected unit ids in order
+#: (segment ids or recording ids, as the strategy's unit says)
+Selector = Callable[[pd.DataFrame, int, int, pd.DataFrame | None, Sequence[str]], list[str]]
+
+
+def sampling_selector(spec: StrategySpec) -> Selector:
+    """Selector calling the sampling engine with the strategy of ``spec``."""
+    from activepam import sampling
+
+    def select(
+        units: pd.DataFrame,
+        n: int,
+        seed: int,
+        embeddings: pd.DataFrame | None,
+        labelled: Sequence[str],
+    ) -> list[str]:
+        out = sampling.sample(
+            units, spec.strategy, n=n, seed=seed, embeddings=embeddings, labelled=labelled
+        )
+        return out["unit_id"].astype(str).tolist()
+
+    return select
+
+
+# --------------------------------------------------------------------------- the AL loop
+
+
+def _segment_cost(units: pd.DataFrame, context_s: float) -> np.ndarray:
+    start = units["start_s"].to_numpy(dtype=np.float64)
+    end = units["end_s"].to_numpy(dtype=np.float64)
+    dur = units["recording_duration_s"].to_numpy(dtype=np.float64)
+    return np.minimum(end + context_s, dur) - np.maximum(start - context_s, 0.0)
+
+
+def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray) -> pd.DataFrame:
+    """Segments table (the detect contract) of pool rows with the probe's uncertainty."""
+    from activepam.uncertainty import segment_uncertainty
+
+    seg = ds.units.iloc[rows].reset_index(drop=True).rename(columns={"unit_id": "segment_id"})
+    unc = segment_uncertainty(P)
+    species = np.asarray(ds.species, dtype=object)
+    seg["top1_species"] = species[unc["top1_index"]]
+    for col in (
+        "top1_confidence",
+        "top2_confidence",
+        "margin",
+        "ratio",
+        "max_binary_entropy",
+        "mean_binary_entropy",
+    ):
+        seg[col] = unc[col]
+    return seg
+
+
+def run_simulation(
+    ds: SimDataset,
+    spec: StrategySpec,
+    seed: int,
+    cfg: SimConfig,
+    selector: Selector | None = None,
+    Z: np.ndarray | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """One simulated AL run (strategy x seed): the tidy result rows of every round."""
+    selector = selector or sampling_selector(spec)
+    Z = features(ds.X, cfg.pca_dims) if Z is None else Z
+    split = split_test(ds, cfg.test_fraction, cfg.split_seed)
+    strata_all = strata_values(ds.units, cfg.strata, cfg.strata_options)
+    test_strata = {k: v[split.test] for k, v in strata_all.items()}
+    pool_units = ds.units.iloc[split.pool].reset_index(drop=True)
+    seg_cost = _segment_cost(pool_units, cfg.context_s)
+    rec_of = pool_units["recording_id"].astype(str).to_numpy()
+    rec_dur = pool_units.groupby("recording_id")["recording_duration_s"].first()
+    if spec.unit == "recording":
+        unit_ids = np.asarray(sorted(set(rec_of)), dtype=object)
+        members = pd.Series(np.arange(len(rec_of))).groupby(rec_of).apply(np.asarray).to_dict()
+    else:
+        unit_ids = pool_units["unit_id"].astype(str).to_numpy()
+        members = {u: np.array([i]) for i, u in enumerate(unit_ids)}
+    totals = {
+        "units": len(unit_ids),
+        "segments": len(pool_units),
+        "recordings": len(rec_dur),
+        "audio": float(rec_dur.sum()),  # the pool's audio, the same for every unit mode
+    }
+    rng = np.random.default_rng(seed)
+    labelled: list[str] = list(rng.permutation(unit_ids)[: n_units(cfg.seed_size, len(unit_ids))])
+    schedule = batch_schedule(cfg.batch_size, cfg.batch_growth, cfg.rounds, len(unit_ids))
+    emb = None
+    probe = Probe(cfg.probe_C, cfg.probe_max_iter)
+    Y_test = ds.Y[split.test]
+    rows: list[dict[str, Any]] = []
+    rounds = range(cfg.rounds + 1)
+    if progress:
+        from tqdm import tqdm
+
+        rounds = tqdm(rounds, desc=f"{spec.name} seed {seed}", unit="round", leave=False)
+    for r in rounds:
+        lab_pos = np.concatenate([members[u] for u in labelled])
+        probe.fit(Z[split.pool[lab_pos]], ds.Y[split.pool[lab_pos]])
+        P_test = probe.predict_proba(Z[split.test])
+        lab_recs = set(rec_of[lab_pos])
+        audio = (
+            float(rec_dur.loc[sorted(lab_recs)].sum())
+            if spec.unit == "recording"
+            else float(seg_cost[lab_pos].sum())
+        )
+        budget = {
+            "strategy": spec.name,
+            "unit": spec.unit,
+            "seed": int(seed),
+            "round": r,
+            "n_units": len(labelled),
+            "n_segments": len(lab_pos),
+            "n_recordings": len(lab_recs),
+            "audio_seconds": audio,
+            "unit_fraction": len(labelled) / totals["units"],
+            "segment_fraction": len(lab_pos) / totals["segments"],
+            "recording_fraction": len(lab_recs) / totals["recordings"],
+            "audio_fraction": audio / totals["audio"] if totals["audio"] else float("nan"),
+        }
+        for stratum, value, metric, v in evaluate(Y_test, P_test, test_strata, cfg.threshold):
+            rows.append(
+                {
+                    **budget,
+                    "stratum": stratum,
+                    "stratum_value": value,
+                    "metric": metric,
+                    "value": float(v),
+                }
+            )
+        if r == cfg.rounds or len(labelled) >= len(unit_ids):
+            break
+        P_pool = probe.predict_proba(Z[split.pool])
+        seg = _pool_segments(ds, split.pool, P_pool)
+        if emb is None:
+            emb = pd.DataFrame(
+                {
+                    "segment_id": seg["segment_id"],
+                    "recording_id": seg["recording_id"],
+                    "embedding": list(Z[split.pool].astype(np.float32)),
+                }
+            )
+        n = min(schedule[r], len(unit_ids) - len(labelled))
+        chosen = selector(seg, n, seed * 1000 + r, emb, list(labelled))
+        fresh = [u for u in chosen if u not in set(labelled)]
+        if len(fresh) != len(chosen):
+            raise SimulationError(
+                f"strategy {spec.name!r} re-sampled {len(chosen) - len(fresh)} labelled unit(s)"
+            )
+        if not fresh:
+            log.warning("strategy %s chose no unit in round %d; stopping", spec.name, r)
+            break
+        labelled += fresh
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def full_supervision(ds: SimDataset, cfg: SimConfig, Z: np.ndarray | None = None) -> pd.DataFrame:
+    """Metrics of the probe trained on the whole pool (the full-supervision reference)."""
+    Z = features(ds.X, cfg.pca_dims) if Z is None else Z
+    split = split_test(ds, cfg.test_fraction, cfg.split_seed)
+    strata_all = strata_values(ds.units, cfg.strata, cfg.strata_options)
+    probe = Probe(cfg.probe_C, max(cfg.probe_max_iter, 500)).fit(Z[split.pool], ds.Y[split.pool])
+    P = probe.predict_proba(Z[split.test])
+    rows = evaluate(
+        ds.Y[split.test], P, {k: v[split.test] for k, v in strata_all.items()}, cfg.threshold
+    )
+    return pd.DataFrame(rows, columns=["stratum", "stratum_value", "metric", "value"])
+
+
+# --------------------------------------------------------------------------- file-level steps
+
+
+@contextlib.contextmanager
+def log_to(path: str | Path | None, threads: int = 1) -> Iterator[None]:
+    """Send logging and tracebacks to ``path`` (a rule's log) and cap BLAS threads.
+
+    Small matrix products are much slower with several BLAS threads fighting for 2 cores, so
+    every simulation job uses ``threads`` BLAS threads (Snakemake's ``threads``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    handle = open(path, "w") if path else None  # noqa: SIM115 - closed below
+    old_stderr = sys.stderr
+    try:
+        if handle is not None:
+            sys.stderr = handle
+            logging.basicConfig(
+                stream=handle,
+                level=logging.INFO,
+                force=True,
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            )
+        with threadpool_limits(limits=max(1, int(threads))):
+            yield
+    except Exception:
+        logging.getLogger("activepam.simulate").exception("failed")
+        raise
+    finally:
+        sys.stderr = old_stderr
+        if handle is not None:
+            handle.close()
+
+
+def prepare_dataset(
+    sim: Mapping[str, Any], inputs: Mapping[str, str], out: str | Path
+) -> SimDataset:
+    """Build the simulation dataset named by ``sim['dataset']`` and write it to ``out``.
+
+    ``inputs``: for ``demo`` the keys segments, embeddings, ground_truth, species, inventory;
+    for ``custom`` embeddings, labels, metadata.
+    """
+    kind = sim.get("dataset", "demo")
+    if kind == "demo":
+        ds = demo_dataset(
+            inputs["segments"],
+            inputs["embeddings"],
+            inputs["ground_truth"],
+            inputs.get("species"),
+            inputs.get("inventory"),
+            name="demo",
+        )
+    elif kind == "custom":
+        ds = custom_dataset(inputs["embeddings"], inputs["labels"], inputs["metadata"])
+    else:
+        raise SimulationError(f"simulation.dataset: unknown dataset {kind!r} (demo | custom)")
+    log.info(
+        "dataset %s: %d segments, %d recordings, %d species, %d-d embeddings, "
+        "%d positive labels",
+        ds.name,
+        ds.n,
+        ds.units["recording_id"].nunique(),
+        len(ds.species),
+        ds.X.shape[1],
+        int(ds.Y.sum()),
+    )
+    write_dataset(ds, out)
+    return ds
+
+
+def run_to_file(
+    dataset: str | Path,
+    strategy: str,
+    seed: int,
+    sim: Mapping[str, Any],
+    out: str | Path,
+    sampling_params: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """One strategy x seed run on a dataset file; writes the tidy rows to ``out`` (Parquet)."""
+    t0 = time.perf_counter()
+    ds = read_dataset(dataset)
+    cfg = SimConfig.from_params(sim)
+    spec = resolve_strategy(strategy, sim.get("presets"), sampling_params)
+    res = run_simulation(ds, spec, int(seed), cfg, progress=progress)
+    write_parquet(res, out, stage="simulate")
+    last = res[(res["stratum"] == "all") & (res["metric"] == sim.get("metric", "macro_ap"))].iloc[
+        -1
+    ]
+    log.info(
+        "%s seed %s: %d rounds, %d units, final %s %.4f, %.1f s",
+        strategy,
+        seed,
+        int(last["round"]),
+        int(last["n_units"]),
+        sim.get("metric", "macro_ap"),
+        float(last["value"]),
+        time.perf_counter() - t0,
+    )
+    return res
+
+
+def full_to_file(dataset: str | Path, sim: Mapping[str, Any], out: str | Path) -> pd.DataFrame:
+    """Full-supervision metrics of a dataset file, written to ``out`` (Parquet)."""
+    ds = read_dataset(dataset)
+    full = full_supervision(ds, SimConfig.from_params(sim))
+    write_parquet(full, out, stage="simulate")
+    return full
+
+
+# --------------------------------------------------------------------------- workflow helpers
+
+
+def workflow_dataset_inputs(config: Mapping[str, Any], results: str = "results") -> dict[str, str]:
+    """Snakemake inputs of the simulation dataset: the demo run's detections + ground truth,
+    or the custom dataset's embeddings, labels and metadata."""
+    sim = config.get("simulation") or {}
+    if sim.get("dataset", "demo") == "custom":
+        missing = [k for k in ("embeddings", "labels", "metadata") if not sim.get(k)]
+        if missing:
+            raise SimulationError(f"simulation.{missing[0]}: a path is needed for dataset: custom")
+        return {k: str(sim[k]) for k in ("embeddings", "labels", "metadata")}
+    raw = config["data"]["raw_dir"]
+    return {
+        "segments": f"{results}/detect/segments.parquet",
+        "embeddings": f"{results}/detect/embeddings.parquet",
+        "inventory": f"{results}/inventory/inventory.parquet",
+        "ground_truth": f"{raw}/ground_truth.parquet",
+        "species": f"{raw}/species.csv",
+    }
+
+
+def workflow_targets(config: Mapping[str, Any], results: str = "results") -> list[str]:
+    """Final outputs of the simulation for ``rule all`` (none when it cannot run: the demo
+    dataset needs ``demo.enabled``)."""
+    sim = config.get("simulation") or {}
+    if not sim or (sim.get("dataset", "demo") == "demo" and not config["demo"].get("enabled")):
+        return []
+    d = f"{results}/simulation"
+    return [
+        f"{d}/results.parquet",
+        f"{d}/claims.json",
+        f"{d}/figures/learning_curves.png",
+        f"{d}/figures/aulc.png",
+        f"{d}/figures/labels_to_target.png",
+        f"{d}/figures/per_stratum.png",
+        f"{d}/figures/stratified_loso.png",
+        f"{d}/figures/divergence_loso.png",
+        f"{d}/divergence/summary.json",
+    ]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """``activepam simulate``: active learning with an oracle on a labelled dataset."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate active learning with an oracle (strategy comparison)",
+        description="Run strategies x seeds of pool-based active learning with an oracle on a "
+        "fully labelled dataset and write the tidy results table. The dataset is a "
+        "simulation dataset Parquet (results/simulation/dataset.parquet) or the three "
+        "files --embeddings/--labels/--metadata.",
+    )
+    p.add_argument("--dataset", help="simulation dataset Parquet (written by the workflow)")
+    p.add_argument("--embeddings", help="Parquet: unit_id (or segment_id) + embedding")
+    p.add_argument("--labels", help="CSV/Parquet: unit_id, species, present (0/1)")
+    p.add_argument(
+        "--metadata", help="CSV/Parquet: unit_id, recording_id, start_s, end_s, strata columns"
+    )
+    p.add_argument(
+        "--strategy",
+        action="append",
+        help="strategy name (repeatable; default: params simulation.strategies)",
+    )
+    p.add_argument("--seed", type=int, action="append", help="repeat seed (repeatable)")
+    p.add_argument("--rounds", type=int, help="override simulation.rounds")
+    p.add_argument("--params", default="params.yaml", help="parameter file (simulation section)")
+    p.add_argument("--list", action="store_true", help="list the strategies and exit")
+    p.add_argument("--out", help="tidy results Parquet (a .csv is written beside it)")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from activepam.config import ConfigError, load_params
+
+    try:
+        params = load_params(args.params)
+    except ConfigError as exc:
+        print(f"activepam simulate: {exc}", file=sys.stderr)
+        return 2
+    sim = dict(params.get("simulation") or {})
+    if args.list:
+        from activepam.strategies import list_strategies
+
+        merged = {
+            "sampling": {
+                "strategies": {
+                    **(params.get("sampling") or {}).get("strategies", {}),
+                    **(sim.get("presets") or {}),
+                }
+            }
+        }
+        for name, desc in list_strategies(merged).items():
+            print(f"{name:28s} {desc}")
+        return 0
+    if not args.out:
+        print("activepam simulate: --out is required", file=sys.stderr)
+        return 2
+    if args.rounds is not None:
+        sim["rounds"] = args.rounds
+    try:
+        if args.dataset:
+            ds = read_dataset(args.dataset)
+        elif args.embeddings and args.labels and args.metadata:
+            ds = custom_dataset(args.embeddings, args.labels, args.metadata)
+        else:
+            print(
+                "activepam simulate: give --dataset or --embeddings, --labels and --metadata",
+                file=sys.stderr,
+            )
+            return 2
+        cfg = SimConfig.from_params(sim)
+        Z = features(ds.X, cfg.pca_dims)
+        frames = []
+        for name in args.strategy or sim.get("strategies", ["random"]):
+            spec = resolve_strategy(name, sim.get("presets"), params)
+            for seed in args.seed or sim.get("seeds", [0]):
+                t0 = time.perf_counter()
+                frames.append(run_simulation(ds, spec, seed, cfg, Z=Z, progress=True))
+                print(f"{name} seed {seed}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    except SimulationError as exc:
+        print(f"activepam simulate: {exc}", file=sys.stderr)
+        return 2
+    out = pd.concat(frames, ignore_index=True)
+    write_parquet(out, args.out, stage="simulate")
+    write_csv(out, Path(args.out).with_suffix(".csv"), stage="simulate")
+    print(f"{len(out)} rows -> {args.out}")
+    return 0
