@@ -15,7 +15,7 @@ time) and peak RSS in MB, plus ``rss_growth`` = peak RSS on the longest file / o
 (about 1.0 when memory is bounded; proportional to the length ratio when a file sits in memory
 whole). A 24 h file at 48 kHz (4.1e9 samples, 16.6 GB as float32) would not fit in memory, so
 ``--hours 1 24`` is the decisive run (on 2 cores detection runs at ~29x and indices at ~20x
-real time, so 24 h takes ~50 + ~75 min). Measured 0.5 h vs 2 h (benchmarks/long_file_memory.json):
+real time, so 24 h takes ~50 + ~75 min). Measured 0.5 h vs 2 h on 2 cores (2026-11-22):
 peak RSS inventory 200 MB, detect 1126 MB, indices 1255 MB for both lengths (growth 1.0).
 
     .venv/bin/python benchmarks/long_file_memory.py                  # 0.25 h vs 1 h, ~7 min

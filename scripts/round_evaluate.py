@@ -1,13 +1,14 @@
 """Snakemake adapter for ``rule round_evaluate`` and ``rule rounds_baseline``
 (see activepam.rounds.round_metrics / evaluate_model)."""
 
+from activepam.logs import rule_log
 from activepam.annotations import read_label_set
-from activepam.rounds import evaluate_model, logged, round_metrics, write_round_metrics
+from activepam.rounds import evaluate_model, round_metrics, write_round_metrics
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Test-set metrics of a round model, or of BirdNET (the baseline rule has no model)."""
-    with logged(smk.log[0]):
+    with rule_log(smk.log[0]):
         ev = dict(smk.params.evaluate)
         i = smk.input
         common = dict(test_set=i.test_set, test_labels=i.test_labels, embeddings=i.embeddings,

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from activepam.logs import rule_log
 from activepam.annotations import read_label_set
-from activepam.rounds import export_options, export_round, logged, strategy_for
+from activepam.rounds import export_options, export_round, strategy_for
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Clips, spectrograms, pre-filled Raven tables and manifest.csv of one round."""
-    with logged(smk.log[0]):
+    with rule_log(smk.log[0]):
         units_path = Path(smk.input.units)
         units = pd.read_parquet(units_path) if units_path.suffix == ".parquet" \
             else pd.read_csv(units_path, dtype={"unit_id": str, "recording_id": str})

@@ -4,12 +4,11 @@ fills the exported Raven tables from the generator's ground truth, then the same
 
 from pathlib import Path
 
-from activepam.rounds import Oracle, logged, simulate_and_import
-
-
+from activepam.logs import rule_log
+from activepam.rounds import Oracle, simulate_and_import
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Simulated expert + label import for one round (or the test set)."""
-    with logged(smk.log[0]):
+    with rule_log(smk.log[0]):
         name = smk.wildcards.name
         round_id = "test" if name == "test" else name.removeprefix("round_")
         oracle = Oracle.from_files(Path(smk.input.events).parent, smk.input.inventory)

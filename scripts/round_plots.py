@@ -5,15 +5,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from activepam.logs import rule_log
 from activepam.io import write_csv
 from activepam.plots.rounds import plot_round_figures
-from activepam.rounds import history, logged
+from activepam.rounds import history
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Learning curve (rounds 00..RR), per-stratum heatmap, confusion pairs and per-species AP
     of round RR."""
-    with logged(smk.log[0]):
+    with rule_log(smk.log[0]):
         files = list(smk.input.metrics)
         hist = history(files)
         write_csv(hist, smk.output.history, stage="plots")

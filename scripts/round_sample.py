@@ -1,11 +1,10 @@
 """Snakemake adapter for ``rule round_sample`` (see activepam.rounds.sample_round)."""
 
-from activepam.rounds import excluded_units, logged, sample_round, strategy_for
-
-
+from activepam.logs import rule_log
+from activepam.rounds import excluded_units, sample_round, strategy_for
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Sample round RR from its score table, excluding labelled units and the test set."""
-    with logged(smk.log[0]):
+    with rule_log(smk.log[0]):
         r = smk.wildcards.r
         rounds = smk.params.rounds
         exclude = excluded_units(list(smk.input.labels), smk.input.test_set)

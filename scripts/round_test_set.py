@@ -2,14 +2,14 @@
 
 import pandas as pd
 
+from activepam.logs import rule_log
 from activepam.evaluate import choose_test_set
 from activepam.io import write_csv
-from activepam.rounds import logged
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Draw the held-out test segments once (seeded, stratified by site)."""
-    with logged(smk.log[0]):
+    with rule_log(smk.log[0]):
         segments = pd.read_parquet(smk.input.segments)
         test = choose_test_set(segments, int(smk.params.n), seed=int(smk.params.seed))
         write_csv(test, smk.output[0], stage="rounds")

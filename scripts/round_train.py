@@ -1,13 +1,13 @@
 """Snakemake adapter for ``rule round_train`` (see activepam.train.train_round)."""
 
+from activepam.logs import rule_log
 from activepam.annotations import read_label_set
-from activepam.rounds import logged
 from activepam.train import TrainOptions, train_round
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Train on the labels of rounds 00..RR, save the model, re-score every segment."""
-    with logged(smk.log[0]):
+    with rule_log(smk.log[0]):
         t = dict(smk.params.train)
         opts = TrainOptions(C=float(t.get("C", 0.1)), max_iter=int(t.get("max_iter", 500)),
                             calibrate_min=int(t.get("calibrate_min", 10)),

@@ -1,11 +1,12 @@
 """Snakemake adapter for ``rule simulation_dataset`` (see activepam.simulate.prepare_dataset)."""
 
-from activepam.simulate import log_to, prepare_dataset
+from activepam.logs import rule_log
+from activepam.simulate import prepare_dataset
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Build the simulation dataset (demo detections + ground truth, or a custom dataset)."""
-    with log_to(smk.log[0], smk.threads):
+    with rule_log(smk.log[0], smk.threads):
         inputs = {k: str(v) for k, v in smk.input.items()}
         prepare_dataset(smk.params.simulation, inputs, smk.output.dataset)
 

@@ -7,14 +7,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pandas as pd  # noqa: E402
 
+from activepam.logs import rule_log
 from activepam.analysis import divergence_to_files  # noqa: E402
 from activepam.plots.simulation import write_stratified_figures  # noqa: E402
-from activepam.simulate import log_to  # noqa: E402
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Gather the sweep and write the correlation summary and figures."""
-    with log_to(smk.log[0], smk.threads):
+    with rule_log(smk.log[0], smk.threads):
         out = {"loso": smk.output.loso, "mi": smk.output.mi, "summary": smk.output.summary}
         summary = divergence_to_files(list(smk.input.loso), list(smk.input.mi), out)
         write_stratified_figures(

@@ -7,13 +7,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pandas as pd  # noqa: E402
 
+from activepam.logs import rule_log
 from activepam.plots.simulation import write_strategy_figures  # noqa: E402
-from activepam.simulate import log_to  # noqa: E402
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Learning curves, AULC, labels-to-target and per-stratum figures."""
-    with log_to(smk.log[0], smk.threads):
+    with rule_log(smk.log[0], smk.threads):
         with open(smk.input.claims) as fh:
             claims = json.load(fh)
         write_strategy_figures(

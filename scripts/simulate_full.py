@@ -1,11 +1,10 @@
 """Snakemake adapter for ``rule simulation_full`` (see activepam.simulate.full_to_file)."""
 
-from activepam.simulate import full_to_file, log_to
-
-
+from activepam.logs import rule_log
+from activepam.simulate import full_to_file
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Metrics of the probe trained on the whole pool (the full-supervision reference)."""
-    with log_to(smk.log[0], smk.threads):
+    with rule_log(smk.log[0], smk.threads):
         full_to_file(smk.input.dataset, smk.params.simulation, smk.output.full)
 
 

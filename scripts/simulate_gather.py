@@ -2,13 +2,13 @@
 
 import logging
 
+from activepam.logs import rule_log
 from activepam.analysis import gather_to_files
-from activepam.simulate import log_to
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Gather the strategy x seed runs into the results table, summaries and claims."""
-    with log_to(smk.log[0], smk.threads):
+    with rule_log(smk.log[0], smk.threads):
         claims = gather_to_files(
             list(smk.input.runs), smk.input.full, smk.params.simulation, dict(smk.output.items())
         )

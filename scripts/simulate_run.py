@@ -1,11 +1,12 @@
 """Snakemake adapter for ``rule simulation_run``: one strategy x seed (activepam.simulate)."""
 
-from activepam.simulate import log_to, run_to_file
+from activepam.logs import rule_log
+from activepam.simulate import run_to_file
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Simulate one active-learning run with the oracle and write its tidy results."""
-    with log_to(smk.log[0], smk.threads):
+    with rule_log(smk.log[0], smk.threads):
         run_to_file(
             smk.input.dataset,
             smk.wildcards.strategy,

@@ -5,15 +5,16 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from activepam.logs import rule_log
 from activepam.analysis import stratified_to_files  # noqa: E402
 from activepam.plots.simulation import write_stratified_figures  # noqa: E402
-from activepam.simulate import log_to, read_dataset  # noqa: E402
+from activepam.simulate import read_dataset  # noqa: E402
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """JSD, mutual information and leave-one-stratum-out of one dataset (+ figures)."""
     sim = smk.params.simulation
-    with log_to(smk.log[0], smk.threads):
+    with rule_log(smk.log[0], smk.threads):
         if smk.params.source == "synthetic":
             from activepam.synthetic import EmbeddingSpec, synthetic_dataset
 

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from activepam import birdnet as bn
+from activepam.inventory import INVENTORY_SCHEMA
 from activepam.io import (
     AUDIO_EXTENSIONS,
     StageIOError,
@@ -81,16 +82,8 @@ SEGMENT_PART_SCHEMA = pa.schema([
     ("max_binary_entropy", pa.float64()),
     ("mean_binary_entropy", pa.float64()),
 ])
-META_SCHEMA = pa.schema([
-    ("recording_id", pa.string()),
-    ("device_id", pa.string()),
-    ("site", pa.string()),
-    ("country", pa.string()),
-    ("habitat", pa.string()),
-    ("lat", pa.float64()),
-    ("lon", pa.float64()),
-    ("start_time", _UTC_US),
-])
+# recording metadata carried into segments.parquet: the inventory's own column types
+META_SCHEMA = pa.schema([INVENTORY_SCHEMA.field(c) for c in ("recording_id", *META_COLUMNS)])
 SEGMENTS_SCHEMA = pa.schema(list(SEGMENT_PART_SCHEMA)
                             + [META_SCHEMA.field(c) for c in META_COLUMNS]
                             + [pa.field("segment_time", _UTC_US)])

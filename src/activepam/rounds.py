@@ -23,13 +23,11 @@ shorter than 1 s, inside the segment), so the oracle agrees with ``ground_truth.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import shutil
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +53,6 @@ MIN_CALL_FRACTION = 0.5
 
 class RoundsError(ValueError):
     """``rounds`` parameters or round inputs are inconsistent; the message names the key."""
-
-
-@contextlib.contextmanager
-def logged(path: str | Path) -> Iterator[None]:
-    """Send logging, tqdm (stderr) and any traceback of a Snakemake script to its log file."""
-    with open(path, "w") as log_file:
-        old_stderr, sys.stderr = sys.stderr, log_file
-        logging.basicConfig(stream=log_file, level=logging.INFO, force=True,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        try:
-            yield
-        except Exception:
-            logging.getLogger("activepam.rounds").exception("failed")
-            raise
-        finally:
-            sys.stderr = old_stderr
 
 
 # --------------------------------------------------------------------------- plan

@@ -41,12 +41,11 @@ stratum_value, metric); overall metrics have ``stratum == stratum_value == "all"
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -918,37 +917,6 @@ def full_supervision(ds: SimDataset, cfg: SimConfig, Z: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- file-level steps
-
-
-@contextlib.contextmanager
-def log_to(path: str | Path | None, threads: int = 1) -> Iterator[None]:
-    """Send logging and tracebacks to ``path`` (a rule's log) and cap BLAS threads.
-
-    Small matrix products are much slower with several BLAS threads fighting for 2 cores, so
-    every simulation job uses ``threads`` BLAS threads (Snakemake's ``threads``).
-    """
-    from threadpoolctl import threadpool_limits
-
-    handle = open(path, "w") if path else None  # noqa: SIM115 - closed below
-    old_stderr = sys.stderr
-    try:
-        if handle is not None:
-            sys.stderr = handle
-            logging.basicConfig(
-                stream=handle,
-                level=logging.INFO,
-                force=True,
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
-        with threadpool_limits(limits=max(1, int(threads))):
-            yield
-    except Exception:
-        logging.getLogger("activepam.simulate").exception("failed")
-        raise
-    finally:
-        sys.stderr = old_stderr
-        if handle is not None:
-            handle.close()
 
 
 def prepare_dataset(
