@@ -37,7 +37,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from activepam.simulate import Probe, SimConfig, SimDataset, features, macro_scores, strata_values
+from activepam.simulate import (
+    BUDGET_COLS,
+    RUN_KEYS,
+    Probe,
+    SimConfig,
+    SimDataset,
+    features,
+    macro_scores,
+    strata_values,
+)
 from activepam.strata import pairwise_jsd
 
 # --------------------------------------------------------------------------- curve statistics
@@ -133,19 +142,6 @@ def spread(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- run summaries
-
-#: columns identifying one budget point of one run in the tidy results table
-RUN_KEYS = ["strategy", "unit", "seed", "round"]
-BUDGET_COLS = [
-    "n_units",
-    "n_segments",
-    "n_recordings",
-    "audio_seconds",
-    "unit_fraction",
-    "segment_fraction",
-    "recording_fraction",
-    "audio_fraction",
-]
 
 
 def overall_metric(results: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -63,12 +63,10 @@ log = logging.getLogger(__name__)
 
 SEGMENT_S = 3.0
 UNITS = ("segment", "recording")
-#: columns of the tidy results table
-RESULT_COLUMNS = [
-    "strategy",
-    "unit",
-    "seed",
-    "round",
+#: columns identifying one budget point of one run in the tidy results table
+RUN_KEYS = ["strategy", "unit", "seed", "round"]
+#: the budget spent so far, in units, segments, recordings and seconds of audio (and fractions)
+BUDGET_COLS = [
     "n_units",
     "n_segments",
     "n_recordings",
@@ -77,6 +75,11 @@ RESULT_COLUMNS = [
     "segment_fraction",
     "recording_fraction",
     "audio_fraction",
+]
+#: columns of the tidy results table
+RESULT_COLUMNS = [
+    *RUN_KEYS,
+    *BUDGET_COLS,
     "stratum",
     "stratum_value",
     "metric",
