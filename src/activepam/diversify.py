@@ -151,6 +151,17 @@ def lloyd_kmeans(x: np.ndarray, k: int, seed: int | None = 0, n_init: int = 3,
     return best_labels
 
 
+def _cluster_count(n: int, q: int, k: int | None, method: str) -> tuple[int, Picked | None]:
+    """Number of clusters (``k``, default the quota ``q``, at most ``n``), or the pick itself
+    when clustering is pointless: no more candidates than the quota, or a single cluster."""
+    if n <= q:
+        return 0, top_score(n, q, "all candidates (fewer than quota)")
+    k = min(int(k or q), n)
+    if k <= 1:
+        return k, top_score(n, q, f"{method}: single cluster, top score")
+    return k, None
+
+
 def kmeans_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None = 0,
                   batch_size: int = 1024, n_init: int = 3) -> Picked:
     """k-means with ``k`` (default ``q``) clusters, then the most uncertain unit per cluster.
@@ -159,11 +170,9 @@ def kmeans_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None 
     scikit-learn ``MiniBatchKMeans`` (``batch_size``, ``n_init``), both seeded.
     """
     n = len(x)
-    if n <= q:
-        return top_score(n, q, "all candidates (fewer than quota)")
-    k = min(int(k or q), n)
-    if k <= 1:
-        return top_score(n, q, "kmeans: single cluster, top score")
+    k, trivial = _cluster_count(n, q, k, "kmeans")
+    if trivial is not None:
+        return trivial
     if n <= SMALL_KMEANS:
         labels = lloyd_kmeans(x, k, seed, n_init)
     else:
@@ -179,11 +188,9 @@ def ward_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None = 
                 subsample: int = 2000) -> Picked:
     """Ward clustering of a seeded subsample, nearest-centroid assignment of the rest."""
     n = len(x)
-    if n <= q:
-        return top_score(n, q, "all candidates (fewer than quota)")
-    k = min(int(k or q), n)
-    if k <= 1:
-        return top_score(n, q, "ward: single cluster, top score")
+    k, trivial = _cluster_count(n, q, k, "ward")
+    if trivial is not None:
+        return trivial
     from sklearn.cluster import AgglomerativeClustering
 
     rng = np.random.default_rng(seed)
