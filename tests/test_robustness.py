@@ -214,9 +214,20 @@ def test_real_file_size_limit_names_path_and_stage(tmp_path: Path) -> None:
     assert not target.exists() and tmp_files(tmp_path) == []
 
 
-def test_permission_denied_names_path_and_stage(tmp_path: Path) -> None:
+def _nobody_can_import(setpriv: str, tmp_path: Path) -> bool:
+    """Can `nobody` run the venv's python and import activepam? Not when the clone sits in a
+    folder only root may enter (e.g. a `mktemp -d`)."""
+    probe = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", PY,
+                            "-c", "import activepam.io"], capture_output=True, timeout=60,
+                           cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)})
+    return probe.returncode == 0
+
+
+def test_permission_denied_names_path_and_stage(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Writing into a folder the user may not write to (run as `nobody` when we are root,
-    since root bypasses permission bits)."""
+    since root bypasses permission bits). Where `nobody` cannot reach the checkout, the kernel's
+    EACCES is raised in-process at the same call (os.replace) instead."""
     outdir = tmp_path / "readonly"
     outdir.mkdir()
     target = outdir / "inventory.parquet"
@@ -227,9 +238,19 @@ def test_permission_denied_names_path_and_stage(tmp_path: Path) -> None:
             "    print(exc, file=sys.stderr); sys.exit(3)\n")
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: cannot drop privileges")
         tmp_path.chmod(0o755)
+        if setpriv is None or not _nobody_can_import(setpriv, tmp_path):
+            def denied(src: str, dst: str) -> None:
+                raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+
+            monkeypatch.setattr(apio.os, "replace", denied)
+            with pytest.raises(apio.StageIOError) as info:
+                apio.write_csv(pd.DataFrame({"a": [1]}), target, stage="inventory")
+            message = str(info.value)
+            assert str(target) in message and "[inventory]" in message
+            assert "Permission denied" in message
+            assert not list(outdir.glob("*.tmp")), "temporary file left behind"
+            return
         outdir.chmod(0o755)  # root-owned, not writable by nobody
         cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", PY, "-c", code]
     else:
