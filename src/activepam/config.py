@@ -6,6 +6,7 @@ The same file is Snakemake's ``config`` and DVC's ``params``. Errors name the of
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,22 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) if parts else "<top level>"
 
 
+def _message(error: jsonschema.ValidationError) -> str:
+    """``key.path: message``; an unknown key is named with the closest allowed one."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted((error.schema.get("properties") or {}).keys())
+        unknown = [k for k in error.instance if k not in allowed]
+        parts = []
+        for key in unknown:
+            where = ".".join([*map(str, error.absolute_path), str(key)])
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            parts.append(f"{where}: unknown key{hint}; allowed: {', '.join(allowed)}")
+        if parts:
+            return "; ".join(parts)
+    return f"{_key_path(error)}: {error.message}"
+
+
 def validate_params(params: dict[str, Any], schema_path: Path | str = SCHEMA_PATH,
                     source: str = "params.yaml") -> dict[str, Any]:
     """Validate ``params`` in place; raise :class:`ConfigError` listing every bad key."""
@@ -32,7 +49,7 @@ def validate_params(params: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"{source}: {_key_path(e)}: {e.message}" for e in errors]
+        lines = [f"{source}: {_message(e)}" for e in errors]
         raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
     return params
 
