@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "activepam.annotations",
     "activepam.simulate",
     "activepam.hashing",
+    "activepam.search",
+    "activepam.review.cli",
 )
 
 
