@@ -320,7 +320,7 @@ def plot_thresholds(verified: pd.DataFrame, thresholds: pd.DataFrame, out: str |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from activepam.io import atomic_path
+    from activepam.io import save_figure
 
     species = list(dict.fromkeys(thresholds["species"]))[:max_species]
     ncol = min(4, max(1, len(species)))
@@ -347,8 +347,4 @@ def plot_thresholds(verified: pd.DataFrame, thresholds: pd.DataFrame, out: str |
     for ax in list(axes.flat)[len(species):]:
         ax.axis("off")
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, stage="verification", dpi=110)
