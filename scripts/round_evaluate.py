@@ -17,7 +17,8 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
                       default_threshold=float(ev.get("default_threshold", 0.5)))
         if "model" in i.keys():
             metrics, species, confusion = round_metrics(smk.params.round_id, i.model, i.sidecar,
-                                                        i.baseline, **common)
+                                                        i.baseline, round_labels=i.labels,
+                                                        segments=i.segments, **common)
         else:
             metrics, species, confusion = evaluate_model(None, **common)
             metrics = {"round": "baseline", "model": "BirdNET", **metrics}

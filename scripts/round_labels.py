@@ -14,7 +14,8 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
         oracle = Oracle.from_files(Path(smk.input.events).parent, smk.input.inventory)
         simulate_and_import(smk.input.annotation, smk.output.completed, smk.output.labels,
                             round_id, oracle, smk.input.label_set,
-                            Path(smk.output.labels).parent)
+                            Path(smk.output.labels).parent,
+                            unsure_rate=float(smk.params.unsure), seed=int(smk.params.seed))
 
 
 main(snakemake)  # noqa: F821 - injected by Snakemake

@@ -151,8 +151,8 @@ def test_folder_import_skips_manifest_and_reports_unlabelled(tmp_path: Path) -> 
      ":2: End Time (s) 5 is not after Begin Time (s) 6"),
     (f"{HEADER}\n1\tSpectrogram 1\t1\t4\t5\t0\t1\t{LABELS[0]}\t?\t\t\t\n",
      ":2: Present is '?' (model suggestion not reviewed)"),
-    (f"{HEADER}\n1\tSpectrogram 1\t1\t4\t5\t0\t1\t{LABELS[0]}\tmaybe\t\t\t\n",
-     ":2: Present 'maybe' must be 1 or 0"),
+    (f"{HEADER}\n1\tSpectrogram 1\t1\t4\t5\t0\t1\t{LABELS[0]}\tperhaps\t\t\t\n",
+     ":2: Present 'perhaps' is not a known answer"),  # "maybe" now means unsure
     (f"{HEADER}\n1\tSpectrogram 1\t1\t4\t5\t0\t1\tTurdus merla\t1\t\t\t\n",
      "did you mean 'Turdus merula_Common Blackbird'?"),
     (f"{HEADER}\n1\tSpectrogram 1\t1\t4\t5\t0\t1\t{LABELS[0]}\t1\t\t\t\textra\n",
@@ -248,7 +248,8 @@ def test_never_overwrite_and_no_relabelling(tmp_path: Path) -> None:
     an.write_labels(res, out, force=True)
     prev = an.previous_label_units(out.parent, "round_01")
     assert prev == {out.as_posix(): {"recA@4.0"}}
-    with pytest.raises(an.LabelImportError, match="already labelled there"):
+    with pytest.raises(an.LabelImportError, match="x.csv:2: unit 'recA@4.0' was already "
+                       "labelled in"):
         an.import_labels([c], m, LABELS, round_id=1, previous=prev)
     assert an.previous_label_units(out.parent, "round_00") == {}
 
@@ -357,8 +358,13 @@ def test_cli_import(clip_source: tuple[Path, pd.DataFrame, pd.DataFrame],
     lab = an.read_labels(out)
     assert set(lab["unit_id"]) == set(m["unit_id"])
     assert "label rows for 2 units" in capsys.readouterr().err
+    # the round file is the merge of all imports: an identical re-import changes nothing
+    assert cli_main(args) == 0
+    assert "nothing new to import" in capsys.readouterr().err
+    for f in returned.rglob("*.txt"):  # a changed answer needs --force
+        f.write_text(f.read_text().replace(f"{LABELS[0]}\t1\t", f"{LABELS[0]}\t0\t"))
     assert cli_main(args) == 1
-    assert "never overwritten" in capsys.readouterr().err
+    assert "--force replaces exactly these pairs" in capsys.readouterr().err
     assert cli_main(args + ["--force"]) == 0
 
 

@@ -22,21 +22,35 @@ to its unit.
 Raven table semantics (what the expert does):
 
 * every row is one selection of one species (``Species``; a column named ``Annotation`` is
-  accepted instead); ``Present`` = 1 (or empty, as for a newly drawn selection) means the
-  species is audible in that box, 0 means the pre-filled model suggestion is wrong, ``?`` means
-  not reviewed (refused on import);
-* the annotation is complete for the target: every label-set species not marked present is
-  absent (closed world), so a completed table with no rows means "no species";
+  accepted instead) with an explicit ``Present``: 1 (yes, present, p) = the species is audible
+  in that box, 0 (no, absent, a) = the pre-filled model suggestion is wrong, ``unsure`` (u,
+  maybe, ?!, -1) = the expert cannot tell (stored as :data:`UNSURE`, not trained on). A blank
+  cell (also a newly drawn selection: give it a value), ``?`` (not reviewed) or any other value
+  is *unanswered*: reported as ``file:line`` and never a label (the import fails, or with
+  ``--skip-unanswered`` leaves that unit out). A table without a ``Present`` column at all
+  (drawn from scratch) means every selection is present;
+* a Selection number listed once per view (Spectrogram / Waveform) with the same content is one
+  selection; a reused number with other content is another answer;
+* the annotation is complete for the target: every label-set species without a row is absent
+  (closed world), so a completed table with no rows means "no species";
 * selections must lie inside the clip; a selection outside the target segment is kept
   (``in_target`` = 0) but does not label the unit.
 
 Import (:func:`import_labels`, CLI ``activepam labels import FILES_OR_DIR --round R``) reads
-completed Raven tables and/or CSV files (``unit_id, species, present[, annotator, confidence,
-notes]``), validates every row against the round's manifest and the label set and writes
-``data/labels/round_RR.csv`` (:data:`LABEL_COLUMNS`). All problems are collected and reported
-together as ``file:line: message``; no row is ever dropped silently and an existing label file
-is never overwritten (``--force`` replaces it deliberately). Conflicts between annotators are
-kept, printed and written to ``round_RR.conflicts.csv``.
+completed Raven tables, CSV files (``unit_id, species, present[, annotator, confidence,
+notes]``; comma, semicolon or tab, UTF-8/cp1252/UTF-16 detected) and review journals (a CSV
+with an ``answered_at`` column: the last event per unit, annotator and species wins, ``clear``
+withdraws it), validates every row against the round's manifest and the label set and merges
+it into ``data/labels/round_RR.csv`` (:data:`LABEL_COLUMNS`). All problems are collected and
+reported together as ``file:line: message``; no row is ever dropped silently. The round file
+is the merge of all imports (:func:`commit_import`): an import adds (unit, annotator) pairs,
+an identical re-import changes nothing, and re-answering a pair needs ``--force``, which
+replaces exactly that pair; another annotator's rows are never removed. Every change is kept
+in ``<labels_dir>/history/round_RR/`` (``activepam labels history|restore``). Conflicts (two
+annotators disagree, or one annotator gave two values: ``conflict`` = 1, not trained on) are
+kept, printed and written to ``round_RR.conflicts.csv``. ``activepam labels
+import-birdnet-review`` reads BirdNET-Analyzer's review folders (``Positive/``,
+``Negative/``).
 """
 
 from __future__ import annotations
@@ -45,12 +59,16 @@ import argparse
 import csv
 import difflib
 import hashlib
+import json
 import logging
 import math
+import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -91,13 +109,19 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 LABEL_COLUMNS: tuple[str, ...] = (
     "unit_id", "unit_type", "recording_id", "path", "start_s", "end_s", "species", "present",
     "sel_begin_s", "sel_end_s", "low_hz", "high_hz", "in_target", "annotator", "confidence",
-    "notes", "round", "source_file", "source_line",
+    "notes", "round", "source_file", "source_line", "conflict",
 )
 #: ``species`` value of the row that records a reviewed unit with no species present
 NO_SPECIES = ""
 
-_TRUE = {"1", "yes", "y", "true", "t", "present"}
-_FALSE = {"0", "no", "n", "false", "f", "absent"}
+#: ``present`` of an unsure answer: neither present nor absent (masked in training)
+UNSURE = -1
+#: the three label values of ``present``: present, absent, unsure
+LABEL_VALUES: tuple[int, ...] = (1, 0, UNSURE)
+
+_TRUE = {"1", "yes", "y", "true", "t", "present", "p"}
+_FALSE = {"0", "no", "n", "false", "f", "absent", "a"}
+_UNSURE = {"unsure", "u", "?!", "maybe", "uncertain", "-1"}
 #: seconds a selection may stick out of the clip (rounding in Raven)
 TIME_TOLERANCE_S = 0.05
 #: clips longer than this get no spectrogram PNG (a day-long recording would be unreadable)
@@ -107,14 +131,23 @@ MAX_SPECTROGRAM_S = 600.0
 class LabelImportError(ValueError):
     """Label files failed validation; the message lists every problem as ``file:line: msg``."""
 
-    def __init__(self, problems: Sequence[str], limit: int = 60) -> None:
+    def __init__(self, problems: Sequence[str], limit: int = 60,
+                 summary: Sequence[str] = ()) -> None:
         self.problems = list(problems)
+        #: counts over the problems (e.g. "3 unanswered row(s) in 1 file(s)"), shown first
+        self.summary = list(summary)
         shown = self.problems[:limit]
         more = len(self.problems) - len(shown)
-        msg = f"{len(self.problems)} problem(s) in the label files:\n  " + "\n  ".join(shown)
+        msg = f"{len(self.problems)} problem(s) in the label files:\n  " + "\n  ".join(
+            [*self.summary, *shown])
         if more:
-            msg += f"\n  ... and {more} more"
+            msg += f"\n  ... and {more} more (the CLI lists them all)"
         super().__init__(msg)
+
+    def full(self) -> str:
+        """The message with every problem (no limit)."""
+        return f"{len(self.problems)} problem(s) in the label files:\n  " + "\n  ".join(
+            [*self.summary, *self.problems])
 
 
 class ExportError(ValueError):
@@ -173,17 +206,30 @@ def safe_relpath(value: Any, where: str) -> str:
 
 
 def parse_present(value: Any) -> int | None:
-    """0/1 of a Present cell; empty -> 1 (a drawn selection); ``?`` -> None (not reviewed)."""
+    """1 / 0 / :data:`UNSURE` of a Present cell (spellings in CONTRACTS.md "Labels"); None
+    when the cell is *unanswered*: blank, ``?`` or any other value (see :func:`unanswered_why`).
+    """
     text = str(value if value is not None else "").strip().lower()
-    if text == "":
-        return 1
-    if text == UNREVIEWED:
-        return None
     if text in _TRUE:
         return 1
     if text in _FALSE:
         return 0
-    raise ValueError(f"Present {value!r} must be 1 or 0")
+    if text in _UNSURE:
+        return UNSURE
+    return None
+
+
+def unanswered_why(value: Any, column: str = "Present") -> str:
+    """Why a Present cell is unanswered (for the ``file:line`` message)."""
+    text = str(value if value is not None else "").strip()
+    if text == "":
+        return (f"{column} is blank: unanswered (every row, also a newly drawn selection, must "
+                "now carry an explicit value: 1 present, 0 absent or unsure)")
+    if text == UNREVIEWED:
+        return (f"{column} is '?' (model suggestion not reviewed): unanswered; set 1 (present), "
+                "0 (absent) or unsure, or delete the row")
+    return (f"{column} {text!r} is not a known answer (1/yes/present, 0/no/absent, "
+            "unsure/maybe/u): unanswered")
 
 
 def _float(value: Any, column: str) -> float:
@@ -227,6 +273,11 @@ def read_label_set(path: str | Path) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
+#: words of common names too generic to make a name similar on their own
+_GENERIC_WORDS = frozenset({"common", "eurasian", "european", "northern", "southern", "great",
+                            "lesser", "little", "american", "western", "eastern"})
+
+
 class SpeciesResolver:
     """Map what an annotator typed to a label-set label.
 
@@ -253,24 +304,58 @@ class SpeciesResolver:
         name = str(name).strip()
         return self._exact.get(name) or self._lookup.get(name.lower())
 
-    def suggest(self, name: str) -> str | None:
-        """Closest label (difflib ratio >= 0.6) to an unknown ``name``, comparing the whole
-        name and, for ``Scientific_Common`` names, each part; None when nothing is close."""
+    #: similarity (difflib ratio) a label needs to be suggested
+    SUGGEST_CUTOFF = 0.75
+
+    def suggestions(self, name: str, n: int = 3) -> list[str]:
+        """Labels similar to an unknown ``name``, best first (at most ``n``).
+
+        The scientific part is compared with the labels' scientific parts and the common part
+        with their common parts (a lone name with both), so a shared word such as "Common"
+        never makes an unrelated species look close. A ``Scientific_Common`` query scores the
+        mean of both parts, or one part alone when that part is very close (a typo).
+        """
         text = str(name).strip().lower()
-        queries = [text] + ([p.strip() for p in text.split("_", 1)] if "_" in text else [])
-        best, best_ratio = None, 0.6
-        for q in queries:
-            for key in difflib.get_close_matches(q, self._choices, n=3, cutoff=best_ratio):
-                ratio = difflib.SequenceMatcher(None, q, key).ratio()
-                if ratio > best_ratio or best is None:
-                    best, best_ratio = key, ratio
-        return self._lookup.get(best, best) if best else None
+        if not text:
+            return []
+        ratio = lambda a, b: difflib.SequenceMatcher(None, a, b).ratio()  # noqa: E731
+        q_sci, q_com = (p.strip() for p in text.split("_", 1)) if "_" in text else (text, text)
+        both = "_" in text
+        scored = []
+        for lab in self.labels:
+            low = lab.lower()
+            l_sci, l_com = (p.strip() for p in low.split("_", 1)) if "_" in low else (low, low)
+            s_sci, s_com = ratio(q_sci, l_sci), ratio(q_com, l_com)
+            if both:
+                score = max(ratio(text, low), (s_sci + s_com) / 2,
+                            *(s for s in (s_sci, s_com) if s >= 0.8))
+            else:
+                score = max(s_sci, s_com, ratio(text, low))
+                if set(text.split()) - _GENERIC_WORDS and set(text.split()) <= set(l_com.split()):
+                    score = max(score, 0.8)  # "Blackbird" -> "..._Common Blackbird"
+            if score >= self.SUGGEST_CUTOFF:
+                scored.append((-score, lab))
+        return [lab for _, lab in sorted(scored)[:n]]
+
+    def suggest(self, name: str) -> str | None:
+        """The closest label to an unknown ``name`` (:meth:`suggestions`), or None."""
+        best = self.suggestions(name, 1)
+        return best[0] if best else None
 
     def error(self, name: str) -> str:
-        """One-line message for an unknown species."""
-        hint = self.suggest(name)
-        tail = f"; did you mean {hint!r}?" if hint else ""
-        return f"species {name!r} is not in the label set{tail}"
+        """One-line message for an unknown species: the closest real labels, never an
+        unrelated one; a well-formed ``Scientific_Common`` name is said to be missing from the
+        label set."""
+        hints = self.suggestions(name)
+        well_formed = re.fullmatch(r"[A-Z][a-z]+ [a-z-]+_\S.*", str(name).strip()) is not None
+        msg = f"species {name!r} is not in the label set"
+        if well_formed:
+            if hints:
+                return msg + f"; closest in the label set: {', '.join(map(repr, hints))}"
+            return msg + " (no similar label; add it to the label set if it belongs there)"
+        if hints:
+            return msg + f"; did you mean {' or '.join(map(repr, hints))}?"
+        return msg
 
 
 # --------------------------------------------------------------------------- predictions
@@ -330,10 +415,12 @@ class ExportOptions:
 
 
 def assign_batches(sample: pd.DataFrame, annotators: Sequence[str],
-                   batch_by: str = "round_robin") -> pd.Series:
+                   batch_by: str = "round_robin", avoid: pd.Series | None = None) -> pd.Series:
     """Annotator (batch) of every unit: round-robin by rank, or whole strata per annotator
     (largest strata first, each to the annotator with the fewest units); ``all`` without
-    annotators."""
+    annotators. ``avoid`` (aligned with ``sample``: ``;``-joined annotator names per unit, e.g.
+    the ones who were unsure about a re-offered unit) moves a unit given to one of them to the
+    least loaded other annotator (in rank order); kept when every annotator is to be avoided."""
     if not annotators:
         return pd.Series("all", index=sample.index)
     names = [unit_stem(a) for a in annotators]
@@ -343,7 +430,7 @@ def assign_batches(sample: pd.DataFrame, annotators: Sequence[str],
     if batch_by == "round_robin":
         for i, pos in enumerate(order):
             out.iloc[pos] = names[i % len(names)]
-        return out
+        return _route_away(out, avoid, names, order, rebalance=True)
     if batch_by != "stratum":
         raise ExportError(f"rounds.batch_by: unknown value {batch_by!r} (round_robin | stratum)")
     strata = (sample["stratum"].astype(str) if "stratum" in sample
@@ -354,6 +441,31 @@ def assign_batches(sample: pd.DataFrame, annotators: Sequence[str],
         who = min(names, key=lambda a: (load[a], names.index(a)))
         out[strata == stratum] = who
         load[who] += int(size)
+    return _route_away(out, avoid, names, order)
+
+
+def _route_away(out: pd.Series, avoid: pd.Series | None, names: Sequence[str],
+                order: np.ndarray, rebalance: bool = False) -> pd.Series:
+    """:func:`assign_batches`' ``avoid``: reassign units given to an annotator to avoid; with
+    ``rebalance`` (round-robin) a later unit of the new annotator goes back in exchange."""
+    if avoid is None:
+        return out
+    bad = [{unit_stem(a) for a in str(v).split(";") if a.strip()} if isinstance(v, str) else set()
+           for v in avoid.reindex(out.index).tolist()]
+    load = {n: int((out == n).sum()) for n in names}
+    for k, pos in enumerate(order):
+        who, skip = out.iloc[pos], bad[pos]
+        free = [n for n in names if n not in skip]
+        if who not in skip or not free:
+            continue
+        new = min(free, key=lambda a: (load[a], names.index(a)))
+        out.iloc[pos] = new
+        back = [q for q in order[k + 1:] if rebalance and out.iloc[q] == new and who not in bad[q]]
+        if back:
+            out.iloc[back[0]] = who
+        else:
+            load[who] -= 1
+            load[new] += 1
     return out
 
 
@@ -440,15 +552,12 @@ def spectrogram_image(path: str | Path, target: tuple[float, float],
 
 def write_spectrogram(clip: str | Path, out: str | Path, target: tuple[float, float],
                       max_hz: float = 12000.0) -> Path:
-    """Write :func:`spectrogram_image` of ``clip`` as a palette PNG atomically (Pillow)."""
-    from PIL import Image
+    """Write the spectrogram of ``clip`` as a PNG atomically, with time (s) and frequency (kHz)
+    axes and the target marked: the review page's renderer
+    (:func:`activepam.review.spectrogram.write_spectrogram_png`), so both show the same."""
+    from activepam.review.spectrogram import write_spectrogram_png
 
-    palette = np.vstack([_colour(np.linspace(0.0, 1.0, 255)), [(0, 255, 255)]])
-    img = Image.fromarray(spectrogram_image(clip, target, max_hz), mode="P")
-    img.putpalette(palette.astype(np.uint8).ravel().tolist())
-    with atomic_path(out, "export") as tmp:
-        img.save(tmp, format="PNG")
-    return Path(out)
+    return write_spectrogram_png(clip, out, target, max_hz, title=Path(clip).stem)
 
 
 def prefill_rows(unit: Mapping[str, Any], preds: pd.DataFrame, clip_start: float,
@@ -531,7 +640,8 @@ def export_annotation_set(sample: pd.DataFrame, out_dir: str | Path, predictions
         sample["unit_type"] = "segment"
     if "rank" not in sample:
         sample["rank"] = np.arange(1, len(sample) + 1)
-    batches = assign_batches(sample, options.annotators, options.batch_by)
+    batches = assign_batches(sample, options.annotators, options.batch_by,
+                             avoid=sample["unsure_by"] if "unsure_by" in sample else None)
     stems = sample["unit_id"].map(unit_stem)
     if stems.duplicated().any():  # ids differing only in unsafe characters
         stems = stems + "_" + sample["unit_id"].map(
@@ -603,25 +713,72 @@ class RawRow:
     cells: dict[str, str]
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    for enc in ("utf-8-sig", "cp1252", "latin-1"):
+@dataclass
+class DelimitedTable:
+    """A delimited text file as read: header, data rows, and how it was decoded."""
+
+    header: list[str]
+    rows: list[RawRow]
+    delimiter: str
+    encoding: str
+
+    def described(self) -> str:
+        """``header read as utf-16, ';'-separated: a | b | c`` (for missing-column messages)."""
+        name = {"\t": "tab", ",": "','", ";": "';'"}.get(self.delimiter, repr(self.delimiter))
+        cols = " | ".join(h for h in self.header if h) or "none"
+        return f"header read as {self.encoding}, {name}-separated: {cols}"
+
+
+#: delimiters tried when reading a table (the file's preferred one wins ties)
+DELIMITERS: tuple[str, ...] = ("\t", ",", ";")
+
+
+def _decode(raw: bytes) -> tuple[str, str]:
+    """Text and encoding of a file: BOMs (UTF-8, UTF-16 LE/BE), UTF-16 without BOM (NUL
+    bytes in every other position), then UTF-8, cp1252, latin-1."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8"), "utf-8"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16"), "utf-16"
+    head = raw[:2000]
+    if len(head) >= 4:
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        half = len(head) // 2
+        if odd > 0.4 * half and even < 0.05 * half:
+            return raw.decode("utf-16-le", errors="replace"), "utf-16-le"
+        if even > 0.4 * half and odd < 0.05 * half:
+            return raw.decode("utf-16-be", errors="replace"), "utf-16-be"
+    for enc in ("utf-8", "cp1252"):
         try:
-            return raw.decode(enc)
+            return raw.decode(enc), enc
         except UnicodeDecodeError:
             continue
-    return raw.decode("latin-1")  # pragma: no cover - latin-1 decodes anything
+    return raw.decode("latin-1"), "latin-1"  # pragma: no cover - latin-1 decodes anything
 
 
-def read_delimited(path: str | Path, delimiter: str) -> tuple[list[str], list[RawRow]]:
-    """Header and data rows (with line numbers) of a tab- or comma-separated file.
+def sniff_delimiter(header_line: str, preferred: str) -> str:
+    """The delimiter of :data:`DELIMITERS` that splits ``header_line`` into the most fields
+    (``preferred`` on ties)."""
+    best, best_n = preferred, len(next(csv.reader([header_line], delimiter=preferred), []))
+    for d in DELIMITERS:
+        n = len(next(csv.reader([header_line], delimiter=d), []))
+        if n > best_n:
+            best, best_n = d, n
+    return best
 
-    Short rows are padded with empty cells; cells beyond the header must be empty.
+
+def read_table(path: str | Path, preferred: str = "\t") -> DelimitedTable:
+    """A tab-, comma- or semicolon-separated file in any of the encodings of :func:`_decode`.
+
+    The delimiter is detected from the header line (``preferred`` on ties). Short rows are
+    padded with empty cells; cells beyond the header must be empty.
     """
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    text, encoding = _decode(path.read_bytes())
+    lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise LabelImportError([f"{path}:1: empty file (no header line)"])
+    delimiter = sniff_delimiter(lines[0], preferred)
     reader = csv.reader(lines, delimiter=delimiter)
     header = [h.strip() for h in next(reader)]
     while header and header[-1] == "":
@@ -638,7 +795,13 @@ def read_delimited(path: str | Path, delimiter: str) -> tuple[list[str], list[Ra
         rows.append(RawRow(line_no, {h: c.strip() for h, c in zip(header, cells) if h}))
     if problems:
         raise LabelImportError(problems)
-    return header, rows
+    return DelimitedTable(header, rows, delimiter, encoding)
+
+
+def read_delimited(path: str | Path, delimiter: str = "\t") -> tuple[list[str], list[RawRow]]:
+    """Header and data rows of :func:`read_table` (``delimiter`` preferred, not forced)."""
+    t = read_table(path, delimiter)
+    return t.header, t.rows
 
 
 def _species_column(header: Sequence[str]) -> str | None:
@@ -654,26 +817,49 @@ def _column(header: Sequence[str], name: str) -> str | None:
     return lower.get(name.lower())
 
 
+#: Raven columns that make up the *content* of a selection (the answer); measurement columns
+#: (e.g. "Avg Power Density") differ between a selection's Waveform and Spectrogram rows
+SELECTION_CONTENT: tuple[str, ...] = (
+    "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+    *SPECIES_COLUMNS, "Present", "Confidence", "Annotator", "Notes")
+
+
+def _content_cell(value: str) -> str:
+    try:
+        return f"{float(value):.4f}"
+    except ValueError:
+        return value.strip().lower()
+
+
 def merge_views(rows: list[RawRow], header: Sequence[str]) -> tuple[list[RawRow], int]:
-    """Raven lists a selection once per view (Waveform, Spectrogram); keep one row per
-    selection number when its rows differ only by view (the Spectrogram one). Returns the rows
-    and how many view duplicates were merged."""
+    """Raven lists a selection once per view (Waveform, Spectrogram): rows with the same
+    Selection number AND the same content (:data:`SELECTION_CONTENT`: times, frequencies,
+    species, Present, ...; measurements may differ) are one selection (the Spectrogram row is
+    kept). A reused Selection number with other content (another species, other times) is
+    another answer: kept. Returns the rows and how many view rows were merged.
+    """
     sel, view = _column(header, "Selection"), _column(header, "View")
     if not sel or not view:
         return rows, 0
-    groups: dict[str, list[RawRow]] = {}
+    content_cols = [c for c in (_column(header, n) for n in SELECTION_CONTENT) if c]
+    groups: dict[tuple[Any, ...], list[RawRow]] = {}
     for r in rows:
-        groups.setdefault(r.cells.get(sel, ""), []).append(r)
+        content = tuple(_content_cell(r.cells.get(c, "")) for c in content_cols)
+        key = (r.cells.get(sel, ""), content) if r.cells.get(sel, "") else (id(r),)
+        groups.setdefault(key, []).append(r)
     keep_ids, merged = set(), 0
-    for key, grp in groups.items():
-        views = {r.cells.get(view, "") for r in grp}
-        if key == "" or len(grp) == 1 or len(views) != len(grp):
-            keep_ids.update(id(r) for r in grp)
+    for grp in groups.values():
+        views = [r.cells.get(view, "") for r in grp]
+        if len(grp) == 1 or len(set(views)) == 1:
+            keep_ids.update(id(r) for r in grp)  # one view (or exact repeats: kept, reported)
             continue
-        best = next((r for r in grp if r.cells.get(view, "").lower().startswith("spectrogram")),
-                    grp[0])
-        keep_ids.add(id(best))
-        merged += len(grp) - 1
+        by_view: dict[str, list[RawRow]] = {}
+        for r, v in zip(grp, views):
+            by_view.setdefault(v, []).append(r)
+        spec = [v for v in by_view if v.lower().startswith("spectrogram")]
+        best = spec[0] if spec else max(by_view, key=lambda v: len(by_view[v]))
+        keep_ids.update(id(r) for r in by_view[best])
+        merged += len(grp) - len(by_view[best])
     return [r for r in rows if id(r) in keep_ids], merged
 
 
@@ -687,6 +873,7 @@ class ImportResult:
     labels: pd.DataFrame
     conflicts: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
@@ -706,8 +893,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
 
 def collect_sources(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
-    """Label files from files and folders (``*.txt`` Raven tables, ``*.csv`` label CSVs;
-    ``manifest.csv`` and other files in folders are skipped with a note)."""
+    """Label files from files and folders (``*.txt`` Raven tables, ``*.csv`` label CSVs and
+    review journals; ``manifest.csv`` and other files in folders are skipped with a note)."""
     files, notes = [], []
     for p in map(Path, paths):
         if p.is_dir():
@@ -741,8 +928,14 @@ def _display(path: Path, bases: Sequence[Path]) -> str:
     return path.name
 
 
+#: suffix of a review journal file (``<annotator>.journal.csv``)
+JOURNAL_SUFFIX = ".journal.csv"
+#: journal ``present`` value withdrawing an answer
+JOURNAL_CLEAR = "clear"
+
+
 class _Importer:
-    """Row-by-row validation shared by Raven tables and CSV files."""
+    """Row-by-row validation shared by Raven tables, CSV files and review journals."""
 
     def __init__(self, manifest: pd.DataFrame, resolver: SpeciesResolver, round_label: str,
                  default_annotator: str | None) -> None:
@@ -760,6 +953,10 @@ class _Importer:
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.rows: list[dict[str, Any]] = []
+        #: unanswered rows: (source, line, unit_id, annotator, message)
+        self.unanswered: list[tuple[str, int, str, str, str]] = []
+        #: display names of the files read
+        self.sources: list[str] = []
 
     def _annotator(self, value: str, unit: Mapping[str, Any]) -> str:
         return (value or str(unit.get("annotator") or "") or self.default_annotator
@@ -771,12 +968,20 @@ class _Importer:
                 "start_s": float(unit["start_s"]), "end_s": float(unit["end_s"]),
                 "round": self.round, "source_file": source, "source_line": line}
 
-    def raven(self, path: Path, source: str) -> None:
+    def _read(self, path: Path, source: str, preferred: str) -> DelimitedTable | None:
         try:
-            header, rows = read_delimited(path, "\t")
+            return read_table(path, preferred)
         except LabelImportError as exc:
-            self.problems.extend(exc.problems)
+            self.problems.extend(p.replace(str(path), source, 1) for p in exc.problems)
+        except OSError as exc:
+            self.problems.append(f"{source}: cannot read: {exc.strerror or exc}")
+        return None
+
+    def raven(self, path: Path, source: str) -> None:
+        t = self._read(path, source, "\t")
+        if t is None:
             return
+        header, rows = t.header, t.rows
         where = f"{source}"
         uid = self.by_stem.get(_stem_of(path.name).lower())
         if uid is None:
@@ -792,7 +997,8 @@ class _Importer:
             missing.append("Species (or Annotation)")
         if missing:
             self.problems.append(f"{where}:1: missing column(s) {', '.join(missing)} (found: "
-                                 f"{', '.join(h for h in header if h) or 'none'})")
+                                 f"{', '.join(h for h in header if h) or 'none'}; "
+                                 f"{t.described()})")
             return
         rows, merged = merge_views(rows, header)
         if merged:
@@ -822,13 +1028,15 @@ class _Importer:
             low = _optional_float(get("Low Freq (Hz)"), "Low Freq (Hz)")
             high = _optional_float(get("High Freq (Hz)"), "High Freq (Hz)")
             conf = _optional_float(get("Confidence"), "Confidence")
-            present = parse_present(get("Present"))
         except ValueError as exc:
             self.problems.append(f"{where}: {exc}")
             return
+        # no Present column at all (a table drawn from scratch): every selection is present
+        present = parse_present(get("Present")) if cols["Present"] else 1
         if present is None:
-            self.problems.append(f"{where}: Present is '?' (model suggestion not reviewed): "
-                                 "set 1 (present) or 0 (absent), or delete the row")
+            self.unanswered.append((source, r.line, str(unit["unit_id"]),
+                                    self._annotator(get("Annotator"), unit),
+                                    f"{where}: {unanswered_why(get('Present'))}"))
             return
         if end <= begin:
             self.problems.append(f"{where}: End Time (s) {end:g} is not after Begin Time (s) "
@@ -886,56 +1094,185 @@ class _Importer:
                     self.problems.append(str(exc))
 
     def csv(self, path: Path, source: str) -> None:
-        try:
-            header, rows = read_delimited(path, ",")
-        except LabelImportError as exc:
-            self.problems.extend(exc.problems)
+        t = self._read(path, source, ",")
+        if t is None:
+            return
+        header, rows = t.header, t.rows
+        if _column(header, "answered_at"):
+            self.journal(t, path, source)
             return
         missing = [c for c in ("unit_id", "species", "present") if not _column(header, c)]
         if missing:
             self.problems.append(f"{source}:1: missing column(s) {', '.join(missing)} (a label "
                                  "CSV needs unit_id, species, present[, annotator, confidence, "
-                                 "notes])")
+                                 f"notes]; {t.described()})")
+            return
+        if not rows:
+            self.problems.append(f"{source}:1: header only, no label rows (an empty CSV labels "
+                                 "nothing; give one row per answer)")
             return
         self._check_path_cells(rows, header, source)
         col = {n: _column(header, n) for n in ("unit_id", "species", "present", "annotator",
                                                "confidence", "notes")}
         for r in rows:
-            where = f"{source}:{r.line}"
             get = lambda name: r.cells.get(col[name] or "", "")  # noqa: E731
-            uid = get("unit_id")
-            unit = self.units.get(uid)
-            if unit is None:
-                self.problems.append(f"{where}: unknown unit_id {uid!r} (not in this round's "
-                                     "manifest)")
-                continue
+            self._answer(r.line, source, get("unit_id"), get("species"), get("present"),
+                         get("annotator"), get("confidence"), get("notes"))
+
+    def _answer(self, line: int, source: str, uid: str, name: str, present_text: str,
+                annotator: str, confidence: str, notes: str, record: bool = True
+                ) -> dict[str, Any] | None:
+        """Validate one CSV / journal answer; append it (``record``) and return the row."""
+        where = f"{source}:{line}"
+        unit = self.units.get(uid)
+        if unit is None:
+            self.problems.append(f"{where}: unknown unit_id {uid!r} (not in this round's "
+                                 "manifest)")
+            return None
+        try:
+            conf = _optional_float(confidence, "confidence")
+        except ValueError as exc:
+            self.problems.append(f"{where}: {exc}")
+            return None
+        present = parse_present(present_text)
+        who = self._annotator(annotator, unit)
+        if present is None:
+            why = unanswered_why(present_text, "present")
+            if present_text.strip() == "":
+                why = "present is empty: " + why.split(": ", 1)[1]
+            self.unanswered.append((source, line, uid, who, f"{where}: {why}"))
+            return None
+        if name == "":
+            if present != 0:
+                self.problems.append(f"{where}: empty species with present="
+                                     f"{'1' if present == 1 else 'unsure'} (an empty species "
+                                     "with present=0 marks a unit with no species)")
+                return None
+            species = NO_SPECIES
+        else:
+            species = self.resolver.resolve(name)
+            if species is None:
+                self.problems.append(f"{where}: {self.resolver.error(name)}")
+                return None
+        row = {**self._base(unit, source, line), "species": species, "present": present,
+               "in_target": 1, "annotator": who, "confidence": conf, "notes": notes}
+        if record:
+            self.rows.append(row)
+        return row
+
+    def journal(self, t: DelimitedTable, path: Path, source: str) -> None:
+        """A review journal (CONTRACTS.md "Review journal"): the last event per (unit,
+        annotator, species) wins (by ``seq``, then line); ``clear`` withdraws the answer."""
+        missing = [c for c in ("unit_id", "species", "present") if not _column(t.header, c)]
+        if missing:
+            self.problems.append(f"{source}:1: journal lacks column(s) {', '.join(missing)} "
+                                 f"({t.described()})")
+            return
+        if not t.rows:
+            self.notes.append(f"{source}: journal has no answers yet")
+            return
+        col = {n: _column(t.header, n) for n in ("unit_id", "species", "present", "annotator",
+                                                 "confidence", "notes", "seq")}
+        file_annotator = path.name[: -len(JOURNAL_SUFFIX)] if \
+            path.name.lower().endswith(JOURNAL_SUFFIX) else ""
+        events: list[tuple[float, int, tuple[str, str, str], dict[str, Any] | None]] = []
+        for r in t.rows:
+            get = lambda name: r.cells.get(col[name] or "", "")  # noqa: E731
+            seq_text = get("seq")
             try:
-                if get("present") == "":
-                    raise ValueError("present is empty: give 1 or 0")
-                present = parse_present(get("present"))
-                conf = _optional_float(get("confidence"), "confidence")
-            except ValueError as exc:
-                self.problems.append(f"{where}: {exc}")
+                seq = float(int(seq_text)) if seq_text else math.inf
+            except ValueError:
+                self.problems.append(f"{source}:{r.line}: seq {seq_text!r} is not an integer")
                 continue
-            if present is None:
-                self.problems.append(f"{where}: present is '?': give 1 or 0")
-                continue
-            name = get("species")
-            if name == "":
-                if present == 1:
-                    self.problems.append(f"{where}: empty species with present=1 (an empty "
-                                         "species with present=0 marks a unit with no species)")
+            ann = get("annotator") or file_annotator
+            uid, name = get("unit_id"), get("species")
+            if get("present").strip().lower() == JOURNAL_CLEAR:
+                unit = self.units.get(uid)
+                if unit is None:
+                    self.problems.append(f"{source}:{r.line}: unknown unit_id {uid!r} (not in "
+                                         "this round's manifest)")
                     continue
-                species = NO_SPECIES
-            else:
-                species = self.resolver.resolve(name)
+                species = NO_SPECIES if name == "" else self.resolver.resolve(name)
                 if species is None:
-                    self.problems.append(f"{where}: {self.resolver.error(name)}")
+                    self.problems.append(f"{source}:{r.line}: {self.resolver.error(name)}")
                     continue
-            self.rows.append({**self._base(unit, source, r.line), "species": species,
-                              "present": present, "in_target": 1,
-                              "annotator": self._annotator(get("annotator"), unit),
-                              "confidence": conf, "notes": get("notes")})
+                key = (uid, self._annotator(ann, unit), species)
+                events.append((seq, r.line, key, None))
+                continue
+            row = self._answer(r.line, source, uid, name, get("present"), ann,
+                               get("confidence"), get("notes"), record=False)
+            if row is not None:
+                events.append((seq, r.line, (row["unit_id"], row["annotator"], row["species"]),
+                               row))
+        last: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+        for _, _, key, row in sorted(events, key=lambda e: (e[0], e[1])):
+            last[key] = row
+        superseded = len(events) - len(last)
+        cleared = sum(v is None for v in last.values())
+        kept = [row for row in last.values() if row is not None]
+        self.rows.extend(sorted(kept, key=lambda row: row["source_line"]))
+        if superseded or cleared:
+            self.notes.append(f"{source}: journal of {len(events)} event(s): {superseded} "
+                              f"superseded by a later answer, {cleared} answer(s) cleared, "
+                              f"{len(kept)} kept")
+
+    def result(self, manifest: pd.DataFrame, previous: Mapping[str, set[str]] | None,
+               skip_unanswered: bool = False) -> ImportResult:
+        """Check the collected rows (unanswered, earlier rounds) and build the result."""
+        labels = pd.DataFrame(self.rows).reindex(columns=list(LABEL_COLUMNS))
+        problems = list(self.problems)
+        summary: list[str] = []
+        notes = list(self.notes)
+        if self.unanswered:
+            n_files = len({u[0] for u in self.unanswered})
+            msgs = [u[4] for u in self.unanswered]
+            if skip_unanswered:
+                drop = {(u[0], u[2], u[3]) for u in self.unanswered}
+                keys = list(zip(labels["source_file"], labels["unit_id"], labels["annotator"]))
+                mask = np.array([k in drop for k in keys], dtype=bool)
+                labels = labels[~mask]
+                notes.append(f"{len(msgs)} unanswered row(s) in {n_files} file(s); their "
+                             f"{len(drop)} unit(s) were left out of this import (their other "
+                             f"rows too, so that no species becomes absent by omission): "
+                             + "; ".join(msgs))
+            else:
+                summary.append(f"{len(msgs)} unanswered row(s) in {n_files} file(s) (blank, "
+                               "'?' or unknown Present): answer them, or pass "
+                               "--skip-unanswered to import the other units")
+                problems.extend(msgs)
+        n_units = labels["unit_id"].nunique()
+        for prev_file, units in (previous or {}).items():
+            again = labels[labels["unit_id"].isin(units)].drop_duplicates("unit_id")
+            if len(again):
+                summary.append(f"{len(again)} of {n_units} unit(s) of this import were already "
+                               f"labelled in {prev_file} (units are labelled in one round "
+                               "only; listed below)")
+            for r in again.itertuples(index=False):
+                problems.append(f"{r.source_file}:{r.source_line}: unit {r.unit_id!r} was "
+                                f"already labelled in {prev_file}")
+        if not problems and labels.empty:
+            names = sorted(set(self.sources))
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3
+                                             else "")
+            problems.append(f"no explicit answers in {shown or 'the input'}: nothing to import")
+        if problems:
+            raise LabelImportError(problems, summary=summary)
+        labels = mark_conflicts(_finalise(labels))
+        conflicts = find_conflicts(labels)
+        dups = find_duplicates(labels)
+        if len(dups):
+            notes.append(f"{len(dups)} duplicate row(s) kept (same unit, annotator, species, "
+                         f"times): first at {dups['source_file'].iloc[0]}:"
+                         f"{dups['source_line'].iloc[0]}")
+        notes.extend(conflict_notes(conflicts))
+        unlabelled = sorted(set(manifest["unit_id"].astype(str)) - set(labels["unit_id"]))
+        if unlabelled:
+            notes.append(f"{len(unlabelled)} of {len(manifest)} units have no labels yet: "
+                         f"{', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}")
+        n_unsure = int((labels["present"] == UNSURE).sum())
+        if n_unsure:
+            notes.append(f"{n_unsure} unsure answer(s) (kept; not trained on)")
+        return ImportResult(labels, conflicts, notes, sorted(set(self.sources)))
 
 
 def _stem_of(name: str) -> str:
@@ -947,30 +1284,90 @@ def _stem_of(name: str) -> str:
     return stem
 
 
-def find_conflicts(labels: pd.DataFrame) -> pd.DataFrame:
-    """Units where annotators disagree on a species.
+def _answer_rows(labels: pd.DataFrame) -> pd.DataFrame:
+    return labels[(labels["in_target"] == 1) & (labels["species"] != NO_SPECIES)]
 
-    An annotator who labelled a unit says a species is present when one of their in-target
-    rows has it with present=1, absent otherwise (closed world). Returns ``unit_id, species,
-    present_by, absent_by, sources`` (one row per disputed unit x species).
+
+def mark_conflicts(labels: pd.DataFrame) -> pd.DataFrame:
+    """``conflict`` = 1 on the in-target rows of every (unit, annotator, species) for which
+    that annotator gave different explicit values (present / absent / unsure), else 0."""
+    labels = labels.copy()
+    labels["conflict"] = 0
+    if labels.empty:
+        return labels
+    ans = _answer_rows(labels)
+    n_vals = ans.groupby(["unit_id", "annotator", "species"])["present"].transform("nunique")
+    labels.loc[n_vals[n_vals > 1].index, "conflict"] = 1
+    labels["conflict"] = labels["conflict"].astype("int64")
+    return labels
+
+
+#: columns of ``round_RR.conflicts.csv``
+CONFLICT_COLUMNS: tuple[str, ...] = ("unit_id", "species", "kind", "present_by", "absent_by",
+                                     "unsure_by", "sources")
+
+
+def find_conflicts(labels: pd.DataFrame) -> pd.DataFrame:
+    """Disputed (unit, species) cells (:data:`CONFLICT_COLUMNS`, ``sources`` as file:line).
+
+    ``kind = same_annotator``: one annotator gave different explicit values (rows flagged by
+    :func:`mark_conflicts`). ``kind = annotators``: one annotator says present (an in-target
+    present row), another absent (an absent row, or no row: closed world). Unsure is neither:
+    unsure annotators are listed in ``unsure_by`` but unsure against present or absent alone is
+    not a conflict; a cell an annotator contradicted themselves on does not take part.
     """
-    cols = ["unit_id", "species", "present_by", "absent_by", "sources"]
+    cols = list(CONFLICT_COLUMNS)
     if labels.empty:
         return pd.DataFrame(columns=cols)
+    if "conflict" not in labels.columns:
+        labels = mark_conflicts(labels)
+    where = lambda g: ";".join(f"{f}:{ln}" for f, ln in  # noqa: E731
+                               zip(g["source_file"], g["source_line"]))
     out = []
+    ans = _answer_rows(labels)
+    for (uid, ann, sp), g in ans[ans["conflict"] == 1].groupby(
+            ["unit_id", "annotator", "species"], sort=True):
+        vals = set(g["present"])
+        out.append({"unit_id": uid, "species": sp, "kind": "same_annotator",
+                    "present_by": ann if 1 in vals else "", "absent_by": ann if 0 in vals else "",
+                    "unsure_by": ann if UNSURE in vals else "", "sources": where(g)})
     for uid, grp in labels.groupby("unit_id", sort=True):
         annotators = sorted(grp["annotator"].unique())
         if len(annotators) < 2:
             continue
-        pos = grp[(grp["present"] == 1) & (grp["in_target"] == 1) & (grp["species"] != "")]
-        for sp, sgrp in pos.groupby("species", sort=True):
-            yes = sorted(sgrp["annotator"].unique())
-            no = [a for a in annotators if a not in yes]
-            if no:
-                out.append({"unit_id": uid, "species": sp, "present_by": ";".join(yes),
-                            "absent_by": ";".join(no),
-                            "sources": ";".join(sorted(grp["source_file"].unique()))})
+        a = _answer_rows(grp)
+        bad = set(zip(a.loc[a["conflict"] == 1, "annotator"], a.loc[a["conflict"] == 1,
+                                                                     "species"]))
+        for sp, sgrp in a[a["present"] == 1].groupby("species", sort=True):
+            yes = sorted(x for x in sgrp["annotator"].unique() if (x, sp) not in bad)
+            unsure = sorted(x for x in a.loc[(a["species"] == sp) & (a["present"] == UNSURE),
+                                             "annotator"].unique()
+                            if (x, sp) not in bad and x not in yes)
+            no = [x for x in annotators if x not in yes and x not in unsure and (x, sp) not in bad]
+            if yes and no:
+                out.append({"unit_id": uid, "species": sp, "kind": "annotators",
+                            "present_by": ";".join(yes), "absent_by": ";".join(no),
+                            "unsure_by": ";".join(unsure),
+                            "sources": where(grp[(grp["species"] == sp)
+                                                 | (grp["annotator"].isin(no))])})
     return pd.DataFrame(out, columns=cols)
+
+
+def conflict_notes(conflicts: pd.DataFrame) -> list[str]:
+    """One note per conflict (printed by the import)."""
+    notes = []
+    for c in conflicts.itertuples(index=False):
+        if c.kind == "same_annotator":
+            vals = [v for v, who in (("present", c.present_by), ("absent", c.absent_by),
+                                     ("unsure", c.unsure_by)) if who]
+            notes.append(f"conflict: unit {c.unit_id} species {c.species}: annotator "
+                         f"{c.present_by or c.absent_by or c.unsure_by} answered "
+                         f"{' and '.join(vals)} ({c.sources}); kept, not trained on until "
+                         "resolved (see conflicts file)")
+        else:
+            notes.append(f"conflict: unit {c.unit_id} species {c.species}: present for "
+                         f"{c.present_by}, absent for {c.absent_by} (kept; see conflicts file)")
+    return notes
 
 
 def find_duplicates(labels: pd.DataFrame) -> pd.DataFrame:
@@ -985,12 +1382,15 @@ def find_duplicates(labels: pd.DataFrame) -> pd.DataFrame:
 
 def import_labels(paths: Sequence[str | Path], manifest: pd.DataFrame, label_set: Sequence[str],
                   *, round_id: int | str, default_annotator: str | None = None,
-                  previous: Mapping[str, set[str]] | None = None) -> ImportResult:
+                  previous: Mapping[str, set[str]] | None = None,
+                  skip_unanswered: bool = False) -> ImportResult:
     """Validate label files against a round's ``manifest`` and ``label_set``.
 
     ``previous`` maps earlier label files to the unit ids they label: a unit labelled before
-    is refused. Raises :class:`LabelImportError` listing every problem; otherwise returns the
-    label rows (:data:`LABEL_COLUMNS`, in input order), conflicts and notes.
+    is refused. Unanswered rows (blank, ``?`` or unknown Present) are problems, or with
+    ``skip_unanswered`` their units are left out of this import (reported per file:line).
+    Raises :class:`LabelImportError` listing every problem; otherwise returns the label rows
+    (:data:`LABEL_COLUMNS`, in input order), conflicts and notes.
     """
     files, notes = collect_sources(paths)
     bases = [Path(p) for p in paths]
@@ -1002,35 +1402,12 @@ def import_labels(paths: Sequence[str | Path], manifest: pd.DataFrame, label_set
             safe_relpath(source, "source file")
         except ValueError:
             source = f.name
+        imp.sources.append(source)
         if f.suffix.lower() == ".csv":
             imp.csv(f, source)
         else:
             imp.raven(f, source)
-    labels = pd.DataFrame(imp.rows).reindex(columns=list(LABEL_COLUMNS))
-    problems = list(imp.problems)
-    for prev_file, units in (previous or {}).items():
-        again = sorted(set(labels["unit_id"]) & set(units))
-        for uid in again[:20]:
-            problems.append(f"{prev_file}: unit {uid!r} was already labelled there (units are "
-                            "labelled in one round only)")
-    if problems:
-        raise LabelImportError(problems)
-    labels = _finalise(labels)
-    conflicts = find_conflicts(labels)
-    dups = find_duplicates(labels)
-    notes = list(imp.notes)
-    if len(dups):
-        notes.append(f"{len(dups)} duplicate row(s) kept (same unit, annotator, species, "
-                     f"times): first at {dups['source_file'].iloc[0]}:"
-                     f"{dups['source_line'].iloc[0]}")
-    for c in conflicts.itertuples(index=False):
-        notes.append(f"conflict: unit {c.unit_id} species {c.species}: present for "
-                     f"{c.present_by}, absent for {c.absent_by} (kept; see conflicts file)")
-    unlabelled = sorted(set(manifest["unit_id"].astype(str)) - set(labels["unit_id"]))
-    if unlabelled:
-        notes.append(f"{len(unlabelled)} of {len(manifest)} units have no labels yet: "
-                     f"{', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}")
-    return ImportResult(labels, conflicts, notes)
+    return imp.result(manifest, previous, skip_unanswered)
 
 
 def _finalise(labels: pd.DataFrame) -> pd.DataFrame:
@@ -1038,13 +1415,155 @@ def _finalise(labels: pd.DataFrame) -> pd.DataFrame:
     labels["present"] = labels["present"].astype("int64")
     labels["in_target"] = labels["in_target"].fillna(1).astype("int64")
     labels["source_line"] = labels["source_line"].astype("int64")
+    labels["conflict"] = labels["conflict"].fillna(0).astype("int64")
     for c in ("species", "annotator", "notes"):
         labels[c] = labels[c].fillna("").astype(str)
     return labels
 
 
+# --------------------------------------------------------------------------- BirdNET-Analyzer
+
+
+#: folders BirdNET-Analyzer's review tab moves clips into, and the label each means
+BIRDNET_REVIEW_DIRS: dict[str, int] = {"positive": 1, "negative": 0}
+#: audio suffixes BirdNET-Analyzer reads (``cfg.ALLOWED_FILETYPES``)
+BIRDNET_AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".wma", ".aiff",
+                                    ".aif"})
+#: a segment written by ``birdnet_analyzer.segments``:
+#: ``<confidence:.3f>_<n>_<recording stem>_<start:.2f>s_<end:.2f>s.<ext>`` (start/end in the
+#: recording)
+BIRDNET_SEGMENT_RE = re.compile(r"^(?P<conf>\d+(?:\.\d+)?)_(?P<n>\d+)_(?P<rec>.+)_"
+                                r"(?P<start>\d+(?:\.\d+)?)s_(?P<end>\d+(?:\.\d+)?)s$")
+
+
+def _birdnet_unit(imp: _Importer, stem: str, by_rec: Mapping[str, list[str]]
+                  ) -> tuple[str | None, tuple[float, float] | None]:
+    """Unit of a reviewed clip: our exported clip name, or a BirdNET-Analyzer segment name
+    (recording stem + start/end) matched to the unit overlapping it most (a segment unit that
+    covers at least half of it, else a recording unit of that recording)."""
+    uid = imp.by_stem.get(stem.lower())
+    if uid is not None:
+        return uid, None
+    m = BIRDNET_SEGMENT_RE.match(stem)
+    if not m:
+        return None, None
+    start, end = float(m["start"]), float(m["end"])
+    best, best_ov = None, 0.0
+    for cand in by_rec.get(m["rec"].lower(), []):
+        u = imp.units[cand]
+        if u["unit_type"] == "recording":
+            continue
+        ov = min(end, float(u["end_s"])) - max(start, float(u["start_s"]))
+        if ov > best_ov:
+            best, best_ov = cand, ov
+    if best is not None and best_ov >= 0.5 * (end - start) - 1e-6:
+        return best, (start, end)
+    rec_units = [c for c in by_rec.get(m["rec"].lower(), [])
+                 if imp.units[c]["unit_type"] == "recording"]
+    return (rec_units[0] if rec_units else None), (start, end)
+
+
+def import_birdnet_review(folder: str | Path, manifest: pd.DataFrame, label_set: Sequence[str],
+                          *, round_id: int | str, species: str | None = None,
+                          species_from_folder: bool = False, annotator: str | None = None,
+                          closed_world: bool = False,
+                          previous: Mapping[str, set[str]] | None = None) -> ImportResult:
+    """Labels from BirdNET-Analyzer's review tab: clips moved into ``Positive/`` (present = 1)
+    and ``Negative/`` (present = 0) folders, either directly under ``folder`` or under one
+    folder per species (``<species>/Positive/``, as ``birdnet_analyzer.segments`` writes them).
+
+    Each clip is mapped to a unit of the manifest by its name: one of our exported clips
+    (``<stem>.wav``), or a BirdNET-Analyzer segment
+    (``<conf>_<n>_<recording>_<start>s_<end>s.wav``) whose recording and times are matched to
+    a unit (:func:`_birdnet_unit`). The species is ``species`` or (``species_from_folder``) the
+    folder holding ``Positive/``/``Negative/``, resolved against the label set.
+
+    BirdNET-Analyzer's review answers one species per clip, while a label file is closed world
+    per (unit, annotator): so every other label-set species of a reviewed unit gets an unsure
+    row (masked in training) unless ``closed_world`` (the reviewer vouches that no other
+    species is audible).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    if (species is None) == (not species_from_folder):
+        raise ValueError("give exactly one of species (--species NAME) and "
+                         "species_from_folder (--species-from-folder)")
+    resolver = SpeciesResolver(label_set)
+    imp = _Importer(manifest, resolver, round_name(round_id), annotator)
+    by_rec: dict[str, list[str]] = {}
+    for uid, u in imp.units.items():
+        for key in {PurePosixPath(str(u["path"]).replace("\\", "/")).stem.lower(),
+                    str(u["recording_id"]).lower()}:
+            by_rec.setdefault(key, []).append(uid)
+    fixed = None
+    if species is not None:
+        fixed = resolver.resolve(species)
+        if fixed is None:
+            raise LabelImportError([f"--species: {resolver.error(species)}"])
+    clips = sorted(f for f in folder.rglob("*") if f.is_file()
+                   and f.suffix.lower() in BIRDNET_AUDIO_SUFFIXES and not f.name.startswith("."))
+    pending = 0
+    for f in clips:
+        verdict = BIRDNET_REVIEW_DIRS.get(f.parent.name.lower())
+        if verdict is None:
+            pending += 1
+            continue
+        source = f.relative_to(folder).as_posix()
+        imp.sources.append(source)
+        sp = fixed
+        if sp is None:
+            sp_dir = f.parent.parent
+            if sp_dir.resolve() == folder.resolve():
+                imp.problems.append(f"{source}: no species folder above {f.parent.name}/ "
+                                    "(give --species NAME)")
+                continue
+            sp = resolver.resolve(sp_dir.name)
+            if sp is None:
+                imp.problems.append(f"{source}: species folder: {resolver.error(sp_dir.name)}")
+                continue
+        uid, span = _birdnet_unit(imp, f.stem, by_rec)
+        if uid is None:
+            imp.problems.append(f"{source}: no unit of this round's manifest matches this clip "
+                                "(expected an exported clip name or a BirdNET-Analyzer segment "
+                                "<conf>_<n>_<recording>_<start>s_<end>s)")
+            continue
+        unit = imp.units[uid]
+        row = {**imp._base(unit, source, 0), "species": sp, "present": verdict, "in_target": 1,
+               "annotator": imp._annotator("", unit), "notes": "BirdNET-Analyzer review"}
+        if span is not None:
+            row |= {"sel_begin_s": span[0], "sel_end_s": span[1]}
+        imp.rows.append(row)
+    if pending:
+        imp.notes.append(f"{pending} clip(s) not reviewed yet (not in a Positive/ or Negative/ "
+                         "folder): left out")
+    if not closed_world and imp.rows:
+        reviewed: dict[tuple[str, str], set[str]] = {}
+        first: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in imp.rows:
+            key = (row["unit_id"], row["annotator"])
+            reviewed.setdefault(key, set()).add(row["species"])
+            first.setdefault(key, row)
+        for key, done in reviewed.items():
+            base = first[key]
+            for sp in resolver.labels:
+                if sp not in done:
+                    imp.rows.append({**{c: base[c] for c in ("unit_id", "unit_type",
+                                                             "recording_id", "path", "start_s",
+                                                             "end_s", "round", "source_file",
+                                                             "source_line", "annotator")},
+                                     "species": sp, "present": UNSURE, "in_target": 1,
+                                     "notes": "not reviewed (BirdNET-Analyzer review covers "
+                                              "one species per clip)"})
+    return imp.result(manifest, previous)
+
+
+# --------------------------------------------------------------------------- label files
+
+
 def read_labels(path: str | Path) -> pd.DataFrame:
-    """A label file written by :func:`write_labels` (species "" kept as empty string)."""
+    """A label file written by :func:`write_labels` (species "" kept as empty string;
+    ``conflict`` added as 0 to files written before it existed)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: label file not found")
@@ -1058,33 +1577,46 @@ def read_labels(path: str | Path) -> pd.DataFrame:
                       "present", "in_target", "annotator"} - set(df.columns))
     if missing:
         raise ValueError(f"{path}: label file lacks column(s): {', '.join(missing)}")
-    bad = ~df["present"].isin([0, 1])
+    present = pd.to_numeric(df["present"], errors="coerce")
+    bad = ~present.isin(LABEL_VALUES)
     if bad.any():
-        raise ValueError(f"{path}:{int(np.flatnonzero(bad)[0]) + 2}: present must be 0 or 1")
+        raise ValueError(f"{path}:{int(np.flatnonzero(bad)[0]) + 2}: present must be 1, 0 or "
+                         f"{UNSURE} (unsure)")
+    df["present"] = present.astype("int64")
+    if "conflict" not in df.columns:
+        df["conflict"] = 0
+    df["conflict"] = pd.to_numeric(df["conflict"], errors="coerce").fillna(0).astype("int64")
     return df
 
 
 def write_labels(result: ImportResult, out: str | Path, force: bool = False) -> Path:
     """Write the labels (and ``<name>.conflicts.csv`` when annotators disagree).
 
-    Refuses to overwrite an existing label file unless ``force``.
+    Refuses to overwrite an existing label file unless ``force`` (:func:`commit_import` merges
+    into it instead).
     """
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists: labels are never overwritten (use --force to "
                               "replace them deliberately)")
-    write_csv(result.labels, out, stage="labels")
-    conflicts = out.with_name(out.stem + ".conflicts.csv")
-    if len(result.conflicts):
-        write_csv(result.conflicts, conflicts, stage="labels")
-    elif conflicts.exists() and force:
-        conflicts.unlink()
+    _write_round(result.labels, result.conflicts, out)
     return out
+
+
+def _write_round(labels: pd.DataFrame, conflicts: pd.DataFrame, out: Path) -> None:
+    write_csv(labels.reindex(columns=list(LABEL_COLUMNS)), out, stage="labels")
+    cpath = out.with_name(out.stem + ".conflicts.csv")
+    if len(conflicts):
+        write_csv(conflicts, cpath, stage="labels")
+    elif cpath.exists():
+        cpath.unlink()
 
 
 def previous_label_units(labels_dir: str | Path, round_label: str) -> dict[str, set[str]]:
     """Unit ids of the label files a new import must not overlap: for ``round_RR`` the earlier
-    rounds and ``test.csv``; for ``test`` every round."""
+    rounds and ``test.csv``; for ``test`` every round. A unit whose answers there are all
+    unsure is not included: it may be offered again (to another annotator) and labelled in a
+    later round."""
     out = {}
     for f in sorted(Path(labels_dir).glob("*.csv")):
         if f.stem == round_label or not re.fullmatch(r"round_\d{2}|test", f.stem):
@@ -1092,8 +1624,236 @@ def previous_label_units(labels_dir: str | Path, round_label: str) -> dict[str, 
         if round_label.startswith("round_") and f.stem.startswith("round_") \
                 and f.stem >= round_label:
             continue  # a later round's (possibly stale) file is not "before" this one
-        out[f.as_posix()] = set(read_labels(f)["unit_id"].astype(str))
+        lab = read_labels(f)
+        settled = lab.groupby(lab["unit_id"].astype(str))["present"].apply(
+            lambda p: bool((p != UNSURE).any()))
+        out[f.as_posix()] = set(settled.index[settled.to_numpy(bool)])
     return out
+
+
+# --------------------------------------------------------------------------- merge + history
+
+#: label columns compared to decide whether a re-imported (unit, annotator) pair changed
+_COMPARE_COLUMNS: tuple[str, ...] = ("species", "present", "sel_begin_s", "sel_end_s", "low_hz",
+                                     "high_hz", "in_target", "confidence", "notes")
+
+
+def _pair_answers(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[tuple[str, ...], ...]]:
+    """Canonical answers per (unit, annotator): sorted tuples of :data:`_COMPARE_COLUMNS`."""
+    out: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+    for r in rows.to_dict("records"):
+        cells = []
+        for c in _COMPARE_COLUMNS:
+            v = r.get(c)
+            if isinstance(v, float):
+                v = "" if math.isnan(v) else f"{v:.3f}"
+            cells.append(str(v if v is not None else ""))
+        out.setdefault((str(r["unit_id"]), str(r["annotator"])), []).append(tuple(cells))
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+@dataclass
+class MergeResult:
+    """The round file after an import and what the import changed."""
+
+    labels: pd.DataFrame
+    applied: pd.DataFrame
+    added: list[tuple[str, str]]
+    replaced: list[tuple[str, str]]
+    unchanged: list[tuple[str, str]]
+
+
+def merge_round(existing: pd.DataFrame, new: pd.DataFrame, force: bool = False) -> MergeResult:
+    """Merge an import into the round file: new (unit, annotator) pairs are added; a pair
+    re-imported with identical answers is left as it is; a pair with different answers needs
+    ``force`` and then replaces exactly that pair's rows. No other row is ever removed.
+    Raises :class:`LabelImportError` (``file:line`` of the new row and the earlier one) for
+    changed pairs without ``force``."""
+    old_ans, new_ans = _pair_answers(existing), _pair_answers(new)
+    added = [k for k in new_ans if k not in old_ans]
+    unchanged = [k for k in new_ans if k in old_ans and old_ans[k] == new_ans[k]]
+    changed = [k for k in new_ans if k in old_ans and old_ans[k] != new_ans[k]]
+    if changed and not force:
+        first = lambda df, k: df[(df["unit_id"].astype(str) == k[0])  # noqa: E731
+                                 & (df["annotator"].astype(str) == k[1])].iloc[0]
+        summary = [f"{len(changed)} (unit, annotator) pair(s) of this import were answered "
+                   "differently in the round file already (--force replaces exactly these "
+                   "pairs; every other row is kept)"]
+        problems = []
+        for k in changed:
+            n, o = first(new, k), first(existing, k)
+            problems.append(f"{n['source_file']}:{n['source_line']}: unit {k[0]!r} annotator "
+                            f"{k[1]!r} already answered (from {o['source_file']}:"
+                            f"{o['source_line']})")
+        raise LabelImportError(problems, summary=summary)
+    keys_new = list(zip(new["unit_id"].astype(str), new["annotator"].astype(str)))
+    take = set(added) | set(changed)
+    applied = new[[k in take for k in keys_new]]
+    keys_old = list(zip(existing["unit_id"].astype(str), existing["annotator"].astype(str)))
+    kept = existing[[k not in set(changed) for k in keys_old]]
+    frames = [f for f in (kept, applied) if len(f)]
+    merged = pd.concat(frames, ignore_index=True) if frames else new.iloc[0:0]
+    merged = mark_conflicts(_finalise(merged.reindex(columns=list(LABEL_COLUMNS))))
+    return MergeResult(merged, applied, added, changed, unchanged)
+
+
+def history_dir(out: str | Path) -> Path:
+    """History folder of a round file: ``<labels_dir>/history/<round>/``."""
+    out = Path(out)
+    return out.parent / "history" / out.stem
+
+
+def read_history(out: str | Path) -> list[dict[str, Any]]:
+    """Entries of a round's ``log.jsonl`` (oldest first)."""
+    log_path = history_dir(out) / "log.jsonl"
+    if not log_path.exists():
+        return []
+    entries = []
+    for i, line in enumerate(log_path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ValueError(f"{log_path}:{i}: not a JSON line") from None
+    return entries
+
+
+@contextmanager
+def _history_lock(out: Path) -> Iterator[Path]:
+    """Exclusive lock of a round's history (one import / restore at a time)."""
+    hdir = history_dir(out)
+    hdir.mkdir(parents=True, exist_ok=True)
+    with open(hdir / ".lock", "a+") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            pass
+        yield hdir
+
+
+def _append_log(hdir: Path, entry: Mapping[str, Any]) -> None:
+    with open(hdir / "log.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _snapshot(hdir: Path, n: int, round_labels: pd.DataFrame,
+              rows: pd.DataFrame | None = None) -> None:
+    if rows is not None:
+        write_csv(rows.reindex(columns=list(LABEL_COLUMNS)), hdir / f"{n:04d}.csv",
+                  stage="labels")
+    write_csv(round_labels.reindex(columns=list(LABEL_COLUMNS)), hdir / f"{n:04d}.round.csv",
+              stage="labels")
+
+
+def _adopt_current(out: Path, hdir: Path, entries: list[dict[str, Any]]) -> list[str]:
+    """Keep a round file that the history does not know (written before histories existed,
+    or edited by hand) as a history entry before it is changed."""
+    if not out.exists():
+        if entries:
+            return [f"{out} is missing: starting from no labels (the history keeps every "
+                    f"earlier state: `activepam labels restore --round ... --to "
+                    f"{entries[-1]['n']}`)"]
+        return []
+    if entries and (hdir / f"{entries[-1]['n']:04d}.round.csv").exists() and \
+            (hdir / f"{entries[-1]['n']:04d}.round.csv").read_bytes() == out.read_bytes():
+        return []
+    n = (entries[-1]["n"] + 1) if entries else 1
+    labels = read_labels(out)
+    _snapshot(hdir, n, labels)
+    entry = {"n": n, "action": "adopt", "time": _now(), "rows_total": int(len(labels)),
+             "units_total": int(labels["unit_id"].nunique()),
+             "note": "round file not in the history (older or edited by hand): kept as it was"}
+    _append_log(hdir, entry)
+    entries.append(entry)
+    return [f"{out}: kept the existing round file as history entry {n} before changing it"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def commit_import(result: ImportResult, out: str | Path, force: bool = False,
+                  action: str = "import") -> tuple[MergeResult | None, list[str]]:
+    """Merge an import into the round file ``out`` (:func:`merge_round`), write it atomically
+    with its conflicts file, and record the import in the round's history (rows of the import,
+    the round file after it, a ``log.jsonl`` line). Returns the merge (None when nothing
+    changed) and notes."""
+    out = Path(out)
+    with _history_lock(out) as hdir:
+        entries = read_history(out)
+        notes = _adopt_current(out, hdir, entries)
+        existing = read_labels(out) if out.exists() else \
+            pd.DataFrame(columns=list(LABEL_COLUMNS))
+        merged = merge_round(existing, result.labels, force=force)
+        if merged.unchanged:
+            notes.append(f"{len(merged.unchanged)} (unit, annotator) pair(s) re-imported with "
+                         "identical answers: unchanged")
+        if not merged.added and not merged.replaced:
+            notes.append(f"{out}: nothing new to import (unchanged)")
+            return None, notes
+        n = (entries[-1]["n"] + 1) if entries else 1
+        conflicts = find_conflicts(merged.labels)
+        _snapshot(hdir, n, merged.labels, merged.applied)
+        _write_round(merged.labels, conflicts, out)
+        _append_log(hdir, {
+            "n": n, "action": action, "time": _now(), "sources": result.sources,
+            "force": bool(force), "annotators": sorted(set(merged.applied["annotator"])),
+            "rows_added": int(len(merged.applied)), "pairs_added": len(merged.added),
+            "pairs_replaced": len(merged.replaced), "pairs_unchanged": len(merged.unchanged),
+            "replaced": [list(k) for k in merged.replaced],
+            "rows_total": int(len(merged.labels)),
+            "units_total": int(merged.labels["unit_id"].nunique()),
+            "conflicts": int(len(conflicts))})
+        if merged.replaced:
+            notes.append(f"--force: replaced the answers of {len(merged.replaced)} (unit, "
+                         f"annotator) pair(s); history entry {n - 1 if n > 1 else 0} keeps "
+                         "the earlier state")
+        return merged, notes
+
+
+def restore_labels(out: str | Path, to: int) -> pd.DataFrame:
+    """Rebuild the round file ``out`` as it was after history entry ``to`` (written atomically,
+    recorded as a new ``restore`` entry, so a restore can be undone too)."""
+    out = Path(out)
+    with _history_lock(out) as hdir:
+        entries = read_history(out)
+        known = {e["n"] for e in entries}
+        state = hdir / f"{int(to):04d}.round.csv"
+        if int(to) not in known or not state.exists():
+            raise ValueError(f"{hdir}: no history entry {to} (entries: "
+                             f"{', '.join(map(str, sorted(known))) or 'none'})")
+        _adopt_current(out, hdir, entries)
+        labels = mark_conflicts(_finalise(read_labels(state).reindex(
+            columns=list(LABEL_COLUMNS))))
+        conflicts = find_conflicts(labels)
+        n = entries[-1]["n"] + 1
+        _snapshot(hdir, n, labels)
+        _write_round(labels, conflicts, out)
+        _append_log(hdir, {"n": n, "action": "restore", "time": _now(), "restored": int(to),
+                           "rows_total": int(len(labels)),
+                           "units_total": int(labels["unit_id"].nunique()),
+                           "conflicts": int(len(conflicts))})
+        return labels
+
+
+def format_history(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The history as a small text table."""
+    lines = [f"{'n':>4}  {'time':25}  {'action':8}  {'+rows':>6}  {'+pairs':>6}  "
+             f"{'replaced':>8}  {'rows':>6}  {'units':>5}  sources / note"]
+    for e in entries:
+        what = ", ".join(e.get("sources") or []) or e.get("note", "") or \
+            (f"restored entry {e['restored']}" if "restored" in e else "")
+        if len(what) > 60:
+            what = what[:57] + "..."
+        lines.append(f"{e['n']:>4}  {e.get('time', ''):25}  {e.get('action', ''):8}  "
+                     f"{e.get('rows_added', ''):>6}  {e.get('pairs_added', ''):>6}  "
+                     f"{e.get('pairs_replaced', ''):>8}  {e.get('rows_total', ''):>6}  "
+                     f"{e.get('units_total', ''):>5}  {what}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1114,48 +1874,115 @@ def label_set_path(params: Mapping[str, Any]) -> Path:
     return Path((params.get("data") or {}).get("raw_dir", "data/raw")) / "species.csv"
 
 
+def _report(result: ImportResult, merged: MergeResult | None, notes: Sequence[str],
+            out: Path) -> None:
+    for note in [*result.notes, *notes]:
+        log.warning(note)
+        print(f"activepam labels: {note}", file=sys.stderr)
+    if merged is None:
+        return
+    lab = merged.labels
+    n_conf = len(find_conflicts(lab))
+    print(f"activepam labels: {len(merged.applied)} label rows for "
+          f"{merged.applied['unit_id'].nunique()} units imported; the round file has "
+          f"{len(lab)} label rows for {lab['unit_id'].nunique()} units -> {out}"
+          f"{f'; {n_conf} conflict(s)' if n_conf else ''}", file=sys.stderr)
+
+
 def run_import(paths: Sequence[str | Path], round_id: int | str, manifest_path: str | Path,
                label_set: str | Path, out: str | Path, labels_dir: str | Path | None = None,
-               force: bool = False, annotator: str | None = None) -> ImportResult:
-    """Import, report notes/conflicts on stderr (and the log) and write the label file."""
+               force: bool = False, annotator: str | None = None,
+               skip_unanswered: bool = False) -> ImportResult:
+    """Import, merge into the round file (:func:`commit_import`: never removes another
+    annotator's rows; ``force`` replaces re-answered (unit, annotator) pairs only), record the
+    history, report notes/conflicts on stderr (and the log)."""
     out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists: labels are never overwritten (use --force to "
-                              "replace them deliberately)")
     manifest = read_manifest(manifest_path)
     labels = read_label_set(label_set)
     prev = previous_label_units(labels_dir or out.parent, out.stem)
     result = import_labels(paths, manifest, labels, round_id=round_id,
-                           default_annotator=annotator, previous=prev)
-    for note in result.notes:
-        log.warning(note)
-        print(f"activepam labels: {note}", file=sys.stderr)
-    write_labels(result, out, force=force)
-    n_units = result.labels["unit_id"].nunique()
-    print(f"activepam labels: {len(result.labels)} label rows for {n_units} units -> {out}"
-          f"{f'; {len(result.conflicts)} conflict(s)' if len(result.conflicts) else ''}",
-          file=sys.stderr)
+                           default_annotator=annotator, previous=prev,
+                           skip_unanswered=skip_unanswered)
+    merged, notes = commit_import(result, out, force=force)
+    _report(result, merged, notes, out)
+    return result
+
+
+def run_import_birdnet(folder: str | Path, round_id: int | str, manifest_path: str | Path,
+                       label_set: str | Path, out: str | Path,
+                       labels_dir: str | Path | None = None, *, species: str | None = None,
+                       species_from_folder: bool = False, annotator: str | None = None,
+                       closed_world: bool = False, force: bool = False) -> ImportResult:
+    """:func:`import_birdnet_review` + the same merge, history and report as
+    :func:`run_import`."""
+    out = Path(out)
+    manifest = read_manifest(manifest_path)
+    labels = read_label_set(label_set)
+    prev = previous_label_units(labels_dir or out.parent, out.stem)
+    result = import_birdnet_review(folder, manifest, labels, round_id=round_id, species=species,
+                                   species_from_folder=species_from_folder, annotator=annotator,
+                                   closed_world=closed_world, previous=prev)
+    merged, notes = commit_import(result, out, force=force, action="birdnet")
+    _report(result, merged, notes, out)
     return result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """``activepam labels import ...`` and ``activepam export ...``."""
+    """``activepam labels import|import-birdnet-review|history|restore`` and
+    ``activepam export``."""
     p = subparsers.add_parser("labels", help="import completed annotations as a round's labels")
     sub = p.add_subparsers(dest="labels_command", metavar="ACTION")
-    imp = sub.add_parser("import", help="validate Raven tables / CSVs -> data/labels/round_RR.csv")
+
+    def common(sp: argparse.ArgumentParser, manifest: bool = True) -> None:
+        sp.add_argument("--round", required=True, dest="round_id",
+                        help="round number (0, 1, ...) or 'test' for the held-out test set")
+        if manifest:
+            sp.add_argument("--manifest", help="the round's manifest.csv (default: "
+                            "results/rounds/<round>/annotation/manifest.csv)")
+            sp.add_argument("--label-set", help="species label set (default: params "
+                            "rounds.label_set)")
+            sp.add_argument("--annotator", help="annotator name for rows that give none")
+            sp.add_argument("--force", action="store_true",
+                            help="replace the answers of (unit, annotator) pairs answered "
+                            "differently before (only those pairs; the history keeps them)")
+        sp.add_argument("--out", help="round label file (default: "
+                        "<rounds.labels_dir>/<round>.csv)")
+        sp.add_argument("--params", default="params.yaml",
+                        help="parameter file (default: %(default)s)")
+
+    imp = sub.add_parser("import", help="validate Raven tables / CSVs / review journals -> "
+                         "merge into data/labels/round_RR.csv")
     imp.add_argument("sources", nargs="+", metavar="FILES_OR_DIR",
-                     help="completed Raven selection tables (*.txt) and/or label CSVs, or folders")
-    imp.add_argument("--round", required=True, dest="round_id",
-                     help="round number (0, 1, ...) or 'test' for the held-out test set")
-    imp.add_argument("--manifest", help="the round's manifest.csv (default: "
-                     "results/rounds/<round>/annotation/manifest.csv)")
-    imp.add_argument("--label-set", help="species label set (default: params rounds.label_set)")
-    imp.add_argument("--out", help="label file to write (default: <rounds.labels_dir>/<round>.csv)")
-    imp.add_argument("--annotator", help="annotator name for rows that give none")
-    imp.add_argument("--params", default="params.yaml",
-                     help="parameter file (default: %(default)s)")
-    imp.add_argument("--force", action="store_true", help="replace an existing label file")
+                     help="completed Raven selection tables (*.txt), label CSVs and/or review "
+                     "journals (*.journal.csv), or folders")
+    common(imp)
+    imp.add_argument("--skip-unanswered", action="store_true",
+                     help="leave out units with unanswered rows (blank/'?' Present) instead of "
+                     "failing; each is reported as file:line")
     imp.set_defaults(func=_cli_import)
+
+    bn = sub.add_parser("import-birdnet-review", help="import BirdNET-Analyzer review output "
+                        "(clips in Positive/ and Negative/ folders)")
+    bn.add_argument("folder", help="folder holding Positive/ and Negative/ (or one folder per "
+                    "species holding them)")
+    common(bn)
+    which = bn.add_mutually_exclusive_group(required=True)
+    which.add_argument("--species", help="the species every clip was reviewed for")
+    which.add_argument("--species-from-folder", action="store_true",
+                       help="the species is the name of the folder holding Positive/Negative")
+    bn.add_argument("--closed-world", action="store_true",
+                    help="the reviewer vouches no other label-set species is audible (default: "
+                    "other species of a reviewed clip are recorded as unsure)")
+    bn.set_defaults(func=_cli_birdnet)
+
+    hist = sub.add_parser("history", help="list the imports of a round (its history)")
+    common(hist, manifest=False)
+    hist.set_defaults(func=_cli_history)
+
+    res = sub.add_parser("restore", help="rebuild a round's label file as of history entry N")
+    common(res, manifest=False)
+    res.add_argument("--to", required=True, type=int, metavar="N", help="history entry")
+    res.set_defaults(func=_cli_restore)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
     ex = subparsers.add_parser("export", help="export an annotation set (clips, spectrograms, "
@@ -1173,22 +2000,79 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=_cli_export)
 
 
+def _round_paths(args: argparse.Namespace) -> tuple[dict[str, Any], str, Path, Path]:
+    """``(params, round name, labels_dir, round file)`` of a ``labels`` command."""
+    params = _params_or_empty(args.params)
+    name = round_name(args.round_id)
+    rounds = params.get("rounds") or {}
+    out = Path(args.out) if args.out else Path(rounds.get("labels_dir", "data/labels")) / \
+        f"{name}.csv"
+    labels_dir = Path(rounds.get("labels_dir", "data/labels")) if not args.out else out.parent
+    return params, name, labels_dir, out
+
+
+_CLI_ERRORS = (LabelImportError, FileExistsError, FileNotFoundError, ValueError, OSError)
+
+
+def _cli_message(exc: BaseException) -> str:
+    """An error for the terminal: a :class:`LabelImportError` with every problem listed."""
+    return exc.full() if isinstance(exc, LabelImportError) else str(exc)
+
+
 def _cli_import(args: argparse.Namespace) -> int:
     try:
-        params = _params_or_empty(args.params)
-        name = round_name(args.round_id)
-        rounds = params.get("rounds") or {}
-        labels_dir = Path(rounds.get("labels_dir", "data/labels"))
+        params, name, labels_dir, out = _round_paths(args)
         manifest = args.manifest or f"results/rounds/{name}/annotation/manifest.csv"
         label_set = args.label_set or label_set_path(params)
-        out = Path(args.out) if args.out else labels_dir / f"{name}.csv"
         run_import(args.sources, args.round_id, manifest, label_set, out, labels_dir,
-                   force=args.force, annotator=args.annotator)
-    except (LabelImportError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"activepam labels import: {exc}", file=sys.stderr)
+                   force=args.force, annotator=args.annotator,
+                   skip_unanswered=args.skip_unanswered)
+    except _CLI_ERRORS as exc:
+        print(f"activepam labels import: {_cli_message(exc)}", file=sys.stderr)
         return 1
     print("activepam labels: next: `dvc repro round@RR` (or snakemake) to retrain; commit with "
           "git + `dvc push`", file=sys.stderr)
+    return 0
+
+
+def _cli_birdnet(args: argparse.Namespace) -> int:
+    try:
+        params, name, labels_dir, out = _round_paths(args)
+        manifest = args.manifest or f"results/rounds/{name}/annotation/manifest.csv"
+        label_set = args.label_set or label_set_path(params)
+        run_import_birdnet(args.folder, args.round_id, manifest, label_set, out, labels_dir,
+                           species=args.species, species_from_folder=args.species_from_folder,
+                           annotator=args.annotator, closed_world=args.closed_world,
+                           force=args.force)
+    except _CLI_ERRORS as exc:
+        print(f"activepam labels import-birdnet-review: {_cli_message(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cli_history(args: argparse.Namespace) -> int:
+    try:
+        _, _, _, out = _round_paths(args)
+        entries = read_history(out)
+    except _CLI_ERRORS as exc:
+        print(f"activepam labels history: {exc}", file=sys.stderr)
+        return 1
+    if not entries:
+        print(f"activepam labels history: {history_dir(out)}: no history yet", file=sys.stderr)
+        return 0
+    print(format_history(entries))
+    return 0
+
+
+def _cli_restore(args: argparse.Namespace) -> int:
+    try:
+        _, _, _, out = _round_paths(args)
+        labels = restore_labels(out, args.to)
+    except _CLI_ERRORS as exc:
+        print(f"activepam labels restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"activepam labels restore: {out} rebuilt as of history entry {args.to}: "
+          f"{len(labels)} label rows for {labels['unit_id'].nunique()} units", file=sys.stderr)
     return 0
 
 

@@ -19,6 +19,16 @@ pre-filled species that are truly present get ``Present`` = 1, the wrong ones 0,
 missed species gets a new selection box (the true call's time and frequency range, clipped to
 the target). Presence follows the generator's rule (>= 0.5 s of a call, or half of a call
 shorter than 1 s, inside the segment), so the oracle agrees with ``ground_truth.parquet``.
+Every row it writes has an explicit ``Present`` value; with ``rounds.simulated_unsure`` = p
+(default 0) it answers ``unsure`` for each (unit, species) it would answer with probability p
+(seeded per unit), to exercise the unsure path end to end.
+
+Unsure answers (``present = -1``) are not labels: training masks them, evaluation counts them
+(:func:`label_report`: per species and per stratum, in ``metrics.json`` under ``labels``). With
+the strategy option ``reoffer_unsure: true`` a unit whose answers so far are all unsure
+(:func:`unsure_units`) stays in the sampling pool and, when it is sampled again, goes to an
+annotator other than the ones who were unsure (``unsure_by`` column of the sample, honoured by
+:func:`activepam.annotations.assign_batches`).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import json
 import logging
 import re
 import shutil
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,12 +45,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from activepam.annotations import (RAVEN_COLUMNS, ExportOptions, ImportResult,
+from activepam.annotations import (RAVEN_COLUMNS, UNSURE, ExportOptions, ImportResult,
                                    export_annotation_set, read_labels, read_manifest,
                                    read_predictions, round_name, run_import, write_raven_table)
 from activepam.io import write_csv, write_json, write_parquet
 
 log = logging.getLogger(__name__)
+
+#: ``Present`` cell the simulated annotator writes for an unsure answer
+UNSURE_CELL = "unsure"
 
 RESULTS = "results"
 ROUNDS_DIR = f"{RESULTS}/rounds"
@@ -143,20 +157,64 @@ def export_options(rounds: Mapping[str, Any]) -> ExportOptions:
 # --------------------------------------------------------------------------- sampling
 
 
-def excluded_units(label_files: Sequence[str | Path], test_set: str | Path | None) -> list[str]:
-    """Unit ids never to sample again: everything labelled so far and the test set."""
-    ids: set[str] = set()
-    for f in label_files:
-        ids |= set(read_labels(f)["unit_id"].astype(str))
+def _answers(label_files: Sequence[str | Path]) -> pd.DataFrame:
+    """``unit_id, annotator, present`` of every row of the label files (ids as strings)."""
+    frames = [read_labels(f)[["unit_id", "annotator", "present"]] for f in label_files]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({"unit_id": pd.Series([], dtype=str),
+                             "annotator": pd.Series([], dtype=str),
+                             "present": pd.Series([], dtype="int64")})
+    return pd.concat(frames, ignore_index=True).astype({"unit_id": str, "annotator": str})
+
+
+def _only_unsure(answers: pd.DataFrame) -> dict[str, set[str]]:
+    sure = (answers["present"] != UNSURE).groupby(answers["unit_id"], sort=True).any()
+    pending = answers[answers["unit_id"].isin(sure.index[~sure.to_numpy(bool)])]
+    return {str(u): set(g) for u, g in pending.groupby("unit_id", sort=True)["annotator"]}
+
+
+def unsure_units(label_files: Sequence[str | Path]) -> dict[str, set[str]]:
+    """Units whose every answer so far is unsure -> the annotators who were unsure.
+
+    A unit qualifies when all its rows in ``label_files`` have ``present`` = -1 (unsure): it is
+    not labelled yet, so it may be offered again (strategy option ``reoffer_unsure``; the label
+    import accepts it again, see :func:`activepam.annotations.previous_label_units`).
+    """
+    return _only_unsure(_answers(label_files))
+
+
+def excluded_units(label_files: Sequence[str | Path], test_set: str | Path | None,
+                   reoffer_unsure: bool = False) -> list[str]:
+    """Unit ids never to sample again: everything labelled so far and the test set; with
+    ``reoffer_unsure`` the units answered only with unsure (:func:`unsure_units`) stay in the
+    pool (test-set units never do)."""
+    answers = _answers(label_files)
+    ids = set(answers["unit_id"])
+    if reoffer_unsure:
+        ids -= set(_only_unsure(answers))
     if test_set is not None:
         ids |= set(pd.read_csv(test_set, dtype={"unit_id": str})["unit_id"])
     return sorted(ids)
 
 
+def reoffer_unsure(params: Mapping[str, Any] | None, strategy: str) -> bool:
+    """The ``reoffer_unsure`` option of a (preset or ``sampling.strategies``) strategy."""
+    from activepam.strategies import resolve_strategy
+
+    return bool(resolve_strategy(strategy, params).get("reoffer_unsure", False))
+
+
 def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
                  embeddings: str | Path | None, exclude: Sequence[str], out: str | Path,
-                 params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Run :func:`activepam.sampling.run_sampling` on a score table and write the sample."""
+                 params: Mapping[str, Any] | None = None,
+                 reoffer: Mapping[str, set[str]] | None = None) -> pd.DataFrame:
+    """Run :func:`activepam.sampling.run_sampling` on a score table and write the sample.
+
+    ``reoffer`` (unit id -> annotators who were unsure, :func:`unsure_units`) adds a column
+    ``unsure_by`` (``;``-joined names, "" for other units) that the export uses to route such a
+    unit to another annotator, and notes the re-offer in ``reason``.
+    """
     from activepam.sampling import run_sampling
 
     result = run_sampling(scores, strategy, n=n, seed=seed, embeddings=embeddings,
@@ -164,6 +222,17 @@ def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
     clash = set(result["unit_id"].astype(str)) & set(exclude)
     if clash:  # the sampler's contract; checked because a clash would corrupt the labels
         raise RoundsError(f"sampling returned already labelled/test unit {sorted(clash)[0]!r}")
+    if reoffer is not None:
+        by = result["unit_id"].astype(str).map(
+            lambda u: ";".join(sorted(reoffer.get(u, ()))))
+        result["unsure_by"] = by
+        again = by != ""
+        if again.any():
+            note = "re-offered: unsure by " + by[again]
+            base = (result.loc[again, "reason"].fillna("").astype(str) if "reason" in result
+                    else pd.Series("", index=note.index))
+            result.loc[again, "reason"] = base.where(base == "", base + "; ") + note
+            log.info("%d re-offered unit(s) answered only unsure before", int(again.sum()))
     for col in result.columns:  # mixed object columns break Parquet
         if result[col].dtype == object:
             result[col] = result[col].where(result[col].isna(), result[col].astype(str))
@@ -230,13 +299,23 @@ class Oracle:
         return set(self.calls(recording_id, start_s, end_s)["species"])
 
 
+def _unit_rng(seed: int, unit_id: str) -> np.random.Generator:
+    """A generator seeded by ``seed`` and the unit id (independent of the unit order)."""
+    return np.random.default_rng([int(seed), zlib.crc32(str(unit_id).encode())])
+
+
 def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Oracle,
-                    annotator: str) -> pd.DataFrame:
+                    annotator: str, unsure_rate: float = 0.0,
+                    rng: np.random.Generator | None = None) -> pd.DataFrame:
     """What an expert returns for one unit: pre-filled rows marked 1/0, missed species added.
 
     Recording units are labelled per 3 s segment of the truth, so every box sits where the
     species calls; the model's pre-filled boxes of present species are moved onto a true call.
+    Every row has an explicit ``Present``: 1, 0, or - with probability ``unsure_rate`` per
+    species answered (drawn from ``rng``) - ``unsure`` on all of that species' rows.
     """
+    if not 0.0 <= unsure_rate <= 1.0:
+        raise RoundsError(f"rounds.simulated_unsure: must be in [0, 1], got {unsure_rate!r}")
     clip0 = float(unit["clip_start_s"])
     if unit["unit_type"] == "recording":
         spans = [(float(s), min(float(s) + 3.0, float(unit["clip_end_s"])))
@@ -261,15 +340,24 @@ def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Or
                      "End Time (s)": round(b["end"], 4), "Low Freq (Hz)": round(b["low"], 1),
                      "High Freq (Hz)": round(b["high"], 1), "Species": b["species"],
                      "Present": 1, "Confidence": "", "Annotator": annotator, "Notes": ""})
+    if unsure_rate > 0 and rows:
+        rng = rng if rng is not None else _unit_rng(0, str(unit.get("unit_id", "")))
+        answered = sorted({str(r["Species"]) for r in rows})
+        unsure = {sp for sp, u in zip(answered, rng.random(len(answered))) if u < unsure_rate}
+        for r in rows:
+            if r["Species"] in unsure:
+                r["Present"], r["Notes"] = UNSURE_CELL, "simulated unsure"
     out = pd.DataFrame(rows, columns=list(RAVEN_COLUMNS))
     out["Selection"] = np.arange(1, len(out) + 1)
     return out
 
 
 def simulate_annotation(annotation_dir: str | Path, out_dir: str | Path, oracle: Oracle,
-                        annotator: str = "oracle") -> list[Path]:
+                        annotator: str = "oracle", unsure_rate: float = 0.0,
+                        seed: int = 0) -> list[Path]:
     """Fill every pre-filled Raven table of an export like an expert; write the completed
-    tables (same file names) to ``out_dir``."""
+    tables (same file names) to ``out_dir``. ``unsure_rate``: see :func:`completed_table`
+    (seeded by ``seed`` and the unit id)."""
     annotation_dir, out_dir = Path(annotation_dir), Path(out_dir)
     manifest = read_manifest(annotation_dir / "manifest.csv")
     if out_dir.exists():
@@ -279,7 +367,8 @@ def simulate_annotation(annotation_dir: str | Path, out_dir: str | Path, oracle:
         src = annotation_dir / str(unit["table_file"])
         pre = pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False)
         who = str(unit.get("annotator") or "") or annotator
-        done = completed_table(unit, pre, oracle, who)
+        done = completed_table(unit, pre, oracle, who, unsure_rate,
+                               _unit_rng(seed, str(unit["unit_id"])))
         dst = out_dir / str(unit["table_file"])
         write_raven_table(done.to_dict("records"), dst)
         written.append(dst)
@@ -289,9 +378,11 @@ def simulate_annotation(annotation_dir: str | Path, out_dir: str | Path, oracle:
 
 def simulate_and_import(annotation_dir: str | Path, completed_dir: str | Path,
                         labels_out: str | Path, round_id: str, oracle: Oracle,
-                        label_set: str | Path, labels_dir: str | Path) -> ImportResult:
+                        label_set: str | Path, labels_dir: str | Path,
+                        unsure_rate: float = 0.0, seed: int = 0) -> ImportResult:
     """Demo: simulated annotator -> the same import as ``activepam labels import``."""
-    simulate_annotation(annotation_dir, completed_dir, oracle)
+    simulate_annotation(annotation_dir, completed_dir, oracle, unsure_rate=unsure_rate,
+                        seed=seed)
     return run_import([completed_dir], round_id, Path(annotation_dir) / "manifest.csv",
                       label_set, labels_out, labels_dir, force=False)
 
@@ -306,6 +397,69 @@ def test_units(test_set: str | Path) -> pd.DataFrame:
     return t.assign(segment_id=t["unit_id"])
 
 
+def labelled_units(labels: pd.DataFrame,
+                   segments: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Metadata (site, country, habitat, lat, lon, times, ...) of every labelled unit, from the
+    segments table: a segment unit's own row, a recording unit's first segment. Returns one
+    row per unit id (``unit_id`` column; NaN metadata for units not in the table)."""
+    ids = (labels[["unit_id", "unit_type", "recording_id"]].astype(str)
+           .drop_duplicates("unit_id").reset_index(drop=True))
+    recs = sorted(set(ids["recording_id"]))
+    if isinstance(segments, pd.DataFrame):
+        seg = segments[segments["recording_id"].astype(str).isin(recs)]
+    elif recs:
+        import pyarrow.parquet as pq
+
+        seg = pq.read_table(segments, filters=[("recording_id", "in", recs)]).to_pandas()
+    else:
+        seg = pd.DataFrame(columns=["segment_id", "recording_id", "start_s"])
+    seg = seg.assign(segment_id=seg["segment_id"].astype(str),
+                     recording_id=seg["recording_id"].astype(str))
+    seg = seg.sort_values(["recording_id", "start_s"], kind="stable")
+    meta = [c for c in seg.columns if c not in ("segment_id", "recording_id", "unit_id")]
+    out = seg.drop_duplicates("segment_id").set_index("segment_id")[meta] \
+        .reindex(ids["unit_id"]).reset_index(drop=True)
+    first = seg.drop_duplicates("recording_id").set_index("recording_id")[meta] \
+        .reindex(ids["recording_id"]).reset_index(drop=True)
+    rec = (ids["unit_type"] == "recording").to_numpy()
+    if rec.any():
+        out.loc[rec] = first.loc[rec]
+    return pd.concat([ids[["unit_id", "recording_id"]], out], axis=1)
+
+
+def label_report(labels: pd.DataFrame, units: pd.DataFrame, label_set: Sequence[str],
+                 keys: Sequence[str]) -> dict[str, Any]:
+    """Answer counts of a label table: present / absent / unsure / conflict answers
+    (:func:`activepam.train.label_cells`, one per unit x annotator x label-set species) in
+    total, per species, and per level of every stratum key (``units``: ``unit_id`` + the
+    metadata the keys need, e.g. :func:`labelled_units` or the test set). ``n_units_unsure``
+    counts units with at least one unsure answer."""
+    from activepam.evaluate import stratum_labels
+    from activepam.train import ANSWER_COUNTS, answer_counts, label_cells
+
+    cells = label_cells(labels, label_set)
+    per_sp = answer_counts(cells, index=label_set)
+    unit_ids = sorted(set(labels["unit_id"].astype(str)))
+    per_unit = answer_counts(cells, by="unit_id", index=unit_ids)
+
+    def block(counts: pd.DataFrame) -> dict[str, int]:
+        return {"n_units": int(len(counts)), **{k: int(counts[k].sum()) for k in ANSWER_COUNTS},
+                "n_units_unsure": int((counts["n_unsure"] > 0).sum())}
+
+    out: dict[str, Any] = {**block(per_unit), "n_annotators": int(labels["annotator"].nunique()),
+                           "species": {sp: {k: int(v) for k, v in row.items()}
+                                       for sp, row in per_sp.iterrows()},
+                           "strata": {}}
+    if keys and unit_ids:
+        u = units.assign(unit_id=units["unit_id"].astype(str)).drop_duplicates("unit_id")
+        u = u.set_index("unit_id").reindex(unit_ids).reset_index()
+        levels = stratum_labels(u, keys)
+        for key in keys:
+            lev = levels[key].to_numpy()
+            out["strata"][key] = {str(v): block(per_unit[lev == v]) for v in sorted(set(lev))}
+    return out
+
+
 def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_labels: str | Path,
                    embeddings: str | Path, predictions: str | Path, label_set: Sequence[str],
                    keys: Sequence[str], bins: int = 10,
@@ -318,11 +472,12 @@ def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_lab
     from activepam.evaluate import confusion_pairs, evaluate_scores
     from activepam.train import birdnet_matrix, load_model, read_embeddings, segment_targets
 
-    units = test_units(test_set)
+    all_units = test_units(test_set)
     labels = read_labels(test_labels)
-    ids, Y = segment_targets(labels, units, label_set)
+    ids, Y = segment_targets(labels, all_units, label_set)
     if not len(ids):
         raise RoundsError(f"{test_labels}: no test labels")
+    units = all_units
     units = units.set_index("segment_id").loc[list(ids)].reset_index()
     B = birdnet_matrix(predictions, ids, label_set)
     if model_path is None:
@@ -334,15 +489,28 @@ def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_lab
         P = model.predict(read_embeddings(embeddings, ids), B)
         thr, counts = model.thresholds, model.summary()
     metrics, species = evaluate_scores(Y, P, thr, units, label_set, keys, bins, counts)
+    metrics["labels"] = {"test": label_report(labels, all_units, label_set, keys)}
     return metrics, species, confusion_pairs(Y, P, thr, label_set)
 
 
 def round_metrics(round_id: str, model_path: str | Path, model_json: str | Path,
-                  baseline: str | Path, **kwargs: Any) -> tuple[dict[str, Any], pd.DataFrame,
-                                                                pd.DataFrame]:
+                  baseline: str | Path, round_labels: str | Path | None = None,
+                  segments: str | Path | pd.DataFrame | None = None,
+                  **kwargs: Any) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """:func:`evaluate_model` plus round facts (labels so far, training hash) and the BirdNET
-    baseline with the improvement over it."""
+    baseline with the improvement over it. With ``round_labels`` (this round's label file) and
+    ``segments`` (the table giving its units' strata), ``labels.round`` counts this round's
+    answers (:func:`label_report`: unsure per species and stratum) beside ``labels.test`` (the
+    test labels) and ``labels.train`` (answer totals of the labels the model was trained on,
+    rounds 00..RR)."""
     metrics, species, confusion = evaluate_model(model_path, **kwargs)
+    if round_labels is not None:
+        if segments is None:
+            raise RoundsError("round_metrics: round_labels needs the segments table")
+        lab = read_labels(round_labels)
+        report = label_report(lab, labelled_units(lab, segments), kwargs["label_set"],
+                              kwargs.get("keys", ()))
+        metrics["labels"] = {"round": report, **metrics.get("labels", {})}
     side = json.loads(Path(model_json).read_text())
     base = json.loads(Path(baseline).read_text())["overall"]
     over = metrics["overall"]
@@ -351,6 +519,7 @@ def round_metrics(round_id: str, model_path: str | Path, model_json: str | Path,
         "n_labelled_segments": side.get("n_segments", 0),
         "n_label_rows": side.get("n_label_rows", 0), "training_hash": side["training_hash"],
         "model_kinds": side.get("kinds", {}), **metrics, "baseline": base,
+        "labels": {**metrics.get("labels", {}), "train": side.get("answers", {})},
         "improvement": {k: (over[k] - base[k]) if np.isfinite(over[k]) and np.isfinite(base[k])
                         else None for k in ("macro_ap", "micro_ap", "macro_auroc", "macro_f1",
                                             "ece")},
@@ -393,7 +562,8 @@ def history(metrics_files: Sequence[str | Path]) -> pd.DataFrame:
     for f in metrics_files:
         m = json.loads(Path(f).read_text())
         row = {"round": m["round"], "n_labelled_units": m["n_labelled_units"],
-               "n_labelled_segments": m["n_labelled_segments"]}
+               "n_labelled_segments": m["n_labelled_segments"],
+               "n_unsure": ((m.get("labels") or {}).get("round") or {}).get("n_unsure")}
         for k in ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece"):
             row[k] = m["overall"].get(k)
             row[f"baseline_{k}"] = m["baseline"].get(k)

@@ -19,6 +19,8 @@ A strategy is a mapping (a ``sampling.strategies`` entry in params.yaml, a YAML 
     allocation: equal | proportional | divergence
     n: 100
     seed: 0
+    reoffer_unsure: false                # rounds: units answered only "unsure" stay samplable
+                                         # and go to another annotator
     base: <preset>                       # start from this preset, then override its keys
     description: one line
 
@@ -64,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "allocation": "equal",
     "n": 100,
     "seed": 0,
+    "reoffer_unsure": False,
 }
 
 _ENTROPY = {"score": {"method": "max_entropy"}}
@@ -334,5 +337,7 @@ def validate_strategy(spec: Mapping[str, Any], name: str = "custom") -> None:
     _check_enum(name, "allocation", spec["allocation"], ALLOCATIONS)
     _check_number(name, "n", spec["n"], 1, integer=True, optional=False)
     _check_number(name, "seed", spec["seed"], 0, integer=True, optional=False)
+    if not isinstance(spec.get("reoffer_unsure", False), bool):
+        raise _err(name, "reoffer_unsure", f"must be true or false, got {spec['reoffer_unsure']!r}")
     if not isinstance(spec.get("description", ""), str):
         raise _err(name, "description", "must be a string")

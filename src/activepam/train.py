@@ -5,12 +5,19 @@ own 3 s segment, a recording unit all segments of the recording). An annotator w
 unit says a species is present in a segment when one of their in-target ``present = 1`` rows
 names it (for recording units: a selection overlapping that segment), absent otherwise - the
 annotation is complete over the label set (closed world), so an empty Raven table is a negative
-for every species. Several annotators (or units) on one segment vote; a tie is unknown (NaN,
-masked out of training). Untimed positives of a recording unit (CSV labels) say "somewhere in
-the recording": NaN for that species on the recording's segments.
+for every species. An in-target ``present = -1`` (:data:`UNSURE`) row is neither: that
+annotator casts no vote for the species on the unit (for a timed selection of a recording
+unit: on the segments it overlaps), and a ``conflict = 1`` row (one annotator giving two
+different answers for a unit x species, flagged by the import) withdraws that annotator's vote
+for the species on the whole unit. Several annotators (or units) on one segment vote; a tie or
+no vote at all is unknown (NaN, masked out of training). Untimed positives of a recording unit
+(CSV labels) say "somewhere in the recording": NaN for that species on the recording's
+segments. :func:`label_cells` classifies every (unit, annotator, species) answer as present,
+absent, unsure or conflict; the model's sidecar reports their counts per species.
 
-Model (:class:`RoundModel`): embeddings are standardised (fitted on the labelled segments), and
-each species with >= 1 positive and >= 1 negative label gets a one-vs-rest
+Model (:class:`RoundModel`): each species with >= 1 positive and >= 1 negative label gets its
+embeddings standardised on the segments it is trained on (so a masked cell, e.g. an unsure
+answer, leaves no trace in that species' probe) and a one-vs-rest
 ``LogisticRegression(class_weight="balanced")``; with at least ``calibrate_min`` positives AND
 negatives it is Platt-calibrated (``CalibratedClassifierCV(method="sigmoid")``). Species
 without both classes fall back to BirdNET's own confidence (from ``predictions.parquet``, 0 when
@@ -42,10 +49,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from activepam.annotations import UNSURE
 from activepam.io import atomic_path, write_json, write_parquet
 from activepam.uncertainty import segment_uncertainty, top_k
 
 log = logging.getLogger(__name__)
+
+#: answers of :func:`label_cells`, in the order of :data:`ANSWER_COUNTS`
+ANSWERS: tuple[str, ...] = ("present", "absent", "unsure", "conflict")
+#: per-species answer counts reported in the model sidecar and metrics
+ANSWER_COUNTS: tuple[str, ...] = tuple(f"n_{a}" for a in ANSWERS)
 
 #: a selection must overlap a segment by more than this (s) to label it (recording units)
 MIN_OVERLAP_S = 0.1
@@ -100,63 +113,156 @@ def training_hash(labels: pd.DataFrame) -> str:
     return hashlib.sha256(buf.getvalue().encode()).hexdigest()
 
 
+def _conflict_mask(rows: pd.DataFrame) -> pd.Series:
+    """Rows flagged ``conflict = 1`` by the import (no such column: none)."""
+    if "conflict" not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    return pd.to_numeric(rows["conflict"], errors="coerce").fillna(0).astype(int) == 1
+
+
+def _answer_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """In-target rows naming a species that say more than the closed world's "absent": present,
+    unsure or conflict-flagged rows."""
+    keep = (rows["in_target"] == 1) & (rows["species"] != "")
+    return rows[keep & ((rows["present"] != 0) | _conflict_mask(rows))]
+
+
+def _species_index(rows: pd.DataFrame, label_set: Sequence[str]) -> np.ndarray:
+    """Label-set column of each row; raises naming the first species outside the label set."""
+    j = pd.Index(list(label_set)).get_indexer(rows["species"])
+    if (j < 0).any():
+        bad = rows.iloc[int(np.flatnonzero(j < 0)[0])]
+        raise TrainError(f"labels: species {bad['species']!r} (unit {bad['unit_id']}) is not in "
+                         "the label set")
+    return j
+
+
+def _pair_segments(pairs: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """The segments each (unit, annotator) pair labels: ``pair, segment_id, start_s, end_s``
+    sorted by pair (a segment unit its own segment, a recording unit all its segments)."""
+    seg = segments[["segment_id", "recording_id", "start_s", "end_s"]].assign(
+        segment_id=lambda d: d["segment_id"].astype(str),
+        recording_id=lambda d: d["recording_id"].astype(str))
+    rec = pairs["unit_type"].to_numpy() == "recording"
+    known_recs = set(seg["recording_id"])
+    missing = ~pairs.loc[rec, "recording_id"].isin(known_recs)
+    if missing.any():
+        r = pairs.loc[rec].loc[missing.to_numpy()].iloc[0]
+        raise TrainError(f"labels: recording {r['recording_id']!r} of unit {r['unit_id']!r} has "
+                         "no segments in the segments table")
+    units = pairs.loc[~rec]
+    missing = ~units["unit_id"].isin(set(seg["segment_id"]))
+    if missing.any():
+        raise TrainError(f"labels: unit {units.loc[missing, 'unit_id'].iloc[0]!r} is not a "
+                         "segment of the segments table")
+    own = pd.DataFrame({"pair": units["pair"].to_numpy(), "segment_id": units["unit_id"].to_numpy(),
+                        "start_s": units["start_s"].to_numpy(float),
+                        "end_s": units["end_s"].to_numpy(float)})
+    whole = pairs.loc[rec, ["pair", "recording_id"]].merge(seg, on="recording_id", sort=False)
+    out = pd.concat([own, whole[["pair", "segment_id", "start_s", "end_s"]]], ignore_index=True)
+    return out.sort_values("pair", kind="stable").reset_index(drop=True)
+
+
 def segment_targets(labels: pd.DataFrame, segments: pd.DataFrame,
                     label_set: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per-segment 0/1/NaN targets from label rows (see the module docstring).
 
     Returns ``(segment_ids, Y)``: the labelled segments (sorted) and ``Y [n, n_species]``.
+    Vectorised over (unit, annotator) pairs: every pair votes on each segment it labels
+    (closed world: 0 unless a row says otherwise), then the votes are counted per segment.
     """
-    sp_index = {s: i for i, s in enumerate(label_set)}
     n_sp = len(label_set)
-    seg = segments[["segment_id", "recording_id", "start_s", "end_s"]]
-    seg_ids = set(seg["segment_id"].astype(str))
-    by_rec = {r: g for r, g in seg.groupby("recording_id", sort=False)}
-    pos: dict[str, np.ndarray] = {}
-    cnt: dict[str, np.ndarray] = {}
     if labels.empty:
         return np.zeros(0, dtype=object), np.zeros((0, n_sp))
-    for (uid, ann), rows in labels.groupby(["unit_id", "annotator"], sort=True):
-        utype = rows["unit_type"].iloc[0]
-        if utype == "recording":
-            g = by_rec.get(rows["recording_id"].iloc[0])
-            if g is None:
-                raise TrainError(f"labels: recording {rows['recording_id'].iloc[0]!r} of unit "
-                                 f"{uid!r} has no segments in the segments table")
-            ids = g["segment_id"].astype(str).to_numpy()
-            starts, ends = g["start_s"].to_numpy(float), g["end_s"].to_numpy(float)
-        else:
-            if str(uid) not in seg_ids:
-                raise TrainError(f"labels: unit {uid!r} is not a segment of the segments table")
-            ids = np.array([str(uid)], dtype=object)
-            starts = np.array([float(rows["start_s"].iloc[0])])
-            ends = np.array([float(rows["end_s"].iloc[0])])
-        vote = np.zeros((len(ids), n_sp))
-        hits = rows[(rows["present"] == 1) & (rows["in_target"] == 1) & (rows["species"] != "")]
-        for r in hits.itertuples(index=False):
-            j = sp_index.get(r.species)
-            if j is None:
-                raise TrainError(f"labels: species {r.species!r} (unit {uid}) is not in the "
-                                 "label set")
-            timed = pd.notna(r.sel_begin_s) and pd.notna(r.sel_end_s)
-            if utype != "recording":
-                vote[:, j] = 1.0
-            elif timed:
-                ov = np.minimum(ends, r.sel_end_s) - np.maximum(starts, r.sel_begin_s)
-                vote[ov > MIN_OVERLAP_S, j] = 1.0
-            else:
-                vote[vote[:, j] != 1.0, j] = np.nan
-        for k, sid in enumerate(ids):
-            p = pos.setdefault(sid, np.zeros(n_sp))
-            c = cnt.setdefault(sid, np.zeros(n_sp))
-            known = ~np.isnan(vote[k])
-            p[known] += vote[k][known]
-            c[known] += 1
-    out_ids = np.array(sorted(pos), dtype=object)
-    Y = np.full((len(out_ids), n_sp), np.nan)
-    for i, sid in enumerate(out_ids):
-        p, c = pos[sid], cnt[sid]
-        Y[i] = np.where(c == 0, np.nan, np.where(2 * p > c, 1.0, np.where(2 * p < c, 0.0, np.nan)))
-    return out_ids, Y
+    lab = labels.reset_index(drop=True)
+    uid, ann = lab["unit_id"].astype(str), lab["annotator"].astype(str)
+    pair = lab.groupby([uid, ann], sort=True).ngroup().to_numpy()
+    pairs = (lab.assign(pair=pair, unit_id=uid, recording_id=lab["recording_id"].astype(str))
+             .drop_duplicates("pair").sort_values("pair", kind="stable"))
+    ps = _pair_segments(pairs, segments)
+    bounds = np.searchsorted(ps["pair"].to_numpy(), np.arange(len(pairs) + 1))
+    is_rec = pairs["unit_type"].to_numpy() == "recording"
+    # answer rows, each expanded to the pair-segment rows of its pair
+    ans = _answer_rows(lab)
+    j = _species_index(ans, label_set)
+    a_pair = pair[ans.index.to_numpy()]
+    lengths = bounds[a_pair + 1] - bounds[a_pair]
+    rep = np.repeat(np.arange(len(ans)), lengths)
+    within = np.arange(len(rep)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    row = bounds[a_pair][rep] + within  # pair-segment row of every expanded entry
+    col = j[rep]
+    begin = ans["sel_begin_s"].to_numpy(float)[rep]
+    end = ans["sel_end_s"].to_numpy(float)[rep]
+    rec = is_rec[a_pair][rep]
+    timed = np.isfinite(begin) & np.isfinite(end)
+    overlap = (np.minimum(ps["end_s"].to_numpy(float)[row], end)
+               - np.maximum(ps["start_s"].to_numpy(float)[row], begin))
+    hit = ~rec | ~timed | (overlap > MIN_OVERLAP_S)
+    present = ans["present"].to_numpy()[rep]
+    conflict = _conflict_mask(ans).to_numpy()[rep]
+    V = np.zeros((len(ps), n_sp))
+    unsure = (present == UNSURE) & ~conflict & hit
+    V[row[unsure], col[unsure]] = np.nan
+    sure = (present == 1) & ~conflict
+    pos = sure & hit & (~rec | timed)
+    V[row[pos], col[pos]] = 1.0
+    somewhere = sure & rec & ~timed  # untimed positive: unknown where it does not say 1
+    somewhere &= V[row, col] != 1.0
+    V[row[somewhere], col[somewhere]] = np.nan
+    V[row[conflict], col[conflict]] = np.nan  # not trained on until resolved
+    out_ids, inv = np.unique(ps["segment_id"].to_numpy(dtype=object), return_inverse=True)
+    known = ~np.isnan(V)
+    P = np.zeros((len(out_ids), n_sp))
+    C = np.zeros((len(out_ids), n_sp))
+    np.add.at(P, inv, np.where(known, V, 0.0))
+    np.add.at(C, inv, known.astype(float))
+    Y = np.where(C == 0, np.nan, np.where(2 * P > C, 1.0, np.where(2 * P < C, 0.0, np.nan)))
+    return out_ids.astype(object), Y
+
+
+def label_cells(labels: pd.DataFrame, label_set: Sequence[str]) -> pd.DataFrame:
+    """The answer of every (unit, annotator, species) of the label set (closed world).
+
+    ``conflict`` when a row of the cell is flagged ``conflict = 1``, else ``present`` with an
+    in-target present row, else ``unsure`` with an in-target unsure row, else ``absent``.
+    Returns ``unit_id, annotator, species, answer`` (one row per cell, sorted by unit and
+    annotator, species in label-set order).
+    """
+    cols = ["unit_id", "annotator", "species", "answer"]
+    sp = list(label_set)
+    if labels.empty or not sp:
+        return pd.DataFrame(columns=cols)
+    labels = labels.reset_index(drop=True)
+    keys = labels[["unit_id", "annotator"]].astype(str)
+    pairs = keys.drop_duplicates().sort_values(["unit_id", "annotator"], kind="stable")
+    pair_index = pd.MultiIndex.from_frame(pairs)
+    answers = _answer_rows(labels)
+    a_keys = keys.loc[answers.index]
+    rows = pair_index.get_indexer(pd.MultiIndex.from_frame(a_keys))
+    j = _species_index(answers, sp)
+    code = np.ones((len(pairs), len(sp)), dtype=np.int8)  # 0 present 1 absent 2 unsure 3 confl.
+    present = answers["present"].to_numpy()
+    flagged = _conflict_mask(answers).to_numpy()
+    for value, mask in ((2, present == UNSURE), (0, present == 1), (3, flagged)):
+        code[rows[mask], j[mask]] = value
+    return pd.DataFrame({
+        "unit_id": np.repeat(pairs["unit_id"].to_numpy(), len(sp)),
+        "annotator": np.repeat(pairs["annotator"].to_numpy(), len(sp)),
+        "species": np.tile(np.asarray(sp, dtype=object), len(pairs)),
+        "answer": np.asarray(ANSWERS, dtype=object)[code.ravel()],
+    })
+
+
+def answer_counts(cells: pd.DataFrame, by: str = "species",
+                  index: Sequence[str] | None = None) -> pd.DataFrame:
+    """Counts :data:`ANSWER_COUNTS` of :func:`label_cells` per ``by`` value (rows ``index``,
+    zeros where a value has no cells)."""
+    tab = pd.crosstab(cells[by], cells["answer"]) if len(cells) else pd.DataFrame()
+    tab = tab.reindex(columns=list(ANSWERS), fill_value=0)
+    if index is not None:
+        tab = tab.reindex(list(index), fill_value=0)
+    tab.columns = list(ANSWER_COUNTS)
+    return tab.astype(int)
 
 
 # --------------------------------------------------------------------------- features
@@ -222,6 +328,11 @@ class SpeciesModel:
     n_neg: int
     threshold: float
     estimator: Any = None
+    #: standardisation fitted on this species' training segments (None: the model's shared one,
+    #: fitted on every labelled segment - the same when no cell of the species is masked)
+    scaler: Any = None
+    #: labelled segments left out of this species' fit (unsure, conflict, tied votes)
+    n_masked: int = 0
 
 
 @dataclass
@@ -233,6 +344,8 @@ class RoundModel:
     scaler: Any
     training_hash: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: answers per species of the training labels (:data:`ANSWER_COUNTS`)
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -243,15 +356,27 @@ class RoundModel:
         P = np.array(birdnet, dtype=np.float64, copy=True)
         probes = [j for j, s in enumerate(self.label_set) if self.species[s].kind != "birdnet"]
         if probes and X is not None and len(X):
-            Xs = self.scaler.transform(X)
+            shared = None
             for j in probes:
-                P[:, j] = self.species[self.label_set[j]].estimator.predict_proba(Xs)[:, 1]
+                m = self.species[self.label_set[j]]
+                if getattr(m, "scaler", None) is not None:
+                    Xs = m.scaler.transform(X)
+                else:
+                    shared = self.scaler.transform(X) if shared is None else shared
+                    Xs = shared
+                P[:, j] = m.estimator.predict_proba(Xs)[:, 1]
         return P
 
     def summary(self) -> dict[str, Any]:
-        """JSON-friendly description (no estimators)."""
+        """JSON-friendly description (no estimators): kind, segments fitted on (``n_pos``,
+        ``n_neg``) and left out (``n_masked``), threshold, and the training answers
+        (:data:`ANSWER_COUNTS`: present, absent, unsure, conflict)."""
+        counts = getattr(self, "label_counts", None) or {}
         return {s: {"kind": m.kind, "n_pos": m.n_pos, "n_neg": m.n_neg,
-                    "threshold": round(float(m.threshold), 6)} for s, m in self.species.items()}
+                    "n_masked": int(getattr(m, "n_masked", 0)),
+                    "threshold": round(float(m.threshold), 6),
+                    **{k: int(counts.get(s, {}).get(k, 0)) for k in ANSWER_COUNTS}}
+                for s, m in self.species.items()}
 
 
 def _lr(opts: TrainOptions) -> Any:
@@ -308,11 +433,16 @@ def _fit_species(X: np.ndarray, y: np.ndarray, opts: TrainOptions) -> SpeciesMod
 
 def fit_round_model(X: np.ndarray, Y: np.ndarray, label_set: Sequence[str],
                     opts: TrainOptions = TrainOptions(), train_hash: str = "",
-                    birdnet: np.ndarray | None = None) -> RoundModel:
+                    birdnet: np.ndarray | None = None,
+                    label_counts: Mapping[str, Mapping[str, int]] | None = None) -> RoundModel:
     """Fit the per-species probes on labelled segments ``X [n, d]``, ``Y [n, n_species]``.
 
-    ``birdnet`` (BirdNET scores of the same segments) tunes the thresholds of fallback species
-    when they have both classes (they never do without a probe, so this is a hook for later).
+    A NaN cell of ``Y`` (unsure, conflict, tie) is left out of that species' fit entirely: the
+    species is standardised and fitted on its known cells only, so its probe is the one trained
+    without those segments. ``label_counts`` (species -> :data:`ANSWER_COUNTS`, see
+    :func:`label_cells`) is kept for the summary. ``birdnet`` (BirdNET scores of the same
+    segments) tunes the thresholds of fallback species when they have both classes (they never
+    do without a probe, so this is a hook for later).
     """
     from sklearn.preprocessing import StandardScaler
 
@@ -326,11 +456,19 @@ def fit_round_model(X: np.ndarray, Y: np.ndarray, label_set: Sequence[str],
         mask = ~np.isnan(Y[:, j]) if len(Y) else np.zeros(0, dtype=bool)
         y = Y[mask, j].astype(int) if len(Y) else np.zeros(0, dtype=int)
         n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+        n_masked = int(len(mask) - mask.sum())
         if n_pos >= 1 and n_neg >= 1:
-            species[sp] = _fit_species(Xs[mask], y, opts)
+            if n_masked:  # standardise on the species' own training segments
+                own = StandardScaler().fit(X[mask])
+                species[sp] = _fit_species(own.transform(X[mask]), y, opts)
+                species[sp].scaler = own
+            else:
+                species[sp] = _fit_species(Xs, y, opts)
         else:
             species[sp] = SpeciesModel("birdnet", n_pos, n_neg, opts.default_threshold)
-    return RoundModel(list(label_set), species, scaler, train_hash, asdict(opts))
+        species[sp].n_masked = n_masked
+    counts = {str(k): {c: int(n) for c, n in v.items()} for k, v in (label_counts or {}).items()}
+    return RoundModel(list(label_set), species, scaler, train_hash, asdict(opts), counts)
 
 
 def save_model(model: RoundModel, path: str | Path, sidecar: str | Path,
@@ -435,11 +573,15 @@ def train_round(label_files: Sequence[str | Path], segments: str | Path, embeddi
     seg = pd.read_parquet(segments)
     ids, Y = segment_targets(labels, seg, label_set)
     X = read_embeddings(embeddings, ids)
-    model = fit_round_model(X, Y, label_set, opts, training_hash(labels))
+    counts = answer_counts(label_cells(labels, label_set), index=label_set)
+    model = fit_round_model(X, Y, label_set, opts, training_hash(labels),
+                            label_counts=counts.to_dict("index"))
     extra = {"round": round_label, "label_files": [Path(f).as_posix() for f in label_files],
              "n_label_rows": int(len(labels)), "n_units": int(labels["unit_id"].nunique()),
              "n_segments": int(len(ids)),
-             "n_positive_cells": int(np.nansum(Y)) if len(Y) else 0}
+             "n_positive_cells": int(np.nansum(Y)) if len(Y) else 0,
+             "n_masked_cells": int(np.isnan(Y).sum()) if len(Y) else 0,
+             "answers": {k: int(counts[k].sum()) for k in ANSWER_COUNTS}}
     save_model(model, model_out, sidecar_out, extra)
     log.info("model %s: %s", round_label, extra)
     P = score_segments(model, seg["segment_id"], embeddings, predictions)

@@ -128,6 +128,9 @@ if ROUNDS["simulated_annotator"]:
             CONDA_ENV
         resources:
             mem_mb=1000,
+        params:
+            unsure=ROUNDS.get("simulated_unsure", 0.0),
+            seed=ROUNDS["seed"],
         script:
             "../../scripts/round_labels.py"
 
@@ -190,6 +193,8 @@ rule round_evaluate:
     input:
         model=f"{RD}/round_{{r}}/model.joblib",
         sidecar=f"{RD}/round_{{r}}/model.json",
+        labels=f"{LABELS_DIR}/round_{{r}}.csv",
+        segments=f"{RESULTS}/detect/segments.parquet",
         baseline=f"{RD}/baseline_metrics.json",
         test_set=f"{RD}/test_set.csv",
         test_labels=f"{LABELS_DIR}/test.csv",
