@@ -3,7 +3,9 @@
 
 from activepam.logs import rule_log
 from activepam.annotations import read_label_set
+from activepam.answers import stopping_block
 from activepam.rounds import evaluate_model, round_metrics, write_round_metrics
+from activepam.stopping import StoppingOptions
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
@@ -19,6 +21,14 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
             metrics, species, confusion = round_metrics(smk.params.round_id, i.model, i.sidecar,
                                                         i.baseline, round_labels=i.labels,
                                                         segments=i.segments, **common)
+            st = dict(ev.get("stopping") or {})
+            opts = StoppingOptions(kappa_threshold=float(st.get("kappa_threshold", 0.99)),
+                                   window=int(st.get("window", 3)),
+                                   min_gain=float(st.get("min_gain", 0.005)))
+            metrics["stopping"] = stopping_block(
+                list(i.round_predictions), list(i.sidecars), list(i.previous_metrics), metrics,
+                i.segments, i.test_set, common["label_set"], int(st.get("stop_set", 2000)),
+                int(smk.params.seed), opts)
         else:
             metrics, species, confusion = evaluate_model(None, **common)
             metrics = {"round": "baseline", "model": "BirdNET", **metrics}

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from activepam.answers import ANSWER_OUTPUTS
 from activepam.uncertainty import segment_uncertainty
 
 SPECIES = ["Turdus merula_Common Blackbird", "Erithacus rubecula_European Robin",
@@ -134,7 +135,9 @@ def play_rounds(root: Path, p: dict[str, Path], rounds: tuple[str, ...] = ("00",
     from activepam.evaluate import choose_test_set
     from activepam.io import write_csv
     from activepam.plots.rounds import plot_round_figures
+    from activepam.answers import stopping_block, write_round_answers
     from activepam.train import TrainOptions, train_round
+    from activepam.verification import ThresholdOptions
 
     assert Path.cwd() == root
     label_set = read_label_set(p["species"])
@@ -172,6 +175,10 @@ def play_rounds(root: Path, p: dict[str, Path], rounds: tuple[str, ...] = ("00",
                     TrainOptions(calibrate_min=8), round_label=f"round_{r}")
         metrics, species, confusion = rd.round_metrics(
             r, d / "model.joblib", d / "model.json", rdir / "baseline_metrics.json", **common)
+        metrics["stopping"] = stopping_block(
+            rd.round_files(r, "predictions.parquet"), rd.round_files(r, "model.json"),
+            rd.metrics_files(r)[:-1], metrics, p["segments"], rdir / "test_set.csv",
+            label_set, n_stop=200, seed=0)
         rd.write_round_metrics(metrics, species, confusion, d / "metrics.json",
                                d / "per_species.csv", d / "confusion.csv",
                                d / "strata_metrics.json")
@@ -181,6 +188,12 @@ def play_rounds(root: Path, p: dict[str, Path], rounds: tuple[str, ...] = ("00",
                            d / "learning_curve.png", d / "strata_heatmap.png",
                            d / "confusion_pairs.png", species=species,
                            species_out=d / "species_ap.png")
+        write_round_answers(str(d), rd.label_files(labels_dir, r), p["predictions"],
+                            rd.predictions_path(r), d / "predictions.parquet", p["segments"],
+                            d / "sample.parquet", d / "model.joblib", d / "model.json",
+                            d / "per_species.csv", rdir / "test_set.csv",
+                            f"{labels_dir}/test.csv", p["embeddings"], label_set,
+                            threshold_options=ThresholdOptions(n_boot=40), map_pool=300)
         out.append(metrics)
     return out
 
@@ -216,6 +229,13 @@ def test_two_rounds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert len(scored) == len(seg)
         for fig in rd.ROUND_FIGURES:
             assert (d / f"{fig}.png").stat().st_size > 2000
+        for name in ANSWER_OUTPUTS:  # from labels to answers (issue 14)
+            assert (d / name).stat().st_size > (2000 if name.endswith(".png") else 50)
+        thr = pd.read_csv(d / "thresholds.csv")
+        assert set(thr["target_precision"]) == {0.85, 0.9, 0.95, 0.99}
+        assert thr["n_verified"].max() >= 10
+        dens = pd.read_csv(d / "density.csv")  # max_entropy rounds: not a verification design
+        assert dens["note"].str.contains("not estimable").all()
     # round 1 excludes round 0's units and the test set
     assert set(lab0["unit_id"]).isdisjoint(lab1["unit_id"])
     # the simulated expert agreed with the generator's truth (negatives included)
@@ -230,5 +250,12 @@ def test_two_rounds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     model = json.loads(Path("results/rounds/round_01/model.json").read_text())
     assert len(model["training_hash"]) == 64
     assert model["label_files"] == ["data/labels/round_00.csv", "data/labels/round_01.csv"]
+    stop = [h["stopping"] for h in history]
+    assert stop[0]["recommendation"] == "not enough rounds" and stop[0]["kappa_history"] == []
+    assert len(stop[1]["kappa_history"]) == 1
+    assert stop[1]["n_stop_units"] == min(200, len(seg) - len(test_ids))
+    assert -1 <= stop[1]["kappa_history"][0] <= 1
+    saved = json.loads(Path("results/rounds/round_01/metrics.json").read_text())
+    assert saved["stopping"]["kappa_history"] == stop[1]["kappa_history"]
     hist = pd.read_csv("results/rounds/round_01/history.csv")
     assert list(hist["n_labelled_units"]) == [40, 80]

@@ -145,3 +145,143 @@ def round_stopping(n_labels: Sequence[float], metric: Sequence[float],
     rep["metric"] = metric_name
     rep["n_stop_units"] = int(decisions[-1].shape[0]) if len(decisions) else 0
     return rep
+
+
+# --------------------------------------------------------------------------- round step
+
+
+#: files written per round by rule round_answers (beside metrics.json)
+ANSWER_OUTPUTS: tuple[str, ...] = ("thresholds.csv", "thresholds.png", "density.csv",
+                                   "reliability.png", "long_tail.png", "diel_activity.png",
+                                   "embedding_map.png")
+
+
+def _read_labels_files(files: Sequence[str]) -> pd.DataFrame:
+    from activepam.annotations import read_labels
+    from activepam.train import concat_labels
+
+    return concat_labels([read_labels(f) for f in files])
+
+
+def local_solar_hour(segment_time: pd.Series, lon: pd.Series) -> np.ndarray:
+    """Hour of local mean solar time (UTC + longitude / 15 h), 0..23."""
+    t = pd.to_datetime(segment_time, utc=True)
+    hours = t.dt.hour + t.dt.minute / 60.0 + lon.astype(float).fillna(0.0) / 15.0
+    return np.floor(np.mod(hours.to_numpy(dtype=float), 24.0)).astype(int)
+
+
+def diel_scores(predictions: pd.DataFrame, segments: pd.DataFrame, exclude: set[str],
+                label_set: Sequence[str]) -> pd.DataFrame:
+    """Wide table of the round model's scores of every unlabelled segment (species outside a
+    segment's top-k count 0) with ``site`` and ``solar_hour``."""
+    seg = segments[~segments["segment_id"].astype(str).isin(exclude)]
+    p = predictions[predictions["segment_id"].isin(set(seg["segment_id"]))]
+    wide = p.pivot_table(index="segment_id", columns="species", values="confidence",
+                         aggfunc="max").reindex(columns=list(label_set)).fillna(0.0)
+    meta = seg.set_index("segment_id")[["site", "segment_time", "lon"]].reindex(wide.index)
+    wide["site"] = meta["site"].astype(str).to_numpy()
+    wide["solar_hour"] = local_solar_hour(meta["segment_time"], meta["lon"])
+    return wide.reset_index(drop=True)
+
+
+def write_round_answers(out_dir: str, label_files: Sequence[str], detector_predictions: str,
+                        sample_predictions: str, round_predictions: str, segments: str,
+                        sample: str, model: str, sidecar: str, per_species: str, test_set: str,
+                        test_labels: str, embeddings: str, label_set: Sequence[str],
+                        threshold_options: ThresholdOptions | None = None,
+                        density_strata: Sequence[str] = ("site",), map_pool: int = 3000,
+                        seed: int = 0) -> dict[str, Any]:
+    """Everything of :data:`ANSWER_OUTPUTS` for one round; returns a short summary."""
+    import json
+    from pathlib import Path
+
+    from activepam.io import write_csv
+    from activepam.plots import evaluation as E
+    from activepam.rounds import evaluation_matrices
+    from activepam.sample_io import ParquetEmbeddings
+    from activepam.verification import plot_thresholds
+
+    out = Path(out_dir)
+    labels = _read_labels_files(label_files)
+    seg = pd.read_parquet(segments).astype({"segment_id": str})
+    detector = pd.read_parquet(detector_predictions, columns=["segment_id", "species",
+                                                              "confidence"])
+    # thresholds of the detector (BirdNET) from every verification answer so far
+    ver = verification_answers(labels, detector, label_set)
+    thr = round_thresholds(ver, detector, seg, options=threshold_options)
+    write_csv(thr, out / "thresholds.csv", stage="answers")
+    plot_thresholds(ver, thr, out / "thresholds.png")
+    # call density: only from a round drawn by the verification design
+    drawn = pd.read_parquet(sample)
+    round_labels = _read_labels_files(label_files[-1:])
+    design_preds = pd.read_parquet(sample_predictions, columns=["segment_id", "species",
+                                                                "confidence"])
+    dens = round_density(drawn, round_labels, design_preds, seg, label_set, density_strata,
+                         seed)
+    write_csv(dens, out / "density.csv", stage="answers")
+    # reliability on the test set
+    t = evaluation_matrices(model, test_set, test_labels, embeddings, detector_predictions,
+                            label_set)
+    E.reliability_diagram(t.Y, t.P, label_set, out / "reliability.png",
+                          title=f"{out.name}: test set")
+    # long tail: per-species AP against training positives, coloured by strata covered
+    per = pd.read_csv(per_species)
+    summary = json.loads(Path(sidecar).read_text()).get("species", {})
+    per["n_train_positive"] = per["species"].map(lambda s: summary.get(s, {}).get("n_pos", 0))
+    pos = labels[(labels["present"] == 1) & (labels["species"] != "")]
+    site = seg.set_index("segment_id")["site"]
+    pos_site = pos.assign(site=pos["unit_id"].map(site))
+    covered = pos_site.groupby("species")["site"].nunique()
+    per["strata_covered"] = per["species"].map(covered).fillna(0).astype(int)
+    metric = "ap" if "ap" in per.columns else next(c for c in per.columns if c.endswith("ap"))
+    E.long_tail(per, out / "long_tail.png", metric=metric, title=f"{out.name}: long tail")
+    # predicted diel activity of the round model over all unlabelled audio
+    labelled = set(labels["unit_id"].astype(str))
+    rp = pd.read_parquet(round_predictions, columns=["segment_id", "species", "confidence"])
+    wide = diel_scores(rp, seg, labelled, label_set)
+    act = E.diel_activity(wide, label_set, hour_column="solar_hour")
+    E.diel_heatmaps(act, out / "diel_activity.png", hour_column="solar_hour",
+                    title=f"{out.name}: predicted activity by local solar hour")
+    # embedding map of pool, labelled and this round's sample
+    rng = np.random.default_rng(seed)
+    new = set(drawn["unit_id"].astype(str)) & set(seg["segment_id"])
+    before = (labelled - set(round_labels["unit_id"].astype(str))) & set(seg["segment_id"])
+    rest = np.array(sorted(set(seg["segment_id"]) - new - before), dtype=object)
+    pool = rest[rng.choice(rest.size, size=min(map_pool, rest.size), replace=False)]
+    ids = [*pool.tolist(), *sorted(before), *sorted(new)]
+    X = ParquetEmbeddings(embeddings).fetch(ids, "segment_id")
+    role = ["pool"] * len(pool) + ["labelled"] * len(before) + ["sampled"] * len(new)
+    E.embedding_map(X, role, out / "embedding_map.png", seed=seed,
+                    title=f"{out.name}: pool, labelled before, sampled now")
+    reachable = thr[(thr["group"] == "") & thr["reachable"]]
+    return {"n_verified": int(len(ver)), "species_with_threshold": int(reachable["species"]
+                                                                       .nunique()),
+            "density_rows": int(dens["density"].notna().sum()) if "density" in dens else 0}
+
+
+def stopping_block(round_predictions: Sequence[str], sidecars: Sequence[str],
+                   previous_metrics: Sequence[str], current: Mapping[str, Any],
+                   segments: str, test_set: str, label_set: Sequence[str], n_stop: int,
+                   seed: int, options: StoppingOptions | None = None) -> dict[str, Any]:
+    """The ``stopping`` block of round RR's metrics.json from rounds 00..RR (``current``: this
+    round's metrics, not yet written)."""
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    seg_ids = pq.read_table(segments, columns=["segment_id"])["segment_id"].to_pylist()
+    test = set(pd.read_csv(test_set, dtype={"unit_id": str})["unit_id"])
+    stop = stop_set(seg_ids, test, n_stop, seed)
+    decisions = []
+    for pred, side in zip(round_predictions, sidecars):
+        thr = {s: v["threshold"] for s, v in
+               json.loads(Path(side).read_text()).get("species", {}).items()}
+        p = pq.read_table(pred, columns=["segment_id", "species", "confidence"],
+                          filters=[("segment_id", "in", stop)]).to_pandas()
+        decisions.append(stop_decisions(p, stop, thr, label_set))
+    hist = [json.loads(Path(m).read_text()) for m in previous_metrics] + [dict(current)]
+    n = [h.get("n_labelled_units", 0) for h in hist]
+    y = [(h.get("overall") or {}).get("macro_ap", np.nan) for h in hist]
+    y = [np.nan if v is None else v for v in y]
+    return round_stopping(n, y, decisions, options)

@@ -39,6 +39,7 @@ import re
 import shutil
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,11 @@ def label_files(labels_dir: str, last: str, inclusive: bool = True) -> list[str]
     return [f"{labels_dir}/round_{i:02d}.csv" for i in range(stop)]
 
 
+def round_files(last: str, name: str) -> list[str]:
+    """``round_RR/<name>`` of rounds 00..``last``."""
+    return [f"{ROUNDS_DIR}/round_{i:02d}/{name}" for i in range(int(last) + 1)]
+
+
 def metrics_files(last: str) -> list[str]:
     """metrics.json of rounds 00..``last`` (the learning curve's inputs)."""
     return [f"{ROUNDS_DIR}/round_{i:02d}/metrics.json" for i in range(int(last) + 1)]
@@ -123,10 +129,13 @@ ROUND_FIGURES: tuple[str, ...] = ("learning_curve", "strata_heatmap", "confusion
 def final_targets(params: Mapping[str, Any]) -> list[str]:
     """Metrics and figures of every planned round (``make run`` targets; every round's files
     are outputs of its DVC stage ``round@RR``)."""
+    from activepam.answers import ANSWER_OUTPUTS
+
     out = []
     for rid in round_plan(params):
         d = f"{ROUNDS_DIR}/round_{rid}"
-        out += [f"{d}/metrics.json", *(f"{d}/{fig}.png" for fig in ROUND_FIGURES)]
+        out += [f"{d}/metrics.json", *(f"{d}/{fig}.png" for fig in ROUND_FIGURES),
+                *(f"{d}/{name}" for name in ANSWER_OUTPUTS)]
     return out
 
 
@@ -194,7 +203,9 @@ def excluded_units(label_files: Sequence[str | Path], test_set: str | Path | Non
     if reoffer_unsure:
         ids -= set(_only_unsure(answers))
     if test_set is not None:
-        ids |= set(pd.read_csv(test_set, dtype={"unit_id": str})["unit_id"])
+        test = pd.read_csv(test_set, dtype={"unit_id": str, "recording_id": str})
+        ids |= set(test["unit_id"])  # and whole test recordings (issue 10: no shared audio)
+        ids |= set(test["recording_id"].dropna()) if "recording_id" in test else set()
     return sorted(ids)
 
 
@@ -470,6 +481,35 @@ def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_lab
     Returns ``(metrics, per_species, confusion_pairs)``.
     """
     from activepam.evaluate import confusion_pairs, evaluate_scores
+
+    t = evaluation_matrices(model_path, test_set, test_labels, embeddings, predictions,
+                            label_set, default_threshold)
+    metrics, species = evaluate_scores(t.Y, t.P, t.thresholds, t.units, label_set, keys, bins,
+                                       t.counts)
+    metrics["labels"] = {"test": label_report(t.labels, t.all_units, label_set, keys)}
+    return metrics, species, confusion_pairs(t.Y, t.P, t.thresholds, label_set)
+
+
+@dataclass
+class EvalMatrices:
+    """Truth ``Y`` and scores ``P`` (test units x label set) of a model on the test set."""
+
+    ids: list[str]
+    Y: np.ndarray
+    P: np.ndarray
+    thresholds: np.ndarray
+    units: pd.DataFrame
+    all_units: pd.DataFrame
+    labels: pd.DataFrame
+    counts: dict[str, Any] | None
+
+
+def evaluation_matrices(model_path: str | Path | None, test_set: str | Path,
+                        test_labels: str | Path, embeddings: str | Path, predictions: str | Path,
+                        label_set: Sequence[str], default_threshold: float = 0.5
+                        ) -> EvalMatrices:
+    """The test labels as a truth matrix and the scores of a round model (or BirdNET when
+    ``model_path`` is None) for the same units, in the same order."""
     from activepam.train import birdnet_matrix, load_model, read_embeddings, segment_targets
 
     all_units = test_units(test_set)
@@ -477,8 +517,7 @@ def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_lab
     ids, Y = segment_targets(labels, all_units, label_set)
     if not len(ids):
         raise RoundsError(f"{test_labels}: no test labels")
-    units = all_units
-    units = units.set_index("segment_id").loc[list(ids)].reset_index()
+    units = all_units.set_index("segment_id").loc[list(ids)].reset_index()
     B = birdnet_matrix(predictions, ids, label_set)
     if model_path is None:
         P, thr, counts = B, np.full(len(label_set), default_threshold), None
@@ -488,9 +527,8 @@ def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_lab
             raise RoundsError(f"{model_path}: model label set differs from the current one")
         P = model.predict(read_embeddings(embeddings, ids), B)
         thr, counts = model.thresholds, model.summary()
-    metrics, species = evaluate_scores(Y, P, thr, units, label_set, keys, bins, counts)
-    metrics["labels"] = {"test": label_report(labels, all_units, label_set, keys)}
-    return metrics, species, confusion_pairs(Y, P, thr, label_set)
+    return EvalMatrices(list(ids), Y, P, np.asarray(thr, dtype=float), units, all_units, labels,
+                        counts)
 
 
 def round_metrics(round_id: str, model_path: str | Path, model_json: str | Path,

@@ -155,8 +155,9 @@ def _group_thresholds(ver: pd.DataFrame, pool: np.ndarray, opts: ThresholdOption
         t = precision_threshold(pool, a, b, target)[0]
         tb = precision_threshold(pool, boot[:, 0], boot[:, 1], target)
         # an unreachable bootstrap replicate sits above every pool score
-        tb = np.where(np.isnan(tb), np.inf, tb)
-        lo, hi = np.quantile(tb, [alpha, 1 - alpha])
+        above = float(np.max(pool)) + 1.0
+        lo, hi = np.quantile(np.where(np.isnan(tb), above, tb), [alpha, 1 - alpha])
+        lo, hi = (np.inf if v >= above else v for v in (lo, hi))
         rows.append({"target_precision": target, "threshold": t,
                      "threshold_lo": lo if np.isfinite(lo) else np.nan,
                      "threshold_hi": hi if np.isfinite(hi) else np.nan,
@@ -343,7 +344,8 @@ def plot_thresholds(verified: pd.DataFrame, thresholds: pd.DataFrame, out: str |
         ax.set_xlabel("score", fontsize=7)
         ax.set_ylabel("P(correct)", fontsize=7)
         ax.tick_params(labelsize=6)
-        ax.legend(fontsize=5, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=5, loc="lower right")
     for ax in list(axes.flat)[len(species):]:
         ax.axis("off")
     fig.tight_layout()

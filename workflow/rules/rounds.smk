@@ -5,11 +5,13 @@
 # oracle fills the exported Raven tables and the same importer writes them; otherwise
 # <labels_dir>/round_RR.csv comes from `activepam labels import` and is a source file here.
 from activepam.annotations import label_set_path
+from activepam.answers import ANSWER_OUTPUTS
 from activepam.rounds import (
     final_targets,
     label_files,
     metrics_files,
     predictions_path,
+    round_files,
     round_plan,
     scores_path,
 )
@@ -201,6 +203,12 @@ rule round_evaluate:
         embeddings=f"{RESULTS}/detect/embeddings.parquet",
         predictions=f"{RESULTS}/detect/predictions.parquet",
         label_set=LABEL_SET,
+        # the stopping rule compares rounds 00..RR on a fixed stop set
+        round_predictions=lambda wildcards: round_files(
+            wildcards.r, "predictions.parquet"
+        ),
+        sidecars=lambda wildcards: round_files(wildcards.r, "model.json"),
+        previous_metrics=lambda wildcards: metrics_files(wildcards.r)[:-1],
     output:
         metrics=f"{RD}/round_{{r}}/metrics.json",
         strata=f"{RD}/round_{{r}}/strata_metrics.json",
@@ -216,8 +224,45 @@ rule round_evaluate:
         round_id=lambda wildcards: wildcards.r,
         evaluate=config.get("evaluate", {}),
         strata=ROUNDS["strata"],
+        seed=ROUNDS["seed"],
     script:
         "../../scripts/round_evaluate.py"
+
+
+rule round_answers:
+    # from labels to answers: thresholds for a target precision, call density, figures
+    input:
+        labels=lambda wildcards: label_files(LABELS_DIR, wildcards.r),
+        detector_predictions=f"{RESULTS}/detect/predictions.parquet",
+        sample_predictions=lambda wildcards: predictions_path(wildcards.r),
+        round_predictions=f"{RD}/round_{{r}}/predictions.parquet",
+        segments=f"{RESULTS}/detect/segments.parquet",
+        sample=f"{RD}/round_{{r}}/sample.parquet",
+        model=f"{RD}/round_{{r}}/model.joblib",
+        sidecar=f"{RD}/round_{{r}}/model.json",
+        per_species=f"{RD}/round_{{r}}/per_species.csv",
+        test_set=f"{RD}/test_set.csv",
+        test_labels=f"{LABELS_DIR}/test.csv",
+        embeddings=f"{RESULTS}/detect/embeddings.parquet",
+        label_set=LABEL_SET,
+    output:
+        **{
+            name.replace(".", "_"): f"{RD}/round_{{r}}/{name}"
+            for name in ANSWER_OUTPUTS
+        },
+    log:
+        f"{RESULTS}/logs/rounds/round_{{r}}/answers.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/rounds/round_{{r}}/answers.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+    params:
+        thresholds=config["evaluate"].get("thresholds", {}),
+        seed=ROUNDS["seed"],
+    script:
+        "../../scripts/round_answers.py"
 
 
 rule round_plots:

@@ -157,7 +157,7 @@ def diel_heatmaps(activity: pd.DataFrame, out: str | Path, top: int = 8,
         ax.set_yticks(range(len(m.index)))
         ax.set_yticklabels(m.index, fontsize=6)
         ax.set_xticks([0, 6, 12, 18, 23])
-        ax.set_xlabel(f"{hour_column} (UTC)" if hour_column == "hour" else hour_column,
+        ax.set_xlabel("hour (UTC)" if hour_column == "hour" else "local solar hour",
                       fontsize=7)
         ax.set_title(str(sp).split("_")[-1], fontsize=8)
         ax.tick_params(labelsize=6)
