@@ -15,7 +15,8 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
         exclude = excluded_units(labels, smk.input.test_set, reoffer_unsure=again)
         sample_round(smk.input.scores, strategy, int(rounds["n_per_round"]),
                      int(rounds["seed"]) + int(r), smk.input.embeddings, exclude, smk.output[0],
-                     params=smk.params.config, reoffer=unsure_units(labels) if again else None)
+                     params=smk.params.config, reoffer=unsure_units(labels) if again else None,
+                     predictions=smk.input.predictions)
 
 
 main(snakemake)  # noqa: F821 - injected by Snakemake

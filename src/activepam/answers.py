@@ -108,7 +108,12 @@ def round_density(sample: pd.DataFrame, labels: pd.DataFrame, predictions: pd.Da
                              how="left").fillna({"score": 0.0}).assign(species=sp)
         ver = agreed[(agreed["species"] == sp)
                      & agreed["unit_id"].isin(set(drawn["unit_id"].astype(str)))]
-        out.append(call_density(sp_pool, ver, strata=list(strata), seed=seed).assign(note=""))
+        edges = None
+        if "design_bin_edges" in drawn.columns:  # the bins the design drew from
+            edges = {sp: np.array([float(e) for e in
+                                   str(drawn["design_bin_edges"].iloc[0]).split(";")])}
+        out.append(call_density(sp_pool, ver, strata=list(strata), seed=seed, edges=edges)
+                   .assign(note=""))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 

@@ -219,7 +219,8 @@ def reoffer_unsure(params: Mapping[str, Any] | None, strategy: str) -> bool:
 def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
                  embeddings: str | Path | None, exclude: Sequence[str], out: str | Path,
                  params: Mapping[str, Any] | None = None,
-                 reoffer: Mapping[str, set[str]] | None = None) -> pd.DataFrame:
+                 reoffer: Mapping[str, set[str]] | None = None,
+                 predictions: str | Path | None = None) -> pd.DataFrame:
     """Run :func:`activepam.sampling.run_sampling` on a score table and write the sample.
 
     ``reoffer`` (unit id -> annotators who were unsure, :func:`unsure_units`) adds a column
@@ -229,7 +230,8 @@ def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
     from activepam.sampling import run_sampling
 
     result = run_sampling(scores, strategy, n=n, seed=seed, embeddings=embeddings,
-                          labelled=list(exclude), params=params, progress=True)
+                          labelled=list(exclude), params=params, progress=True,
+                          predictions=predictions)
     clash = set(result["unit_id"].astype(str)) & set(exclude)
     if clash:  # the sampler's contract; checked because a clash would corrupt the labels
         raise RoundsError(f"sampling returned already labelled/test unit {sorted(clash)[0]!r}")

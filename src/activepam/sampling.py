@@ -40,12 +40,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from activepam import diversify as dv
+from activepam.argtypes import positive_int
 from activepam import scores as sc
 from activepam.sample_io import (BASE_COLUMNS, RECORDING_METADATA, EmbeddingSource,
-                                 SampleInputError, attach_indices, embedding_source, isin,
-                                 read_labelled, read_segments)
-from activepam.strata import (KEY_COLUMNS, TIME_KEYS, Strata, build_strata, divergence_weights,
-                              species_distributions, unit_times, allocate)
+                                 SampleInputError, attach_indices, check_embedding_ids,
+                                 embedding_source, exclude_nonfinite, isin, read_labelled,
+                                 read_segments)
+from activepam.strata import (KEY_COLUMNS, TIME_KEYS, Strata, StrataError, allocate, build_strata,
+                              divergence_allocation, stratum_distributions, unit_times)
 from activepam.strategies import (EMBEDDING_METHODS, PRESETS, StrategyError, list_strategies,
                                   resolve_strategy)
 from activepam.uncertainty import aggregate_recordings
@@ -236,6 +238,23 @@ def _segment_score(frame: pd.DataFrame, spec: Mapping[str, Any], seed: int) -> n
         raise StrategyError(f"strategy {spec['name']!r}: {exc}") from exc
 
 
+def _with_similarity(units: pd.DataFrame, spec: Mapping[str, Any],
+                     embeddings: EmbeddingSource | None) -> pd.DataFrame:
+    from activepam.search import SearchError, similarity_scores
+
+    if embeddings is None:
+        raise StrategyError(f"strategy {spec['name']!r}: score.method=similarity needs "
+                            "embeddings (--embeddings)")
+    if "segment_id" not in units:
+        raise StrategyError(f"strategy {spec['name']!r}: score.method=similarity needs a "
+                            "segments table (column segment_id)")
+    try:
+        sim = similarity_scores(units["segment_id"], embeddings, spec["score"]["examples"] or [])
+    except SearchError as exc:
+        raise StrategyError(f"strategy {spec['name']!r}: {exc}") from exc
+    return units.assign(similarity=sim)
+
+
 def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: int | None = None,
                  labelled: Iterable[str] = (), embeddings: EmbeddingSource | None = None) -> Pool:
     """Pool of a resolved strategy: labelled ids removed, recording units aggregated, filters,
@@ -243,6 +262,8 @@ def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: i
     spec = resolve_strategy(strategy)
     seed = int(spec["seed"] if seed is None else seed)
     labelled = [str(x) for x in labelled]
+    if spec["score"]["method"] == "similarity":  # nearest to examples (activepam.search)
+        units = _with_similarity(units, spec, embeddings)
     # a segments table has segment ids, or several rows per recording (columns read for
     # recording units need not include segment_id)
     is_segments = "segment_id" in units or (
@@ -319,18 +340,20 @@ def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: i
 # --------------------------------------------------------------------------- selection
 
 
-def _allocation_weights(pool: Pool, spec: Mapping[str, Any],
-                        sizes: np.ndarray) -> np.ndarray | None:
+def _allocation_weights(pool: Pool, spec: Mapping[str, Any], sizes: np.ndarray,
+                        units: pd.DataFrame | None = None) -> np.ndarray | None:
     how = spec["allocation"]
     if how == "equal":
         return None
     if how == "proportional":
         return sizes.astype(np.float64)
-    if "top1_species" not in pool.frame:
-        raise StrategyError(f"strategy {spec['name']!r}: allocation: divergence needs top1_species")
-    dists = species_distributions(pool.strata.codes, pool.strata.n, pool.frame["top1_species"])
-    w = divergence_weights(dists)
-    pool.notes.append("divergence weights: " + ", ".join(
+    try:  # strata_options.divergence: mean predicted probabilities or label distribution
+        dists, what = stratum_distributions(pool.frame, pool.strata, spec["strata"],
+                                            spec["strata_options"], units)
+    except StrataError as exc:
+        raise StrategyError(f"strategy {spec['name']!r}: {exc}") from exc
+    w = divergence_allocation(sizes, dists)
+    pool.notes.append(f"divergence weights (size x (1 + JSD), {what}): " + ", ".join(
         f"{lab}={wt:.3f}" for lab, wt in zip(pool.strata.labels, w)))
     log.info("allocation: %s", pool.notes[-1])
     return w
@@ -364,11 +387,12 @@ class _Chosen:
 
 
 def _select(pool: Pool, spec: Mapping[str, Any], n: int, seed: int,
-            embeddings: EmbeddingSource | None, labelled: list[str]) -> pd.DataFrame:
+            embeddings: EmbeddingSource | None, labelled: list[str],
+            units: pd.DataFrame | None = None) -> pd.DataFrame:
     """Allocate ``n`` over the strata, pick each stratum's quota, rank the picks."""
     strata = pool.strata
     sizes = strata.sizes()
-    quota = allocate(sizes, n, _allocation_weights(pool, spec, sizes), seed=seed)
+    quota = allocate(sizes, n, _allocation_weights(pool, spec, sizes, units), seed=seed)
     if quota.sum() < n:
         pool.notes.append(f"pool has only {int(quota.sum())} units for a batch of {n}")
         log.warning("pool has only %d units for a batch of %d", quota.sum(), n)
@@ -486,7 +510,7 @@ def _output(selected: pd.DataFrame, pool: Pool, spec: Mapping[str, Any]) -> pd.D
 
 def sample(units: pd.DataFrame, strategy: dict | str, n: int | None = None,
            seed: int | None = None, embeddings: Any = None,
-           labelled: Iterable[str] = ()) -> pd.DataFrame:
+           labelled: Iterable[str] = (), predictions: Any = None) -> pd.DataFrame:
     """Choose a batch of ``n`` units to annotate.
 
     ``units``: the segments table (for ``unit: segment``, or aggregated here for
@@ -497,7 +521,9 @@ def sample(units: pd.DataFrame, strategy: dict | str, n: int | None = None,
     an :class:`~activepam.sample_io.EmbeddingSource`; needed by kmeans / ward / farthest_first.
     ``labelled``: unit ids that are never re-sampled: a labelled segment id removes that
     segment (and, for recording units, its whole recording); a labelled recording id removes
-    the recording and all its segments.
+    the recording and all its segments. ``predictions`` (long table or Parquet path:
+    segment_id, species, confidence) is needed by ``design: verification``
+    (:func:`verification_sample`).
 
     Returns one row per chosen unit, ordered by ``rank``: unit_id, unit_type, recording_id,
     path, start_s, end_s, score, cluster, stratum, reason, rank, the unit's other columns and
@@ -509,10 +535,83 @@ def sample(units: pd.DataFrame, strategy: dict | str, n: int | None = None,
     if n < 1:
         raise StrategyError(f"strategy {spec['name']!r}: n: must be >= 1, got {n}")
     labelled = [str(x) for x in labelled]
+    if spec["design"] == "verification":
+        return verification_sample(units, spec, n, seed, labelled, predictions)
     source = embedding_source(embeddings, units) if embeddings is not None else None
     pool = prepare_pool(units, spec, seed, labelled, source)
-    selected = _select(pool, spec, n, seed, source, labelled)
+    selected = _select(pool, spec, n, seed, source, labelled, units)
     return _output(selected, pool, spec)
+
+
+def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, seed: int,
+                        labelled: Sequence[str], predictions: Any) -> pd.DataFrame:
+    """The verification design (Navine et al. 2024): for every target species, windows drawn
+    at random from each bin of that species' scores (quantiles over the pool) and each level of
+    ``verification.strata``. Adds ``design_species``, ``design_bin`` and ``design_bin_edges``
+    (what :func:`activepam.verification.call_density` needs). Per-cell quota:
+    ``verification.n_per_bin``, or ``n`` spread evenly over the cells (at least 1 each).
+    A window drawn for one species is not drawn again for another."""
+    from activepam.verification import assign_bins, score_bins
+
+    ver = spec["verification"]
+    if predictions is None:
+        raise StrategyError(f"strategy {spec['name']!r}: design verification needs the "
+                            "per-species predictions (--predictions predictions.parquet)")
+    if "segment_id" not in units:
+        raise StrategyError(f"strategy {spec['name']!r}: design verification samples segments "
+                            "(column segment_id)")
+    preds = (pd.read_parquet(predictions, columns=["segment_id", "species", "confidence"])
+             if isinstance(predictions, (str, Path)) else predictions)
+    strata = list(ver["strata"] or [])
+    missing = [c for c in strata if c not in units]
+    if missing:
+        raise StrategyError(f"strategy {spec['name']!r}: verification.strata: units lack "
+                            f"column(s) {', '.join(missing)}")
+    pool = units[~isin(units["segment_id"], labelled)] if labelled else units
+    for note, mask in _filter_masks(pool, spec):
+        pool = pool[np.asarray(mask, dtype=bool)]
+    ids = pool["segment_id"].astype(str)
+    preds = preds[isin(preds["segment_id"].astype(str), ids.tolist())]
+    species = list(ver["species"] or [])
+    if not species:
+        top = preds.sort_values("confidence", ascending=False).drop_duplicates("segment_id")
+        species = top["species"].value_counts().index[: int(ver["top_species"])].tolist()
+    if not species:
+        raise StrategyError(f"strategy {spec['name']!r}: no predictions for the pool")
+    levels = pool.groupby(strata, sort=True).ngroups if strata else 1
+    n_bins = len(ver["quantiles"]) + 1
+    quota = int(ver["n_per_bin"] or max(1, n // (len(species) * levels * n_bins)))
+    rng = np.random.default_rng(seed)
+    taken: set[str] = set()
+    rows = []
+    for sp in species:
+        score = ids.map(preds[preds["species"] == sp].groupby("segment_id")["confidence"]
+                        .max()).fillna(0.0).to_numpy(dtype=float)
+        edges = score_bins(score, ver["quantiles"])
+        frame = pool.assign(score=score, design_bin=assign_bins(score, edges))
+        edge_txt = ";".join(f"{e:.6g}" for e in edges)
+        for key, cell in frame.groupby([*strata, "design_bin"], sort=True):
+            cell = cell[~isin(cell["segment_id"], sorted(taken))]
+            take = min(quota, len(cell))
+            if take == 0:
+                continue
+            pick = cell.iloc[np.sort(rng.choice(len(cell), size=take, replace=False))]
+            key = key if isinstance(key, tuple) else (key,)
+            where = ", ".join(f"{c}={v}" for c, v in zip(strata, key[:-1]))
+            b = int(key[-1])
+            rows.append(pick.assign(
+                design_species=sp, design_bin_edges=edge_txt,
+                stratum=f"{sp}|{where}|bin {b}" if where else f"{sp}|bin {b}",
+                reason=f"verification: {sp} score bin {b} ({edges[b]:.3g}, {edges[b + 1]:.3g}]"
+                       f"{' at ' + where if where else ''}: {take} of {len(cell)} at random",
+                cluster=-1))
+            taken.update(pick["segment_id"].astype(str))
+    if not rows:
+        raise StrategyError(f"strategy {spec['name']!r}: the verification design drew nothing")
+    out = pd.concat(rows, ignore_index=True)
+    out["rank"] = np.arange(1, len(out) + 1)
+    p = Pool(out, out["score"].to_numpy(), "segment", "segment_id")
+    return _output(out, p, spec)
 
 
 # --------------------------------------------------------------------------- files
@@ -550,7 +649,7 @@ def load_units(segments: str | Path, spec: Mapping[str, Any],
             raise SampleInputError(f"strategy {spec['name']!r} scores by index "
                                    f"{spec['score']['index']}: pass --indices")
         units = attach_indices(units, indices, [spec["score"]["index"]])
-    return units
+    return exclude_nonfinite(units, sorted(sc.required_columns(spec["score"])), segments)
 
 
 def _enrich(sample_df: pd.DataFrame, segments: str | Path) -> pd.DataFrame:
@@ -583,8 +682,9 @@ def run_sampling(segments: str | Path, strategy: str | Mapping[str, Any], n: int
                  indices: str | Path | None = None,
                  labelled: str | Path | Iterable[str] | None = None,
                  out: str | Path | None = None, params: Mapping[str, Any] | None = None,
-                 progress: bool = True) -> pd.DataFrame:
-    """File-level sampling (CLI, Snakemake, benchmark): read, :func:`sample`, enrich, write CSV."""
+                 progress: bool = True, predictions: str | Path | None = None) -> pd.DataFrame:
+    """File-level sampling (CLI, Snakemake, benchmark): read, :func:`sample`, enrich, write CSV.
+    ``predictions`` (long top-k table) feeds ``design: verification``."""
     from activepam.io import write_csv
 
     spec = resolve_strategy(strategy, params)
@@ -603,7 +703,13 @@ def run_sampling(segments: str | Path, strategy: str | Mapping[str, Any], n: int
     with tqdm(total=3, desc=f"sample {spec['name']}", disable=not progress, file=sys.stderr) as bar:
         units = load_units(segments, spec, indices)
         step(f"read {len(units)} segments")
-        result = sample(units, spec, n=n, seed=seed, embeddings=embeddings, labelled=labelled_ids)
+        if embeddings is not None and (spec["diversify"]["method"] in EMBEDDING_METHODS
+                                       or spec["score"]["method"] == "similarity"):
+            embeddings = embedding_source(embeddings, units)
+            key = "segment_id" if spec["unit"] == "segment" else "recording_id"
+            check_embedding_ids(embeddings, units[key], key, segments)
+        result = sample(units, spec, n=n, seed=seed, embeddings=embeddings, labelled=labelled_ids,
+                        predictions=predictions)
         del units
         step(f"selected {len(result)} units")
         result = _enrich(result, segments)
@@ -679,9 +785,14 @@ def _cmd(args: argparse.Namespace) -> int:
         strategy, params = _cli_strategy(args)
         result = run_sampling(args.segments, strategy, n=args.n, seed=args.seed,
                               embeddings=args.embeddings, indices=args.indices,
-                              labelled=args.labelled, out=args.out, params=params)
+                              labelled=args.labelled, out=args.out, params=params,
+                              predictions=args.predictions)
     except (StrategyError, SampleInputError) as exc:
         print(f"activepam sample: {exc}", file=sys.stderr)
+        return 1
+    if result.empty:
+        print(f"activepam sample: no unit could be chosen (empty pool); wrote an empty "
+              f"{args.out}", file=sys.stderr)
         return 1
     print(f"activepam sample: wrote {len(result)} units to {args.out}", file=sys.stderr)
     return 0
@@ -697,10 +808,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--embeddings", type=Path,
                    help="embeddings.parquet (kmeans/ward/farthest_first)")
     p.add_argument("--indices", type=Path, help="indices.parquet (index scores)")
+    p.add_argument("--predictions", type=Path,
+                   help="predictions.parquet (per-species scores; design verification)")
     p.add_argument("--strategy", help="preset or user strategy name (see --list)")
     p.add_argument("--config", type=Path,
                    help="YAML strategy file, or params.yaml/strategy library used with --strategy")
-    p.add_argument("--n", type=int, help="batch size (default: the strategy's n)")
+    p.add_argument("--n", type=positive_int, help="batch size (default: the strategy's n)")
     p.add_argument("--seed", type=int, help="random seed (default: the strategy's seed)")
     p.add_argument("--labelled", type=Path,
                    help="CSV of already-labelled unit ids (unit_id column)")

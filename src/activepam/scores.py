@@ -12,6 +12,8 @@ mean_entropy       mean binary entropy over species                mean_binary_e
 margin             1 - (top1 - top2)  (small margin = uncertain)   margin or top1/top2
 ratio              top2 / top1  (close to 1 = uncertain)           ratio or top1/top2
 index              an acoustic index (rank in [0, 1] or value)     the index, e.g. TFSD
+similarity         max cosine similarity to ``examples``            embeddings (computed by
+                   (segment ids or audio files)                    the sampler)
 =================  ==============================================  ========================
 
 ``index`` options: ``index`` (column name, e.g. TFSD, ACI, BI), ``direction`` (``high``: large
@@ -36,6 +38,7 @@ SCORE_METHODS: dict[str, str] = {
     "margin": "1 - (top1 - top2) confidence margin (smallest margin first)",
     "ratio": "top2 / top1 confidence ratio (closest to 1 first)",
     "index": "acoustic index value or rank (e.g. TFSD, ACI, BI)",
+    "similarity": "cosine similarity to score.examples (nearest to examples; needs embeddings)",
 }
 
 #: segment column holding each uncertainty method's raw measure
@@ -96,6 +99,11 @@ def compute_score(units: pd.DataFrame, score: Mapping[str, Any],
             return np.where(top1 > 0, top2 / top1, np.where(np.isnan(top1), np.nan, 0.0))
     if method == "index":
         return index_score(units, score)
+    if method == "similarity":
+        if "similarity" not in units:
+            raise ScoreError("score.method=similarity: computed from embeddings by the sampler "
+                             "(pass --embeddings and score.examples)")
+        return _col(units, "similarity", method)
     raise ScoreError(f"score.method: unknown method {method!r} (known: {', '.join(SCORE_METHODS)})")
 
 

@@ -443,3 +443,50 @@ def _cli(args: argparse.Namespace) -> int:
         print(hits.to_string(index=False))
     return 0
 
+
+
+# --------------------------------------------------------------------------- sampling score
+
+
+def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[str],
+                      model: Any | None = None, batch_rows: int = 65536) -> np.ndarray:
+    """Score ``similarity`` of the sampler: each segment's highest cosine similarity to the
+    ``examples`` (segment ids of ``source`` or audio files); NaN for segments without an
+    embedding and for the examples themselves (already known).
+
+    ``source`` is an :class:`activepam.sample_io.EmbeddingSource`; a Parquet-backed one is
+    streamed in record batches (memory bounded by ``batch_rows``)."""
+    if not examples:
+        raise SearchError("score.examples: method similarity needs examples (segment ids or "
+                          "audio files)")
+    audio = [e for e in examples if Path(e).is_file()]
+    ids = [e for e in examples if e not in audio]
+    vecs = [_unit_rows(_embed_audio(Path(a), model)).mean(axis=0) for a in audio]
+    if ids:
+        have = source.available(pd.Series(ids), "segment_id")
+        missing = [i for i, ok in zip(ids, have) if not ok]
+        if missing:
+            raise SearchError(f"score.examples: neither an audio file nor a segment with an "
+                              f"embedding: {', '.join(missing)}")
+        vecs.extend(_unit_rows(source.fetch(ids, "segment_id")))
+    q = _unit_rows(np.stack(vecs))
+    wanted = pd.Index(segment_ids.astype(str))
+    out = np.full(len(wanted), np.nan)
+    path = getattr(source, "path", None)
+    if path is not None:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows,
+                                                       columns=["segment_id", "embedding"]):
+            rows = wanted.get_indexer(batch["segment_id"].to_pylist())
+            ok = rows >= 0
+            if ok.any():
+                m = _unit_rows(_matrix(batch["embedding"]))[ok]
+                out[rows[ok]] = (m @ q.T).max(axis=1)
+    else:
+        have = source.available(segment_ids.astype(str), "segment_id")
+        sel = np.flatnonzero(have)
+        for lo in range(0, sel.size, batch_rows):
+            part = sel[lo:lo + batch_rows]
+            m = _unit_rows(source.fetch(wanted[part].tolist(), "segment_id"))
+            out[part] = (m @ q.T).max(axis=1)
+    out[wanted.isin(ids)] = np.nan
+    return out

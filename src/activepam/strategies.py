@@ -21,6 +21,9 @@ A strategy is a mapping (a ``sampling.strategies`` entry in params.yaml, a YAML 
     seed: 0
     reoffer_unsure: false                # rounds: units answered only "unsure" stay samplable
                                          # and go to another annotator
+    design: standard | verification      # verification: n windows per score bin of each target
+    verification: {species: null, top_species: 5, n_per_bin: null,   # species (null: the
+                   quantiles: [0.5, 0.75, 0.9, 0.97], strata: [site]}  # commonest top-1 ones)
     base: <preset>                       # start from this preset, then override its keys
     description: one line
 
@@ -57,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "date_from": None, "date_to": None, "months": None, "min_segments": None,
     },
     "score": {"method": "random", "index": None, "direction": "high", "transform": "rank",
-              "threshold": None},
+              "threshold": None, "examples": None},
     "aggregation": {"method": "topk", "k": 10, "event_threshold": 0.5},
     "diversify": {"method": "none", "k": None, "candidates": 10, "pca": None, "normalize": False,
                   "subsample": 2000, "min_per_species": 1, "seed_with_labelled": True},
@@ -67,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "n": 100,
     "seed": 0,
     "reoffer_unsure": False,
+    "design": "standard",
+    "verification": {"species": None, "top_species": 5, "n_per_bin": None,
+                     "quantiles": [0.5, 0.75, 0.9, 0.97], "strata": ["site"]},
 }
 
 _ENTROPY = {"score": {"method": "max_entropy"}}
@@ -140,6 +146,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "most uncertain segments per site, sites weighted by species-distribution "
                        "divergence (JSD)", **_ENTROPY, "strata": ["site"],
         "allocation": "divergence"},
+    "nearest_examples": {
+        "description": "segments most similar (cosine on embeddings) to score.examples "
+                       "(segment ids or audio files): rare species the model cannot score yet",
+        "score": {"method": "similarity"}},
+    "nearest_examples_stratified": {
+        "description": "nearest to score.examples, equal per site, k-means diversified",
+        "score": {"method": "similarity"}, "strata": ["site"], "allocation": "equal",
+        "diversify": {"method": "kmeans"}},
+    "verification": {
+        "description": "verification design (Navine et al. 2024): random windows from every "
+                       "score bin of each target species, per site; for call density and "
+                       "thresholds", "design": "verification"},
     "proportional_entropy": {
         "description": "most uncertain segments per site, proportional to site size",
         **_ENTROPY, "strata": ["site"], "allocation": "proportional"},
@@ -296,6 +314,19 @@ def validate_strategy(spec: Mapping[str, Any], name: str = "custom") -> None:
         raise _err(name, "score.index",
                    "name an acoustic index column (e.g. TFSD) for method index")
     _check_number(name, "score.threshold", score["threshold"])
+    _check_list(name, "score.examples", score["examples"])
+    _check_enum(name, "design", spec["design"], ("standard", "verification"))
+    ver = spec["verification"]
+    _check_keys(name, "verification", ver, DEFAULTS["verification"])
+    _check_list(name, "verification.species", ver["species"])
+    _check_number(name, "verification.top_species", ver["top_species"], 1, integer=True,
+                  optional=False)
+    _check_number(name, "verification.n_per_bin", ver["n_per_bin"], 1, integer=True)
+    _check_list(name, "verification.quantiles", ver["quantiles"], (int, float))
+    if not all(0 < q < 1 for q in ver["quantiles"]) or sorted(ver["quantiles"]) != list(
+            ver["quantiles"]):
+        raise _err(name, "verification.quantiles", "must be increasing values in (0, 1)")
+    _check_list(name, "verification.strata", ver["strata"])
     agg = spec["aggregation"]
     _check_keys(name, "aggregation", agg, DEFAULTS["aggregation"])
     _check_enum(name, "aggregation.method", agg["method"], AGGREGATIONS)

@@ -31,7 +31,7 @@ bootstrap fits hundreds of them at once), not scikit-learn; they match
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,14 +270,16 @@ def density_from_bins(weights: np.ndarray, n: np.ndarray, k: np.ndarray, draws: 
 
 def call_density(pool: pd.DataFrame, verified: pd.DataFrame, strata: Sequence[str] = (),
                  quantiles: Sequence[float] = DEFAULT_BIN_QUANTILES, interval: float = 0.95,
-                 draws: int = 4000, seed: int = 0) -> pd.DataFrame:
+                 draws: int = 4000, seed: int = 0,
+                 edges: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Share of windows holding each species, per stratum, with an interval.
 
     ``pool``: unit_id, species, score [, strata] for every window; ``verified``: unit_id,
     species, present (1/0) for the verified ones (a :func:`verification_design` sample).
     A bin with no verified window gets the flat Jeffreys posterior (mean 1/2, wide), and is
     counted in ``bins_unverified``: its weight makes the interval honest rather than narrow.
-    Strata "" (no strata) give one overall row per species.
+    Strata "" (no strata) give one overall row per species. ``edges`` (species -> bin edges)
+    reuses the bins the design drew from (else quantiles of the pool's scores).
     """
     _check_columns(pool, ["unit_id", "species", "score", *strata], "pool scores")
     _check_columns(verified, ["unit_id", "species", "present"], "verification labels")
@@ -285,14 +287,15 @@ def call_density(pool: pd.DataFrame, verified: pd.DataFrame, strata: Sequence[st
     answers = answers.drop_duplicates(["unit_id", "species"], keep="last")
     out = []
     for i, (sp, grp) in enumerate(pool.groupby("species", sort=True)):
-        edges = score_bins(grp["score"].to_numpy(), quantiles)
-        grp = grp.assign(bin=assign_bins(grp["score"].to_numpy(), edges))
+        sp_edges = (np.asarray(edges[sp], dtype=float) if edges and sp in edges
+                    else score_bins(grp["score"].to_numpy(), quantiles))
+        grp = grp.assign(bin=assign_bins(grp["score"].to_numpy(), sp_edges))
         grp = grp.merge(answers[answers["species"] == sp][["unit_id", "present"]],
                         on="unit_id", how="left")
         cells = grp.groupby(list(strata), sort=True) if strata else [((), grp)]
         for j, (key, cell) in enumerate(cells):
             key = key if isinstance(key, tuple) else (key,)
-            nbins = len(edges) - 1
+            nbins = len(sp_edges) - 1
             w = np.bincount(cell["bin"], minlength=nbins)
             done = cell[cell["present"].notna()]
             n = np.bincount(done["bin"], minlength=nbins)

@@ -74,6 +74,7 @@ rule round_sample:
         labels=lambda wildcards: label_files(LABELS_DIR, wildcards.r, inclusive=False),
         test_set=f"{RD}/test_set.csv",
         embeddings=f"{RESULTS}/detect/embeddings.parquet",
+        predictions=lambda wildcards: predictions_path(wildcards.r),
     output:
         f"{RD}/round_{{r}}/sample.parquet",
     log:

@@ -1,0 +1,131 @@
+"""Sampling designs from issue 14: nearest to examples (score similarity, composing with strata
+and diversification) and the verification design (score bins per species x site), whose
+draws the call-density estimator turns into intervals that cover the truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from activepam.answers import round_density
+from activepam.sampling import run_sampling, sample
+from activepam.strategies import StrategyError
+from activepam.verification import _sigmoid
+
+
+def _segments(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    seg = pd.DataFrame({
+        "segment_id": [f"r{i // 20:03d}@{3.0 * (i % 20):.1f}" for i in range(n)],
+        "recording_id": [f"r{i // 20:03d}" for i in range(n)], "path": "x.wav",
+        "start_s": [3.0 * (i % 20) for i in range(n)],
+        "end_s": [3.0 * (i % 20) + 3 for i in range(n)],
+        "top1_species": rng.choice(["A", "B", "C"], n), "top1_confidence": rng.uniform(size=n),
+        "max_binary_entropy": rng.uniform(size=n),
+        "site": np.where(np.arange(n) // 20 % 3 == 0, "s1", np.where(np.arange(n) // 20 % 3 == 1,
+                                                                    "s2", "s3"))})
+    cluster = rng.integers(0, 5, n)
+    emb = rng.normal(size=(5, 24))[cluster] + 0.4 * rng.normal(size=(n, 24))
+    return seg, cluster, emb
+
+
+def test_nearest_to_examples_finds_the_examples_cluster(tmp_path: Path) -> None:
+    seg, cluster, emb = _segments()
+    frame = pd.DataFrame({"segment_id": seg["segment_id"], "embedding": list(emb)})
+    ex = [seg["segment_id"][0], seg["segment_id"][1]]
+    out = sample(seg, {"base": "nearest_examples", "score": {"examples": ex}}, n=30, seed=0,
+                 embeddings=frame)
+    idx = seg.set_index("segment_id").index.get_indexer(out["unit_id"])
+    assert not set(out["unit_id"]) & set(ex)
+    targets = {cluster[0], cluster[1]}
+    assert np.mean([cluster[i] in targets for i in idx]) >= 0.9
+    assert out["reason"].str.startswith("similarity").all()
+    assert (np.diff(out["score"]) <= 1e-9).all()
+    # composes with strata (equal per site) and k-means diversification
+    st = sample(seg, {"base": "nearest_examples_stratified", "score": {"examples": ex}}, n=30,
+                seed=0, embeddings=frame)
+    assert st.groupby("stratum").size().tolist() == [10, 10, 10]
+    # the Parquet store is streamed and gives the same scores as the in-memory table
+    f = tmp_path / "embeddings.parquet"
+    pq.write_table(pa.table({"segment_id": seg["segment_id"],
+                             "recording_id": seg["recording_id"], "start_s": seg["start_s"],
+                             "embedding": pa.FixedSizeListArray.from_arrays(
+                                 pa.array(emb.astype(np.float32).ravel()), 24)}), f)
+    seg_file = tmp_path / "segments.parquet"
+    seg.to_parquet(seg_file)
+    from_file = run_sampling(seg_file, {"base": "nearest_examples", "score": {"examples": ex}},
+                             n=30, seed=0, embeddings=f, progress=False)
+    assert from_file["unit_id"].tolist() == out["unit_id"].tolist()
+
+
+def test_nearest_to_examples_errors() -> None:
+    seg, _, emb = _segments(60)
+    frame = pd.DataFrame({"segment_id": seg["segment_id"], "embedding": list(emb)})
+    with pytest.raises(StrategyError, match="needs embeddings"):
+        sample(seg, {"base": "nearest_examples", "score": {"examples": ["r000@0.0"]}}, n=3)
+    with pytest.raises(StrategyError, match="needs examples"):
+        sample(seg, "nearest_examples", n=3, embeddings=frame)
+    with pytest.raises(StrategyError, match="neither an audio file nor a segment"):
+        sample(seg, {"base": "nearest_examples", "score": {"examples": ["zz@0.0"]}}, n=3,
+               embeddings=frame)
+
+
+def _predictions(seg: pd.DataFrame, truth: np.ndarray, rng: np.random.Generator,
+                 species: str = "A") -> pd.DataFrame:
+    score = _sigmoid(rng.normal(np.where(truth, 1.0, -1.0), 1.2))
+    return pd.DataFrame({"segment_id": seg["segment_id"], "species": species,
+                         "confidence": score})
+
+
+def test_verification_design_draws_every_bin_and_site() -> None:
+    seg, _, _ = _segments()
+    rng = np.random.default_rng(1)
+    preds = pd.concat([_predictions(seg, rng.uniform(size=len(seg)) < p, rng, sp)
+                       for sp, p in (("A", 0.2), ("B", 0.1))])
+    out = sample(seg, {"base": "verification", "verification": {"species": ["A", "B"],
+                                                                "n_per_bin": 3}},
+                 n=10, seed=0, predictions=preds, labelled=["r000@0.0"])
+    cells = out.groupby(["design_species", "site", "design_bin"]).size()
+    assert len(cells) == 2 * 3 * 5 and (cells <= 3).all()  # every species x site x bin
+    assert (cells == 3).mean() > 0.8  # a top bin may hold fewer windows in one site
+    assert out["unit_id"].is_unique and "r000@0.0" not in set(out["unit_id"])
+    assert out["reason"].str.startswith("verification: ").all()
+    edges = out["design_bin_edges"].iloc[0].split(";")
+    assert edges[0] == "-inf" and edges[-1] == "inf" and len(edges) == 6
+    with pytest.raises(StrategyError, match="needs the per-species predictions"):
+        sample(seg, "verification", n=10)
+    with pytest.raises(StrategyError, match="verification.quantiles"):
+        sample(seg, {"base": "verification", "verification": {"quantiles": [0.9, 0.5]}},
+               n=10, predictions=preds)
+
+
+def test_verification_rounds_cover_true_density() -> None:
+    """The sampler's verification design + expert answers (the truth) -> call density per site
+    whose 95 % interval covers the true share of windows in >= 90 % of 30 seeds."""
+    from test_answers import _labels
+
+    seg, _, _ = _segments(1800, seed=3)
+    base = seg["site"].map({"s1": 0.05, "s2": 0.15, "s3": 0.3}).to_numpy()
+    cover = total = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        truth = rng.uniform(size=len(seg)) < base
+        preds = _predictions(seg, truth, rng)
+        drawn = sample(seg, {"base": "verification", "verification": {"species": ["A"],
+                                                                      "n_per_bin": 20}},
+                       n=10, seed=seed, predictions=preds)
+        t = dict(zip(seg["segment_id"], truth))
+        labels = _labels([(u, "oracle", "A" if t[u] else "", int(t[u]))
+                          for u in drawn["unit_id"]])
+        est = round_density(drawn, labels, preds, seg, ["A", "B"], strata=["site"], seed=seed)
+        share = pd.Series(truth).groupby(seg["site"]).mean()
+        for row in est.itertuples():
+            cover += int(row.density_lo <= share[row.stratum.split("=")[1]] <= row.density_hi)
+            total += 1
+    assert total == 90
+    assert cover / total >= 0.9
