@@ -50,7 +50,8 @@ def test_flat_sigmoid_matches_birdnet_formula() -> None:
     x = np.array([-20.0, -1.0, 0.0, 2.0, 30.0], dtype=np.float32)
     want = 1 / (1 + np.exp(-np.clip(x, -15, 15)))
     np.testing.assert_allclose(bn.flat_sigmoid(x), want, rtol=1e-6)
-    want15 = 1 / (1 + np.exp(-1.5 * np.clip(x, -15, 15)))
+    # user sensitivity 1.5 = BirdNET's "more detections" = a flatter sigmoid (slope 0.5)
+    want15 = 1 / (1 + np.exp(-0.5 * np.clip(x, -15, 15)))
     np.testing.assert_allclose(bn.flat_sigmoid(x, 1.5), want15, rtol=1e-6)
 
 

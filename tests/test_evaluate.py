@@ -27,15 +27,19 @@ def segs(n: int = 60) -> pd.DataFrame:
         "segment_time": [t0 + pd.Timedelta(hours=3 * i) for i in range(n)]})
 
 
-def test_choose_test_set_stratified_and_seeded() -> None:
+def test_choose_test_set_whole_recordings_stratified_and_seeded() -> None:
+    # issue 10 defect 1: the test set is whole recordings (segments r0..r5, 10 each; S3 has a
+    # single recording, which stays in the pool)
     s = segs()
-    a = ev.choose_test_set(s, 12, seed=3)
-    assert len(a) == 12 and a["unit_id"].is_unique
-    assert a.groupby("site").size().to_dict() == {"S1": 6, "S2": 4, "S3": 2}
+    a = ev.choose_test_set(s, 20, seed=3)
+    assert len(a) == 20 and a["unit_id"].is_unique
+    recs = set(a["recording_id"])
+    assert len(recs) == 2 and (s["recording_id"].isin(recs).sum() == 20)
+    assert a["site"].nunique() == 2 and "S3" not in set(a["site"])  # one recording per site
     shuffled = s.sample(frac=1, random_state=1)
-    pd.testing.assert_frame_equal(a, ev.choose_test_set(shuffled, 12, seed=3))
-    assert not a.equals(ev.choose_test_set(s, 12, seed=4))
-    assert ev.choose_test_set(s, 3, seed=0)["site"].nunique() == 3  # every site kept
+    pd.testing.assert_frame_equal(a, ev.choose_test_set(shuffled, 20, seed=3))
+    assert any(not a.equals(ev.choose_test_set(s, 20, seed=k)) for k in range(4, 10))
+    assert len(ev.choose_test_set(s, 12, seed=0)) == 10  # nearest whole-recording size
     with pytest.raises(ev.EvaluationError, match="only 60 segments"):
         ev.choose_test_set(s, 61)
 

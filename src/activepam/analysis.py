@@ -43,7 +43,7 @@ from activepam.simulate import (
     Probe,
     SimConfig,
     SimDataset,
-    features,
+    config_features,
     macro_scores,
     strata_values,
 )
@@ -412,7 +412,7 @@ def leave_one_stratum_out(
     out-of-fold predicted distributions (``jsd_pred``; ``P_oof`` from
     :func:`out_of_fold_predictions`, computed when not given).
     """
-    Z = features(ds.X, cfg.pca_dims) if Z is None else Z
+    Z = config_features(ds.X, cfg) if Z is None else Z
     values = strata_values(ds.units, [key], cfg.strata_options)[key]
     rec = ds.units["recording_id"].astype(str).to_numpy()
     rng = np.random.default_rng(seed)
@@ -520,7 +520,7 @@ def stratified_analysis(
     Every table gets ``dataset`` and ``setting`` columns and the ``extra`` columns (e.g. the
     ``turnover`` and ``demo_seed`` of a sweep point).
     """
-    Z = features(ds.X, cfg.pca_dims)
+    Z = config_features(ds.X, cfg)
     P = out_of_fold_predictions(ds, Z, cfg, seed=seed)
     loso = pd.concat(
         [

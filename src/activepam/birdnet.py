@@ -8,8 +8,12 @@ the 1024-d global-average-pool tensor (the input of the final fully connected la
 BirdNET's embedding) becomes a second model output. With the XNNPACK delegate intermediate
 tensors cannot be read after ``invoke()``, so this is the only way to get both in one pass.
 
-Post-processing follows BirdNET-Analyzer: ``confidence = 1 / (1 + exp(-s * clip(logit, -15, 15)))``
-with sigmoid sensitivity ``s`` (1.0 = default).
+Post-processing follows BirdNET-Analyzer 1.x and birdnetlib:
+``confidence = 1 / (1 + exp(-slope * clip(logit, -15, 15)))`` where the user's ``sensitivity``
+(0.5-1.5, default 1.0) is inverted into the sigmoid slope,
+``slope = max(0.5, min(1.0 - (sensitivity - 1.0), 1.5))`` (:func:`sigmoid_slope`): a HIGHER
+sensitivity flattens the sigmoid, lifts the confidences of negative logits and so gives MORE
+detections above a threshold, as in BirdNET.
 
 Species filters:
 
@@ -76,10 +80,36 @@ def load_labels() -> list[str]:
     return list(_labels())
 
 
+#: the user sensitivity range of BirdNET-Analyzer / birdnetlib
+SENSITIVITY_RANGE = (0.5, 1.5)
+
+
+def check_sensitivity(sensitivity: float, key: str = "detect.sensitivity") -> float:
+    """``sensitivity`` as a float, or a ValueError naming ``key`` when outside 0.5-1.5."""
+    lo, hi = SENSITIVITY_RANGE
+    try:
+        value = float(sensitivity)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a number in [{lo}, {hi}], got {sensitivity!r}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{key} must be in [{lo}, {hi}] (BirdNET's sensitivity: higher = more "
+                         f"detections, 1.0 = default), got {sensitivity!r}")
+    return value
+
+
+def sigmoid_slope(sensitivity: float = 1.0) -> float:
+    """Sigmoid slope of a BirdNET user ``sensitivity``, as birdnetlib (``main.py``,
+    ``Recording.__init__``) and BirdNET-Analyzer compute it:
+    ``max(0.5, min(1.0 - (sensitivity - 1.0), 1.5))`` (1.0 -> 1.0, 1.5 -> 0.5, 0.5 -> 1.5)."""
+    return max(0.5, min(1.0 - (float(sensitivity) - 1.0), 1.5))
+
+
 def flat_sigmoid(logits: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
-    """BirdNET's sigmoid: ``1 / (1 + exp(-sensitivity * clip(logits, -15, 15)))`` (float32)."""
+    """BirdNET's sigmoid of a user ``sensitivity`` (float32):
+    ``1 / (1 + exp(-sigmoid_slope(sensitivity) * clip(logits, -15, 15)))``."""
     x = np.clip(np.asarray(logits, dtype=np.float32), -15.0, 15.0)
-    return (1.0 / (1.0 + np.exp(-np.float32(sensitivity) * x))).astype(np.float32)
+    slope = np.float32(sigmoid_slope(sensitivity))
+    return (1.0 / (1.0 + np.exp(-slope * x))).astype(np.float32)
 
 
 def _patched_model(buf: bytes) -> tuple[bytes, str]:
@@ -115,11 +145,9 @@ class BirdNET:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0.5 <= sensitivity <= 1.5:
-            raise ValueError(f"sensitivity must be in [0.5, 1.5], got {sensitivity}")
+        self.sensitivity = check_sensitivity(sensitivity, "sensitivity")
         self.threads = max(1, int(threads))
         self.batch_size = int(batch_size)
-        self.sensitivity = float(sensitivity)
         content, emb_name = _patched_model((model_dir() / MODEL_FILE).read_bytes())
         self._interpreter = Interpreter(model_content=content, num_threads=self.threads)
         self._input_index = int(self._interpreter.get_input_details()[0]["index"])

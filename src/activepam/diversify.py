@@ -9,7 +9,10 @@ human-readable reason per pick.
 * :func:`top_score` - the ``q`` best scores (no diversification);
 * :func:`kmeans_select` - k-means on the embeddings (``k`` = ``q`` by default; exact Lloyd
   k-means up to :data:`SMALL_KMEANS` candidates, scikit-learn MiniBatchKMeans above), then the
-  most uncertain unit per cluster (several per cluster, split evenly, when ``k < q``);
+  most uncertain unit per cluster (several per cluster, split evenly, when ``k < q``); a pick
+  short of the quota (empty clusters, duplicate embeddings) is topped up with the next
+  candidates by score (:func:`top_up`), so ``q`` asked means ``q`` returned when there are
+  ``q`` candidates;
 * :func:`ward_select` - Ward agglomerative clustering of a seeded subsample (``subsample`` rows),
   the other candidates join the nearest Ward centroid, then as k-means;
 * :func:`farthest_first` - k-center greedy (core-set) traversal, optionally seeded by the
@@ -85,8 +88,9 @@ def _per_cluster(labels: np.ndarray, k: int, q: int, method: str, seed: int | No
     sizes = np.bincount(labels, minlength=k)
     if k >= q:
         reps = np.sort(first[sizes > 0])[:q]
-        return Picked(reps, labels[reps],
-                      [f"{method}: cluster {labels[p]} most uncertain" for p in reps])
+        picked = Picked(reps, labels[reps],
+                        [f"{method}: cluster {labels[p]} most uncertain" for p in reps])
+        return top_up(picked, labels, q, method, int((sizes > 0).sum()))
     quota = allocate(sizes, q, seed=seed)
     rank_in_cluster = np.zeros(n, dtype=np.int64)
     seen = np.zeros(k, dtype=np.int64)
@@ -98,7 +102,27 @@ def _per_cluster(labels: np.ndarray, k: int, q: int, method: str, seed: int | No
     reasons = [f"{method}: cluster {labels[p]} "
                + ("most uncertain" if rank_in_cluster[p] == 0 else f"rank {rank_in_cluster[p] + 1}")
                + f" of quota {quota[labels[p]]}" for p in chosen]
-    return Picked(chosen, labels[chosen], reasons)
+    return top_up(Picked(chosen, labels[chosen], reasons), labels, q, method,
+                  int((sizes > 0).sum()))
+
+
+def top_up(picked: Picked, labels: np.ndarray, q: int, method: str, n_clusters: int) -> Picked:
+    """Fill a short cluster pick up to ``min(q, candidates)`` units: empty clusters (duplicate
+    or near-duplicate embeddings, a clustering that found fewer groups than asked) would
+    otherwise return fewer units than the quota. The extra units are the best-scored
+    candidates not yet chosen (candidates are in preference order), each with its reason."""
+    n = len(labels)
+    need = min(q, n) - len(picked.pos)
+    if need <= 0:
+        return picked
+    taken = np.zeros(n, dtype=bool)
+    taken[picked.pos] = True
+    extra = np.flatnonzero(~taken)[:need]
+    reasons = [f"{method}: top-up: next by score (candidate rank {p + 1}, cluster {labels[p]}; "
+               f"{n_clusters} non-empty cluster(s) for a quota of {q})" for p in extra]
+    return Picked(np.concatenate([picked.pos, extra]).astype(np.int64),
+                  np.concatenate([picked.cluster, labels[extra]]).astype(np.int64),
+                  picked.reason + reasons)
 
 
 #: candidate sets up to this size are clustered with exact (Lloyd) k-means in numpy; larger

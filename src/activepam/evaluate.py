@@ -1,10 +1,15 @@
 """Evaluation on a fixed, held-out test set of labelled segments.
 
-Test set (:func:`choose_test_set`): ``n`` segments drawn once (seeded) from all segments,
-stratified by site (proportional, at least one per site while ``n`` allows), written to
-``results/rounds/test_set.csv`` and excluded from every round's sampling. Its labels come
-through the same export/import as a round (``data/labels/test.csv``; in the demo the simulated
-annotator answers from the generator's ground truth).
+Test set (:func:`choose_test_set`): WHOLE recordings drawn once (seeded) by
+:func:`split_by_recording`, the one split shared with the simulation
+(:func:`activepam.simulate.split_test`): every segment of a test recording is in the test set,
+so no clip of a round (which carries seconds of context) can contain test audio.
+``rounds.test_size`` is a number of segments; it is met as closely as whole recordings allow
+(the prefix of the seeded, site-interleaved recording order whose segment count is nearest to
+it). The test set is written to ``results/rounds/test_set.csv`` and its segments and
+recordings are excluded from every round's sampling. Its labels come through the same
+export/import as a round (``data/labels/test.csv``; in the demo the simulated annotator answers
+from the generator's ground truth).
 
 Metrics (:func:`summary_metrics`) over a test matrix ``Y [n, n_species]`` (0/1, NaN = unknown)
 and scores ``P``:
@@ -72,23 +77,79 @@ def allocate_per_group(sizes: pd.Series, n: int) -> pd.Series:
     return alloc.astype(int)
 
 
+def split_by_recording(units: pd.DataFrame, size: float, seed: int = 0, by: str = "site",
+                       keep_pool: bool = True) -> list[str]:
+    """Test recordings of a held-out split: whole recordings, seeded, stratified by ``by``.
+
+    The one split of the project (the rounds' test set and the simulation's pool/test split).
+
+    ``size``: a fraction in (0, 1) of the segments (rows of ``units``) or a number of segments
+    (>= 1). The size is met as closely as whole recordings allow: recordings are ordered
+    stratum-proportionally (each ``by`` group's recordings in a seeded random order, interleaved
+    by the fraction of their group's segments they complete, groups tied in a seeded order), and
+    the prefix of that order whose segment count is nearest to the target is taken (at least one
+    recording). So every group enters the test set before any group gets a second recording
+    (while the size allows) and groups get test segments in proportion to their size. With
+    ``keep_pool`` (default) the last recording of every group in that order never goes to test,
+    so every group keeps pool recordings. Returns the sorted test recording ids; the result does
+    not depend on the row order of ``units``.
+    """
+    for col in ("recording_id",):
+        if col not in units:
+            raise EvaluationError(f"units table lacks column {col!r}")
+    if len(units) == 0:
+        raise EvaluationError("cannot split an empty units table")
+    size = float(size)
+    total = len(units)
+    if size <= 0:
+        raise EvaluationError(f"test size must be > 0, got {size}")
+    target = size * total if size < 1 else size
+    if target > total:
+        raise EvaluationError(f"test size {size:g} segments but there are only {total} segments")
+    rec_ids = units["recording_id"].astype(str)
+    groups = (units[by].astype(object).where(units[by].notna(), "unknown").astype(str)
+              if by in units else pd.Series("all", index=units.index))
+    recs = (pd.DataFrame({"recording_id": rec_ids.to_numpy(), "group": groups.to_numpy()})
+            .groupby("recording_id", sort=True)
+            .agg(group=("group", "first"), n=("group", "size")).reset_index())
+    rng = np.random.default_rng(seed)
+    group_names = sorted(recs["group"].unique())
+    group_rank = dict(zip(group_names, rng.permutation(len(group_names))))
+    keys, ids, ranks = [], [], []
+    for g in group_names:
+        members = recs[recs["group"] == g]
+        perm = members.iloc[rng.permutation(len(members))]
+        n = perm["n"].to_numpy(dtype=np.float64)
+        key = (np.cumsum(n) - n / 2.0) / n.sum()  # share of the group done at this recording
+        if keep_pool:
+            perm, key = perm.iloc[:-1], key[:-1]
+        keys.append(key)
+        ids.append(perm["recording_id"].to_numpy())
+        ranks.append(np.full(len(key), group_rank[g]))
+    key, rid, rank = (np.concatenate(a) if a else np.zeros(0) for a in (keys, ids, ranks))
+    if len(key) == 0:
+        raise EvaluationError(f"cannot hold out whole recordings: every {by} group has a single "
+                              "recording (it stays in the pool)")
+    order = np.lexsort((rank, key))
+    seg_of = recs.set_index("recording_id")["n"]
+    cum = np.cumsum(seg_of.loc[rid[order]].to_numpy(dtype=np.float64))
+    k = int(np.argmin(np.abs(cum - target))) + 1  # nearest prefix, ties to the shorter one
+    return sorted(str(r) for r in rid[order][:k])
+
+
 def choose_test_set(segments: pd.DataFrame, n: int, seed: int = 0,
                     by: str = "site") -> pd.DataFrame:
-    """``n`` segments drawn once, stratified by ``by`` (proportional), sorted by unit id."""
+    """The rounds' test set: every segment of the recordings :func:`split_by_recording` holds
+    out for ``n`` segments (``rounds.test_size``), stratified by ``by``, sorted by unit id."""
     if "segment_id" not in segments:
         raise EvaluationError("segments table lacks column 'segment_id'")
     if n > len(segments):
         raise EvaluationError(f"rounds.test_size = {n} but there are only {len(segments)} segments")
-    groups = (segments[by].astype(object).where(segments[by].notna(), "unknown")
-              if by in segments else pd.Series("all", index=segments.index))
-    alloc = allocate_per_group(groups.value_counts(), n)
-    rng = np.random.default_rng(seed)
-    picks = []
-    for g, k in alloc.items():
-        idx = np.flatnonzero((groups == g).to_numpy())
-        idx = idx[np.argsort(segments["segment_id"].to_numpy()[idx].astype(str), kind="stable")]
-        picks.append(rng.choice(idx, size=int(k), replace=False))
-    chosen = segments.iloc[np.sort(np.concatenate(picks))] if picks else segments.iloc[:0]
+    try:
+        test_recs = split_by_recording(segments, int(n), seed=seed, by=by)
+    except EvaluationError as exc:
+        raise EvaluationError(f"rounds.test_size = {n}: {exc}") from None
+    chosen = segments[segments["recording_id"].astype(str).isin(test_recs)]
     out = chosen.rename(columns={"segment_id": "unit_id"}).assign(unit_type="segment")
     cols = [c for c in TEST_SET_COLUMNS if c in out.columns]
     return out[cols].sort_values("unit_id").reset_index(drop=True)
@@ -176,6 +237,8 @@ def per_species_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
             "threshold": float(thresholds[j]), "test_positives": int(y.sum()),
             "test_prevalence": float(y.mean()) if len(y) else float("nan"),
             "train_positives": int(tc.get("n_pos", 0)), "train_negatives": int(tc.get("n_neg", 0)),
+            "train_unsure": int(tc.get("n_unsure", 0)),
+            "train_conflict": int(tc.get("n_conflict", 0)),
             "model": tc.get("kind", ""),
         })
     return pd.DataFrame(rows)

@@ -3,16 +3,17 @@
 A :class:`SimDataset` holds one row per 3 s segment (unit metadata as in
 ``results/detect/segments.parquet``), its embedding and its 0/1 species labels. It is built from
 
-* the demo: BirdNET embeddings of the demo run + the generator's ground truth
-  (:func:`demo_dataset`), or
+* the demo: BirdNET embeddings of the demo run + labels of every detected window from the
+  generator's call events (:func:`demo_dataset`, :func:`window_labels`), or
 * any dataset given as precomputed embeddings (``unit_id`` + ``embedding``), a labels table
   (``unit_id, species, present``) and unit metadata (:func:`custom_dataset`), or
 * the synthetic stand-in of :mod:`activepam.synthetic` (for the divergence sweep).
 
 One simulated run (:func:`run_simulation`) = one strategy x one seed:
 
-1. a fixed test set (``test_fraction`` of the recordings of every site, seeded by
-   ``split_seed``, never sampled) and the pool (the rest);
+1. a fixed test set (``test_fraction`` of the segments as whole recordings, stratified by site,
+   seeded by ``split_seed``, never sampled; :func:`activepam.evaluate.split_by_recording`, the
+   rounds' split) and the pool (the rest);
 2. a random seed set (``seed_size``: a fraction of the pool units or a number of units; the
    same for every strategy with the same seed, so strategies are compared paired);
 3. rounds: train the probe on the labelled segments -> evaluate on the test set -> score the
@@ -323,6 +324,78 @@ def custom_dataset(
     return SimDataset(meta[keep].reset_index(drop=True), X, Y, species, name)
 
 
+def _rel_paths(segments: pd.DataFrame, inventory: pd.DataFrame | None) -> pd.Series:
+    """Each segment's recording ``rel_path`` (from the inventory, or the segments' own column),
+    with forward slashes."""
+    if inventory is not None:
+        rel = segments["recording_id"].map(inventory.set_index("recording_id")["rel_path"])
+    elif "rel_path" in segments:
+        rel = segments["rel_path"]
+    else:
+        raise SimulationError("demo labels need the inventory (recording_id -> rel_path)")
+    return rel.astype(object).where(rel.notna(), None).map(
+        lambda v: None if v is None else str(v).replace("\\", "/"))
+
+
+def window_labels(
+    events: pd.DataFrame,
+    segments: pd.DataFrame,
+    inventory: pd.DataFrame | None = None,
+    recordings: Sequence[str] | None = None,
+    source: str = "events.parquet",
+) -> pd.DataFrame:
+    """Labels of every DETECTED window from the generator's call events (issue 10).
+
+    Overlap rule (the generator's and the simulated annotator's, :mod:`activepam.generate`): a
+    call makes its species present in a window ``[start_s, end_s]`` when it overlaps it by at
+    least ``min(MIN_OVERLAP_S, MIN_CALL_FRACTION x call duration)`` (0.5 s, or half of a call
+    shorter than 1 s). This holds for any window BirdNET analysed (overlapping hops, trailing
+    pieces of 1-1.5 s), unlike the generator's fixed 3 s grid.
+
+    Returns one row per (window, species present) ``unit_id, species, present = 1`` and one row
+    ``species = "", present = 0`` per window without a call, so every window has a label row.
+    A window of a recording the generator did not write (not in ``recordings``, the rel_paths
+    of recordings.csv) or with no ``rel_path`` has no label: a :class:`SimulationError`.
+    """
+    from activepam.generate import MIN_CALL_FRACTION, MIN_OVERLAP_S
+
+    for col in ("rel_path", "species", "onset_s", "offset_s"):
+        if col not in events:
+            raise SimulationError(f"{source}: events table lacks column {col!r}")
+    win = pd.DataFrame({
+        "unit_id": segments["segment_id"].astype(str).to_numpy(),
+        "rel_path": _rel_paths(segments, inventory).to_numpy(),
+        "start_s": segments["start_s"].to_numpy(dtype=np.float64),
+        "end_s": segments["end_s"].to_numpy(dtype=np.float64),
+    })
+    known = win["rel_path"].notna()
+    if recordings is not None:
+        known &= win["rel_path"].isin({str(r).replace("\\", "/") for r in recordings})
+    if not known.all():
+        first = win.loc[~known].iloc[0]
+        raise SimulationError(
+            f"{source}: {int((~known).sum())} detected window(s) have no label row: their "
+            f"recording is not one the generator wrote (first: {first['unit_id']!r}, "
+            f"rel_path {first['rel_path']!r})")
+    ev = events[["rel_path", "species", "onset_s", "offset_s"]].copy()
+    ev["rel_path"] = ev["rel_path"].astype(str).str.replace("\\", "/", regex=False)
+    pairs = win.merge(ev, on="rel_path", how="inner")
+    on, off = pairs["onset_s"].to_numpy(float), pairs["offset_s"].to_numpy(float)
+    overlap = (np.minimum(off, pairs["end_s"].to_numpy())
+               - np.maximum(on, pairs["start_s"].to_numpy()))
+    need = np.minimum(MIN_OVERLAP_S, MIN_CALL_FRACTION * (off - on))
+    hit = pairs.loc[overlap >= need - 1e-9, ["unit_id", "species"]].drop_duplicates()
+    hit = hit.assign(species=hit["species"].astype(str), present=1)
+    empty = win.loc[~win["unit_id"].isin(set(hit["unit_id"])), ["unit_id"]].assign(
+        species="", present=0)
+    out = pd.concat([hit, empty], ignore_index=True)
+    missing = ~win["unit_id"].isin(set(out["unit_id"]))
+    if missing.any():  # cannot happen by construction; a label-less window must never pass
+        raise SimulationError(f"{source}: window {win.loc[missing, 'unit_id'].iloc[0]!r} has no "
+                              "label row")
+    return out.sort_values(["unit_id", "species"]).reset_index(drop=True)
+
+
 def demo_labels(
     ground_truth: pd.DataFrame, segments: pd.DataFrame, inventory: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -368,12 +441,30 @@ def demo_dataset(
     species_path: str | Path | None = None,
     inventory_path: str | Path | None = None,
     name: str = "demo",
+    events_path: str | Path | None = None,
 ) -> SimDataset:
-    """Dataset of the demo run: BirdNET embeddings + the generator's ground truth."""
+    """Dataset of the demo run: BirdNET embeddings + labels of every detected window.
+
+    With ``events_path`` (the generator's events.parquet; the workflow passes it) each window's
+    labels come from the call events (:func:`window_labels`: the same overlap rule for any
+    window BirdNET analysed; recordings.csv beside it names the generated recordings). Without
+    it, the generator's 3 s grid (ground_truth.parquet, :func:`demo_labels`), which has no row
+    for windows off that grid: those are an error, never silently empty.
+    """
     segments = _read_table(segments_path, "segments table")
     inventory = _read_table(inventory_path, "inventory") if inventory_path else None
-    gt = _read_table(ground_truth_path, "ground truth")
-    labels = demo_labels(gt, segments, inventory)
+    if events_path is not None:
+        events = _read_table(events_path, "call events")
+        rec_csv = Path(events_path).with_name("recordings.csv")
+        recs = pd.read_csv(rec_csv)["rel_path"].astype(str).tolist() if rec_csv.exists() else None
+        labels = window_labels(events, segments, inventory, recs, source=str(events_path))
+        labels = labels[labels["present"] == 1]
+        source = str(events_path)
+    else:
+        gt = _read_table(ground_truth_path, "ground truth")
+        _check_grid(segments, inventory, str(ground_truth_path))
+        labels = demo_labels(gt, segments, inventory)
+        source = str(ground_truth_path)
     species = None
     if species_path:
         species = _read_table(species_path, "species list")["species"].astype(str).tolist()
@@ -387,8 +478,27 @@ def demo_dataset(
         )
     emb = pd.read_parquet(embeddings_path, columns=["segment_id", "embedding"])
     X = _align_embeddings(emb, meta["unit_id"], str(embeddings_path))
-    Y, species = labels_matrix(labels, meta["unit_id"], species, source=str(ground_truth_path))
+    Y, species = labels_matrix(labels, meta["unit_id"], species, source=source)
     return SimDataset(meta.reset_index(drop=True), X, Y, species, name)
+
+
+def _check_grid(segments: pd.DataFrame, inventory: pd.DataFrame | None, source: str) -> None:
+    """Windows the generator's 3 s grid does not label (off-grid starts, i.e. overlapping hops,
+    or trailing pieces shorter than its minimum) have no ground-truth row: an error."""
+    from activepam.generate import MIN_SEGMENT_S
+
+    start = segments["start_s"].to_numpy(dtype=np.float64)
+    off = np.abs(start / SEGMENT_S - np.round(start / SEGMENT_S)) > 1e-6
+    if inventory is not None and "duration_s" in inventory:
+        dur = segments["recording_id"].map(inventory.set_index("recording_id")["duration_s"])
+        rest = dur.to_numpy(dtype=np.float64) - start
+        off |= rest < np.minimum(MIN_SEGMENT_S, dur.to_numpy(dtype=np.float64)) - 1e-9
+    if off.any():
+        first = segments["segment_id"].iloc[int(np.flatnonzero(off)[0])]
+        raise SimulationError(
+            f"{source}: {int(off.sum())} detected window(s) have no label row on the "
+            f"generator's {SEGMENT_S:g} s grid (first: {first!r}); label windows from the call "
+            "events (events.parquet) instead")
 
 
 # --------------------------------------------------------------------------- probe
@@ -466,11 +576,16 @@ class Probe:
         return expit(self.decision_function(X))
 
 
-def features(X: np.ndarray, pca_dims: int = 0, seed: int = 0) -> np.ndarray:
-    """Standardised features: optional PCA (randomized, seeded) then per-dimension z-score.
+def features(X: np.ndarray, pca_dims: int = 0, seed: int = 0, whiten: bool = False) -> np.ndarray:
+    """Probe features: the embeddings, optionally PCA-projected (randomized, seeded) to
+    ``pca_dims`` components, optionally whitened (every dimension z-scored).
 
-    Fitted on all units (unsupervised, transductive - the pool and the test set are known in a
-    pool-based simulation); identical for every strategy and seed.
+    The default keeps the embedding geometry (PCA is a rotation + truncation, centred): on real
+    BirdNET embeddings whitening blew up low-variance components and hurt the probe (issue 10:
+    AULC 0.69 whitened vs 0.86 raw on a peer's real set; macro AP at 50 labels 0.38 vs 0.77
+    with PCA alone), so ``simulation.whiten`` is off by default. Fitted on all units
+    (unsupervised, transductive - the pool and the test set are known in a pool-based
+    simulation); identical for every strategy and seed.
     """
     X = np.asarray(X, dtype=np.float64)
     if pca_dims and 0 < pca_dims < min(X.shape):
@@ -479,10 +594,17 @@ def features(X: np.ndarray, pca_dims: int = 0, seed: int = 0) -> np.ndarray:
         X = PCA(
             n_components=int(pca_dims), svd_solver="randomized", random_state=seed
         ).fit_transform(X)
+    if not whiten:
+        return X
     mu = X.mean(axis=0)
     sd = X.std(axis=0)
     sd[sd == 0] = 1.0
     return (X - mu) / sd
+
+
+def config_features(X: np.ndarray, cfg: SimConfig) -> np.ndarray:
+    """:func:`features` with the settings of ``cfg`` (``pca_dims``, ``whiten``)."""
+    return features(X, cfg.pca_dims, whiten=cfg.whiten)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -616,6 +738,7 @@ class SimConfig:
     split_seed: int = 0
     context_s: float = 4.0
     pca_dims: int = 128
+    whiten: bool = False
     probe_C: float = 1.0
     probe_max_iter: int = 200
     threshold: float = 0.5
@@ -662,25 +785,25 @@ class Split:
 
 
 def split_test(ds: SimDataset, fraction: float, seed: int = 0, by: str = "site") -> Split:
-    """Hold out ``fraction`` of the recordings of every ``by`` group (site) as the test set.
+    """Hold out ``fraction`` of the segments, as whole recordings stratified by ``by`` (site),
+    as the test set: :func:`activepam.evaluate.split_by_recording`, the same split as the
+    rounds' test set.
 
     Splitting by recording keeps a recording's segments together (no leakage between
-    neighbouring segments); every site keeps at least one pool recording.
+    neighbouring segments or through a clip's context); every site keeps at least one pool
+    recording.
     """
-    rec = ds.units[["recording_id"]].copy()
-    rec["group"] = ds.units[by].astype(str) if by in ds.units else "all"
-    recs = rec.drop_duplicates("recording_id").sort_values("recording_id")
-    rng = np.random.default_rng(seed)
-    test_recs: list[str] = []
-    for _, g in recs.groupby("group", sort=True):
-        ids = g["recording_id"].to_numpy()
-        k = int(round(fraction * len(ids)))
-        k = min(max(k, 1 if len(ids) > 1 else 0), len(ids) - 1)
-        test_recs += list(rng.permutation(ids)[:k])
-    is_test = ds.units["recording_id"].isin(set(test_recs)).to_numpy()
+    from activepam.evaluate import EvaluationError, split_by_recording
+
+    try:
+        test_recs = split_by_recording(ds.units, fraction, seed=seed, by=by)
+    except EvaluationError as exc:
+        raise SimulationError(f"{ds.name}: simulation.test_fraction: {exc}") from None
+    is_test = ds.units["recording_id"].astype(str).isin(set(test_recs)).to_numpy()
     if not is_test.any() or is_test.all():
         raise SimulationError(
-            f"{ds.name}: cannot split {len(recs)} recording(s) into pool and test"
+            f"{ds.name}: cannot split {ds.units['recording_id'].nunique()} recording(s) into "
+            "pool and test"
         )
     return Split(np.flatnonzero(~is_test), np.flatnonzero(is_test))
 
@@ -783,11 +906,24 @@ def _segment_cost(units: pd.DataFrame, context_s: float) -> np.ndarray:
     return np.minimum(end + context_s, dur) - np.maximum(start - context_s, 0.0)
 
 
-def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray) -> pd.DataFrame:
-    """Segments table (the detect contract) of pool rows with the probe's uncertainty."""
+def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray,
+                   labelled_pos: np.ndarray | None = None) -> pd.DataFrame:
+    """Segments table (the detect contract) of pool rows with the probe's uncertainty.
+
+    With ``labelled_pos`` (positions of the labelled rows, for ``allocation: divergence``) it
+    also carries the probe's per-species probabilities (``prob:<species>``) and the oracle's
+    labels of the labelled rows only (``label:<species>``, NaN elsewhere): what a learner knows.
+    """
+    from activepam.strata import LABEL_PREFIX, PROB_PREFIX
     from activepam.uncertainty import segment_uncertainty
 
     seg = ds.units.iloc[rows].reset_index(drop=True).rename(columns={"unit_id": "segment_id"})
+    if labelled_pos is not None:
+        lab = np.full(P.shape, np.nan)
+        lab[labelled_pos] = ds.Y[rows[labelled_pos]]
+        extra = {f"{PROB_PREFIX}{sp}": P[:, j] for j, sp in enumerate(ds.species)}
+        extra.update({f"{LABEL_PREFIX}{sp}": lab[:, j] for j, sp in enumerate(ds.species)})
+        seg = pd.concat([seg, pd.DataFrame(extra)], axis=1)
     unc = segment_uncertainty(P)
     species = np.asarray(ds.species, dtype=object)
     seg["top1_species"] = species[unc["top1_index"]]
@@ -814,7 +950,7 @@ def run_simulation(
 ) -> pd.DataFrame:
     """One simulated AL run (strategy x seed): the tidy result rows of every round."""
     selector = selector or sampling_selector(spec)
-    Z = features(ds.X, cfg.pca_dims) if Z is None else Z
+    Z = config_features(ds.X, cfg) if Z is None else Z
     split = split_test(ds, cfg.test_fraction, cfg.split_seed)
     strata_all = strata_values(ds.units, cfg.strata, cfg.strata_options)
     test_strata = {k: v[split.test] for k, v in strata_all.items()}
@@ -883,7 +1019,8 @@ def run_simulation(
         if r == cfg.rounds or len(labelled) >= len(unit_ids):
             break
         P_pool = probe.predict_proba(Z[split.pool])
-        seg = _pool_segments(ds, split.pool, P_pool)
+        divergence = spec.strategy.get("allocation") == "divergence"
+        seg = _pool_segments(ds, split.pool, P_pool, lab_pos if divergence else None)
         if emb is None:
             emb = pd.DataFrame(
                 {
@@ -908,7 +1045,7 @@ def run_simulation(
 
 def full_supervision(ds: SimDataset, cfg: SimConfig, Z: np.ndarray | None = None) -> pd.DataFrame:
     """Metrics of the probe trained on the whole pool (the full-supervision reference)."""
-    Z = features(ds.X, cfg.pca_dims) if Z is None else Z
+    Z = config_features(ds.X, cfg) if Z is None else Z
     split = split_test(ds, cfg.test_fraction, cfg.split_seed)
     strata_all = strata_values(ds.units, cfg.strata, cfg.strata_options)
     probe = Probe(cfg.probe_C, max(cfg.probe_max_iter, 500)).fit(Z[split.pool], ds.Y[split.pool])
@@ -927,7 +1064,8 @@ def prepare_dataset(
 ) -> SimDataset:
     """Build the simulation dataset named by ``sim['dataset']`` and write it to ``out``.
 
-    ``inputs``: for ``demo`` the keys segments, embeddings, ground_truth, species, inventory;
+    ``inputs``: for ``demo`` the keys segments, embeddings, ground_truth, events, species,
+    inventory;
     for ``custom`` embeddings, labels, metadata.
     """
     kind = sim.get("dataset", "demo")
@@ -939,6 +1077,7 @@ def prepare_dataset(
             inputs.get("species"),
             inputs.get("inventory"),
             name="demo",
+            events_path=inputs.get("events"),
         )
     elif kind == "custom":
         ds = custom_dataset(inputs["embeddings"], inputs["labels"], inputs["metadata"])
@@ -1016,6 +1155,7 @@ def workflow_dataset_inputs(config: Mapping[str, Any], results: str = "results")
         "embeddings": f"{results}/detect/embeddings.parquet",
         "inventory": f"{results}/inventory/inventory.parquet",
         "ground_truth": f"{raw}/ground_truth.parquet",
+        "events": f"{raw}/events.parquet",
         "species": f"{raw}/species.csv",
     }
 
@@ -1112,7 +1252,7 @@ def _cli(args: argparse.Namespace) -> int:
             )
             return 2
         cfg = SimConfig.from_params(sim)
-        Z = features(ds.X, cfg.pca_dims)
+        Z = config_features(ds.X, cfg)
         frames = []
         for name in args.strategy or sim.get("strategies", ["random"]):
             spec = resolve_strategy(name, sim.get("presets"), params)

@@ -21,10 +21,22 @@ Any combination is a stratum: ``"site=A|diel=dawn"``. Units with missing metadat
 ``=unknown`` stratum rather than being dropped.
 
 Allocation of a batch over strata (:func:`allocate`) is equal, proportional to stratum size or
-weighted by stratum divergence (:func:`divergence_weights`: mean Jensen-Shannon divergence of a
-stratum's predicted-species distribution to the other strata's). Quotas are capped at stratum
-sizes and the remainder is water-filled into the strata that still have units, so the batch
-size is always met when enough units exist.
+divergence-weighted (:func:`divergence_allocation`): stratum size x (1 + the stratum's mean
+Jensen-Shannon divergence to the other strata, :func:`divergence_weights`), so identical strata
+get proportional quotas and a stratum whose species differ from the rest gets up to twice its
+proportional share. A stratum's species distribution (``strata_options.divergence``, the two
+definitions of the stratified active-learning preprint, McEwen, Bernard & Stowell 2025):
+
+* ``probability`` (default): the mean predicted probability vector of its units
+  (:func:`probability_distributions`; per-species ``prob:<species>`` columns of the units).
+  Without those columns, the top-1 truncation of that vector: each unit's top-1 species
+  weighted by its top-1 confidence, so near-empty (background) segments barely count;
+* ``labels``: the distribution of present labels of its labelled units
+  (:func:`label_distributions`; ``label:<species>`` columns, 1 / 0 / NaN, on the labelled rows
+  of the units table); a stratum without labelled units gets the pooled distribution.
+
+Quotas are capped at stratum sizes and the remainder is water-filled into the strata that still
+have units, so the batch size is always met when enough units exist.
 """
 
 from __future__ import annotations
@@ -64,7 +76,17 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "twilight_high": 6.0,
     "diel_resolution_s": 600,
     "confidence_bin_width": 0.1,
+    # allocation: divergence compares the strata's species distributions, defined as
+    # "probability" (mean predicted probability vector) or "labels" (label distribution)
+    "divergence": "probability",
 }
+
+#: definitions of a stratum's species distribution for ``allocation: divergence``
+DIVERGENCE_DEFINITIONS: tuple[str, ...] = ("probability", "labels")
+#: per-species probability columns of a units table (``prob:<species>``, one per species)
+PROB_PREFIX = "prob:"
+#: per-species label columns of a units table (``label:<species>``: 1, 0, NaN = not labelled)
+LABEL_PREFIX = "label:"
 
 #: pairwise JSD is quadratic in the number of strata
 MAX_DIVERGENCE_STRATA = 2000
@@ -419,6 +441,97 @@ def divergence_weights(dists: np.ndarray) -> np.ndarray:
                           "use coarser strata or allocation equal/proportional")
     jsd = pairwise_jsd(dists)
     return jsd.sum(axis=1) / (k - 1)
+
+
+def species_columns(frame: pd.DataFrame, prefix: str) -> list[str]:
+    """Columns of ``frame`` named ``<prefix><species>`` (in table order)."""
+    return [c for c in frame.columns if isinstance(c, str) and c.startswith(prefix)]
+
+
+def probability_distributions(strata_codes: np.ndarray, n_strata: int,
+                              P: np.ndarray) -> np.ndarray:
+    """Mean predicted probability vector of every stratum (rows = strata, NaN cells ignored),
+    row-normalised to a distribution over species (an all-zero row stays zero)."""
+    P = np.asarray(P, dtype=np.float64)
+    codes = np.asarray(strata_codes, dtype=np.int64)
+    ok = np.isfinite(P)
+    sums = np.zeros((n_strata, P.shape[1]))
+    cnt = np.zeros((n_strata, P.shape[1]))
+    np.add.at(sums, codes, np.where(ok, P, 0.0))
+    np.add.at(cnt, codes, ok.astype(np.float64))
+    mean = np.divide(sums, cnt, out=np.zeros_like(sums), where=cnt > 0)
+    tot = mean.sum(axis=1, keepdims=True)
+    return np.divide(mean, tot, out=np.zeros_like(mean), where=tot > 0)
+
+
+def label_distributions(strata_codes: np.ndarray, n_strata: int, Y: np.ndarray) -> np.ndarray:
+    """Distribution of present labels (``Y == 1``; 0 and NaN count nothing) per stratum,
+    row-normalised; strata without any present label get the pooled distribution."""
+    Y = np.asarray(Y, dtype=np.float64)
+    present = (Y == 1).astype(np.float64)
+    counts = np.zeros((n_strata, Y.shape[1]))
+    np.add.at(counts, np.asarray(strata_codes, dtype=np.int64), present)
+    pooled = counts.sum(axis=0)
+    empty = counts.sum(axis=1) == 0
+    counts[empty] = pooled
+    tot = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, tot, out=np.zeros_like(counts), where=tot > 0)
+
+
+def divergence_allocation(sizes: np.ndarray, dists: np.ndarray) -> np.ndarray:
+    """Allocation weights of ``allocation: divergence``: size x (1 + mean JSD to the others).
+
+    Identical distributions give proportional allocation; a stratum fully disjoint from all the
+    others gets twice its proportional weight.
+    """
+    return np.asarray(sizes, dtype=np.float64) * (1.0 + divergence_weights(dists))
+
+
+def stratum_distributions(frame: pd.DataFrame, strata: Strata, keys: Sequence[str],
+                          options: Mapping[str, Any] | None = None,
+                          units: pd.DataFrame | None = None) -> tuple[np.ndarray, str]:
+    """Species distribution of every stratum of ``frame`` (the pool, stratified as ``strata``)
+    under ``strata_options.divergence``, and a note saying which definition was used.
+
+    ``probability``: ``prob:<species>`` columns of ``frame`` (or the confidence-weighted
+    top-1). ``labels``: ``label:<species>`` columns of the labelled rows of ``units`` (the
+    table given to the sampler, labelled units included), placed in the pool's strata by
+    ``keys``.
+    """
+    how = {**DEFAULT_OPTIONS, **(options or {})}["divergence"]
+    if how not in DIVERGENCE_DEFINITIONS:
+        raise StrataError(f"strata_options.divergence: {how!r} is not one of "
+                          f"{', '.join(DIVERGENCE_DEFINITIONS)}")
+    if how == "probability":
+        cols = species_columns(frame, PROB_PREFIX)
+        if cols:
+            P = frame[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+            return (probability_distributions(strata.codes, strata.n, P),
+                    f"mean predicted probability over {len(cols)} species")
+        missing = [c for c in ("top1_species", "top1_confidence") if c not in frame]
+        if missing:
+            raise StrataError("strata_options.divergence: probability needs prob:<species> "
+                              f"columns or {missing} in the units")
+        return (species_distributions(strata.codes, strata.n, frame["top1_species"],
+                                      frame["top1_confidence"].to_numpy(dtype=np.float64)),
+                "top-1 species weighted by top-1 confidence (no prob:<species> columns)")
+    cols = species_columns(units if units is not None else frame, LABEL_PREFIX)
+    if not cols:
+        raise StrataError("strata_options.divergence: labels needs label:<species> columns "
+                          "(1 present, 0 absent, empty = not labelled) on the labelled units")
+    lab = units[cols].to_numpy(dtype=np.float64, na_value=np.nan)  # type: ignore[index]
+    rows = np.isfinite(lab).any(axis=1)
+    codes = np.zeros(0, dtype=np.int64)
+    Y = np.zeros((0, len(cols)))
+    if rows.any():
+        labelled = units[rows]  # type: ignore[index]
+        lab_strata = build_strata(labelled, keys, options)
+        index = {label: i for i, label in enumerate(strata.labels)}
+        mapped = np.array([index.get(lab_strata.labels[c], -1) for c in lab_strata.codes],
+                          dtype=np.int64)
+        codes, Y = mapped[mapped >= 0], lab[rows][mapped >= 0]
+    return (label_distributions(codes, strata.n, Y),
+            f"label distribution of {len(codes)} labelled units over {len(cols)} species")
 
 
 # --------------------------------------------------------------------------- allocation
