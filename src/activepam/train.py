@@ -19,7 +19,11 @@ Model (:class:`RoundModel`): each species with >= 1 positive and >= 1 negative l
 embeddings standardised on the segments it is trained on (so a masked cell, e.g. an unsure
 answer, leaves no trace in that species' probe) and a one-vs-rest
 ``LogisticRegression(class_weight="balanced")``; with at least ``calibrate_min`` positives AND
-negatives it is Platt-calibrated (``CalibratedClassifierCV(method="sigmoid")``). Species
+negatives it is Platt-calibrated (``CalibratedClassifierCV(method="sigmoid")``), else its logit
+is shifted by log(n_pos / n_neg) so that the balanced fit's 50/50 prior is mapped back to the
+training prevalence (one probability scale for every species: the uncertainty scores of the
+next round compare like with like; without the shift a rare species sits near 0.5 and its
+binary entropy saturates). Species
 without both classes fall back to BirdNET's own confidence (from ``predictions.parquet``, 0 when
 not in a segment's top-k). A per-species decision threshold is tuned for F1 on out-of-fold
 predictions of the training labels (``default_threshold`` when a species has < 2 labels of a
@@ -333,6 +337,19 @@ class SpeciesModel:
     scaler: Any = None
     #: labelled segments left out of this species' fit (unsure, conflict, tied votes)
     n_masked: int = 0
+    #: log-odds added to an uncalibrated balanced probe's logit: log(n_pos / n_neg), which maps
+    #: its 50/50-prior probability back to the training prevalence (0 for other kinds)
+    prior_logit: float = 0.0
+
+    def proba(self, Xs: np.ndarray) -> np.ndarray:
+        """P(present) of the (standardised) rows ``Xs``: calibrated, or prior-corrected."""
+        p = self.estimator.predict_proba(Xs)[:, 1]
+        shift = float(getattr(self, "prior_logit", 0.0))  # models pickled before have none
+        if shift:
+            with np.errstate(divide="ignore"):
+                z = np.log(p) - np.log1p(-p) + shift
+            p = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+        return p
 
 
 @dataclass
@@ -364,7 +381,7 @@ class RoundModel:
                 else:
                     shared = self.scaler.transform(X) if shared is None else shared
                     Xs = shared
-                P[:, j] = m.estimator.predict_proba(Xs)[:, 1]
+                P[:, j] = m.proba(Xs)
         return P
 
     def summary(self) -> dict[str, Any]:
@@ -423,9 +440,15 @@ def _fit_species(X: np.ndarray, y: np.ndarray, opts: TrainOptions) -> SpeciesMod
         oof_p = calibrator.predict(oof) if oof is not None else None
         kind = "calibrated"
     else:
+        # class_weight="balanced" fits a 50/50 prior: shift the logit back to the training
+        # prevalence, so that a rare species' probability is not pushed towards 0.5
         est = _lr(opts).fit(X, y)
-        oof_p = 1.0 / (1.0 + np.exp(-oof)) if oof is not None else None
+        prior = float(np.log(n_pos / n_neg))
+        oof_p = 1.0 / (1.0 + np.exp(-(oof + prior))) if oof is not None else None
         kind = "probe"
+        thr = tune_threshold(y, oof_p, opts.default_threshold) if oof_p is not None \
+            else opts.default_threshold
+        return SpeciesModel(kind, n_pos, n_neg, thr, est, prior_logit=prior)
     thr = tune_threshold(y, oof_p, opts.default_threshold) if oof_p is not None \
         else opts.default_threshold
     return SpeciesModel(kind, n_pos, n_neg, thr, est)
