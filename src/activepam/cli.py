@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "activepam.hashing",
     "activepam.search",
     "activepam.review.cli",
+    "activepam.datasets.cli",
 )
 
 
