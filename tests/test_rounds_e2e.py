@@ -258,4 +258,5 @@ def test_two_rounds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     saved = json.loads(Path("results/rounds/round_01/metrics.json").read_text())
     assert saved["stopping"]["kappa_history"] == stop[1]["kappa_history"]
     hist = pd.read_csv("results/rounds/round_01/history.csv")
+    assert hist["stop_recommendation"].tolist() == [h["recommendation"] for h in stop]
     assert list(hist["n_labelled_units"]) == [40, 80]

@@ -604,6 +604,11 @@ def history(metrics_files: Sequence[str | Path]) -> pd.DataFrame:
         row = {"round": m["round"], "n_labelled_units": m["n_labelled_units"],
                "n_labelled_segments": m["n_labelled_segments"],
                "n_unsure": ((m.get("labels") or {}).get("round") or {}).get("n_unsure")}
+        stop = m.get("stopping") or {}
+        kappas = stop.get("kappa_history") or []
+        row["stop_kappa"] = kappas[-1] if kappas else None
+        row["stop_expected_gain"] = stop.get("expected_gain")
+        row["stop_recommendation"] = stop.get("recommendation")
         for k in ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece"):
             row[k] = m["overall"].get(k)
             row[f"baseline_{k}"] = m["baseline"].get(k)

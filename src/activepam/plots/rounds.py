@@ -53,6 +53,17 @@ def learning_curve(history: pd.DataFrame, metrics: Sequence[str] = CURVE_METRICS
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
+    rec = history.get("stop_recommendation")
+    if rec is not None and rec.notna().any():  # the stopping rule after the last round
+        last = history.iloc[-1]
+        kappa = last.get("stop_kappa")
+        gain = last.get("stop_expected_gain")
+        parts = [f"stopping rule: {last['stop_recommendation']}"]
+        if kappa is not None and pd.notna(kappa):
+            parts.append(f"kappa vs previous round {float(kappa):.3f}")
+        if gain is not None and pd.notna(gain):
+            parts.append(f"expected gain of the next batch {float(gain):+.3f}")
+        fig.suptitle("; ".join(parts), fontsize=8)
     return fig
 
 
