@@ -84,12 +84,17 @@ def test_streaming_windower_equals_direct_split(overlap: float) -> None:
         np.testing.assert_array_equal(w, padded[s:s + 144_000])
 
 
-def test_recording_ids_from_paths() -> None:
-    recs = detect.recordings_from_paths(["x/rec one.wav", "y/rec one.wav", "z/other.flac",
-                                         "z/other.flac"])
+def test_recording_ids_from_paths(tmp_path: Path) -> None:
+    # ids come from the content-aware registry rule: the files must exist (issue 11)
+    for i, rel in enumerate(["x/rec one.wav", "y/rec one.wav", "z/other.flac"]):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / rel, _tone(1.5, 3000 + 100 * i, i), SR)
+    recs = detect.recordings_from_paths([str(tmp_path / p) for p in
+                                         ["x/rec one.wav", "y/rec one.wav", "z/other.flac",
+                                          "z/other.flac"]])
     ids = [r.recording_id for r in recs]
     assert len(ids) == 3 and len(set(ids)) == 3
-    assert ids[0].startswith("rec_one-") and ids[2] == "other"
+    assert ids[0] == "rec_one" and ids[1].startswith("rec_one-") and ids[2] == "other"
     assert all(set(i) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
                for i in ids)
 

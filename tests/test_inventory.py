@@ -174,8 +174,10 @@ def test_recording_ids_stable_unique_safe() -> None:
     ids = make_recording_ids(devices, times, rels)
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", i) for i in ids)
-    assert ids[0].startswith("D1_20250515T040000Z-") and ids[1].startswith("D1_20250515T040000Z-")
-    assert ids[2].startswith("na-me-1-")
+    # the first file keeps the bare id, a later one with the same base gets a hash suffix
+    # (issue 11: ids of files already there never change when another file is added)
+    assert ids[0] == "D1_20250515T040000Z" and ids[1].startswith("D1_20250515T040000Z-")
+    assert ids[2] == "na-me-1" and ids[3].startswith("na-me-1-")
     assert ids[4] == "D2_20250515T040000Z"
     assert ids[5] == "weird-dev-1_20250515T040000Z"
     assert make_recording_ids(devices, times, rels) == ids  # stable

@@ -15,8 +15,17 @@ atomically, segments LAST: a recording is finished only when all three exist. A 
 run therefore leaves only whole part files (and possibly stale ``.*.tmp`` files, removed on
 the next run); re-running skips finished recordings and never duplicates rows. The
 params-hash covers everything that changes the numbers (model, overlap, sensitivity, top-k,
-species filter) but not threads or batch size. Parts are keyed by recording_id: delete the
-parts folder when the audio behind an id changes.
+species filter) but not threads or batch size. The segments part records the content key of
+the audio it was computed from (size, mtime_ns, SHA-256 in its Parquet metadata): a recording
+whose file content changed (same path, new audio) is detected again; a file that was only
+touched or moved is not (its hash is unchanged). Output paths come from the current run, not
+from the parts.
+
+Plain paths get their recording ids from the same registry rule as the inventory
+(``out_dir/recording_ids.csv``, see CONTRACTS.md): base id = sanitized file stem; true
+duplicates (same content) are reported in the quarantine table and processed once.
+Non-finite samples (NaN/inf) are replaced by 0, counted per recording (segments column
+``nonfinite_samples``) and logged as a warning.
 
 Finally the parts are gathered with DuckDB into ``out_dir/{segments,predictions,
 embeddings}.parquet`` (see CONTRACTS.md; segments joined with the recording metadata) and
@@ -26,6 +35,7 @@ embeddings}.parquet`` (see CONTRACTS.md; segments joined with the recording meta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import hashlib
 import json
@@ -48,7 +58,18 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from activepam import birdnet as bn
-from activepam.inventory import INVENTORY_SCHEMA
+from activepam.argtypes import float_range, int_range, positive_int
+from activepam.hashing import FileKey, file_key
+from activepam.inventory import (
+    INVENTORY_SCHEMA,
+    REGISTRY_NAME,
+    IdRegistry,
+    discover_audio,
+    duplicate_reason,
+    file_keys,
+    os_reason,
+    parse_filename,
+)
 from activepam.io import (
     AUDIO_EXTENSIONS,
     StageIOError,
@@ -81,7 +102,10 @@ SEGMENT_PART_SCHEMA = pa.schema([
     ("margin", pa.float64()),
     ("max_binary_entropy", pa.float64()),
     ("mean_binary_entropy", pa.float64()),
+    ("nonfinite_samples", pa.int64()),
 ])
+#: Parquet metadata key of the content key a segments part was computed from
+CONTENT_KEY = b"activepam.content_key"
 # recording metadata carried into segments.parquet: the inventory's own column types
 META_SCHEMA = pa.schema([INVENTORY_SCHEMA.field(c) for c in ("recording_id", *META_COLUMNS)])
 SEGMENTS_SCHEMA = pa.schema(list(SEGMENT_PART_SCHEMA)
@@ -187,8 +211,10 @@ class DetectParams:
         if not 0 <= self.overlap_s <= bn.WINDOW_S - 0.1:
             raise DetectError(f"overlap_s must be in [0, {bn.WINDOW_S - 0.1:.1f}] (hop >= 0.1 s "
                               f"keeps segment ids unique), got {self.overlap_s}")
-        if not 0.5 <= self.sensitivity <= 1.5:
-            raise DetectError(f"sensitivity must be in [0.5, 1.5], got {self.sensitivity}")
+        try:  # BirdNET's user sensitivity (higher = more detections; see birdnet.sigmoid_slope)
+            bn.check_sensitivity(self.sensitivity, "detect.sensitivity")
+        except ValueError as exc:
+            raise DetectError(str(exc)) from None
         if not 1 <= self.top_k <= bn.N_SPECIES:
             raise DetectError(f"top_k must be in [1, {bn.N_SPECIES}], got {self.top_k}")
 
@@ -199,7 +225,9 @@ class DetectParams:
     def digest(self) -> str:
         """Short hash naming the parts folder."""
         spec = {"version": PARTS_VERSION, "model": bn.MODEL_NAME, "overlap_s": self.overlap_s,
-                "sensitivity": self.sensitivity, "top_k": self.top_k,
+                # the sigmoid slope applied (issue 10: the user value is inverted as in
+                # BirdNET), so parts are reused exactly when the numbers are the same
+                "sensitivity": bn.sigmoid_slope(self.sensitivity), "top_k": self.top_k,
                 "min_len_s": bn.MIN_LEN_S, "filter": self.species_filter.signature()}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -268,6 +296,7 @@ class Recording:
 
     recording_id: str
     path: str
+    key: FileKey | None = None  # content key (computed when None)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -279,39 +308,45 @@ def sanitize_id(text: str) -> str:
     return "_" + out if out.startswith(".") else out
 
 
-def recordings_from_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Recording]:
-    """Recordings for plain file paths: id = sanitized stem (+ path hash when stems collide)."""
-    unique: dict[str, str] = {}  # resolved path -> path as given (the same file once)
+def recordings_for_paths(paths: Sequence[str | os.PathLike[str]],
+                         registry: IdRegistry | None = None, threads: int = 4,
+                         ) -> tuple[list[Recording], list[dict]]:
+    """Recordings for plain file paths and the quarantine rows of the others.
+
+    The same file given twice (also through a symlink) is used once; ids follow
+    :meth:`activepam.inventory.IdRegistry.assign` with base id = sanitized stem (``registry``
+    is updated in place; a fresh one when None); an unreadable file and a true duplicate
+    (same SHA-256 as another file) become quarantine rows.
+    """
+    unique: dict[str, str] = {}  # real path -> path as given (the same file once)
     for p in paths:
-        unique.setdefault(str(Path(p).resolve()), str(p))
-    stems = {a: sanitize_id(Path(p).stem) for a, p in unique.items()}
-    counts = pd.Series(list(stems.values()), dtype=object).value_counts()
-    out = []
-    for absolute, given in unique.items():
-        rid = stems[absolute]
-        if counts[rid] > 1:
-            rid = f"{rid}-{hashlib.sha1(absolute.encode()).hexdigest()[:8]}"
-        out.append(Recording(rid, given))
-    return out
+        unique.setdefault(os.path.realpath(p), str(p))
+    given = list(unique.values())
+    registry = IdRegistry() if registry is None else registry
+    keys, errors = file_keys(given, registry, threads)
+    quarantine = [{"path": p, "stage": STAGE, "reason": r} for p, r in errors.items()]
+    ids, duplicates = registry.assign([
+        (p, sanitize_id(Path(p).stem), keys[p], parse_filename(Path(p).stem).start_time is not None)
+        for p in given if p in keys])
+    quarantine += [{"path": p, "stage": STAGE, "reason": duplicate_reason(same, ids[same])}
+                   for p, same in duplicates]
+    recs = [Recording(ids[p], p, keys[p]) for p in given if p in ids]
+    return recs, quarantine
+
+
+def recordings_from_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Recording]:
+    """Recordings for plain file paths (see :func:`recordings_for_paths`; bad files and
+    duplicates left out)."""
+    return recordings_for_paths(paths)[0]
 
 
 def find_audio(paths: Sequence[str | os.PathLike[str]],
                extensions: Sequence[str] = AUDIO_EXTENSIONS) -> tuple[list[str], list[dict]]:
-    """Audio files under ``paths`` (folders scanned recursively, sorted); missing paths are
-    returned as quarantine rows."""
-    exts = tuple(e.lower() for e in extensions)
-    files: list[str] = []
-    missing: list[dict] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            files += sorted(str(f) for f in path.rglob("*")
-                            if f.is_file() and f.suffix.lower() in exts)
-        elif path.is_file():
-            files.append(str(path))
-        else:
-            missing.append({"path": str(p), "stage": STAGE, "reason": "file not found"})
-    return files, missing
+    """Audio files under ``paths`` (:func:`activepam.inventory.discover_audio`, the inventory's
+    discovery) and the quarantine rows of what it reports (missing paths, symlink loops,
+    dangling links, unsupported audio formats)."""
+    found = discover_audio(paths, extensions, stage=STAGE, missing="report")
+    return [f.path for f in found.files], found.skipped
 
 
 def _normalise_metadata(meta: pd.DataFrame | None) -> pa.Table:
@@ -343,9 +378,27 @@ def part_path(parts_dir: Path, recording_id: str, kind: str) -> Path:
     return parts_dir / f"{recording_id}.{kind}.parquet"
 
 
-def is_finished(parts_dir: Path, recording_id: str) -> bool:
-    """A recording is finished when all three part files exist."""
-    return all(part_path(parts_dir, recording_id, k).is_file() for k in PART_KINDS)
+def recorded_key(parts_dir: Path, recording_id: str) -> FileKey | None:
+    """Content key stored in the recording's segments part (None: no part, or no key)."""
+    path = part_path(parts_dir, recording_id, "segments")
+    if not path.is_file():
+        return None
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return FileKey.from_dict(json.loads(meta[CONTENT_KEY])) if CONTENT_KEY in meta else None
+    except (OSError, pa.ArrowException, ValueError, KeyError, TypeError):
+        return None  # unreadable or foreign part: recompute
+
+
+def is_finished(parts_dir: Path, recording_id: str, key: FileKey | None = None) -> bool:
+    """A recording is finished when all three part files exist and, when ``key`` is given,
+    the segments part was computed from content with ``key``'s SHA-256."""
+    if not all(part_path(parts_dir, recording_id, k).is_file() for k in PART_KINDS):
+        return False
+    if key is None:
+        return True
+    done = recorded_key(parts_dir, recording_id)
+    return done is not None and done.sha256 == key.sha256
 
 
 def _remove_stale_tmp(parts_dir: Path, recording_id: str) -> None:
@@ -382,7 +435,7 @@ class _Accumulator:
     def n(self) -> int:
         return int(sum(len(s) for s in self.starts))
 
-    def tables(self, duration_s: float) -> dict[str, pa.Table]:
+    def tables(self, duration_s: float, nonfinite: int = 0) -> dict[str, pa.Table]:
         """The three part tables."""
         rec = self.recording
         starts = np.concatenate(self.starts).astype(np.float64) / bn.SAMPLE_RATE
@@ -403,6 +456,7 @@ class _Accumulator:
             "margin": unc["margin"],
             "max_binary_entropy": unc["max_binary_entropy"],
             "mean_binary_entropy": unc["mean_binary_entropy"],
+            "nonfinite_samples": np.full(n, int(nonfinite), dtype=np.int64),
         }, schema=SEGMENT_PART_SCHEMA)
         idx = np.concatenate(self.topk_idx)
         val = np.concatenate(self.topk_val)
@@ -424,7 +478,12 @@ class _Accumulator:
         return {"embeddings": embeddings, "predictions": predictions, "segments": segments}
 
 
-def _write_parts(parts_dir: Path, recording_id: str, tables: dict[str, pa.Table]) -> None:
+def _write_parts(parts_dir: Path, recording_id: str, tables: dict[str, pa.Table],
+                 key: FileKey | None = None) -> None:
+    if key is not None:
+        seg = tables["segments"]
+        tables = dict(tables, segments=seg.replace_schema_metadata(
+            {**(seg.schema.metadata or {}), CONTENT_KEY: json.dumps(key.to_dict()).encode()}))
     for kind in PART_KINDS:  # segments last: the done marker
         write_parquet(tables[kind], part_path(parts_dir, recording_id, kind), stage=STAGE)
 
@@ -444,6 +503,7 @@ class _End:
     rec_idx: int
     duration_s: float
     error: str | None = None
+    nonfinite: int = 0  # NaN/inf samples replaced by 0
 
 
 class _Decoder(threading.Thread):
@@ -502,12 +562,15 @@ class _Decoder(threading.Thread):
                 return
         win = Windower(self.hop)
         frames_s = 0.0
+        nonfinite = 0
         try:
             for block in iter_audio_blocks(rec.path, bn.SAMPLE_RATE, self.block_s):
                 if self.stop.is_set():
                     raise SystemExit
-                if not np.all(np.isfinite(block)):
-                    block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+                finite = np.isfinite(block)
+                if not finite.all():
+                    nonfinite += int(block.size - np.count_nonzero(finite))
+                    block = np.where(finite, block, np.float32(0.0))
                 for start, samples in win.push(block):
                     self._add(i, start, samples)
                 frames_s = win.n_samples / bn.SAMPLE_RATE
@@ -516,6 +579,9 @@ class _Decoder(threading.Thread):
         except SystemExit:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoder failure quarantines the file
+            if isinstance(exc, OSError):
+                self._pending.append(_End(i, frames_s, os_reason(exc, rec.path)))
+                return
             msg = " ".join(str(exc).split()) or type(exc).__name__
             self._pending.append(_End(i, frames_s, f"decode failed after {frames_s:.1f} s: {msg}"))
             return
@@ -526,7 +592,7 @@ class _Decoder(threading.Thread):
         elif win.n_samples < int(bn.MIN_LEN_S * bn.SAMPLE_RATE):
             err = (f"too short for a BirdNET window: {duration:.2f} s of audio "
                    f"(< {bn.MIN_LEN_S:.1f} s)")
-        self._pending.append(_End(i, duration, err))
+        self._pending.append(_End(i, duration, err, nonfinite))
 
     def run(self) -> None:
         try:
@@ -574,7 +640,7 @@ def _as_recordings(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
         if metadata is None and set(META_COLUMNS) & set(inv.columns):
             metadata = inv
         return recs, metadata
-    return recordings_from_paths(list(inputs)), metadata
+    raise TypeError("_as_recordings: plain paths go through recordings_for_paths")
 
 
 def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
@@ -601,11 +667,26 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     a loaded :class:`~activepam.birdnet.BirdNET`. Returns a summary dict.
     """
     t0 = time.perf_counter()
+    if int(batch_size) < 1:
+        raise DetectError(f"batch_size must be >= 1, got {batch_size}")
+    if int(threads) < 1:
+        raise DetectError(f"threads must be >= 1, got {threads}")
     params = DetectParams(overlap_s=float(overlap_s), sensitivity=float(sensitivity),
                           top_k=int(top_k), species_filter=species_filter or SpeciesFilter())
-    recordings, metadata = _as_recordings(inputs, metadata)
-    meta = _normalise_metadata(metadata)
     out_dir = Path(out_dir)
+    quarantined: list[dict] = [dict(q) for q in quarantine]
+    report = on_quarantine or (lambda p, r: log.warning("quarantined: %s: %s", p, r))
+    registry_path = out_dir / REGISTRY_NAME
+    if isinstance(inputs, pd.DataFrame):
+        recordings, metadata = _as_recordings(inputs, metadata)
+        registry = None
+    else:
+        registry = IdRegistry.load(registry_path)
+        recordings, bad_paths = recordings_for_paths(list(inputs), registry, threads)
+        for q in bad_paths:
+            quarantined.append(q)
+            report(q["path"], q["reason"])
+    meta = _normalise_metadata(metadata)
     digest = params.digest()
     cache = Path(parts_dir) if parts_dir is not None else out_dir / "parts"
     cache = cache / digest
@@ -613,33 +694,50 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StageIOError(exc.errno, f"[detect] cannot create {cache}: {exc.strerror}") from exc
-    quarantined: list[dict] = [dict(q) for q in quarantine]
-    report = on_quarantine or (lambda p, r: log.warning("quarantined: %s: %s", p, r))
 
-    todo = []
+    todo, ready, n_changed = [], [], 0
     for rec in recordings:
         _remove_stale_tmp(cache, rec.recording_id)
-        if not is_finished(cache, rec.recording_id):
+        done = recorded_key(cache, rec.recording_id)
+        if rec.key is None:
+            try:
+                rec = dataclasses.replace(rec, key=file_key(rec.path, done))
+            except OSError as exc:
+                reason = os_reason(exc, rec.path)
+                quarantined.append({"path": rec.path, "stage": STAGE, "reason": reason})
+                report(rec.path, reason)
+                continue
+        ready.append(rec)
+        if not is_finished(cache, rec.recording_id, rec.key):
+            if part_path(cache, rec.recording_id, "segments").exists():
+                n_changed += 1  # computed from other content (or without a key): redo
+                part_path(cache, rec.recording_id, "segments").unlink()
             todo.append(rec)
+    recordings = ready
     n_cached = len(recordings) - len(todo)
-    log.info("detect: %d recordings, %d already finished (parts %s), %d to do",
-             len(recordings), n_cached, cache, len(todo))
+    log.info("detect: %d recordings, %d already finished (parts %s), %d to do (%d whose content "
+             "changed)", len(recordings), n_cached, cache, len(todo), n_changed)
 
-    stats = {"processed": 0, "segments_new": 0, "audio_s": 0.0}
+    stats: dict[str, Any] = {"processed": 0, "segments_new": 0, "audio_s": 0.0, "nonfinite": {}}
     if todo:
         probe = not isinstance(inputs, pd.DataFrame) if probe is None else probe
         stats = _run_model(todo, cache, params, meta, threads, batch_size, progress,
                            quarantined, report, model, probe)
+    if registry is not None:
+        registry.save(registry_path, stage=STAGE)
 
     bad = {q["path"] for q in quarantined}
-    finished = [r for r in recordings if r.path not in bad and is_finished(cache, r.recording_id)]
+    finished = [r for r in recordings
+                if r.path not in bad and is_finished(cache, r.recording_id, r.key)]
     counts = gather_parts(finished, cache, out_dir, meta)
     write_csv(pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS), out_dir / "quarantine.csv",
               stage=STAGE)
     summary = {
         "params_hash": digest, "parts_dir": str(cache), "out_dir": str(out_dir),
-        "n_recordings": len(recordings), "n_cached": n_cached,
+        "n_recordings": len(recordings), "n_cached": n_cached, "n_changed": n_changed,
         "n_processed": stats["processed"], "n_finished": len(finished),
+        "processed": sorted({r.recording_id for r in todo} & {r.recording_id for r in finished}),
+        "nonfinite": stats["nonfinite"],
         "n_quarantined": len(quarantined), "n_segments": counts["segments"],
         "audio_s_processed": stats["audio_s"], "wall_s": time.perf_counter() - t0,
         "quarantine": quarantined,
@@ -680,7 +778,7 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
     decoder = _Decoder(todo, params.hop_samples, model.batch_size if model else batch_size,
                        probe=probe)
     accs: dict[int, _Accumulator] = {}
-    stats = {"processed": 0, "segments_new": 0, "audio_s": 0.0}
+    stats: dict[str, Any] = {"processed": 0, "segments_new": 0, "audio_s": 0.0, "nonfinite": {}}
     bar = tqdm(total=len(todo), unit="rec", desc="detect", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     decoder.start()
@@ -705,7 +803,12 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
             rec = todo[item.rec_idx]
             acc = accs.pop(item.rec_idx, None)
             if item.error is None and acc is not None and acc.n:
-                _write_parts(cache, rec.recording_id, acc.tables(item.duration_s))
+                _write_parts(cache, rec.recording_id, acc.tables(item.duration_s, item.nonfinite),
+                             rec.key)
+                if item.nonfinite:
+                    log.warning("%s: %d NaN/inf samples (decoded 48 kHz mono) replaced by 0 "
+                                "(segments column nonfinite_samples)", rec.path, item.nonfinite)
+                    stats["nonfinite"][rec.path] = item.nonfinite
                 stats["processed"] += 1
                 stats["segments_new"] += acc.n
                 stats["audio_s"] += item.duration_s
@@ -793,12 +896,17 @@ def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path
                  meta: pa.Table | None = None) -> dict[str, int]:
     """Concatenate the part files of ``recordings`` (sorted by recording_id, then start_s) into
     ``out_dir/{segments,predictions,embeddings}.parquet``; segments get the metadata columns
-    and ``segment_time`` = start_time + start_s."""
-    ids = sorted(r.recording_id for r in recordings)
+    and ``segment_time`` = start_time + start_s. ``path`` is the recording's current path (a
+    moved file keeps its cached parts)."""
+    recs = sorted(recordings, key=lambda r: r.recording_id)
+    ids = [r.recording_id for r in recs]
     meta = META_SCHEMA.empty_table() if meta is None else meta
     counts: dict[str, int] = {}
     con = _connect()
     try:
+        con.register("recs", pa.table({"recording_id": pa.array(ids, pa.string()),
+                                       "cur_path": pa.array([r.path for r in recs],
+                                                            pa.string())}))
         for kind in ("predictions", "embeddings"):
             target = out_dir / f"{kind}.parquet"
             if not ids:
@@ -806,8 +914,13 @@ def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path
                 counts[kind] = 0
                 continue
             files = _sql_list([part_path(parts_dir, r, kind) for r in ids])
-            counts[kind] = _write_query(con, f"SELECT * FROM read_parquet({files})",
-                                        OUTPUT_SCHEMAS[kind], target)
+            if kind == "predictions":
+                sql = (f"SELECT p.* REPLACE (r.cur_path AS path) FROM read_parquet({files}) p "
+                       "JOIN recs r USING (recording_id) ORDER BY p.recording_id, p.start_s, "
+                       "p.rank")
+            else:
+                sql = f"SELECT * FROM read_parquet({files})"
+            counts[kind] = _write_query(con, sql, OUTPUT_SCHEMAS[kind], target)
         target = out_dir / "segments.parquet"
         if not ids:
             write_parquet(SEGMENTS_SCHEMA.empty_table(), target, stage=STAGE)
@@ -816,9 +929,11 @@ def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path
         con.register("meta", meta)
         files = _sql_list([part_path(parts_dir, r, "segments") for r in ids])
         meta_cols = ", ".join(f"m.{c}" for c in META_COLUMNS)
-        sql = (f"SELECT s.*, {meta_cols}, m.start_time + to_microseconds("
+        sql = (f"SELECT s.* REPLACE (r.cur_path AS path), {meta_cols}, "
+               "m.start_time + to_microseconds("
                "CAST(round(s.start_s * 1000000) AS BIGINT)) AS segment_time "
-               f"FROM read_parquet({files}) s LEFT JOIN meta m USING (recording_id) "
+               f"FROM read_parquet({files}) s JOIN recs r USING (recording_id) "
+               "LEFT JOIN meta m USING (recording_id) "
                "ORDER BY s.recording_id, s.start_s")
         counts["segments"] = _write_query(con, sql, SEGMENTS_SCHEMA, target)
     finally:
@@ -884,18 +999,23 @@ def register(subparsers: Any) -> None:
                     "are cached in --out/parts and skipped when the command is re-run.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--threads", type=int, default=2, help="interpreter threads (default 2)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per model call")
-    p.add_argument("--overlap", type=float, default=0.0, metavar="S",
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="interpreter threads (default 2)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="windows per model call")
+    p.add_argument("--overlap", type=float_range(0.0, bn.WINDOW_S - 0.1), default=0.0, metavar="S",
                    help="overlap of consecutive 3 s windows in seconds (default 0)")
-    p.add_argument("--sensitivity", type=float, default=1.0, help="sigmoid sensitivity 0.5-1.5")
-    p.add_argument("--top-k", type=int, default=10, help="species kept per segment (default 10)")
+    p.add_argument("--sensitivity", type=float_range(0.5, 1.5), default=1.0,
+                   help="BirdNET sensitivity 0.5-1.5 (higher = more detections)")
+    p.add_argument("--top-k", type=int_range(1, bn.N_SPECIES), default=10,
+                   help="species kept per segment (default 10)")
     p.add_argument("--species-list", metavar="FILE", help="only score these BirdNET labels")
-    p.add_argument("--lat", type=float, help="latitude for the location species filter")
-    p.add_argument("--lon", type=float, help="longitude for the location species filter")
-    p.add_argument("--week", type=int, default=-1,
+    p.add_argument("--lat", type=float_range(-90.0, 90.0),
+                   help="latitude for the location species filter")
+    p.add_argument("--lon", type=float_range(-180.0, 180.0),
+                   help="longitude for the location species filter")
+    p.add_argument("--week", type=int_range(1, 48, also=(-1,)), default=-1,
                    help="week 1-48 for the location filter (-1 = all year, default)")
-    p.add_argument("--location-threshold", type=float, default=0.03,
+    p.add_argument("--location-threshold", type=float_range(0.0, 1.0), default=0.03,
                    help="meta-model occurrence threshold (default 0.03)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cli)

@@ -13,6 +13,11 @@ hashes the contents only:
 
 ``python -m activepam.hashing A B`` (or ``activepam digest A B``) compares every Parquet file under
 two results folders and exits non-zero naming the files that differ.
+
+Audio files are identified by a :class:`FileKey` (:func:`file_key`): size, ``mtime_ns`` and the
+SHA-256 of the whole file. The hash is the identity (copies and moves keep it, any change of
+content changes it); size and mtime only let a caller skip re-hashing a file whose stat is
+unchanged since the key was recorded (:func:`file_key` with ``known=``).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import argparse
 import fnmatch
 import hashlib
 import json
+import os
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -199,6 +207,56 @@ def compare_folders(a: str | Path, b: str | Path, pattern: str = "**/*.parquet",
             problems.append(f"{rel}: contents differ ({da[rel].rows} vs {db[rel].rows} rows, "
                             f"{da[rel].digest[:12]} vs {db[rel].digest[:12]})")
     return problems
+
+
+# --------------------------------------------------------------------------- audio file keys
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """Content key of one file: ``sha256`` (the identity) plus the stat it was computed at."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    def same_stat(self, st: os.stat_result) -> bool:
+        """True when ``st`` has this key's size and mtime (the hash may be reused)."""
+        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+
+    def to_dict(self) -> dict[str, object]:
+        return {"size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileKey:
+        return cls(int(d["size"]), int(d["mtime_ns"]), str(d["sha256"]))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of the whole file (streamed; raises ``OSError`` as ``open`` does)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+#: a file modified less than this before it was hashed may change again within the same mtime
+#: tick (coarse file-system clocks): its key gets ``mtime_ns = -1`` and is never trusted
+RACY_NS = 2_000_000_000
+
+
+def file_key(path: str | os.PathLike[str], known: FileKey | None = None) -> FileKey:
+    """:class:`FileKey` of ``path``; the hash of ``known`` is reused when size and mtime_ns are
+    unchanged (a rewrite that keeps both is the one change this does not notice; files hashed
+    within :data:`RACY_NS` of their last change are always re-hashed, as git does)."""
+    st = os.stat(path)
+    if known is not None and known.same_stat(st):
+        return known
+    sha = file_sha256(path)
+    st2 = os.stat(path)
+    if st2.st_size != st.st_size or st2.st_mtime_ns != st.st_mtime_ns:
+        sha = file_sha256(path)  # changed while being read: hash the settled content
+        st2 = os.stat(path)
+    racy = time.time_ns() - st2.st_mtime_ns < RACY_NS
+    return FileKey(int(st2.st_size), -1 if racy else int(st2.st_mtime_ns), sha)
 
 
 # --------------------------------------------------------------------------- command line

@@ -9,9 +9,17 @@ case-insensitive) is probed in a thread pool:
   (libsndfile silently clamps a cut WAV to the data present), so a file whose data is shorter
   than its header says is quarantined as ``truncated``.
 
-Files that are zero-length, unreadable, empty (header only), truncated or shorter than
-``min_duration_s`` go to the quarantine table (path, stage="inventory", reason); they never stop
-the run and are never silently dropped.
+Files that are zero-length, unreadable (``permission denied: PATH``), empty (header only),
+truncated or shorter than ``min_duration_s`` go to the quarantine table (path,
+stage="inventory", reason); they never stop the run and are never silently dropped. Files are
+found by :func:`discover_audio` (shared with ``activepam detect``): real paths, each file once,
+symlink loops / dangling links / unsupported audio formats reported in the quarantine table.
+
+Recording ids follow the rule in CONTRACTS.md (:class:`IdRegistry`): the name gives the base id,
+the SHA-256 of the content keeps it stable across moves and copies, and the registry
+``recording_ids.csv`` beside the inventory remembers who got which id, so adding files never
+changes the id of a file that was already there. True duplicates (same content at two paths)
+are quarantined naming the path they duplicate, and processed once.
 
 The UTC start time and the device id come from the path (see :data:`FILENAME_PATTERNS`):
 
@@ -48,6 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -56,6 +65,8 @@ import pyarrow as pa
 import soundfile as sf
 from tqdm import tqdm
 
+from activepam.argtypes import non_negative_float, positive_int
+from activepam.hashing import FileKey, file_key
 from activepam.io import AUDIO_EXTENSIONS, AudioInfo, audio_info, write_csv, write_parquet
 
 log = logging.getLogger(__name__)
@@ -184,36 +195,207 @@ def sanitize(text: str) -> str:
     return out or "recording"
 
 
-def make_recording_ids(device_ids: Sequence[str | None], start_times: Sequence[object],
-                       rel_paths: Sequence[str], paths: Sequence[str] | None = None) -> list[str]:
-    """Stable, unique, filesystem-safe ids: ``<device>_<YYYYmmddTHHMMSSZ>`` or the sanitized stem.
+def base_recording_id(device_id: str | None, start_time: object, rel_path: str) -> str:
+    """The id a recording's name gives: ``<device>_<YYYYmmddTHHMMSSZ>``, else the sanitized stem.
 
-    Every member of a group of equal ids gets ``-<sha1(rel_path)[:6]>`` appended (falling back
-    to the full path when two files share a rel_path under different roots).
+    It depends on this one file's path only, never on other files.
     """
-    base: list[str] = []
-    for dev, t, rel in zip(device_ids, start_times, rel_paths):
-        if dev and t is not None and not pd.isna(t):
-            base.append(sanitize(f"{dev}_{pd.Timestamp(t).strftime('%Y%m%dT%H%M%SZ')}"))
-        else:
-            base.append(sanitize(Path(rel).stem))
-    ids = list(base)
-    counts = pd.Series(base).value_counts()
-    for i, b in enumerate(base):
-        if counts[b] > 1:
-            ids[i] = f"{b}-{_sha(rel_paths[i])}"
-    if len(set(ids)) != len(ids) and paths is not None:
-        counts2 = pd.Series(ids).value_counts()
-        ids = [f"{b}-{_sha(paths[i])}" if counts2[ids[i]] > 1 else ids[i]
-               for i, b in enumerate(base)]
-    if len(set(ids)) != len(ids):
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
-        raise ValueError(f"inventory: recording_id {dup!r} is not unique (same file listed twice?)")
+    if device_id and start_time is not None and not pd.isna(start_time):
+        return sanitize(f"{device_id}_{pd.Timestamp(start_time).strftime('%Y%m%dT%H%M%SZ')}")
+    return sanitize(Path(rel_path).stem)
+
+
+def make_recording_ids(device_ids: Sequence[str | None], start_times: Sequence[object],
+                       rel_paths: Sequence[str], paths: Sequence[str] | None = None,
+                       contents: Sequence[str] | None = None) -> list[str]:
+    """Unique, filesystem-safe ids of recordings listed in order, without a registry.
+
+    Base id: :func:`base_recording_id`. The FIRST file with a base id keeps it bare; a later
+    file whose base id is taken gets ``-<hash[:8]>`` appended (hash = ``contents`` when given,
+    e.g. the SHA-256 of the file, else the SHA-1 of its path). With state from earlier runs use
+    :class:`IdRegistry` (see CONTRACTS.md, recording_id).
+    """
+    keys = list(contents) if contents is not None else [
+        hashlib.sha1(str(p).encode()).hexdigest() for p in (paths or rel_paths)]
+    taken: set[str] = set()
+    ids = []
+    for dev, t, rel, key in zip(device_ids, start_times, rel_paths, keys):
+        ids.append(_claim(base_recording_id(dev, t, rel), key, taken))
     return ids
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:6]
+def _claim(base: str, key: str, taken: set[str] | dict[str, object]) -> str:
+    """``base`` when free, else ``base-<key[:8]>`` (longer prefixes of ``key`` if needed)."""
+    if base not in taken:
+        rid = base
+    else:
+        for n in (8, 12, 16, 24, 32, 64):
+            rid = f"{base}-{key[:n]}"
+            if rid not in taken:
+                break
+        else:
+            raise ValueError(f"recording_id {base!r}: cannot make a unique id (same file twice?)")
+    if isinstance(taken, set):
+        taken.add(rid)
+    return rid
+
+
+REGISTRY_COLUMNS: tuple[str, ...] = ("recording_id", "base_id", "named", "sha256", "size",
+                                     "mtime_ns", "path")
+#: file name of the registry beside the inventory / detection outputs
+REGISTRY_NAME = "recording_ids.csv"
+
+
+@dataclass
+class IdRegistry:
+    """Memory of the recording ids given so far: one row per id (``recording_id, base_id,
+    named, sha256, size, mtime_ns, path`` = the content and the path it was last seen at;
+    ``named``: the base id came from device + time in the name).
+
+    Rows are never dropped (a file that is gone keeps its id reserved, so its id is never
+    given to other content, and it gets the id back when it returns). :meth:`assign`
+    implements the id rule of CONTRACTS.md.
+    """
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None) -> IdRegistry:
+        """Registry from a CSV written by :meth:`save` (empty when ``path`` does not exist)."""
+        if path is None or not Path(path).is_file():
+            return cls()
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: recording-id registry is not a readable CSV: {exc}") \
+                from exc
+        missing = [c for c in REGISTRY_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{path}: recording-id registry lacks column(s) {', '.join(missing)}")
+        rows: dict[str, dict[str, Any]] = {}
+        for i, rec in enumerate(df.to_dict("records")):
+            rid = rec["recording_id"]
+            if not rid or rid in rows:
+                raise ValueError(f"{path}:{i + 2}: recording_id {rid!r} is empty or repeated")
+            rows[rid] = {"recording_id": rid, "base_id": rec["base_id"],
+                         "named": rec["named"].strip().lower() in ("1", "true"),
+                         "sha256": rec["sha256"],
+                         "size": int(rec["size"] or 0), "mtime_ns": int(rec["mtime_ns"] or 0),
+                         "path": rec["path"]}
+        return cls(rows)
+
+    def save(self, path: str | os.PathLike[str], stage: str = "inventory") -> None:
+        """Write the registry atomically (sorted by recording_id)."""
+        df = pd.DataFrame([self.rows[k] for k in sorted(self.rows)],
+                          columns=list(REGISTRY_COLUMNS))
+        df["named"] = df["named"].astype(bool).astype(int)
+        write_csv(df, path, stage=stage)
+
+    def assign(self, files: Sequence[tuple[str, str, FileKey, bool]]
+               ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        """Ids of ``files`` = ``(path, base_id, key, named)``; updates the registry.
+
+        ``named`` means the base id identifies the recording (device + start time from the
+        name). Returns ``{path: recording_id}`` for the files to process and
+        ``(path, same_as_path)`` for true duplicates. Rule, in order:
+
+        1. files with equal content (SHA-256) are one recording, except that *named* files
+           whose names differ are distinct recordings (two silent hours can be byte-equal);
+           of each recording's files, the one at the registry's path (else the first by path)
+           is processed, the others are true duplicates;
+        2. content already registered -> its id (moved, renamed or re-found files keep their
+           id); a named file does not take the id of a *named* row with another base id;
+        3. else the path already registered and its id not claimed by rule 2 -> that id (the
+           file was replaced in place: same recording, new content, to be re-detected);
+        4. else the base id when no registry row and no earlier file of this run has it, else
+           ``<base>-<sha256[:8]>`` (longer if needed). Files are taken in path order.
+        """
+        rows = [self.rows[k] for k in sorted(self.rows)]
+        by_path: dict[str, str] = {}
+        for row in rows:
+            by_path.setdefault(str(row["path"]), str(row["recording_id"]))
+        groups: dict[tuple[str, str | None], list[tuple[str, str, FileKey, bool]]] = {}
+        for item in sorted(files, key=lambda f: f[0]):
+            groups.setdefault((item[2].sha256, item[1] if item[3] else None), []).append(item)
+        # an un-named file with the content of a named recording is a duplicate of it
+        for (sha, base), items in list(groups.items()):
+            if base is None:
+                named_groups = sorted(g for g in groups if g[0] == sha and g[1] is not None)
+                if named_groups:
+                    groups[named_groups[0]] += items
+                    del groups[(sha, base)]
+        canonical: list[tuple[str, str, FileKey, bool]] = []
+        duplicates: list[tuple[str, str]] = []
+        for (sha, base), items in groups.items():
+            known = {str(r["path"]) for r in rows if r["sha256"] == sha}
+            first = next((it for it in items if it[0] in known), items[0])
+            canonical.append(first)
+            duplicates += [(it[0], first[0]) for it in items if it is not first]
+        canonical.sort(key=lambda f: f[0])
+        ids: dict[str, str] = {}
+        claimed: set[str] = set()
+        for path, base, key, named in canonical:  # rule 2
+            for row in rows:
+                rid = str(row["recording_id"])
+                if row["sha256"] == key.sha256 and rid not in claimed and \
+                        (not named or not row["named"] or row["base_id"] == base):
+                    ids[path] = rid
+                    claimed.add(rid)
+                    break
+        for path, _, _, _ in canonical:  # rule 3
+            known_id = by_path.get(path)
+            if path not in ids and known_id is not None and known_id not in claimed:
+                ids[path] = known_id
+                claimed.add(known_id)
+        taken = set(self.rows) | claimed
+        for path, base, key, _ in canonical:  # rule 4
+            if path not in ids:
+                ids[path] = _claim(base, key.sha256, taken)
+        for path, base, key, named in canonical:
+            rid = ids[path]
+            self.rows[rid] = {"recording_id": rid, "base_id": base, "named": named,
+                              "sha256": key.sha256, "size": key.size,
+                              "mtime_ns": key.mtime_ns, "path": path}
+        return ids, duplicates
+
+
+def duplicate_reason(same_as: str, recording_id: str) -> str:
+    """Quarantine reason of a true duplicate (same content as a processed file)."""
+    return f"duplicate: same content (SHA-256) as {same_as} (recording_id {recording_id}); " \
+           "processed once"
+
+
+def os_reason(exc: OSError, path: str | os.PathLike[str]) -> str:
+    """Quarantine reason for an ``OSError``: ``permission denied: PATH``, ``file not found:
+    PATH`` or ``unreadable: <strerror>``."""
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {path}"
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {path}"
+    return f"unreadable: {exc.strerror or _one_line(exc)}"
+
+
+def file_keys(paths: Sequence[str], registry: IdRegistry | None = None, threads: int = 4,
+              ) -> tuple[dict[str, FileKey], dict[str, str]]:
+    """Content keys of ``paths`` (hashes reused from ``registry`` for unchanged files) and the
+    quarantine reason of each file that could not be read."""
+    known = {}
+    if registry is not None:
+        by_path = {str(r["path"]): r for r in registry.rows.values()}
+        known = {p: FileKey(int(r["size"]), int(r["mtime_ns"]), str(r["sha256"]))
+                 for p, r in by_path.items()}
+
+    def one(path: str) -> FileKey | str:
+        try:
+            return file_key(path, known.get(path))
+        except OSError as exc:
+            return os_reason(exc, path)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(pool.map(one, paths))
+    keys = {p: r for p, r in zip(paths, results) if isinstance(r, FileKey)}
+    errors = {p: r for p, r in zip(paths, results) if isinstance(r, str)}
+    return keys, errors
 
 
 # --------------------------------------------------------------------------- sites.csv
@@ -361,30 +543,134 @@ class Probe:
     reason: str | None = None
 
 
-def list_audio_files(roots: Iterable[str | os.PathLike[str]],
-                     extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[tuple[str, str]]:
-    """``(path, rel_path)`` of every audio file under ``roots`` (recursive, symlinks followed).
+#: extensions of audio formats that are not scanned (unless listed in ``extensions``): such
+#: files are reported (quarantine reason "unsupported audio format"), never silently skipped
+OTHER_AUDIO_EXTENSIONS: tuple[str, ...] = (
+    ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff", ".aifc", ".amr", ".caf", ".wv", ".ape",
+    ".alac", ".3gp", ".webm", ".mka", ".oga", ".spx", ".au", ".snd", ".w64", ".rf64", ".mp2",
+    ".mp4", ".m4b", ".wave", ".flc")
 
-    ``path`` keeps the root as given; ``rel_path`` is relative to that root (a file given
-    directly has its name as rel_path). Sorted by path; raises ``FileNotFoundError`` for a
-    missing root.
+
+@dataclass(frozen=True)
+class FoundFile:
+    """One audio file found by :func:`discover_audio`."""
+
+    path: str  # as reached from the root given (root prefix kept)
+    rel_path: str  # relative to that root (a file given directly: its name)
+    real_path: str  # symlinks resolved: the identity of the file on disk
+
+
+@dataclass
+class Discovery:
+    """Audio files to use and the reported rest (``path, stage, reason`` rows)."""
+
+    files: list[FoundFile]
+    skipped: list[dict[str, str]]
+
+
+def discover_audio(roots: Iterable[str | os.PathLike[str]],
+                   extensions: Sequence[str] = AUDIO_EXTENSIONS, stage: str = STAGE,
+                   missing: str = "raise") -> Discovery:
+    """The ONE file discovery of inventory and detect: audio files under ``roots``.
+
+    * folders are scanned recursively, entries in name order; a file given directly is used
+      when its extension is scanned, else reported;
+    * extensions are matched case-insensitively; a file with another *audio* extension
+      (:data:`OTHER_AUDIO_EXTENSIONS`, e.g. ``.opus``) is reported as unsupported, other files
+      (``.txt``, ``.csv``) are ignored;
+    * symlinks are followed, but every file and folder is identified by its real path: the
+      real tree is walked first, linked files/folders afterwards, so a file reached twice
+      (a link to it, a linked folder, overlapping roots) is listed once, under its first
+      non-link path, and the other path is reported; a link back into a folder being walked
+      (``ln -s .. d/sub/up``) is reported as a symlink loop and never followed;
+    * a dangling symlink and an unreadable folder are reported;
+    * a missing root raises ``FileNotFoundError`` (``missing="raise"``) or is reported
+      (``missing="report"``).
+
+    ``files`` are sorted by path; ``skipped`` rows are in discovery order.
     """
     exts = tuple(e.lower() for e in extensions)
-    found: dict[str, str] = {}
+    found: dict[str, FoundFile] = {}
+    skipped: list[dict[str, str]] = []
+    seen_dirs: dict[str, str] = {}
+
+    def report(path: object, reason: str) -> None:
+        skipped.append({"path": str(path), "stage": stage, "reason": reason})
+
+    def consider(path: Path, rel: str, explicit: bool = False) -> None:
+        suffix = path.suffix.lower()
+        if not path.name.lower().endswith(exts):
+            if suffix in OTHER_AUDIO_EXTENSIONS or explicit:
+                report(path, f"unsupported audio format {suffix!r} (scanned: {' '.join(exts)})")
+            return
+        if path.is_symlink() and not path.exists():
+            report(path, f"dangling symlink -> {os.readlink(path)}")
+            return
+        real = os.path.realpath(path)
+        if not os.path.isfile(real):
+            report(path, "not a regular file")
+        elif real in found:
+            report(path, f"same file as {found[real].path} (reached again through a symlink)")
+        else:
+            found[real] = FoundFile(str(path), rel, real)
+
+    def walk(top: Path, top_rel: str, links: list[tuple[Path, str]]) -> None:
+        stack = [(top, top_rel)]
+        while stack:
+            folder, rel = stack.pop()
+            real = os.path.realpath(folder)
+            if real in seen_dirs:
+                target = os.readlink(folder) if folder.is_symlink() else real
+                parent_real = os.path.realpath(folder.parent)
+                if Path(parent_real).is_relative_to(real):
+                    report(folder, f"symlink loop: -> {target} leads back to {seen_dirs[real]} "
+                                   "(not followed)")
+                else:
+                    report(folder, f"folder already scanned as {seen_dirs[real]} (not followed)")
+                continue
+            seen_dirs[real] = str(folder)
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                report(folder, os_reason(exc, folder))
+                continue
+            subdirs = []
+            for entry in entries:
+                path = folder / entry.name
+                sub_rel = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_symlink():
+                    links.append((path, sub_rel))  # after the real tree
+                elif entry.is_dir(follow_symlinks=False):
+                    subdirs.append((path, sub_rel))
+                else:
+                    consider(path, sub_rel)
+            stack.extend(reversed(subdirs))
+
     for root in roots:
         root = Path(root)
-        if root.is_file():
-            found[str(root)] = root.name
+        if not os.path.lexists(root):
+            if missing == "raise":
+                raise FileNotFoundError(f"{stage}: {root}: no such file or folder")
+            report(root, "file not found")
             continue
         if not root.is_dir():
-            raise FileNotFoundError(f"inventory: {root}: no such file or folder")
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames.sort()
-            for name in filenames:
-                if name.lower().endswith(exts):
-                    full = Path(dirpath) / name
-                    found[str(full)] = full.relative_to(root).as_posix()
-    return sorted(found.items())
+            consider(root, root.name, explicit=True)
+            continue
+        links: list[tuple[Path, str]] = []
+        walk(root, "", links)
+        while links:
+            path, rel = links.pop(0)
+            if path.is_dir():
+                walk(path, rel, links)
+            else:
+                consider(path, rel)
+    return Discovery(sorted(found.values(), key=lambda f: f.path), skipped)
+
+
+def list_audio_files(roots: Iterable[str | os.PathLike[str]],
+                     extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[tuple[str, str]]:
+    """``(path, rel_path)`` of every audio file under ``roots`` (see :func:`discover_audio`)."""
+    return [(f.path, f.rel_path) for f in discover_audio(roots, extensions).files]
 
 
 def probe_audio(path: str | os.PathLike[str], min_duration_s: float = 0.0) -> Probe:
@@ -392,13 +678,17 @@ def probe_audio(path: str | os.PathLike[str], min_duration_s: float = 0.0) -> Pr
     p = Path(path)
     try:
         size = p.stat().st_size
+        with open(p, "rb") as f:  # libsndfile says only "System error." for these
+            f.read(1)
     except OSError as exc:
-        return Probe(str(path), reason=f"unreadable: {exc.strerror or exc}")
+        return Probe(str(path), reason=os_reason(exc, path))
     if size == 0:
         return Probe(str(path), reason="zero-length file")
     try:
         info = audio_info(p)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError):
+            return Probe(str(path), reason=os_reason(exc, path))
         return Probe(str(path), reason=f"unreadable: {_one_line(exc)}")
     declared = wav_declared_frames(p)
     if info.frames <= 0:
@@ -490,41 +780,67 @@ def assign_shards(n: int, shard_size: int) -> list[str]:
 def build_inventory(roots: Sequence[str | os.PathLike[str]], sites: pd.DataFrame | None = None, *,
                     extensions: Sequence[str] = AUDIO_EXTENSIONS, min_duration_s: float = 0.0,
                     shard_size: int = 64, threads: int = 4, tz: str = "UTC",
-                    progress: bool = True) -> InventoryResult:
-    """Probe every audio file under ``roots`` and build the inventory and quarantine tables."""
+                    progress: bool = True, registry: IdRegistry | None = None) -> InventoryResult:
+    """Probe every audio file under ``roots`` and build the inventory and quarantine tables.
+
+    Files come from :func:`discover_audio` (its reports go to the quarantine table). Files that
+    probe well are hashed (SHA-256; hashes in ``registry`` are reused for files whose size and
+    mtime are unchanged) and get their recording_id from ``registry`` (:meth:`IdRegistry.assign`;
+    a fresh registry when None); true duplicates are quarantined with the path they duplicate.
+    ``registry`` is updated in place: save it to keep the ids of the next run stable.
+    """
     _zone(tz)  # fail early on a bad time zone
-    files = list_audio_files(roots, extensions)
-    paths = [p for p, _ in files]
+    registry = IdRegistry() if registry is None else registry
+    found = discover_audio(roots, extensions)
+    files = found.files
+    paths = [f.path for f in files]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         probes = list(tqdm(pool.map(probe_audio, paths, [min_duration_s] * len(paths)),
                            total=len(paths), desc="inventory", unit="file", disable=not progress))
-    rows, quarantined = [], []
-    for (path, rel), probe in zip(files, probes):
+    quarantined = list(found.skipped)
+    good: list[tuple[FoundFile, Probe]] = []
+    for f, probe in zip(files, probes):
         if probe.reason:
-            quarantined.append({"path": path, "stage": STAGE, "reason": probe.reason})
+            quarantined.append({"path": f.path, "stage": STAGE, "reason": probe.reason})
+        else:
+            good.append((f, probe))
+    keys, errors = file_keys([f.path for f, _ in good], registry, threads)
+    quarantined += [{"path": p, "stage": STAGE, "reason": r} for p, r in errors.items()]
+    good = [(f, pr) for f, pr in good if f.path in keys]
+    names = {f.path: parse_filename(Path(f.rel_path).stem, tz) for f, _ in good}
+    devices = {f.path: device_from_path(f.rel_path, tz) for f, _ in good}
+    ids, duplicates = registry.assign([
+        (f.path, base_recording_id(devices[f.path], names[f.path].start_time, f.rel_path),
+         keys[f.path], bool(devices[f.path]) and names[f.path].start_time is not None)
+        for f, _ in good])
+    for path, same_as in duplicates:
+        quarantined.append({"path": path, "stage": STAGE,
+                            "reason": duplicate_reason(same_as, ids[same_as])})
+    rows = []
+    for f, probe in good:
+        if f.path not in ids:
             continue
         assert probe.info is not None
-        name = parse_filename(Path(rel).stem, tz)
         rows.append({
-            "path": path, "rel_path": rel, "device_id": device_from_path(rel, tz),
-            "start_time": name.start_time, "duration_s": probe.info.duration_s,
-            "sample_rate": probe.info.sample_rate, "channels": probe.info.channels,
-            "format": probe.info.format.lower(), "status": "ok",
+            "recording_id": ids[f.path], "path": f.path, "rel_path": f.rel_path,
+            "device_id": devices[f.path], "start_time": names[f.path].start_time,
+            "duration_s": probe.info.duration_s, "sample_rate": probe.info.sample_rate,
+            "channels": probe.info.channels, "format": probe.info.format.lower(),
+            "status": "ok",
         })
-    recs = pd.DataFrame(rows, columns=["path", "rel_path", "device_id", "start_time",
-                                       "duration_s", "sample_rate", "channels", "format",
-                                       "status"])
+    recs = pd.DataFrame(rows, columns=["recording_id", "path", "rel_path", "device_id",
+                                       "start_time", "duration_s", "sample_rate", "channels",
+                                       "format", "status"])
     recs["start_time"] = pd.to_datetime(recs["start_time"], utc=True).astype("datetime64[us, UTC]")
     recs = resolve_deployments(recs, sites)
-    recs["recording_id"] = make_recording_ids(recs["device_id"].tolist(),
-                                              recs["start_time"].tolist(),
-                                              recs["rel_path"].tolist(), recs["path"].tolist())
     recs["shard"] = assign_shards(len(recs), shard_size)
     inv = _typed(recs[list(INVENTORY_COLUMNS)])
     quarantine = pd.DataFrame(quarantined, columns=list(QUARANTINE_COLUMNS))
     warnings = {
         "files": len(files),
         "quarantined": len(quarantine),
+        "duplicates": len(duplicates),
+        "skipped": len(found.skipped),
         "no_start_time": int(inv["start_time"].isna().sum()),
         "no_device_id": int(inv["device_id"].isna().sum()),
         "no_deployment": int(inv["site"].isna().sum()),
@@ -548,8 +864,13 @@ def inventory_table(df: pd.DataFrame) -> pa.Table:
 def log_warnings(warnings: dict[str, int]) -> None:
     """Log the run summary and a warning for each kind of unresolved metadata."""
     log.info("inventory: %d audio files, %d inventoried, %d quarantined", warnings["files"],
-             warnings["files"] - warnings["quarantined"], warnings["quarantined"])
+             warnings["files"] - warnings["quarantined"] + warnings.get("skipped", 0),
+             warnings["quarantined"])
     messages = {
+        "duplicates": "true duplicates (same content as another file) quarantined, "
+                      "processed once",
+        "skipped": "paths reported by file discovery (symlink loops, links to files listed "
+                   "already, dangling links, unsupported audio formats)",
         "no_start_time": "recordings without a start time parsed from the file name",
         "no_device_id": "recordings without a device id (no bugg_RPiID- folder or name prefix)",
         "no_deployment": "recordings without a matching deployment in sites.csv "
@@ -563,13 +884,23 @@ def log_warnings(warnings: dict[str, int]) -> None:
 def run_inventory(roots: Sequence[str | os.PathLike[str]],
                   sites_csv: str | os.PathLike[str] | None,
                   inventory_path: str | os.PathLike[str],
-                  quarantine_path: str | os.PathLike[str], **kwargs: object) -> InventoryResult:
-    """Build the inventory (see :func:`build_inventory`) and write both tables atomically."""
+                  quarantine_path: str | os.PathLike[str],
+                  registry_path: str | os.PathLike[str] | None = None,
+                  **kwargs: object) -> InventoryResult:
+    """Build the inventory (see :func:`build_inventory`) and write both tables atomically.
+
+    The recording-id registry is read from and written back to ``registry_path`` (default:
+    ``recording_ids.csv`` beside the inventory); keep it, it is what keeps ids stable.
+    """
     sites = read_sites(sites_csv) if sites_csv else None
-    result = build_inventory(roots, sites, **kwargs)  # type: ignore[arg-type]
+    registry_path = Path(registry_path) if registry_path is not None else \
+        Path(inventory_path).with_name(REGISTRY_NAME)
+    registry = IdRegistry.load(registry_path)
+    result = build_inventory(roots, sites, registry=registry, **kwargs)  # type: ignore[arg-type]
     log_warnings(result.warnings)
     write_parquet(inventory_table(result.inventory), inventory_path, stage=STAGE)
     write_csv(result.quarantine, quarantine_path, stage=STAGE)
+    registry.save(registry_path, stage=STAGE)
     return result
 
 
@@ -588,12 +919,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="writes DIR/inventory.parquet and DIR/quarantine.csv")
     p.add_argument("--extensions", nargs="+", default=list(AUDIO_EXTENSIONS),
                    help="file name endings scanned (default: %(default)s)")
-    p.add_argument("--min-duration", type=float, default=1.0,
+    p.add_argument("--min-duration", type=non_negative_float, default=1.0,
                    help="quarantine recordings shorter than this, seconds (default: %(default)s)")
-    p.add_argument("--shard-size", type=int, default=64, help="recordings per shard")
+    p.add_argument("--shard-size", type=positive_int, default=64, help="recordings per shard")
     p.add_argument("--timezone", default="UTC",
                    help="time zone of prefix_YYYYMMDD_HHMMSS names (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=4, help="header-reading threads")
+    p.add_argument("--threads", type=positive_int, default=4, help="header-reading threads")
     p.set_defaults(func=_cli)
 
 

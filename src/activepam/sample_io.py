@@ -11,6 +11,9 @@
   the id column to know who has an embedding, then only the rows of the candidates).
   Recording embeddings are the mean of their segments' embeddings.
 * :func:`read_labelled` reads already-labelled unit ids from a CSV.
+* Input checks of ``activepam sample``: :func:`exclude_nonfinite` drops units whose score
+  columns are NaN/inf (a warning names the column and the count; none left is an error) and
+  :func:`check_embedding_ids` fails when no unit has an embedding (ids of the wrong run).
 """
 
 from __future__ import annotations
@@ -179,6 +182,49 @@ def read_labelled(path: PathLike | None) -> list[str]:
     if df.shape[1] == 1:
         return df.iloc[:, 0].dropna().astype(str).tolist()
     raise SampleInputError(f"{p}: need a unit_id, segment_id or recording_id column")
+
+
+def exclude_nonfinite(units: pd.DataFrame, columns: Iterable[str], source: PathLike | str
+                      ) -> pd.DataFrame:
+    """``units`` without the rows whose ``columns`` hold NaN or +-inf.
+
+    Such a score would rank first (inf) or be ranked as if it meant something (NaN); each
+    column with bad rows is logged as a warning with its count. Raises
+    :class:`SampleInputError` naming ``source`` and the column when no row is left.
+    """
+    keep = np.ones(len(units), dtype=bool)
+    for col in columns:
+        if col not in units:
+            continue
+        values = units[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+            what = f"{source}: column {col!r}: {int(bad.sum())} of {len(values)} rows are " \
+                   f"not finite ({n_nan} NaN, {n_inf} inf)"
+            if bad.all():
+                raise SampleInputError(f"{what}: nothing left to score")
+            log.warning("%s: excluded from the pool", what)
+            keep &= ~bad
+    return units if keep.all() else units[keep].reset_index(drop=True)
+
+
+def check_embedding_ids(source: EmbeddingSource, ids: pd.Series, key: str,
+                        where: PathLike | str) -> None:
+    """Fail when none of the units' ``ids`` (values of ``key``) has an embedding in
+    ``source``; warn with counts when some lack one (they leave the pool)."""
+    ids = pd.Series(ids).drop_duplicates()
+    if ids.empty:
+        return
+    has = source.available(ids, key)
+    if not has.any():
+        got = getattr(source, "path", "embeddings")
+        raise SampleInputError(
+            f"{got}: none of the {len(ids)} {key}s of {where} has an embedding (e.g. "
+            f"{str(ids.iloc[0])!r}); were the embeddings made by another detection run?")
+    if not has.all():
+        log.warning("%s: %d of %d %ss have no embedding and leave the pool",
+                    getattr(source, "path", "embeddings"), int((~has).sum()), len(ids), key)
 
 
 # --------------------------------------------------------------------------- embeddings

@@ -40,8 +40,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from activepam import diversify as dv
-from activepam.argtypes import positive_int
 from activepam import scores as sc
+from activepam.argtypes import positive_int
 from activepam.sample_io import (BASE_COLUMNS, RECORDING_METADATA, EmbeddingSource,
                                  SampleInputError, attach_indices, check_embedding_ids,
                                  embedding_source, exclude_nonfinite, isin, read_labelled,
