@@ -16,7 +16,8 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
             raise ValueError(f"output {name} must be {out_dir}/{name}.*, got {smk.output[name]}")
     with rule_log(smk.log[0]):
         run_shard(smk.input.inventory, smk.wildcards.shard, out_dir, smk.params.parts_dir,
-                  dict(smk.params.detect), threads=int(smk.threads))
+                  dict(smk.params.detect), threads=int(smk.threads),
+                  label_set=smk.params.label_set)
 
 
 main(snakemake)  # noqa: F821 - injected by Snakemake

@@ -84,7 +84,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "detect"
 #: bump when the part-file layout or its computation changes (invalidates cached parts)
-PARTS_VERSION = 1
+PARTS_VERSION = 2
 PART_KINDS = ("embeddings", "predictions", "segments")  # segments last = done marker
 META_COLUMNS = ("device_id", "site", "country", "habitat", "lat", "lon", "start_time")
 QUARANTINE_COLUMNS = ["path", "stage", "reason"]
@@ -103,6 +103,7 @@ SEGMENT_PART_SCHEMA = pa.schema([
     ("max_binary_entropy", pa.float64()),
     ("mean_binary_entropy", pa.float64()),
     ("nonfinite_samples", pa.int64()),
+    ("species_set", pa.string()),
 ])
 #: Parquet metadata key of the content key a segments part was computed from
 CONTENT_KEY = b"activepam.content_key"
@@ -140,7 +141,8 @@ class DetectError(RuntimeError):
 
 @dataclass(frozen=True)
 class SpeciesFilter:
-    """Which labels are scored: ``none``, a species ``list`` file, or ``location``.
+    """Which labels are scored: ``none``, a species ``list`` file (or ``labels``: the project's
+    label set), or ``location``.
 
     ``location`` uses BirdNET's meta-model with a fixed ``lat``/``lon``/``week`` when given,
     otherwise each recording's own lat/lon (metadata) and the week of its start time (-1 = all
@@ -150,6 +152,8 @@ class SpeciesFilter:
 
     mode: str = "none"
     species_list: str | None = None
+    #: list mode from labels (the project's label set) instead of a species_list file
+    labels: tuple[str, ...] = ()
     lat: float | None = None
     lon: float | None = None
     week: int = -1
@@ -160,7 +164,7 @@ class SpeciesFilter:
     def __post_init__(self) -> None:
         if self.mode not in ("none", "list", "location"):
             raise DetectError(f"species_filter must be none, list or location, got {self.mode!r}")
-        if self.mode == "list" and not self.species_list:
+        if self.mode == "list" and not self.species_list and not self.labels:
             raise DetectError("species_filter is 'list' but no species_list file was given")
         if (self.lat is None) != (self.lon is None):
             raise DetectError("a fixed location needs both lat and lon")
@@ -190,12 +194,35 @@ class SpeciesFilter:
         if key not in self._cache:
             if key[0] == "none":
                 self._cache[key] = np.arange(bn.N_SPECIES, dtype=np.int64)
+            elif key[0] == "list" and self.labels:
+                index = {label: i for i, label in enumerate(bn.load_labels())}
+                unknown = [s for s in self.labels if s not in index]
+                if unknown:
+                    raise DetectError(f"label set: {unknown[0]!r} is not a BirdNET V2.4 label "
+                                      f"({len(unknown)} of {len(self.labels)} unknown)")
+                self._cache[key] = np.array(sorted({index[s] for s in self.labels}),
+                                            dtype=np.int64)
             elif key[0] == "list":
                 self._cache[key] = bn.species_filter_indices(species_list=self.species_list)
             else:
                 self._cache[key] = bn.species_filter_indices(lat=key[1], lon=key[2], week=key[3],
                                                              threshold=self.threshold)
         return self._cache[key]
+
+    def describe(self, lat: float | None = None, lon: float | None = None,
+                 week: int = -1) -> str:
+        """Which species set scores a recording (segments column ``species_set``)."""
+        n = len(self.indices(lat, lon, week))
+        if n == bn.N_SPECIES:
+            return f"all ({n})"
+        if self.mode == "list":
+            return f"{'label set' if self.labels else 'species list'} ({n})"
+        return f"location week {week if self.lat is None else self.week} ({n})"
+
+
+#: largest species set whose every score is kept in predictions.parquet (beyond top_k), so
+#: that the label set's full probability vector is known for every segment
+FULL_VECTOR_MAX = 300
 
 
 @dataclass(frozen=True)
@@ -415,6 +442,7 @@ class _Accumulator:
     recording: Recording
     labels: np.ndarray  # label strings of the kept species (object array)
     filtered: np.ndarray  # kept label indices
+    species_set: str = ""  # which species set scored it (SpeciesFilter.describe)
     starts: list[np.ndarray] = field(default_factory=list)
     unc: list[dict[str, np.ndarray]] = field(default_factory=list)
     topk_idx: list[np.ndarray] = field(default_factory=list)
@@ -457,6 +485,7 @@ class _Accumulator:
             "max_binary_entropy": unc["max_binary_entropy"],
             "mean_binary_entropy": unc["mean_binary_entropy"],
             "nonfinite_samples": np.full(n, int(nonfinite), dtype=np.int64),
+            "species_set": np.full(n, self.species_set, dtype=object),
         }, schema=SEGMENT_PART_SCHEMA)
         idx = np.concatenate(self.topk_idx)
         val = np.concatenate(self.topk_val)
@@ -772,8 +801,10 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
         if sf_.mode == "location" and sf_.lat is None and (m.get("lat") is None
                                                             or m.get("lon") is None):
             no_location += 1
-        idx = sf_.indices(m.get("lat"), m.get("lon"), _recording_week(m.get("start_time")))
-        return _Accumulator(rec, labels[idx], idx)
+        week = _recording_week(m.get("start_time"))
+        idx = sf_.indices(m.get("lat"), m.get("lon"), week)
+        return _Accumulator(rec, labels[idx], idx,
+                            species_set=sf_.describe(m.get("lat"), m.get("lon"), week))
 
     decoder = _Decoder(todo, params.hop_samples, model.batch_size if model else batch_size,
                        probe=probe)
@@ -798,7 +829,10 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
                     sel = item.rec_idx == i
                     if int(i) not in accs:
                         accs[int(i)] = accumulator(todo[int(i)])
-                    accs[int(i)].add(item.starts[sel], conf[sel], emb[sel], params.top_k)
+                    acc = accs[int(i)]
+                    k = (len(acc.filtered) if sf_.mode == "list"
+                         and len(acc.filtered) <= FULL_VECTOR_MAX else params.top_k)
+                    acc.add(item.starts[sel], conf[sel], emb[sel], k)
                 continue
             rec = todo[item.rec_idx]
             acc = accs.pop(item.rec_idx, None)
@@ -828,12 +862,30 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
     return stats
 
 
-def species_filter_from_config(cfg: dict[str, Any]) -> SpeciesFilter:
+def species_filter_from_config(cfg: dict[str, Any],
+                               label_set: str | os.PathLike[str] | None = None
+                               ) -> SpeciesFilter:
     """The species filter described by the ``detect`` section of params.yaml.
 
     ``location`` uses each recording's lat/lon and start-time week (from the inventory).
+    ``label_set`` scores the project's label set (``label_set``: its file, see
+    :func:`activepam.annotations.label_set_path`). ``auto`` (the default): the label set when
+    its file exists, else ``location`` - so that uncertainty is never computed over species
+    that cannot occur (e.g. out-of-range species near 0.5). Recordings without lat/lon are
+    scored over all species (logged).
     """
-    mode = str(cfg.get("species_filter", "none"))
+    mode = str(cfg.get("species_filter", "auto"))
+    if mode == "auto":
+        mode = "label_set" if label_set and Path(label_set).is_file() else "location"
+        log.info("species_filter auto: %s", mode if mode == "location" else
+                 f"label set {label_set}")
+    if mode == "label_set":
+        from activepam.annotations import read_label_set
+
+        if not label_set or not Path(label_set).is_file():
+            raise DetectError(f"detect.species_filter: label_set, but the label set file "
+                              f"{label_set or '(rounds.label_set)'} does not exist")
+        return SpeciesFilter("list", labels=tuple(read_label_set(label_set)))
     if mode == "list":
         return SpeciesFilter("list", species_list=str(cfg.get("species_list") or "") or None)
     if mode == "location":
@@ -843,7 +895,8 @@ def species_filter_from_config(cfg: dict[str, Any]) -> SpeciesFilter:
 
 def run_shard(inventory: str | os.PathLike[str], shard: str, out_dir: str | os.PathLike[str],
               parts_dir: str | os.PathLike[str], cfg: dict[str, Any], threads: int = 2,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True,
+              label_set: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Detection for the inventory rows of one ``shard`` (Snakemake ``detect_shard``).
 
     Part files live in ``parts_dir`` (outside the rule's declared outputs) so recordings
@@ -858,7 +911,7 @@ def run_shard(inventory: str | os.PathLike[str], shard: str, out_dir: str | os.P
                         overlap_s=float(cfg.get("overlap_s", 0.0)),
                         sensitivity=float(cfg.get("sensitivity", 1.0)),
                         top_k=int(cfg.get("top_k", 10)),
-                        species_filter=species_filter_from_config(cfg),
+                        species_filter=species_filter_from_config(cfg, label_set),
                         parts_dir=parts_dir, progress=progress)
 
 

@@ -3,6 +3,7 @@ import math
 
 import pandas as pd
 
+from activepam.annotations import label_set_path
 from activepam.config import validate_params
 
 # Reported before any work starts, naming the key (see workflow/schemas/params.schema.yaml).

@@ -27,6 +27,8 @@ rule detect_shard:
     params:
         detect=config["detect"],
         parts_dir=f"{RESULTS}/detect/parts",
+        # species_filter auto / label_set: the project's label set (rounds.label_set)
+        label_set=str(label_set_path(config)),
     script:
         "../../scripts/detect_shard.py"
 
