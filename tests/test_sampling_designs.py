@@ -104,7 +104,7 @@ def test_verification_design_draws_every_bin_and_site() -> None:
                n=10, predictions=preds)
 
 
-def test_verification_rounds_cover_true_density() -> None:
+def test_verification_rounds_cover_true_density(tmp_path: Path) -> None:
     """The sampler's verification design + expert answers (the truth) -> call density per site
     whose 95 % interval covers the true share of windows in >= 90 % of 30 seeds."""
     from test_answers import _labels
@@ -129,3 +129,6 @@ def test_verification_rounds_cover_true_density() -> None:
             total += 1
     assert total == 90
     assert cover / total >= 0.9
+    from activepam.verification import plot_density
+
+    assert plot_density(est, Path(tmp_path) / "density.png").stat().st_size > 5000

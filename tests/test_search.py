@@ -168,6 +168,10 @@ def test_same_species_calls_found_above_chance_on_generated_audio(tmp_path: Path
     audio, sr = sf.read(raw / seg["rel_path"])
     clip = tmp_path / "clip.wav"
     sf.write(clip, audio[int(seg["start_s"] * sr): int((seg["start_s"] + 3) * sr)], sr)
+    fig = S.plot_hits(S.search(tmp_path / "det", [sorted(by_species.iloc[0])[0]], k=8,
+                               exact=True), tmp_path / "det" / "segments.parquet",
+                      [sorted(by_species.iloc[0])[0]], tmp_path / "hits.png")
+    assert fig.stat().st_size > 20000
     hits = S.search(tmp_path / "det", [str(clip)], k=3, exact=True)
     assert hits["segment_id"].iloc[0] == seg["segment_id"]
     assert hits["similarity"].iloc[0] > 0.95

@@ -157,7 +157,7 @@ def round_stopping(n_labels: Sequence[float], metric: Sequence[float],
 
 #: files written per round by rule round_answers (beside metrics.json)
 ANSWER_OUTPUTS: tuple[str, ...] = ("thresholds.csv", "thresholds.png", "density.csv",
-                                   "reliability.png", "long_tail.png", "diel_activity.png",
+                                   "density.png", "reliability.png", "long_tail.png", "diel_activity.png",
                                    "embedding_map.png")
 
 
@@ -204,7 +204,7 @@ def write_round_answers(out_dir: str, label_files: Sequence[str], detector_predi
     from activepam.plots import evaluation as E
     from activepam.rounds import evaluation_matrices
     from activepam.sample_io import ParquetEmbeddings
-    from activepam.verification import plot_thresholds
+    from activepam.verification import plot_density, plot_thresholds
 
     out = Path(out_dir)
     labels = _read_labels_files(label_files)
@@ -224,6 +224,7 @@ def write_round_answers(out_dir: str, label_files: Sequence[str], detector_predi
     dens = round_density(drawn, round_labels, design_preds, seg, label_set, density_strata,
                          seed)
     write_csv(dens, out / "density.csv", stage="answers")
+    plot_density(dens, out / "density.png")
     # reliability on the test set
     t = evaluation_matrices(model, test_set, test_labels, embeddings, detector_predictions,
                             label_set)

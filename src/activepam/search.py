@@ -414,6 +414,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--build-index", action="store_true",
                    help="build / update the usearch index of every embeddings file first")
     p.add_argument("--out", help="write the hits to this CSV (default: print them)")
+    p.add_argument("--figure", help="PNG of the examples' and the first hits' spectrograms "
+                                    "(needs segments.parquet beside the embeddings)")
     p.set_defaults(func=_cli)
 
 
@@ -435,6 +437,10 @@ def _cli(args: argparse.Namespace) -> int:
     except SearchError as exc:
         print(f"activepam search: {exc}", file=sys.stderr)
         return 2
+    if args.figure:
+        files = store_files(args.store)
+        plot_hits(hits, files[0].with_name("segments.parquet") if len(files) == 1
+                  else Path(args.store) / "segments.parquet", args.example, args.figure)
     if args.out:
         write_csv(hits, args.out, stage="search")
         print(f"{len(hits)} hits ({hits['method'].iloc[0] if len(hits) else 'none'}) -> "
@@ -490,3 +496,42 @@ def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[st
             out[part] = (m @ q.T).max(axis=1)
     out[wanted.isin(ids)] = np.nan
     return out
+
+
+def plot_hits(hits: pd.DataFrame, segments: str | Path, examples: Sequence[str],
+              out: str | Path, n: int = 8, max_hz: float = 12000.0) -> Path:
+    """Spectrograms of the examples (segment ids) and the first ``n`` hits, with similarity:
+    what an expert looks at to judge a search."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from activepam.io import read_audio, save_figure
+
+    seg = pq.read_table(segments, columns=["segment_id", "path", "start_s"]).to_pandas()
+    seg = seg.set_index("segment_id")
+    shown = [(e, "example", None) for e in examples if e in seg.index][:2]
+    shown += [(r.segment_id, f"#{r.rank}", r.similarity) for r in hits.head(n).itertuples()]
+    ncol = 5
+    nrow = int(np.ceil(len(shown) / ncol)) or 1
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.1 * nrow), squeeze=False)
+    cache: dict[str, tuple[np.ndarray, int]] = {}
+    for ax, (sid, tag, sim) in zip(axes.flat, shown):
+        path, start = seg.at[sid, "path"], float(seg.at[sid, "start_s"])
+        if path not in cache:
+            cache[path] = read_audio(path)
+        audio, sr = cache[path]
+        piece = audio[int(start * sr): int((start + 3.0) * sr)]
+        if piece.size > 512:
+            ax.specgram(piece, NFFT=512, Fs=sr, noverlap=384, cmap="magma")
+        ax.set_ylim(0, min(max_hz, sr / 2))
+        ax.set_title(f"{tag} {sid}" + (f"\ncos {sim:.3f}" if sim is not None else ""),
+                     fontsize=6)
+        ax.tick_params(labelsize=5)
+        ax.set_xlabel("s", fontsize=6)
+        ax.set_ylabel("Hz", fontsize=6)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, out, stage="search", dpi=110)

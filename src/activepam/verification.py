@@ -353,3 +353,40 @@ def plot_thresholds(verified: pd.DataFrame, thresholds: pd.DataFrame, out: str |
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, out, stage="verification", dpi=110)
+
+
+def plot_density(density: pd.DataFrame, out: str | Path, max_species: int = 8) -> Path:
+    """Call density per stratum with its interval, one panel per species."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from activepam.io import save_figure
+
+    d = density.dropna(subset=["density"]) if "density" in density else density.head(0)
+    species = list(dict.fromkeys(d["species"]))[:max_species]
+    ncol = min(4, max(1, len(species)))
+    nrow = max(1, int(np.ceil(len(species) / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), squeeze=False)
+    for ax, sp in zip(axes.flat, species):
+        g = d[d["species"] == sp]
+        y = np.arange(len(g))
+        ax.errorbar(g["density"], y, xerr=[g["density"] - g["density_lo"],
+                                           g["density_hi"] - g["density"]],
+                    fmt="o", color="C0", capsize=2)
+        ax.set_yticks(y)
+        ax.set_yticklabels([s.split("=")[-1] or "all" for s in g["stratum"]], fontsize=6)
+        ax.set_xlim(0, min(1, max(0.05, float(g["density_hi"].max()) * 1.15)))
+        ax.set_xlabel("share of 3 s windows", fontsize=7)
+        ax.set_title(str(sp).split("_")[-1], fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(species):]:
+        ax.axis("off")
+    if not species:
+        axes.flat[0].text(0.5, 0.5, "no call-density estimate this round\n(needs a round "
+                          "drawn by the verification design)", ha="center", va="center",
+                          fontsize=8, transform=axes.flat[0].transAxes)
+    fig.suptitle("call density with 95 % intervals (Navine et al. 2024)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out, stage="verification", dpi=110)
