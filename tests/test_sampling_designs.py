@@ -132,3 +132,33 @@ def test_verification_rounds_cover_true_density(tmp_path: Path) -> None:
     from activepam.verification import plot_density
 
     assert plot_density(est, Path(tmp_path) / "density.png").stat().st_size > 5000
+
+
+def test_typiclust_picks_typical_points_of_uncovered_clusters() -> None:
+    from activepam import diversify as dv
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10, size=(6, 4))
+    sizes = [200, 150, 120, 80, 40, 10]
+    x = np.vstack([c + rng.normal(size=(m, 4)) for c, m in zip(centres, sizes)])
+    truth = np.repeat(np.arange(6), sizes)
+    picked = dv.typiclust(x, 4, seed=0)
+    assert len(picked.pos) == 4
+    assert sorted(truth[picked.pos]) == [0, 1, 2, 3]  # the four largest clusters
+    for p in picked.pos:  # typical = close to its cluster's centre
+        c = truth[p]
+        d = np.linalg.norm(x[truth == c] - centres[c], axis=1)
+        assert np.linalg.norm(x[p] - centres[c]) <= np.quantile(d, 0.25)
+    # a cluster holding a labelled unit is skipped
+    seeded = dv.typiclust(x, 4, seeds=centres[:1], seed=0)
+    assert 0 not in set(truth[seeded.pos])
+    assert all(r.startswith("typiclust") for r in seeded.reason)
+
+
+def test_typiclust_strategy_runs_without_scores() -> None:
+    seg, cluster, emb = _segments()
+    frame = pd.DataFrame({"segment_id": seg["segment_id"], "embedding": list(emb)})
+    out = sample(seg, "typiclust", n=5, seed=0, embeddings=frame)
+    assert len(out) == 5 and out["reason"].str.startswith("typiclust").all()
+    idx = seg.set_index("segment_id").index.get_indexer(out["unit_id"])
+    assert len(set(cluster[idx])) == 5  # one per cluster of the 5 generated

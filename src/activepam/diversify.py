@@ -277,6 +277,56 @@ def farthest_first(x: np.ndarray, q: int, seeds: np.ndarray | None = None) -> Pi
     return Picked(pos, np.full(len(pos), -1, dtype=np.int64), reasons)
 
 
+def typiclust(x: np.ndarray, q: int, seeds: np.ndarray | None = None, n_neighbors: int = 20,
+              seed: int | None = 0) -> Picked:
+    """TypiClust (Hacohen, Dekel & Weinshall 2022, "Active learning on a budget"): k-means
+    with k = labelled + q clusters, then from each of the ``q`` largest clusters holding no
+    labelled unit (``seeds``) the most *typical* candidate: the highest inverse mean distance
+    to its ``n_neighbors`` nearest neighbours within the cluster. A cold-start strategy: it
+    needs no model scores. Short of clusters, the batch is topped up with the next most
+    typical candidates."""
+    from sklearn.cluster import KMeans
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(x)
+    q = min(q, n)
+    if q == 0:
+        return Picked.empty()
+    xf = np.asarray(x, dtype=np.float64)
+    s = np.asarray(seeds, dtype=np.float64) if seeds is not None and len(seeds) else None
+    k = min(n, q + (0 if s is None else len(s)))
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(xf)
+    labels = km.labels_
+    covered = set(km.predict(s).tolist()) if s is not None else set()
+    typ = np.zeros(n)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        nn = min(n_neighbors, len(members) - 1)
+        if nn < 1:
+            typ[members] = 0.0
+            continue
+        d, _ = NearestNeighbors(n_neighbors=nn + 1).fit(xf[members]).kneighbors(xf[members])
+        typ[members] = 1.0 / (d[:, 1:].mean(axis=1) + 1e-12)
+    sizes = np.bincount(labels, minlength=k)
+    order = [c for c in np.argsort(-sizes, kind="stable") if c not in covered]
+    picks, reasons, clusters = [], [], []
+    for c in order[:q]:
+        members = np.flatnonzero(labels == c)
+        best = int(members[np.argmax(typ[members])])
+        picks.append(best)
+        clusters.append(int(c))
+        reasons.append(f"typiclust: most typical of cluster {c} ({sizes[c]} candidates, "
+                       "no labelled unit)")
+    if len(picks) < q:  # every cluster covered or too few: the next most typical candidates
+        rest = [i for i in np.argsort(-typ, kind="stable") if i not in set(picks)]
+        for i in rest[: q - len(picks)]:
+            picks.append(int(i))
+            clusters.append(int(labels[i]))
+            reasons.append(f"typiclust: top-up, next most typical (cluster {labels[i]})")
+    return Picked(np.asarray(picks, dtype=np.int64), np.asarray(clusters, dtype=np.int64),
+                  reasons)
+
+
 def top_m(score: np.ndarray, tiebreak: np.ndarray, m: int) -> np.ndarray:
     """Positions of the ``m`` best scores (NaN last; ties at the cut by smallest ``tiebreak``),
     returned in preference order. Linear time (argpartition) plus a sort of the ``m`` winners."""

@@ -462,7 +462,8 @@ def _diversify_pending(pool: Pool, spec: Mapping[str, Any], seed: int,
     if np.isnan(matrix).any():
         raise SampleInputError("embeddings: some candidates have no (finite) embedding")
     n_cand = len(matrix)
-    if div["method"] == "farthest_first" and div["seed_with_labelled"] and labelled:
+    if div["method"] in ("farthest_first", "typiclust") and div["seed_with_labelled"] \
+            and labelled:
         lab = pd.Series(labelled, dtype=str)
         lab = lab[embeddings.available(lab, key)]
         if len(lab):
@@ -483,6 +484,8 @@ def _diversify_pending(pool: Pool, spec: Mapping[str, Any], seed: int,
                 picked = dv.kmeans_select(x, q, div["k"], seed)
             elif div["method"] == "ward":
                 picked = dv.ward_select(x, q, div["k"], seed, div["subsample"])
+            elif div["method"] == "typiclust":
+                picked = dv.typiclust(x, q, seeds, seed=seed)
             else:
                 picked = dv.farthest_first(x, q, seeds)
             chosen.add(rows, picked, s, prefix)

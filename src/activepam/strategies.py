@@ -10,7 +10,8 @@ A strategy is a mapping (a ``sampling.strategies`` entry in params.yaml, a YAML 
             threshold: null}
     aggregation: {method: topk | mean | median | max | mean_event, k: 10,
                   event_threshold: 0.5}  # recording units only
-    diversify: {method: none | kmeans | ward | farthest_first | species_balanced, k: null,
+    diversify: {method: none | kmeans | ward | farthest_first | species_balanced | typiclust,
+                k: null,
                 candidates: 10, pca: null, normalize: false, subsample: 2000,
                 min_per_species: 1, seed_with_labelled: true}
     strata: [site, diel]                 # any keys of activepam.strata.STRATUM_KEYS
@@ -42,8 +43,9 @@ from activepam.strata import DEFAULT_OPTIONS, STRATUM_KEYS
 from activepam.uncertainty import AGGREGATIONS
 
 UNITS = ("segment", "recording")
-DIVERSIFY_METHODS = ("none", "kmeans", "ward", "farthest_first", "species_balanced")
-EMBEDDING_METHODS = frozenset({"kmeans", "ward", "farthest_first"})
+DIVERSIFY_METHODS = ("none", "kmeans", "ward", "farthest_first", "species_balanced",
+                     "typiclust")
+EMBEDDING_METHODS = frozenset({"kmeans", "ward", "farthest_first", "typiclust"})
 ALLOCATIONS = ("equal", "proportional", "divergence")
 
 
@@ -129,6 +131,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "core-set farthest-first traversal of the most uncertain segments, "
                        "seeded by labelled ones", **_ENTROPY,
         "diversify": {"method": "farthest_first"}},
+    "typiclust": {
+        "description": "TypiClust (cold start): the most typical segment of each of the "
+                       "largest clusters with no labelled unit (no model scores needed)",
+        "diversify": {"method": "typiclust", "candidates": 0, "pca": 64}},
     "species_balanced": {
         "description": "most uncertain segments, even over predicted top-1 species (>= 1 each)",
         **_ENTROPY, "diversify": {"method": "species_balanced", "min_per_species": 1}},
