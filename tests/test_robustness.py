@@ -122,7 +122,7 @@ def test_unknown_and_missing_keys_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_params(bad)
     msg = str(err.value)
-    assert "'batchsize' was unexpected" in msg and "detect" in msg
+    assert "detect.batchsize: unknown key (did you mean 'batch_size'?)" in msg
     assert "'indices' is a required property" in msg
 
 
