@@ -78,7 +78,7 @@ def small_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             res.to_parquet(path)
             runs.append(str(path))
-    sim.full_supervision(ds, CFG).to_parquet(simdir / "full_supervision.parquet")
+    sim.full_supervision(ds, CFG, seeds=[0, 1]).to_parquet(simdir / "full_supervision.parquet")
     params = {
         "metric": "macro_ap",
         "budget_axis": "recording_fraction",

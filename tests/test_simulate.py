@@ -58,7 +58,13 @@ def tiny_dataset(
 
 
 CFG = SimConfig(
-    seed_size=2, batch_size=2, rounds=3, pca_dims=0, strata=("site", "lat_band"), test_fraction=0.34
+    seed_size=2,
+    batch_size=2,
+    rounds=3,
+    pca_dims=0,
+    strata=("site", "lat_band"),
+    test_fraction=0.34,
+    budget_unit="units",  # counts of units (the listening-seconds budgets: tests/test_fair.py)
 )
 
 
@@ -305,7 +311,8 @@ def test_run_is_deterministic_and_seed_set_shared_across_strategies():
 def test_run_stops_when_pool_is_exhausted():
     ds = tiny_dataset(n_rec_per_site=3)
     cfg = SimConfig(
-        seed_size=2, batch_size=3, rounds=10, pca_dims=0, strata=("site",), test_fraction=0.34
+        seed_size=2, batch_size=3, rounds=10, pca_dims=0, strata=("site",), test_fraction=0.34,
+        budget_unit="units",
     )
     res = sim.run_simulation(ds, sim.resolve_strategy("random_files"), 0, cfg)
     overall = res[(res.stratum == "all") & (res.metric == "macro_ap")]

@@ -374,7 +374,8 @@ def test_default_features_not_worse_than_whitening_on_real_embeddings(
     ap = {}
     for whiten in (False, True):
         cfg = sim.SimConfig(seed_size=10, batch_size=10, rounds=2, test_fraction=0.3,
-                            strata=(), probe_C=0.1, pca_dims=128, whiten=whiten)
+                            strata=(), probe_C=0.1, pca_dims=128, whiten=whiten,
+                            budget_unit="units", data_fraction=1.0)  # 10 labels a round
         Z = sim.config_features(real_embeddings.X, cfg)
         vals = []
         for seed in range(3):

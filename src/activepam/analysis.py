@@ -2,12 +2,20 @@
 
 Learning-curve statistics (used to compare sampling strategies):
 
-* :func:`t_interval` - mean and two-sided Student-t confidence interval over repeat seeds;
-* :func:`aulc` - normalised area under a learning curve (trapezoid over the labelled fraction,
-  divided by the fraction range, so it is the curve's mean level in metric units);
+* :func:`bootstrap_interval` - mean and percentile-bootstrap interval over replicates (on the
+  metric's range: no macro AP below 0 or above 1); :func:`t_interval` is kept for reference;
+* :func:`aulc` - normalised area under a learning curve over a budget window (trapezoid divided
+  by the window, so it is the curve's mean level in metric units);
 * :func:`budget_to_target` - first (linearly interpolated) budget at which a curve reaches a
-  target score, e.g. 95 % of the full-supervision score;
+  target score, e.g. 95 % of the replicate's full-supervision score;
 * :func:`spread` - coefficient of variation and Pielou evenness of per-stratum performance.
+
+The cost axis is what an expert pays: seconds of audio listened (``audio_seconds``; a segment
+costs its exported clip with context, a recording its duration), so whole recordings and single
+segments are on the same axis; unit counts are kept as extra columns. A replicate seed varies
+the data (subsample), the test split and the active learner (:func:`activepam.simulate.
+replicate_rows`); the full-supervision reference is computed per replicate and gets its own
+interval; "x % of full supervision" is the ratio to the replicate's reference (uncapped).
 
 Stratified generalisation (after McEwen, Bernard & Stowell 2025):
 
@@ -17,14 +25,17 @@ Stratified generalisation (after McEwen, Bernard & Stowell 2025):
   fraction of the species-label entropy, with a permutation baseline for the plug-in bias;
 * :func:`leave_one_stratum_out` - train a probe without a stratum and test on it, compared with
   a probe that also saw part of the stratum (the in-distribution reference) on the same test
-  recordings; the drop is then related to the stratum's divergence from the rest
-  (:func:`correlate`: Pearson and Spearman).
+  recordings; the drop is then related to the stratum's divergence from the rest per setting
+  (:func:`loso_correlation`, no p-values over strata) and tested across independent settings
+  (:func:`across_settings_test`).
 
-Gathering simulated runs (:func:`summarise`, :func:`gather_to_files`): per run the AULC (whole
-curve and up to the mid budget), the metric at the mid budget and the budget needed to reach
-``target_fraction`` x the full-supervision score; per strategy their means and t-intervals; and
-``claims.json`` checking the configured claim (e.g. Top-K entropy files vs random files: target
-reached within ``max_budget``, AULC interval entirely above the baseline's, paired difference).
+Gathering simulated runs (:func:`summarise`, :func:`gather_to_files`): per run the AULC over the
+listening window every run covers (and up to the mid budget), the metric and its ratio to the
+replicate's full supervision at the end, and the listening seconds (and units) needed to reach
+``target_fraction`` x full supervision; per strategy their means and bootstrap intervals;
+``claims.json`` with the configured claim (Top-K entropy files vs random files: target reached
+within ``max_budget`` of the pool's audio, paired AULC difference) and the paired comparisons
+(:data:`DEFAULT_COMPARISONS`); :func:`strategy_table` prints the README strategy table.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from scipy import stats
 
 from activepam.simulate import (
     BUDGET_COLS,
+    REPLICATE_COLS,
     RUN_KEYS,
     Probe,
     SimConfig,
@@ -72,14 +84,52 @@ def t_interval(
     return mean, mean - half, mean + half, n
 
 
+#: resamples of the percentile bootstrap over replicates
+N_BOOT = 2000
+
+
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray,
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float, float, int]:
+    """Mean and percentile-bootstrap ``level`` interval of the mean of ``values`` (NaNs
+    ignored), resampling the replicates with replacement (seeded, so reproducible).
+
+    The interval stays on the range of the values (every resampled mean lies between their
+    minimum and maximum), so a metric in [0, 1] gets an interval in [0, 1], unlike a t-interval.
+    With few replicates it is narrow (it cannot cover what was never observed): report ``n``.
+    Returns ``(mean, low, high, n)``; one value collapses the interval, none gives NaNs.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(v.mean())
+    if n == 1 or np.ptp(v) == 0:
+        return mean, mean, mean, n
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, n, size=(int(n_boot), n))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return mean, float(lo), float(hi), n
+
+
 def aulc(
-    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, x_max: float | None = None
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    x_max: float | None = None,
+    x_min: float | None = None,
 ) -> float:
     """Normalised area under the learning curve ``y(x)``: trapezoid / (x range).
 
-    ``x`` is the labelled fraction (sorted ascending, duplicates allowed); points beyond
-    ``x_max`` are cut and the curve is linearly interpolated at ``x_max``. A flat curve at level
-    c has AULC c. Fewer than two points give the single value (or NaN).
+    ``x`` is the budget (listening seconds or a labelled fraction; sorted ascending, duplicates
+    allowed); points outside ``[x_min, x_max]`` are cut and the curve is linearly interpolated at
+    the bounds, so runs of different strategies are integrated over the same budget window. A
+    flat curve at level c has AULC c. Fewer than two points give the single value (or NaN); a
+    window starting before the curve's first budget gives NaN (no extrapolation).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -87,6 +137,13 @@ def aulc(
     x, y = x[ok], y[ok]
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
+    if x_min is not None and len(x):
+        if x[0] > x_min + 1e-9:
+            return float("nan")
+        if x[0] < x_min:
+            keep = x >= x_min
+            y_at = float(np.interp(x_min, x, y))
+            x, y = np.insert(x[keep], 0, x_min), np.insert(y[keep], 0, y_at)
     if x_max is not None and len(x) and x[-1] > x_max:
         keep = x <= x_max
         y_at = float(np.interp(x_max, x, y))
@@ -143,13 +200,40 @@ def spread(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- run summaries
 
+#: the primary cost axis: seconds of audio an expert listens to (context included)
+PRIMARY_BUDGET = "audio_seconds"
+
 
 def overall_metric(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (strategy, unit, seed, round) with the budget columns and ``value``."""
     sel = results[(results["stratum"] == "all") & (results["metric"] == metric)]
     if sel.empty:
         raise KeyError(f"results: no overall rows for metric {metric!r}")
-    return sel[RUN_KEYS + BUDGET_COLS + ["value"]].sort_values(RUN_KEYS).reset_index(drop=True)
+    extra = [c for c in REPLICATE_COLS if c in sel]
+    return (
+        sel[RUN_KEYS + extra + BUDGET_COLS + ["value"]]
+        .sort_values(RUN_KEYS)
+        .reset_index(drop=True)
+    )
+
+
+def reference_scores(full: pd.DataFrame, metric: str) -> dict[int, float] | float:
+    """The full-supervision ``metric`` per replicate seed (a table with a ``seed`` column, one
+    reference per replicate) or a single score (an old table without ``seed``)."""
+    sel = full[(full["stratum"] == "all") & (full["metric"] == metric)]
+    if sel.empty:
+        raise KeyError(f"full supervision: no overall {metric!r}")
+    if "seed" not in sel:
+        return float(sel["value"].iloc[0])
+    return {int(k): float(v) for k, v in zip(sel["seed"], sel["value"])}
+
+
+def _ref_of(reference: Mapping[int, float] | float, seed: int) -> float:
+    if isinstance(reference, Mapping):
+        if int(seed) not in reference:
+            raise KeyError(f"full supervision: no reference for replicate seed {seed}")
+        return float(reference[int(seed)])
+    return float(reference)
 
 
 def learning_curves(
@@ -158,12 +242,15 @@ def learning_curves(
     stratum: str = "all",
     stratum_value: str = "all",
     level: float = 0.95,
-    budget: str = "recording_fraction",
+    budget: str = PRIMARY_BUDGET,
+    reference: Mapping[int, float] | float | None = None,
 ) -> pd.DataFrame:
-    """Mean learning curve and t-interval over seeds per strategy and round.
+    """Mean learning curve and percentile-bootstrap interval over replicates per strategy and
+    round (rounds are matched in budget across replicates).
 
     Returns ``DataFrame[strategy, unit, round, budget (mean), <budget cols mean>, mean, low,
-    high, n_seeds]``.
+    high, n_seeds]``; with ``reference`` (full-supervision score per replicate seed) also the
+    ratio to the replicate's reference ``ratio, ratio_low, ratio_high`` (uncapped).
     """
     sel = results[
         (results["metric"] == metric)
@@ -176,7 +263,7 @@ def learning_curves(
         )
     rows = []
     for (strategy, unit, rnd), g in sel.groupby(["strategy", "unit", "round"], sort=True):
-        mean, lo, hi, n = t_interval(g["value"], level)
+        mean, lo, hi, n = bootstrap_interval(g["value"], level)
         row = {
             "strategy": strategy,
             "unit": unit,
@@ -185,6 +272,10 @@ def learning_curves(
         }
         row.update({c: float(g[c].mean()) for c in BUDGET_COLS})
         row.update(mean=mean, low=lo, high=hi, n_seeds=n)
+        if reference is not None:
+            ratio = g["value"].to_numpy() / np.asarray([_ref_of(reference, s) for s in g["seed"]])
+            r_mean, r_lo, r_hi, _ = bootstrap_interval(ratio, level)
+            row.update(ratio=r_mean, ratio_low=r_lo, ratio_high=r_hi)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -201,48 +292,77 @@ class TargetSpec:
         return self.fraction * self.full_score
 
 
+def common_window(results: pd.DataFrame, metric: str, budget: str) -> tuple[float, float]:
+    """The budget window every run covers: from the largest first budget to the smallest final
+    budget over all runs (so AULCs of all strategies integrate the same listening time)."""
+    curves = overall_metric(results, metric)
+    by_run = curves.groupby(["strategy", "unit", "seed"])[budget]
+    lo, hi = float(by_run.min().max()), float(by_run.max().min())
+    return lo, max(lo, hi)
+
+
 def per_run_summary(
     results: pd.DataFrame,
     metric: str,
-    target: TargetSpec,
-    budget: str = "recording_fraction",
+    target: TargetSpec | float,
+    budget: str = PRIMARY_BUDGET,
     mid_budget: float | None = None,
+    reference: Mapping[int, float] | float | None = None,
+    window: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
-    """Per (strategy, unit, seed): AULC (whole curve and up to ``mid_budget``), the metric at
-    ``mid_budget`` and the budget needed to reach the target (in every budget unit)."""
+    """Per (strategy, unit, seed): AULC over the common budget ``window`` (and up to
+    ``mid_budget``), the metric at ``mid_budget`` and at the end, its ratio to the replicate's
+    full-supervision reference, and the budget needed to reach the target in every budget
+    unit (listening seconds first; units, segments, recordings as extra columns).
+
+    ``target``: a :class:`TargetSpec` (fixed target score) or a fraction of the replicate's
+    ``reference`` ("x % of full supervision", per replicate).
+    """
     curves = overall_metric(results, metric)
+    lo, hi = window if window is not None else (None, None)
     rows = []
     for (strategy, unit, seed), g in curves.groupby(["strategy", "unit", "seed"], sort=True):
         g = g.sort_values("round")
         x, y = g[budget].to_numpy(), g["value"].to_numpy()
+        ref = _ref_of(reference, seed) if reference is not None else float("nan")
+        if isinstance(target, TargetSpec):
+            goal = target.target
+        else:
+            goal = float(target) * ref
         row = {
             "strategy": strategy,
             "unit": unit,
             "seed": int(seed),
+            **{c: int(g[c].iloc[0]) for c in REPLICATE_COLS if c in g},
             "metric": metric,
-            "aulc": aulc(x, y),
+            "full": ref,
+            "target": goal,
+            "aulc": aulc(x, y, x_max=hi, x_min=lo),
             "final": float(y[-1]),
+            "final_ratio": float(y[-1] / ref) if ref > 0 else float("nan"),
             "final_budget": float(x[-1]),
         }
+        row["aulc_ratio"] = row["aulc"] / ref if ref > 0 else float("nan")
         if mid_budget is not None:
-            row["aulc_mid"] = aulc(x, y, x_max=mid_budget)
+            row["aulc_mid"] = aulc(x, y, x_max=mid_budget, x_min=lo)
             row["value_mid"] = (
                 float(np.interp(mid_budget, x, y)) if x[0] <= mid_budget else float("nan")
             )
         for col in BUDGET_COLS:
-            row[f"to_target_{col}"] = budget_to_target(g[col].to_numpy(), y, target.target)
+            row[f"to_target_{col}"] = budget_to_target(g[col].to_numpy(), y, goal)
         row["reached_target"] = bool(np.isfinite(row[f"to_target_{budget}"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def strategy_summary(per_run: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Mean and t-interval over seeds of every numeric per-run column, per strategy."""
+    """Mean and percentile-bootstrap interval over replicates of every numeric per-run column,
+    per strategy (``to_target_*`` over the runs that reached the target)."""
+    skip = {"strategy", "unit", "seed", "metric", "reached_target", *REPLICATE_COLS}
     value_cols = [
         c
         for c in per_run.columns
-        if c not in ("strategy", "unit", "seed", "metric", "reached_target")
-        and pd.api.types.is_numeric_dtype(per_run[c])
+        if c not in skip and pd.api.types.is_numeric_dtype(per_run[c])
     ]
     rows = []
     for (strategy, unit), g in per_run.groupby(["strategy", "unit"], sort=True):
@@ -253,7 +373,7 @@ def strategy_summary(per_run: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
             "reached_target_runs": int(g["reached_target"].sum()),
         }
         for c in value_cols:
-            mean, lo, hi, _ = t_interval(g[c], level)
+            mean, lo, hi, _ = bootstrap_interval(g[c], level)
             row[c] = mean
             row[f"{c}_low"] = lo
             row[f"{c}_high"] = hi
@@ -541,11 +661,58 @@ def stratified_analysis(
 
 
 def loso_correlation(loso: pd.DataFrame, x: str = "jsd_label", y: str = "drop_ap") -> pd.DataFrame:
-    """Correlation of the LOSO drop with divergence per key, over all settings pooled."""
+    """Correlation of the LOSO drop with divergence over the strata of ONE setting, per key and
+    setting (``dataset, setting, key, x, y, n, pearson_r, spearman_rho``).
+
+    No p-values: the strata of one dataset share its pool and probe, and strata of different
+    settings must not be pooled as if independent; test across settings with
+    :func:`across_settings_test`.
+    """
     rows = []
-    for key, g in loso.groupby("key", sort=True):
-        rows.append({"key": key, "x": x, "y": y, **correlate(g[x], g[y])})
+    group = [c for c in ("dataset", "setting") if c in loso]
+    for keys, g in loso.groupby([*group, "key"], sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        c = correlate(g[x], g[y])
+        rows.append(
+            {
+                **dict(zip([*group, "key"], keys)),
+                "x": x,
+                "y": y,
+                "n": c["n"],
+                "pearson_r": c["pearson_r"],
+                "spearman_rho": c["spearman_rho"],
+            }
+        )
     return pd.DataFrame(rows)
+
+
+def across_settings_test(r: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Test of per-setting correlations across independent settings (one value per setting).
+
+    Returns the number of settings with a finite r, their mean and median, how many are > 0,
+    a one-sample t-test of the mean Fisher z (atanh r, clipped) against 0 and a Wilcoxon
+    signed-rank test of r against 0 (two-sided; NaN with fewer than 3 settings).
+    """
+    v = np.asarray(r, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    out = {
+        "n_settings": n,
+        "mean_r": float(v.mean()) if n else float("nan"),
+        "median_r": float(np.median(v)) if n else float("nan"),
+        "positive_settings": int((v > 0).sum()),
+        "fisher_z_mean": float("nan"),
+        "t_p": float("nan"),
+        "wilcoxon_p": float("nan"),
+    }
+    if n >= 3:
+        z = np.arctanh(np.clip(v, -0.999999, 0.999999))
+        out["fisher_z_mean"] = float(z.mean())
+        if np.ptp(z) > 0:
+            out["t_p"] = float(stats.ttest_1samp(z, 0.0).pvalue)
+        if np.any(v != 0):
+            out["wilcoxon_p"] = float(stats.wilcoxon(v).pvalue)
+    return out
 
 
 # --------------------------------------------------------------------------- gather + claims
@@ -578,11 +745,9 @@ def read_runs(paths: Sequence[str]) -> pd.DataFrame:
 
 
 def full_score(full: pd.DataFrame, metric: str) -> float:
-    """The overall ``metric`` of the full-supervision table."""
-    sel = full[(full["stratum"] == "all") & (full["metric"] == metric)]
-    if sel.empty:
-        raise KeyError(f"full supervision: no overall {metric!r}")
-    return float(sel["value"].iloc[0])
+    """The overall ``metric`` of the full-supervision table (mean over replicates)."""
+    ref = reference_scores(full, metric)
+    return float(np.mean(list(ref.values()))) if isinstance(ref, Mapping) else float(ref)
 
 
 def mid_budget_of(results: pd.DataFrame, budget: str, mid: float = 0.0) -> float:
@@ -593,93 +758,180 @@ def mid_budget_of(results: pd.DataFrame, budget: str, mid: float = 0.0) -> float
     return float(final.min() / 2.0)
 
 
+#: strategy pairs compared by default when both are simulated: the published claims (Top-K
+#: entropy files vs random files, Lindholm et al. 2025; explicit strata vs the same strategy
+#: without strata, McEwen, Bernard & Stowell 2025) and uncertainty vs random segments
+DEFAULT_COMPARISONS = (
+    ("topk_entropy_files", "random_files"),
+    ("stratified_entropy", "max_entropy"),
+    ("stratified_kmeans_entropy", "kmeans_entropy"),
+    ("max_entropy", "random"),
+    ("kmeans_entropy", "random"),
+    ("random", "random_files"),
+)
+
+
+def _triple(row: Mapping[str, Any], col: str) -> list[float]:
+    return [row[col], row[f"{col}_low"], row[f"{col}_high"]]
+
+
 def summarise(
     results: pd.DataFrame,
     full: pd.DataFrame,
     params: Mapping[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Per-run table, per-strategy summary (means and t-intervals) and the claims dict."""
+    """Per-run table, per-strategy summary (means and bootstrap intervals) and the claims dict.
+
+    Budget axis (``budget_axis``, default listening seconds): AULC over the window every run
+    covers (:func:`common_window`), the target = ``target_fraction`` x the replicate's own
+    full-supervision reference, intervals = percentile bootstrap over replicates.
+    """
     metric = params.get("metric", "macro_ap")
-    budget = params.get("budget_axis", "segment_fraction")
-    target = TargetSpec(full_score(full, metric), float(params.get("target_fraction", 0.95)))
-    mid = mid_budget_of(results, budget, float(params.get("mid_budget", 0) or 0))
-    per_run = per_run_summary(results, metric, target, budget, mid)
+    budget = params.get("budget_axis", PRIMARY_BUDGET)
+    fraction = float(params.get("target_fraction", 0.95))
+    reference = reference_scores(full, metric)
+    ref_values = list(reference.values()) if isinstance(reference, Mapping) else [reference]
+    f_mean, f_lo, f_hi, _ = bootstrap_interval(ref_values)
+    window = common_window(results, metric, budget)
+    mid = float(params.get("mid_budget") or 0) or window[0] + (window[1] - window[0]) / 2.0
+    per_run = per_run_summary(results, metric, fraction, budget, mid, reference, window)
     summary = strategy_summary(per_run)
-    curves = learning_curves(results, metric, budget=budget)
-    mean_cross = {}
+    curves = learning_curves(results, metric, budget=budget, reference=reference)
+    mean_cross, mean_cross_frac = {}, {}
     for strategy, g in curves.groupby("strategy"):
         mean_cross[strategy] = budget_to_target(
-            g["budget"].to_numpy(), g["mean"].to_numpy(), target.target
+            g["budget"].to_numpy(), g["ratio"].to_numpy(), fraction
+        )
+        mean_cross_frac[strategy] = budget_to_target(
+            g["audio_fraction"].to_numpy(), g["ratio"].to_numpy(), fraction
         )
     summary["to_target_mean_curve"] = summary["strategy"].map(mean_cross)
+    n_split = int(results["split_seed"].nunique()) if "split_seed" in results else 1
+    vary = bool(params.get("vary_split", True)) and "split_seed" in results
+    data_seeds = sorted(set(results["data_seed"])) if "data_seed" in results else [-1]
+    data_fraction = float(params.get("data_fraction", 1.0) or 1.0)
     claims: dict[str, Any] = {
         "metric": metric,
         "budget_axis": budget,
-        "full_supervision": target.full_score,
-        "target_fraction": target.fraction,
-        "target": target.target,
+        "budget_note": "seconds of audio an expert listens to: a segment costs its exported clip "
+        "(3 s + context_s each side, clipped at the file bounds), a recording its duration",
+        "context_s": params.get("context_s"),
+        "interval": f"95% percentile bootstrap over replicates ({N_BOOT} resamples)",
+        "replicates": {
+            "n": int(results["seed"].nunique()),
+            "split": "varies (split_seed + replicate)" if vary or n_split > 1 else "fixed",
+            "data": (
+                f"varies: seeded subsample of {data_fraction:.0%} of every site's recordings"
+                if data_seeds != [-1]
+                else "fixed (the demo's generator seed; no data resample)"
+            ),
+            "active_learning": "varies (replicate seed)",
+        },
+        "full_supervision": f_mean,
+        "full_supervision_interval": [f_mean, f_lo, f_hi],
+        "full_supervision_per_seed": (
+            {str(k): v for k, v in reference.items()} if isinstance(reference, Mapping) else {}
+        ),
+        "full_supervision_note": "probe trained on the replicate's whole pool at the same C: a "
+        "reference, not a ceiling; ratios above 1 mean a labelled subset beat it",
+        "target_fraction": fraction,
+        "target": fraction * f_mean,
+        "window": list(window),
         "mid_budget": mid,
         "n_seeds": int(results["seed"].nunique()),
         "strategies": {},
     }
     for _, row in summary.iterrows():
-        claims["strategies"][row["strategy"]] = {
+        entry: dict[str, Any] = {
             "unit": row["unit"],
             "n_seeds": int(row["n_seeds"]),
-            "aulc": [row["aulc"], row["aulc_low"], row["aulc_high"]],
-            "aulc_mid": [row["aulc_mid"], row["aulc_mid_low"], row["aulc_mid_high"]],
-            "value_mid": [row["value_mid"], row["value_mid_low"], row["value_mid_high"]],
-            "final": [row["final"], row["final_low"], row["final_high"]],
             "reached_target_runs": int(row["reached_target_runs"]),
-            f"to_target_{budget}": [
-                row[f"to_target_{budget}"],
-                row[f"to_target_{budget}_low"],
-                row[f"to_target_{budget}_high"],
-            ],
             "to_target_mean_curve": row["to_target_mean_curve"],
         }
+        for col in ("aulc", "aulc_ratio", "aulc_mid", "value_mid", "final", "final_ratio",
+                    "final_budget"):
+            entry[col] = _triple(row, col)
+        for col in ("audio_seconds", "audio_fraction", "n_units", "n_segments", "n_recordings",
+                    budget):
+            entry[f"to_target_{col}"] = _triple(row, f"to_target_{col}")
+        claims["strategies"][row["strategy"]] = entry
     claim = params.get("claim") or {}
     a, b = claim.get("strategy"), claim.get("baseline")
     if a in claims["strategies"] and b in claims["strategies"]:
         runs_a = per_run[per_run["strategy"] == a]
         max_budget = float(claim.get("max_budget", 0.15))
-        reached = runs_a[f"to_target_{budget}"].to_numpy()
+        reached = runs_a["to_target_audio_fraction"].to_numpy()
+        cross = mean_cross_frac.get(a, np.nan)
         claims["claim"] = {
             "strategy": a,
             "baseline": b,
             "max_budget": max_budget,
+            "max_budget_note": "fraction of the pool's audio listened to",
             "reaches_target_within_max_budget_runs": int(np.sum(reached <= max_budget)),
             "runs": len(runs_a),
-            "mean_curve_reaches_target_at": mean_cross.get(a),
-            "mean_curve_within_max_budget": bool(
-                np.isfinite(mean_cross.get(a, np.nan)) and mean_cross[a] <= max_budget
-            ),
+            "mean_curve_reaches_target_at": cross,
+            "mean_curve_within_max_budget": bool(np.isfinite(cross) and cross <= max_budget),
             "aulc_mid_disjoint_above_baseline": intervals_disjoint_above(summary, a, b, "aulc_mid"),
             "aulc_disjoint_above_baseline": intervals_disjoint_above(summary, a, b, "aulc"),
             "aulc_mid_difference_paired": paired_difference(per_run, a, b, "aulc_mid"),
+            "aulc_difference_paired": paired_difference(per_run, a, b, "aulc"),
         }
+    pairs = params.get("comparisons") or DEFAULT_COMPARISONS
+    claims["comparisons"] = {}
+    for a, b in (tuple(p) for p in pairs):
+        if a in claims["strategies"] and b in claims["strategies"]:
+            diffs = {c: paired_difference(per_run, a, b, c) for c in ("aulc", "aulc_mid", "final")}
+            claims["comparisons"][f"{a} - {b}"] = {
+                **diffs,
+                "aulc_better": bool(diffs["aulc"]["low"] > 0),
+                "aulc_worse": bool(diffs["aulc"]["high"] < 0),
+            }
     return per_run, summary, claims
 
 
 def paired_difference(per_run: pd.DataFrame, a: str, b: str, column: str) -> dict[str, float]:
-    """Mean and t-interval of the seed-paired difference ``a - b`` of a per-run column."""
+    """Mean and percentile-bootstrap interval of the replicate-paired difference ``a - b`` of a
+    per-run column (the same replicate seed = the same data, split and seed draw)."""
     pa_ = per_run[per_run["strategy"] == a].set_index("seed")[column]
     pb = per_run[per_run["strategy"] == b].set_index("seed")[column]
     diff = (pa_ - pb).dropna()
-    mean, lo, hi, n = t_interval(diff.to_numpy())
+    mean, lo, hi, n = bootstrap_interval(diff.to_numpy())
     return {"mean": mean, "low": lo, "high": hi, "n": n}
 
 
 def divergence_summary(loso: pd.DataFrame, mi: pd.DataFrame) -> dict[str, Any]:
-    """Correlations of the LOSO drop with divergence per key: over all strata of all settings
-    pooled, and over the settings' means (one point per setting); and per setting the mean
-    divergence / drop and the MI fractions."""
-    out: dict[str, Any] = {"correlation": {}, "settings": {}}
+    """LOSO drop vs divergence, with p-values only where the observations are independent.
+
+    * ``per_setting``: the correlation over the strata of each setting (r, Spearman rho, n; no
+      p-value: :func:`loso_correlation`);
+    * ``correlation`` (per key and ``y~x``): :func:`across_settings_test` of those per-setting
+      correlations (one value per independent setting), plus the pooled-strata r as a
+      descriptive number only (strata pooled across settings are not independent);
+    * ``mean_drop~mean_jsd (per setting)``: correlation of the settings' means (one point per
+      setting, independent), with p-values;
+    * ``settings``: per setting the mean divergence / drop and the MI fractions.
+    """
+    out: dict[str, Any] = {"correlation": {}, "per_setting": {}, "settings": {}}
     for y in ("drop_ap", "rel_drop_ap"):
         for x in ("jsd_label", "jsd_pred"):
-            for _, row in loso_correlation(loso, x, y).iterrows():
-                out["correlation"][f"{row['key']}:{y}~{x}"] = {
-                    k: row[k] for k in ("n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")
+            if x not in loso or y not in loso:
+                continue
+            per = loso_correlation(loso, x, y)
+            for key, g in per.groupby("key", sort=True):
+                name = f"{key}:{y}~{x}"
+                pooled = correlate(loso.loc[loso["key"] == key, x], loso.loc[loso["key"] == key, y])
+                out["correlation"][name] = {
+                    **across_settings_test(g["pearson_r"]),
+                    "pooled_strata_r_descriptive": pooled["pearson_r"],
+                    "pooled_strata_n": pooled["n"],
+                }
+                out["per_setting"][name] = {
+                    f"{r['dataset']}:{r['setting']}": {
+                        "n": int(r["n"]),
+                        "pearson_r": r["pearson_r"],
+                        "spearman_rho": r["spearman_rho"],
+                    }
+                    for _, r in g.iterrows()
                 }
     means = (
         loso.groupby(["key", "dataset", "setting"], sort=True)[["jsd_label", "drop_ap"]]
@@ -703,6 +955,154 @@ def divergence_summary(loso: pd.DataFrame, mi: pd.DataFrame) -> dict[str, Any]:
         entry["mi_fraction_corrected"] = dict(zip(m["key"], m["fraction_corrected"].astype(float)))
         out["settings"][f"{dataset}:{setting}"] = entry
     return out
+
+
+# --------------------------------------------------------------------------- README table
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "n/a" if v is None or not np.isfinite(v) else format(float(v), spec)
+
+
+def _fmt_interval(t: Sequence[Any] | None, spec: str = ".3f", scale: float = 1.0) -> str:
+    if not t or t[0] is None or not np.isfinite(t[0]):
+        return "n/a"
+    m, lo, hi = (float(x) * scale if x is not None else float("nan") for x in t)
+    return f"{m:{spec}} [{_fmt(lo, spec)}, {_fmt(hi, spec)}]"
+
+
+def _verdict(d: Mapping[str, Any]) -> str:
+    lo, hi = d.get("low"), d.get("high")
+    if lo is None or hi is None:
+        return "untested"
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    return "no difference shown"
+
+
+def strategy_table(claims: Mapping[str, Any], divergence: Mapping[str, Any] | None = None) -> str:
+    """The README strategy table (Markdown) and the claim sentences, from ``claims.json`` (and
+    the divergence sweep's ``summary.json``): listening seconds as the cost axis, intervals =
+    percentile bootstrap over replicates."""
+    metric = claims["metric"]
+    frac = claims["target_fraction"]
+    full = claims["full_supervision_interval"]
+    rep = claims.get("replicates", {})
+    lo, hi = claims["window"]
+    lines = [
+        (
+            f"Cost axis: listening time ({claims.get('budget_note', '')}). "
+            f"{rep.get('n', claims['n_seeds'])} replicates; split {rep.get('split', '?')}; data "
+            f"{rep.get('data', '?')}. Intervals: {claims.get('interval', '')}. Full supervision "
+            f"(probe on the replicate's whole pool): {metric} {_fmt_interval(full)}; "
+            f"\"{frac:.0%} of full supervision\" is each run's ratio to its own replicate's "
+            f"reference. AULC over the listening window every run covers, "
+            f"{lo / 60:.1f}-{hi / 60:.1f} min."
+        ),
+        "",
+        (
+            f"| strategy | unit | AULC ({metric}) | AULC % of full | final {metric} | final % of "
+            f"full | listening at the end (min) | listening to reach {frac:.0%} (min) | runs "
+            f"reaching | units / segments / recordings to reach |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = sorted(
+        claims["strategies"].items(),
+        key=lambda kv: -(kv[1]["aulc"][0] if kv[1]["aulc"][0] is not None else -1),
+    )
+    for name, e in order:
+        n = e["n_seeds"]
+        reached = e["reached_target_runs"]
+        to = e["to_target_audio_seconds"]
+        if reached > 1:
+            to_s = _fmt_interval(to, ".1f", 1 / 60)
+        elif reached == 1:
+            to_s = f"{_fmt(to[0] / 60, '.1f')} (one run)"
+        else:
+            to_s = "not reached"
+        units = (
+            " / ".join(
+                _fmt(e[f"to_target_{c}"][0], ".0f") for c in ("n_units", "n_segments",
+                                                             "n_recordings")
+            )
+            if reached
+            else "-"
+        )
+        lines.append(
+            f"| {name} | {e['unit']} | {_fmt_interval(e['aulc'])} | "
+            f"{_fmt_interval(e['aulc_ratio'], '.0f', 100)}% | {_fmt_interval(e['final'])} | "
+            f"{_fmt_interval(e['final_ratio'], '.0f', 100)}% | "
+            f"{_fmt(e['final_budget'][0] / 60, '.1f')} | {to_s} | {reached}/{n} | {units} |"
+        )
+    lines += [
+        "",
+        (
+            "Ratios are uncapped: above 100 % means the labelled subset's probe beat the probe "
+            "trained on the whole pool (one L2-regularised fit at the same C - a reference, not "
+            "a ceiling)."
+        ),
+        "",
+    ]
+    claim = claims.get("claim")
+    if claim:
+        d = claim["aulc_difference_paired"]
+        cross = claim["mean_curve_reaches_target_at"]
+        cross_s = (
+            f"its mean curve reaches it at {_fmt(cross, '.1%')} of the pool's audio"
+            if cross is not None
+            else "its mean curve never reaches it"
+        )
+        lines.append(
+            f"- Claim {claim['strategy']} vs {claim['baseline']}: reaches {frac:.0%} of full "
+            f"supervision within {claim['max_budget']:.0%} of the pool's audio in "
+            f"{claim['reaches_target_within_max_budget_runs']}/{claim['runs']} replicates "
+            f"({cross_s}); paired AULC difference {_fmt(d['mean'], '+.3f')} "
+            f"[{_fmt(d['low'], '+.3f')}, {_fmt(d['high'], '+.3f')}] (n={d['n']}): "
+            f"{_verdict(d)}."
+        )
+    for pair, c in (claims.get("comparisons") or {}).items():
+        d = c["aulc"]
+        f = c["final"]
+        lines.append(
+            f"- {pair}: paired AULC difference {_fmt(d['mean'], '+.3f')} "
+            f"[{_fmt(d['low'], '+.3f')}, {_fmt(d['high'], '+.3f')}], final "
+            f"{_fmt(f['mean'], '+.3f')} [{_fmt(f['low'], '+.3f')}, {_fmt(f['high'], '+.3f')}] "
+            f"(n={d['n']}): {_verdict(d)}."
+        )
+    for name, c in ((divergence or {}).get("correlation") or {}).items():
+        if "n_settings" in c and name.endswith("drop_ap~jsd_label") and ":rel_" not in name:
+            lines.append(
+                f"- LOSO {name}: per-setting Pearson r median {_fmt(c['median_r'], '.2f')} "
+                f"(mean {_fmt(c['mean_r'], '.2f')}, {c['positive_settings']}/{c['n_settings']} "
+                f"settings > 0; t-test of Fisher z across settings p = {_fmt(c['t_p'], '.2g')}, "
+                f"Wilcoxon p = {_fmt(c['wilcoxon_p'], '.2g')}; pooled strata r = "
+                f"{_fmt(c['pooled_strata_r_descriptive'], '.2f')}, descriptive only)."
+            )
+        elif name.endswith("(per setting)"):
+            lines.append(
+                f"- LOSO {name}: Pearson r = {_fmt(c['pearson_r'], '.2f')} "
+                f"(p = {_fmt(c['pearson_p'], '.2g')}), Spearman {_fmt(c['spearman_rho'], '.2f')} "
+                f"(p = {_fmt(c['spearman_p'], '.2g')}), n = {c['n']} settings."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def table_to_file(claims_path: str, out: str, divergence_path: str | None = None) -> str:
+    """Write (and return) :func:`strategy_table` of a ``claims.json`` to ``out`` (Markdown)."""
+    import json
+    from pathlib import Path
+
+    from activepam.io import atomic_path
+
+    claims = json.loads(Path(claims_path).read_text())
+    div = json.loads(Path(divergence_path).read_text()) if divergence_path else None
+    text = strategy_table(claims, div)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text)
+    return text
 
 
 # --------------------------------------------------------------------------- file-level steps

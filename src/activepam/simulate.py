@@ -9,23 +9,34 @@ A :class:`SimDataset` holds one row per 3 s segment (unit metadata as in
   (``unit_id, species, present``) and unit metadata (:func:`custom_dataset`), or
 * the synthetic stand-in of :mod:`activepam.synthetic` (for the divergence sweep).
 
-One simulated run (:func:`run_simulation`) = one strategy x one seed:
+One simulated run (:func:`run_simulation`) = one strategy x one replicate seed ``r``. A
+replicate is the triple (data seed, split seed, active-learning seed), all derived from ``r``
+(:func:`replicate_rows`), so the intervals over replicates vary the data and the test split, not
+only the active learner:
 
-1. a fixed test set (``test_fraction`` of the segments as whole recordings, stratified by site,
-   seeded by ``split_seed``, never sampled; :func:`activepam.evaluate.split_by_recording`, the
-   rounds' split) and the pool (the rest);
-2. a random seed set (``seed_size``: a fraction of the pool units or a number of units; the
-   same for every strategy with the same seed, so strategies are compared paired);
-3. rounds: train the probe on the labelled segments -> evaluate on the test set -> score the
+1. data: with ``data_fraction < 1`` a seeded subsample of every site's recordings (without
+   replacement; a cheap data-level resample: regenerating the demo and re-running BirdNET per
+   replicate would cost minutes each; ``data_fraction: 1`` fixes the data and says so);
+2. a test set (``test_fraction`` of the kept segments as whole recordings, stratified by site,
+   seeded by ``split_seed + r`` when ``vary_split``; :func:`activepam.evaluate.split_by_recording`,
+   the rounds' split), never sampled, and the pool (the rest);
+3. a random seed set (``seed_size``), the same for every strategy of the same unit and replicate
+   (strategies are compared paired);
+4. rounds: train the probe on the labelled segments -> evaluate on the test set -> score the
    pool's uncertainty -> ask the sampling engine (:func:`activepam.sampling.sample`) for the
-   next batch (fixed or geometrically growing ``batch_size``) -> the oracle labels it.
+   next batch (``batch_size``, fixed or geometrically growing) -> the oracle labels it.
 
-Units are segments or whole recordings (``unit``). Labelling a recording labels all its
-segments and costs its duration in listening time; a segment costs its 3 s plus ``context_s``
-on each side (clipped to the recording). Budgets are kept in units, segments, recordings and
-audio seconds, absolute and as fractions of the pool (``audio_fraction`` = listening time /
-the pool's total recording duration, the same denominator for both unit modes, so it can
-exceed 1 for segments with context).
+Cost = what an expert pays: seconds of audio listened (``audio_seconds``). Labelling a recording
+labels all its segments and costs its duration; a segment costs the clip the rounds export: its
+3 s plus ``context_s`` on each side (``rounds.context_s`` unless set, clipped to the recording;
+:func:`activepam.annotations.clip_window`). With ``budget_unit: seconds`` (default) the seed set
+and the batches are listening budgets - a fraction (< 1) of the pool's audio duration or seconds
+(>= 1) - converted to a number of units by the pool's mean unit cost and kept on track round by
+round, so whole recordings and single segments spend the same listening time per round;
+``budget_unit: units`` gives counts of units (the old behaviour). Budgets are recorded in units,
+segments, recordings and listening seconds, absolute and as fractions of the pool
+(``audio_fraction`` = listening time / the pool's total recording duration, the same denominator
+for both unit modes, so it can exceed 1 for segments with context).
 
 The probe (:class:`Probe`) is the multi-label L2 logistic regression of scikit-learn's
 ``LogisticRegression(C)`` (same objective, verified against it in the tests) fitted for all
@@ -64,9 +75,14 @@ log = logging.getLogger(__name__)
 
 SEGMENT_S = 3.0
 UNITS = ("segment", "recording")
+#: what ``seed_size`` / ``batch_size`` count: listening seconds (default) or units
+BUDGET_UNITS = ("seconds", "units")
 #: columns identifying one budget point of one run in the tidy results table
 RUN_KEYS = ["strategy", "unit", "seed", "round"]
-#: the budget spent so far, in units, segments, recordings and seconds of audio (and fractions)
+#: what a replicate seed varies besides the active learner: its test split and its data
+REPLICATE_COLS = ["split_seed", "data_seed"]
+#: the budget spent so far, in units, segments, recordings and seconds of audio an expert
+#: listens to (``audio_seconds``: context included; whole recordings cost their duration)
 BUDGET_COLS = [
     "n_units",
     "n_segments",
@@ -80,6 +96,7 @@ BUDGET_COLS = [
 #: columns of the tidy results table
 RESULT_COLUMNS = [
     *RUN_KEYS,
+    *REPLICATE_COLS,
     *BUDGET_COLS,
     "stratum",
     "stratum_value",
@@ -737,6 +754,9 @@ class SimConfig:
     test_fraction: float = 0.25
     split_seed: int = 0
     context_s: float = 4.0
+    budget_unit: str = "seconds"
+    vary_split: bool = True
+    data_fraction: float = 0.8
     pca_dims: int = 128
     whiten: bool = False
     probe_C: float = 1.0
@@ -752,12 +772,20 @@ class SimConfig:
             raise SimulationError("simulation.test_fraction must be in (0, 1)")
         if self.rounds < 0 or self.batch_growth < 1:
             raise SimulationError("simulation.rounds must be >= 0 and simulation.batch_growth >= 1")
+        if self.budget_unit not in BUDGET_UNITS:
+            raise SimulationError(
+                f"simulation.budget_unit: {self.budget_unit!r} is not one of {BUDGET_UNITS}"
+            )
+        if not 0 < self.data_fraction <= 1:
+            raise SimulationError("simulation.data_fraction must be in (0, 1]")
+        if self.context_s < 0:
+            raise SimulationError("simulation.context_s must be >= 0")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> SimConfig:
         """Config from the ``simulation`` section (unknown keys ignored)."""
         names = set(cls.__dataclass_fields__)
-        kw = {k: v for k, v in params.items() if k in names}
+        kw = {k: v for k, v in params.items() if k in names and v is not None}
         kw.update(overrides)
         if "strata" in kw:
             kw["strata"] = tuple(kw["strata"])
@@ -806,6 +834,60 @@ def split_test(ds: SimDataset, fraction: float, seed: int = 0, by: str = "site")
             "pool and test"
         )
     return Split(np.flatnonzero(~is_test), np.flatnonzero(is_test))
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """One replicate: the seeds it derives from ``seed`` and its pool / test rows."""
+
+    seed: int  # the active-learning seed (seed set, tie-breaks)
+    split_seed: int  # seed of the test split
+    data_seed: int  # seed of the data subsample (-1: the data are fixed)
+    split: Split
+
+
+def replicate_rows(ds: SimDataset, cfg: SimConfig, seed: int) -> Replicate:
+    """The replicate ``seed``: (data subsample, test split, active-learning seed).
+
+    * data: with ``cfg.data_fraction < 1`` every site keeps a seeded ``data_fraction`` of its
+      recordings (at least two, so it keeps a pool and a test recording), drawn without
+      replacement; the rest of the dataset is not used by the replicate. ``data_fraction: 1``:
+      the data are fixed (``data_seed = -1``).
+    * split: :func:`split_test` of the kept units with seed ``split_seed + seed`` when
+      ``cfg.vary_split`` (else ``split_seed``: the split is fixed).
+
+    The same replicate seed gives the same rows for every strategy (paired comparisons) and for
+    the full-supervision reference of that replicate.
+    """
+    seed = int(seed)
+    split_seed = int(cfg.split_seed) + (seed if cfg.vary_split else 0)
+    keep = np.ones(ds.n, dtype=bool)
+    data_seed = -1
+    if cfg.data_fraction < 1:
+        data_seed = seed
+        rng = np.random.default_rng([data_seed, 0x5EED])
+        site = (
+            ds.units["site"].astype(str)
+            if "site" in ds.units
+            else pd.Series("all", index=ds.units.index)
+        )
+        recs = (
+            pd.DataFrame({"rec": ds.units["recording_id"].astype(str), "site": site})
+            .drop_duplicates("rec")
+            .sort_values("rec")
+        )
+        kept: list[str] = []
+        for _, g in recs.groupby("site", sort=True):
+            n = len(g)
+            k = min(n, max(2, math.ceil(cfg.data_fraction * n - 1e-9)))
+            kept += list(g["rec"].to_numpy()[rng.permutation(n)[:k]])
+        keep = ds.units["recording_id"].astype(str).isin(set(kept)).to_numpy()
+    rows = np.flatnonzero(keep)
+    sub = SimDataset(
+        ds.units.iloc[rows].reset_index(drop=True), ds.X[rows], ds.Y[rows], ds.species, ds.name
+    )
+    split = split_test(sub, cfg.test_fraction, split_seed)
+    return Replicate(seed, split_seed, data_seed, Split(rows[split.pool], rows[split.test]))
 
 
 def strata_values(
@@ -900,10 +982,20 @@ def sampling_selector(spec: StrategySpec) -> Selector:
 
 
 def _segment_cost(units: pd.DataFrame, context_s: float) -> np.ndarray:
-    start = units["start_s"].to_numpy(dtype=np.float64)
-    end = units["end_s"].to_numpy(dtype=np.float64)
-    dur = units["recording_duration_s"].to_numpy(dtype=np.float64)
-    return np.minimum(end + context_s, dur) - np.maximum(start - context_s, 0.0)
+    """Listening seconds of each segment's exported clip: the rounds' clip window
+    (:func:`activepam.annotations.clip_window`: the segment +- ``context_s``, clipped to the
+    recording)."""
+    from activepam.annotations import clip_window
+
+    spans = [
+        clip_window(a, b, d, context_s)
+        for a, b, d in zip(
+            units["start_s"].to_numpy(dtype=np.float64),
+            units["end_s"].to_numpy(dtype=np.float64),
+            units["recording_duration_s"].to_numpy(dtype=np.float64),
+        )
+    ]
+    return np.asarray([hi - lo for lo, hi in spans], dtype=np.float64)
 
 
 def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray,
@@ -939,6 +1031,56 @@ def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray,
     return seg
 
 
+def unit_costs(
+    pool_units: pd.DataFrame, unit: str, context_s: float
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The pool's labelling units, their segment rows and their listening cost in seconds.
+
+    A recording costs its duration (``recording_duration_s``); a segment costs its exported clip:
+    the segment +- ``context_s`` clipped to the recording (:func:`_segment_cost`). Returns
+    ``(unit_ids, members, cost)`` with ``members[u]`` the positions of unit ``u``'s segments in
+    ``pool_units`` and ``cost`` aligned with ``unit_ids``.
+    """
+    rec_of = pool_units["recording_id"].astype(str).to_numpy()
+    if unit == "recording":
+        unit_ids = np.asarray(sorted(set(rec_of)), dtype=object)
+        members = pd.Series(np.arange(len(rec_of))).groupby(rec_of).apply(np.asarray).to_dict()
+        dur = pool_units.groupby(rec_of)["recording_duration_s"].first()
+        cost = dur.loc[unit_ids].to_numpy(dtype=np.float64)
+    else:
+        unit_ids = pool_units["unit_id"].astype(str).to_numpy()
+        members = {u: np.array([i]) for i, u in enumerate(unit_ids)}
+        cost = _segment_cost(pool_units, context_s)
+    return unit_ids, members, cost
+
+
+def budget_plan(cfg: SimConfig, n_pool_units: int, pool_audio_s: float) -> list[float]:
+    """Cumulative budget after the seed set and after every round.
+
+    ``budget_unit: units``: counts of units (``seed_size`` / ``batch_size``: a fraction < 1 of
+    the pool's units or a count). ``seconds``: listening seconds (a fraction < 1 of the pool's
+    audio duration or seconds), the same for every unit mode.
+    """
+    if cfg.budget_unit == "units":
+        first = float(n_units(cfg.seed_size, n_pool_units))
+        batches = batch_schedule(cfg.batch_size, cfg.batch_growth, cfg.rounds, n_pool_units)
+    else:
+        first = cfg.seed_size * pool_audio_s if cfg.seed_size < 1 else float(cfg.seed_size)
+        step = cfg.batch_size * pool_audio_s if cfg.batch_size < 1 else float(cfg.batch_size)
+        batches = [step * cfg.batch_growth**r for r in range(cfg.rounds)]
+    return list(np.cumsum([first, *batches]))
+
+
+def _units_for(target: float, spent: float, n_done: int, mean_cost: float, cfg: SimConfig,
+               left: int) -> int:
+    """Units to add so the cumulative budget reaches ``target`` (at least 1, at most ``left``)."""
+    if cfg.budget_unit == "units":
+        n = round(target) - n_done
+    else:
+        n = round((target - spent) / mean_cost) if mean_cost > 0 else 1
+    return max(1, min(n, left))
+
+
 def run_simulation(
     ds: SimDataset,
     spec: StrategySpec,
@@ -948,31 +1090,29 @@ def run_simulation(
     Z: np.ndarray | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """One simulated AL run (strategy x seed): the tidy result rows of every round."""
+    """One simulated AL run (strategy x replicate seed): the tidy result rows of every round."""
     selector = selector or sampling_selector(spec)
     Z = config_features(ds.X, cfg) if Z is None else Z
-    split = split_test(ds, cfg.test_fraction, cfg.split_seed)
+    rep = replicate_rows(ds, cfg, seed)
+    split = rep.split
     strata_all = strata_values(ds.units, cfg.strata, cfg.strata_options)
     test_strata = {k: v[split.test] for k, v in strata_all.items()}
     pool_units = ds.units.iloc[split.pool].reset_index(drop=True)
-    seg_cost = _segment_cost(pool_units, cfg.context_s)
     rec_of = pool_units["recording_id"].astype(str).to_numpy()
     rec_dur = pool_units.groupby("recording_id")["recording_duration_s"].first()
-    if spec.unit == "recording":
-        unit_ids = np.asarray(sorted(set(rec_of)), dtype=object)
-        members = pd.Series(np.arange(len(rec_of))).groupby(rec_of).apply(np.asarray).to_dict()
-    else:
-        unit_ids = pool_units["unit_id"].astype(str).to_numpy()
-        members = {u: np.array([i]) for i, u in enumerate(unit_ids)}
+    unit_ids, members, cost = unit_costs(pool_units, spec.unit, cfg.context_s)
+    cost_of = dict(zip(unit_ids, cost))
+    mean_cost = float(cost.mean()) if len(cost) else 0.0
     totals = {
         "units": len(unit_ids),
         "segments": len(pool_units),
         "recordings": len(rec_dur),
         "audio": float(rec_dur.sum()),  # the pool's audio, the same for every unit mode
     }
+    plan = budget_plan(cfg, len(unit_ids), totals["audio"])
     rng = np.random.default_rng(seed)
-    labelled: list[str] = list(rng.permutation(unit_ids)[: n_units(cfg.seed_size, len(unit_ids))])
-    schedule = batch_schedule(cfg.batch_size, cfg.batch_growth, cfg.rounds, len(unit_ids))
+    n0 = _units_for(plan[0], 0.0, 0, mean_cost, cfg, len(unit_ids))
+    labelled: list[str] = list(rng.permutation(unit_ids)[:n0])
     emb = None
     probe = Probe(cfg.probe_C, cfg.probe_max_iter)
     Y_test = ds.Y[split.test]
@@ -987,16 +1127,14 @@ def run_simulation(
         probe.fit(Z[split.pool[lab_pos]], ds.Y[split.pool[lab_pos]])
         P_test = probe.predict_proba(Z[split.test])
         lab_recs = set(rec_of[lab_pos])
-        audio = (
-            float(rec_dur.loc[sorted(lab_recs)].sum())
-            if spec.unit == "recording"
-            else float(seg_cost[lab_pos].sum())
-        )
+        audio = float(sum(cost_of[u] for u in labelled))
         budget = {
             "strategy": spec.name,
             "unit": spec.unit,
             "seed": int(seed),
             "round": r,
+            "split_seed": rep.split_seed,
+            "data_seed": rep.data_seed,
             "n_units": len(labelled),
             "n_segments": len(lab_pos),
             "n_recordings": len(lab_recs),
@@ -1029,7 +1167,8 @@ def run_simulation(
                     "embedding": list(Z[split.pool].astype(np.float32)),
                 }
             )
-        n = min(schedule[r], len(unit_ids) - len(labelled))
+        n = _units_for(plan[r + 1], audio, len(labelled), mean_cost, cfg,
+                       len(unit_ids) - len(labelled))
         chosen = selector(seg, n, seed * 1000 + r, emb, list(labelled))
         fresh = [u for u in chosen if u not in set(labelled)]
         if len(fresh) != len(chosen):
@@ -1043,17 +1182,42 @@ def run_simulation(
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def full_supervision(ds: SimDataset, cfg: SimConfig, Z: np.ndarray | None = None) -> pd.DataFrame:
-    """Metrics of the probe trained on the whole pool (the full-supervision reference)."""
+#: columns of the full-supervision table (one reference per replicate seed)
+FULL_COLUMNS = ["seed", "split_seed", "data_seed", "stratum", "stratum_value", "metric", "value"]
+
+
+def full_supervision(
+    ds: SimDataset,
+    cfg: SimConfig,
+    Z: np.ndarray | None = None,
+    seeds: Sequence[int] = (0,),
+) -> pd.DataFrame:
+    """The full-supervision reference of every replicate seed: the probe trained on the
+    replicate's whole pool, evaluated on its test set (the same rows as that replicate's runs).
+
+    One reference per replicate, so "x % of full supervision" is a per-replicate ratio and the
+    reference itself gets an interval over replicates. It is one L2-regularised fit at the
+    configured ``probe_C``, not an upper bound: a run can exceed it.
+    """
     Z = config_features(ds.X, cfg) if Z is None else Z
-    split = split_test(ds, cfg.test_fraction, cfg.split_seed)
     strata_all = strata_values(ds.units, cfg.strata, cfg.strata_options)
-    probe = Probe(cfg.probe_C, max(cfg.probe_max_iter, 500)).fit(Z[split.pool], ds.Y[split.pool])
-    P = probe.predict_proba(Z[split.test])
-    rows = evaluate(
-        ds.Y[split.test], P, {k: v[split.test] for k, v in strata_all.items()}, cfg.threshold
-    )
-    return pd.DataFrame(rows, columns=["stratum", "stratum_value", "metric", "value"])
+    frames = []
+    for seed in seeds:
+        rep = replicate_rows(ds, cfg, int(seed))
+        split = rep.split
+        probe = Probe(cfg.probe_C, max(cfg.probe_max_iter, 500)).fit(
+            Z[split.pool], ds.Y[split.pool]
+        )
+        P = probe.predict_proba(Z[split.test])
+        rows = evaluate(
+            ds.Y[split.test], P, {k: v[split.test] for k, v in strata_all.items()}, cfg.threshold
+        )
+        df = pd.DataFrame(rows, columns=["stratum", "stratum_value", "metric", "value"])
+        df.insert(0, "data_seed", rep.data_seed)
+        df.insert(0, "split_seed", rep.split_seed)
+        df.insert(0, "seed", int(seed))
+        frames.append(df)
+    return pd.DataFrame(pd.concat(frames, ignore_index=True), columns=FULL_COLUMNS)
 
 
 # --------------------------------------------------------------------------- file-level steps
@@ -1132,12 +1296,22 @@ def run_to_file(
 def full_to_file(dataset: str | Path, sim: Mapping[str, Any], out: str | Path) -> pd.DataFrame:
     """Full-supervision metrics of a dataset file, written to ``out`` (Parquet)."""
     ds = read_dataset(dataset)
-    full = full_supervision(ds, SimConfig.from_params(sim))
+    full = full_supervision(ds, SimConfig.from_params(sim), seeds=sim.get("seeds") or [0])
     write_parquet(full, out, stage="simulate")
     return full
 
 
 # --------------------------------------------------------------------------- workflow helpers
+
+
+def simulation_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``simulation`` section with ``context_s`` resolved: unset or null = ``rounds.context_s``
+    (the context the rounds export on each side of a segment, so a simulated segment costs the
+    listening time of the clip an expert would get)."""
+    sim = dict(config.get("simulation") or {})
+    if sim.get("context_s") is None:
+        sim["context_s"] = float((config.get("rounds") or {}).get("context_s", 4.0))
+    return sim
 
 
 def workflow_dataset_inputs(config: Mapping[str, Any], results: str = "results") -> dict[str, str]:
@@ -1177,6 +1351,7 @@ def workflow_targets(config: Mapping[str, Any], results: str = "results") -> lis
         f"{d}/figures/stratified_loso.png",
         f"{d}/figures/divergence_loso.png",
         f"{d}/divergence/summary.json",
+        f"{d}/strategy_table.md",
     ]
 
 
@@ -1220,7 +1395,7 @@ def _cli(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"activepam simulate: {exc}", file=sys.stderr)
         return 2
-    sim = dict(params.get("simulation") or {})
+    sim = simulation_params(params)
     if args.list:
         from activepam.strategies import list_strategies
 

@@ -1,13 +1,16 @@
 # Simulation mode: pool-based active learning with an oracle (activepam.simulate), fanned out
-# as strategy x seed jobs, then gathered into results/simulation/results.parquet with learning
-# curves, AULC, labels-to-target and per-stratum spread; stratified-generalisation analyses
-# (activepam.analysis) on the demo's BirdNET embeddings and on a synthetic divergence sweep
-# drawn from the generator's community model (activepam.synthetic).
+# as strategy x replicate-seed jobs (a replicate varies the data subsample, the test split and
+# the active learner), then gathered into results/simulation/results.parquet with learning
+# curves, AULC, listening time to target and per-stratum spread on the listening-seconds axis;
+# stratified-generalisation analyses (activepam.analysis) on the demo's BirdNET embeddings and on
+# a synthetic divergence sweep drawn from the generator's community model (activepam.synthetic);
+# rule simulation_table prints the README strategy table (strategy_table.md).
 
-from activepam.simulate import workflow_dataset_inputs, workflow_targets
+from activepam.simulate import simulation_params, workflow_dataset_inputs, workflow_targets
 
 SIM = f"{RESULTS}/simulation"
-SIMULATION = config.get("simulation", {})
+# the simulation section with context_s resolved (null = rounds.context_s)
+SIMULATION = simulation_params(config)
 SIM_STRATEGIES = SIMULATION.get("strategies", [])
 SIM_SEEDS = SIMULATION.get("seeds", [])
 SIM_DIVERGENCE = SIMULATION.get("divergence", {})
@@ -264,3 +267,21 @@ rule simulation_divergence:
         runtime=10,
     script:
         "../../scripts/simulate_divergence.py"
+
+
+rule simulation_table:
+    input:
+        claims=rules.simulation_gather.output.claims,
+        divergence=rules.simulation_divergence.output.summary,
+    output:
+        table=f"{SIM}/strategy_table.md",
+    log:
+        f"{RESULTS}/logs/simulation/table.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../../scripts/simulate_table.py"

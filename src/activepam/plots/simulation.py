@@ -1,13 +1,14 @@
 """Figures of the simulation mode (strategy comparison and stratified generalisation).
 
-* :func:`learning_curves_figure` - metric vs labelled fraction, mean and 95 % t-interval over
-  seeds per strategy, with the full-supervision score and the target (e.g. 95 % of it);
+* :func:`learning_curves_figure` - metric vs listening minutes (context included), mean and 95 %
+  bootstrap interval over replicates per strategy, with the full-supervision reference and its
+  interval, and the same curves as % of each replicate's full supervision (uncapped);
 * :func:`aulc_figure` - normalised AULC (whole curve and up to the mid budget) with intervals;
-* :func:`budget_to_target_figure` - labelled fraction needed to reach the target, per seed;
+* :func:`budget_to_target_figure` - listening time needed to reach the target, per replicate;
 * :func:`per_stratum_figure` - per-stratum metric (mean over seeds) at the final round, one
   heatmap per stratum key, and the spread (CV) of the per-stratum scores over the rounds;
 * :func:`loso_figure` - leave-one-stratum-out drop vs the stratum's divergence (JSD to the
-  rest), coloured by setting, with Pearson / Spearman correlations;
+  rest), coloured by setting, with per-setting correlations and their test across settings;
 * :func:`mi_figure` - mutual information between strata and species labels as a fraction of
   the label entropy (plug-in and permutation-corrected);
 * :func:`jsd_heatmap_figure` - pairwise label JSD between the strata of one key.
@@ -26,11 +27,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 BUDGET_LABELS = {
+    "audio_seconds": "listening time, minutes (context included; a recording = its duration)",
     "segment_fraction": "fraction of pool segments labelled",
     "recording_fraction": "fraction of pool recordings labelled",
-    "audio_fraction": "fraction of pool audio listened to",
+    "audio_fraction": "listening time / pool audio duration (context included)",
     "unit_fraction": "fraction of pool units labelled",
+    "n_units": "units labelled",
 }
+#: budget columns drawn in another unit (listening seconds as minutes)
+BUDGET_SCALE = {"audio_seconds": 1 / 60}
+
+
+def _x(values: Any, budget: str) -> np.ndarray:
+    return np.asarray(values, dtype=float) * BUDGET_SCALE.get(budget, 1.0)
 
 
 def _colours(names: Sequence[str]) -> dict[str, Any]:
@@ -45,35 +54,68 @@ def learning_curves_figure(
     full_score: float,
     target: float,
     metric: str = "macro_ap",
-    budget: str = "segment_fraction",
+    budget: str = "audio_seconds",
     max_budget: float | None = None,
+    full_interval: Sequence[float] | None = None,
+    target_fraction: float | None = None,
 ) -> Figure:
-    """Mean learning curve and 95 % interval band per strategy."""
-    fig = Figure(figsize=(8, 5))
-    ax = fig.add_subplot()
+    """Mean learning curve and 95 % bootstrap band per strategy on the budget axis (listening
+    minutes by default), with the full-supervision reference and its interval; with a ``ratio``
+    column (:func:`activepam.analysis.learning_curves` with a reference) a second panel shows
+    each curve as % of its replicate's full supervision, uncapped."""
+    ratio = "ratio" in curves
+    fig = Figure(figsize=(13 if ratio else 8, 5))
+    axes = fig.subplots(1, 2 if ratio else 1, squeeze=False)[0]
     names = sorted(curves["strategy"].unique())
     colours = _colours(names)
-    for name in names:
-        g = curves[curves["strategy"] == name].sort_values("round")
-        x = g[budget].to_numpy()
-        ax.plot(
-            x,
-            g["mean"],
-            marker="o",
-            ms=3,
-            color=colours[name],
-            label=f"{name} ({g['unit'].iloc[0]}, n={int(g['n_seeds'].max())})",
-        )
-        ax.fill_between(x, g["low"], g["high"], color=colours[name], alpha=0.15, lw=0)
-    ax.axhline(full_score, color="black", lw=1, ls="-", label=f"full supervision {full_score:.3f}")
+    panels = [(axes[0], "mean", "low", "high")]
+    if ratio:
+        panels.append((axes[1], "ratio", "ratio_low", "ratio_high"))
+    for ax, col, lo, hi in panels:
+        scale = 100.0 if col == "ratio" else 1.0
+        for name in names:
+            g = curves[curves["strategy"] == name].sort_values("round")
+            x = _x(g[budget], budget)
+            ax.plot(
+                x,
+                g[col] * scale,
+                marker="o",
+                ms=3,
+                color=colours[name],
+                label=f"{name} ({g['unit'].iloc[0]}, n={int(g['n_seeds'].max())})",
+            )
+            ax.fill_between(
+                x, g[lo] * scale, g[hi] * scale, color=colours[name], alpha=0.15, lw=0
+            )
+        ax.set_xlabel(BUDGET_LABELS.get(budget, budget))
+        ax.grid(alpha=0.3)
+    ax = axes[0]
+    band = ""
+    if full_interval is not None and len(full_interval) == 3 and full_interval[1] is not None:
+        ax.axhspan(full_interval[1], full_interval[2], color="black", alpha=0.08, lw=0)
+        band = f" [{full_interval[1]:.3f}, {full_interval[2]:.3f}]"
+    ax.axhline(
+        full_score, color="black", lw=1, ls="-", label=f"full supervision {full_score:.3f}{band}"
+    )
     ax.axhline(target, color="black", lw=1, ls="--", label=f"target {target:.3f}")
-    if max_budget:
+    if max_budget and budget in ("audio_fraction", "recording_fraction", "segment_fraction"):
         ax.axvline(max_budget, color="grey", lw=1, ls=":", label=f"claim budget {max_budget:g}")
-    ax.set_xlabel(BUDGET_LABELS.get(budget, budget))
     ax.set_ylabel(f"{metric} (test set)")
-    ax.set_title("Learning curves: mean and 95% t-interval over seeds")
-    ax.grid(alpha=0.3)
+    ax.set_title("Learning curves: mean and 95% bootstrap interval over replicates", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
+    if ratio:
+        ax = axes[1]
+        ax.axhline(100, color="black", lw=1, label="100% = the replicate's full supervision")
+        if target_fraction:
+            ax.axhline(100 * target_fraction, color="black", lw=1, ls="--",
+                       label=f"{target_fraction:.0%} of full supervision")
+        ax.set_ylabel(f"{metric} as % of the replicate's full supervision (uncapped)")
+        ax.set_title(
+            "% of full supervision: the reference is one whole-pool fit, not a ceiling "
+            "(> 100% = a subset beat it)",
+            fontsize=8,
+        )
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -86,7 +128,7 @@ def aulc_figure(summary: pd.DataFrame, mid_budget: float) -> Figure:
     y = np.arange(len(s))
     for ax, col, title in (
         (axes[0], "aulc", "whole curve"),
-        (axes[1], "aulc_mid", f"up to budget {mid_budget:.3g}"),
+        (axes[1], "aulc_mid", f"up to budget {mid_budget:.4g}"),
     ):
         mean = s[col].to_numpy()
         err = np.vstack([mean - s[f"{col}_low"].to_numpy(), s[f"{col}_high"].to_numpy() - mean])
@@ -102,7 +144,8 @@ def aulc_figure(summary: pd.DataFrame, mid_budget: float) -> Figure:
 def budget_to_target_figure(
     per_run: pd.DataFrame, budget: str, max_budget: float | None = None
 ) -> Figure:
-    """Labelled fraction needed to reach the target, one dot per seed (x = not reached)."""
+    """Budget (listening minutes by default) needed to reach the target, one dot per replicate
+    (x = not reached, drawn at the run's final budget)."""
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
     col = f"to_target_{budget}"
@@ -112,13 +155,15 @@ def budget_to_target_figure(
         v = g[col].to_numpy(dtype=float)
         ok = np.isfinite(v)
         jitter = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(len(v))
-        ax.plot(v[ok], i + jitter[ok], "o", color="C0")
+        ax.plot(_x(v[ok], budget), i + jitter[ok], "o", color="C0")
         if (~ok).any():
-            ax.plot(g["final_budget"].to_numpy()[~ok], i + jitter[~ok], "x", color="C3")
-    if max_budget:
+            ax.plot(_x(g["final_budget"].to_numpy()[~ok], budget), i + jitter[~ok], "x",
+                    color="C3")
+    if max_budget and budget in ("audio_fraction", "recording_fraction", "segment_fraction"):
         ax.axvline(max_budget, color="grey", ls=":", lw=1)
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel(f"{BUDGET_LABELS.get(budget, budget)} to reach the target (x: not reached)")
+    ax.set_xlabel(f"{BUDGET_LABELS.get(budget, budget)} to reach the target (x: not reached)",
+                  fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -128,7 +173,7 @@ def per_stratum_figure(
     results: pd.DataFrame,
     metric: str = "macro_ap",
     keys: Sequence[str] | None = None,
-    budget: str = "segment_fraction",
+    budget: str = "audio_seconds",
 ) -> Figure:
     """Per-stratum ``metric`` at the final round (heatmap: strategies x stratum values) and
     the coefficient of variation across strata over the budget, one row per stratum key."""
@@ -167,7 +212,7 @@ def per_stratum_figure(
         cv = results[(results["stratum"] == key) & (results["metric"] == f"cv_{metric}")]
         for name in names:
             g = cv[cv["strategy"] == name].groupby("round")[[budget, "value"]].mean()
-            ax.plot(g[budget], g["value"], color=colours[name], label=name, lw=1)
+            ax.plot(_x(g[budget], budget), g["value"], color=colours[name], label=name, lw=1)
         ax.set_title(f"spread across {key}: CV of {metric}", fontsize=9)
         ax.set_xlabel(BUDGET_LABELS.get(budget, budget), fontsize=8)
         ax.grid(alpha=0.3)
@@ -206,20 +251,34 @@ def loso_figure(
             ax.legend(fontsize=7, title="setting", title_fontsize=7)
         ax.axhline(0, color="grey", lw=0.8)
         c = (correlations or {}).get(f"{key}:{y}~{x}")
-        r = c.get("pearson_r") if c is not None else None
-        if r is not None and np.isfinite(r):
-            ax.set_title(
-                f"{key}: Pearson r={r:.2f} (p={c['pearson_p']:.2g}), "
-                f"Spearman={c['spearman_rho']:.2f} (n={c['n']})",
-                fontsize=9,
-            )
-        else:
-            ax.set_title(key, fontsize=9)
+        ax.set_title(_loso_title(key, c), fontsize=8)
         ax.set_xlabel(f"stratum divergence from the rest ({x}, JSD bits)")
         ax.set_ylabel(f"leave-one-stratum-out {y} (in - out)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _loso_title(key: str, c: Mapping[str, Any] | None) -> str:
+    """Panel title: the across-settings test of per-setting correlations, or the per-setting
+    r of a single setting (never a p-value over pooled strata)."""
+    if not c:
+        return key
+
+    def f(v: Any, spec: str) -> str:
+        return "n/a" if v is None or not np.isfinite(v) else format(float(v), spec)
+
+    if "n_settings" in c:
+        return (
+            f"{key}: per-setting r median {f(c.get('median_r'), '.2f')}, "
+            f"{c.get('positive_settings', 0)}/{c['n_settings']} settings > 0\n"
+            f"across settings: t-test (Fisher z) p={f(c.get('t_p'), '.2g')}, "
+            f"Wilcoxon p={f(c.get('wilcoxon_p'), '.2g')}"
+        )
+    return (
+        f"{key}: r={f(c.get('pearson_r'), '.2f')}, Spearman={f(c.get('spearman_rho'), '.2f')} "
+        f"over {c.get('n', 0)} strata of one setting (no p-value)"
+    )
 
 
 def mi_figure(mi: pd.DataFrame) -> Figure:
@@ -299,11 +358,20 @@ def write_strategy_figures(
     from activepam.io import save_figure
 
     metric, budget = claims["metric"], claims["budget_axis"]
-    curves = learning_curves(results, metric, budget=budget)
+    per_seed = claims.get("full_supervision_per_seed") or None
+    reference = {int(k): float(v) for k, v in per_seed.items()} if per_seed else None
+    curves = learning_curves(results, metric, budget=budget, reference=reference)
     max_budget = (claims.get("claim") or {}).get("max_budget")
     save_figure(
         learning_curves_figure(
-            curves, claims["full_supervision"], claims["target"], metric, budget, max_budget
+            curves,
+            claims["full_supervision"],
+            claims["target"],
+            metric,
+            budget,
+            max_budget,
+            claims.get("full_supervision_interval"),
+            claims.get("target_fraction"),
         ),
         out["learning_curves"],
         stage="simulate",
@@ -326,11 +394,13 @@ def write_stratified_figures(
     jsd_key: str = "site",
 ) -> None:
     """Write ``loso`` (scatter), ``mi`` (bars) and, when given, ``jsd`` (heatmap) figures."""
-    from activepam.analysis import loso_correlation
+    from activepam.analysis import divergence_summary, loso_correlation
     from activepam.io import save_figure
 
     corr = (summary or {}).get("correlation")
-    if corr is None:
+    if corr is None and loso[["dataset", "setting"]].drop_duplicates().shape[0] > 1:
+        corr = divergence_summary(loso, mi)["correlation"]
+    elif corr is None:  # one setting (the demo): its correlation over strata, no p-value
         corr = {
             f"{r['key']}:drop_ap~jsd_label": r.to_dict()
             for _, r in loso_correlation(loso).iterrows()
