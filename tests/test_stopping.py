@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from activepam.stopping import (
@@ -71,3 +72,33 @@ def test_report_is_json_ready() -> None:
     d = json.loads(json.dumps(rep.to_dict()))
     assert d["recommendation"] in ("stop", "consider stopping", "continue")
     assert d["kappa_history"] == [1.0, 1.0, 1.0] and d["stabilised"] is True
+
+
+def test_rule_stops_near_the_knee_of_simulated_learning_curves() -> None:
+    """The project's simulation (oracle AL on a small separable dataset, where the curve
+    flattens within a few rounds): the stopping rule says stop at or after the knee of the
+    strategy's mean learning curve, and within a few rounds of it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_simulate import tiny_dataset
+
+    from activepam import simulate as sim
+    from activepam.stopping import simulated_stops
+
+    ds = tiny_dataset(n_rec_per_site=10, n_seg=10, seed=2)
+    cfg = sim.SimConfig(seed_size=4, batch_size=4, rounds=14, pca_dims=0, strata=("site",),
+                        test_fraction=0.34, budget_unit="units")
+    spec = sim.resolve_strategy("random")
+    res = pd.concat([sim.run_simulation(ds, spec, seed, cfg) for seed in range(4)])
+    kap = res[res["metric"] == "stop_kappa"]
+    assert len(kap) == 4 * 14 and kap["value"].between(-1, 1).all()
+    stops = simulated_stops(res, StoppingOptions(kappa_threshold=0.9, window=3, min_gain=0.01),
+                            axis="n_units")
+    assert len(stops) == 4 and stops["knee_round"].notna().all()
+    fired = stops.dropna(subset=["stop_round"])
+    assert len(fired) >= 3
+    late = fired["stop_round"] - fired["knee_round"]
+    assert (late >= -1).all()  # not while the curve is still steep
+    assert (late <= 6).all()   # and not long after it flattened

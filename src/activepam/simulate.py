@@ -69,6 +69,7 @@ import pyarrow.parquet as pq
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
+from activepam.stopping import prediction_agreement
 from activepam.io import write_csv, write_parquet
 
 log = logging.getLogger(__name__)
@@ -1116,6 +1117,10 @@ def run_simulation(
     emb = None
     probe = Probe(cfg.probe_C, cfg.probe_max_iter)
     Y_test = ds.Y[split.test]
+    # stopping rule (activepam.stopping): decisions on a fixed stop set of pool segments
+    stop_rows = split.pool[np.sort(np.random.default_rng(seed + 7).permutation(
+        len(split.pool))[:STOP_SET])]
+    last_decisions: np.ndarray | None = None
     rows: list[dict[str, Any]] = []
     rounds = range(cfg.rounds + 1)
     if progress:
@@ -1144,6 +1149,12 @@ def run_simulation(
             "recording_fraction": len(lab_recs) / totals["recordings"],
             "audio_fraction": audio / totals["audio"] if totals["audio"] else float("nan"),
         }
+        decisions = probe.predict_proba(Z[stop_rows]) >= cfg.threshold
+        if last_decisions is not None:
+            kappa = prediction_agreement(last_decisions, decisions)
+            rows.append({**budget, "stratum": "all", "stratum_value": "all",
+                         "metric": "stop_kappa", "value": float(kappa)})
+        last_decisions = decisions
         for stratum, value, metric, v in evaluate(Y_test, P_test, test_strata, cfg.threshold):
             rows.append(
                 {
@@ -1180,6 +1191,10 @@ def run_simulation(
             break
         labelled += fresh
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+#: pool segments every round's probe predicts for the stopping rule's agreement (stop_kappa)
+STOP_SET = 500
 
 
 #: columns of the full-supervision table (one reference per replicate seed)

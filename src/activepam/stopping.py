@@ -103,8 +103,17 @@ def stopping_report(n_labels: Sequence[float], metric: Sequence[float],
     ``n_labels`` / ``metric``: one value per round so far (cumulative labels, e.g. macro AP);
     ``stop_decisions``: each round's binary decisions on the same stop set, in round order.
     """
-    opts = options or StoppingOptions()
     kappas = [prediction_agreement(a, b) for a, b in zip(stop_decisions, stop_decisions[1:])]
+    return report_from_kappas(n_labels, metric, kappas, options)
+
+
+def report_from_kappas(n_labels: Sequence[float], metric: Sequence[float],
+                       kappas: Sequence[float], options: StoppingOptions | None = None
+                       ) -> StoppingReport:
+    """:func:`stopping_report` from the agreements already computed (``kappas[i]`` between
+    rounds i and i + 1)."""
+    opts = options or StoppingOptions()
+    kappas = [float(k) for k in kappas]
     stabilised: bool | None = None
     if len(kappas) >= opts.window:
         stabilised = bool(all(k >= opts.kappa_threshold for k in kappas[-opts.window:]))
@@ -126,3 +135,48 @@ def stopping_report(n_labels: Sequence[float], metric: Sequence[float],
         rec = "continue"
     return StoppingReport(rec, [round(k, 4) for k in kappas], stabilised,
                           None if gain is None else round(gain, 5), small, fit, asdict(opts))
+
+
+def first_stop(n_labels: Sequence[float], metric: Sequence[float], kappas: Sequence[float],
+               options: StoppingOptions | None = None) -> int | None:
+    """Index of the first round after which the rule says ``stop`` (None: it never does)."""
+    for r in range(len(n_labels)):
+        rep = report_from_kappas(n_labels[: r + 1], metric[: r + 1], kappas[:r], options)
+        if rep.recommendation == "stop":
+            return r
+    return None
+
+
+def knee(n_labels: Sequence[float], metric: Sequence[float], min_gain: float) -> int | None:
+    """First round whose next batch gains less than ``min_gain`` on a (mean) learning curve."""
+    y = np.asarray(metric, dtype=float)
+    gains = np.diff(y)
+    below = np.flatnonzero(gains < min_gain)
+    return int(below[0]) if below.size else None
+
+
+def simulated_stops(results: Any, options: StoppingOptions | None = None,
+                    axis: str = "audio_seconds", metric: str = "macro_ap") -> Any:
+    """Where the rule stops each simulated run (:mod:`activepam.simulate` tidy results with
+    ``stop_kappa`` rows) against the knee of the strategy's mean learning curve: one row per
+    (strategy, seed) with ``stop_round``, ``knee_round`` and their budgets."""
+    import pandas as pd
+
+    opts = options or StoppingOptions()
+    overall = results[results["stratum"] == "all"]
+    curve = overall[overall["metric"] == metric]
+    kap = overall[overall["metric"] == "stop_kappa"]
+    rows = []
+    for strategy, grp in curve.groupby("strategy", sort=True):
+        mean = grp.groupby("round")[[axis, "value"]].mean().sort_index()
+        k = knee(mean[axis].to_numpy(), mean["value"].to_numpy(), opts.min_gain)
+        for seed, run in grp.groupby("seed", sort=True):
+            run = run.sort_values("round")
+            ks = (kap[(kap["strategy"] == strategy) & (kap["seed"] == seed)]
+                  .sort_values("round")["value"].to_numpy())
+            stop = first_stop(run[axis].to_numpy(), run["value"].to_numpy(), ks, opts)
+            rows.append({"strategy": strategy, "seed": seed, "stop_round": stop,
+                         "knee_round": k,
+                         "stop_budget": None if stop is None else float(run[axis].iloc[stop]),
+                         "knee_budget": None if k is None else float(mean[axis].iloc[k])})
+    return pd.DataFrame(rows)
