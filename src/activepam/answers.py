@@ -97,6 +97,9 @@ def round_density(sample: pd.DataFrame, labels: pd.DataFrame, predictions: pd.Da
         return pd.DataFrame({"species": list(label_set), "stratum": "",
                              "note": "not estimable: this round's units were not drawn by "
                                      "the verification design (strategy verification)"})
+    if "design_strata" in sample.columns:  # estimate per the strata the design drew in
+        text = str(sample["design_strata"].iloc[0] or "")
+        strata = [c for c in text.split(",") if c]
     agreed = consensus_answers(labels, label_set)
     pool = (predictions.rename(columns={"segment_id": "unit_id", "confidence": "score"})
             [["unit_id", "species", "score"]])

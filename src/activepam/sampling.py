@@ -603,7 +603,7 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
             where = ", ".join(f"{c}={v}" for c, v in zip(strata, key[:-1]))
             b = int(key[-1])
             rows.append(pick.assign(
-                design_species=sp, design_bin_edges=edge_txt,
+                design_species=sp, design_bin_edges=edge_txt, design_strata=",".join(strata),
                 stratum=f"{sp}|{where}|bin {b}" if where else f"{sp}|bin {b}",
                 reason=f"verification: {sp} score bin {b} ({edges[b]:.3g}, {edges[b + 1]:.3g}]"
                        f"{' at ' + where if where else ''}: {take} of {len(cell)} at random",
