@@ -127,6 +127,7 @@ def test_verification_rounds_cover_true_density(tmp_path: Path) -> None:
         for row in est.itertuples():
             cover += int(row.density_lo <= share[row.stratum.split("=")[1]] <= row.density_hi)
             total += 1
+    print(f"verification-design density coverage {cover}/{total}")
     assert total == 90
     assert cover / total >= 0.9
     from activepam.verification import plot_density
