@@ -20,9 +20,11 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/search.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets,
+        search_targets,

@@ -1,0 +1,36 @@
+# Query by example (activepam.search): a usearch index per detection shard, updated
+# incrementally (only new segments are added, removed ones taken out). The index files sit
+# beside the shard's embeddings and are not declared outputs (like the detection parts), so
+# a re-run updates them instead of starting over; the declared output is a stamp.
+
+
+def search_targets(wildcards):
+    """Index stamps of every shard when search.build_index is on (else nothing)."""
+    if not config["search"]["build_index"]:
+        return []
+    return shard_files(f"{RESULTS}/detect/shards/{{shard}}/search_index.done")(
+        wildcards
+    )
+
+
+rule search_index:
+    input:
+        embeddings=f"{RESULTS}/detect/shards/{{shard}}/embeddings.parquet",
+    output:
+        touch(f"{RESULTS}/detect/shards/{{shard}}/search_index.done"),
+    log:
+        f"{RESULTS}/logs/search/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/search/{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=120,
+    params:
+        dtype=config["search"]["index_dtype"],
+    script:
+        "../../scripts/search_index.py"
