@@ -373,7 +373,7 @@ def test_list_and_resolve_strategies() -> None:
     ({"unit": "file"}, "unit"),
     ({"diversify": {"method": "kmeanz"}}, "diversify.method"),
     ({"score": {"method": "entropy"}}, "score.method"),
-    ({"strata": ["site", "planet"]}, "strata"),
+    ({"strata": ["site", "pla-net"]}, "strata"),  # free columns pass; malformed names not
     ({"allocation": "greedy"}, "allocation"),
     ({"n": 0}, "n"),
     ({"pool": {"sitez": ["A"]}}, "pool.sitez"),

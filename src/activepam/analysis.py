@@ -5,7 +5,9 @@ Learning-curve statistics (used to compare sampling strategies):
 * :func:`bootstrap_interval` - mean and percentile-bootstrap interval over replicates (on the
   metric's range: no macro AP below 0 or above 1); :func:`t_interval` is kept for reference;
 * :func:`aulc` - normalised area under a learning curve over a budget window (trapezoid divided
-  by the window, so it is the curve's mean level in metric units);
+  by the window, so it is the curve's mean level in metric units); :func:`baseal_aulc` -
+  BaseAL's (BioDCASE 2026 Task 4) variant from (0, 0) over the labels, and
+  :func:`protocol_summary` its per-run table with annotation cost and sampling time;
 * :func:`budget_to_target` - first (linearly interpolated) budget at which a curve reaches a
   target score, e.g. 95 % of the replicate's full-supervision score;
 * :func:`spread` - coefficient of variation and Pielou evenness of per-stratum performance.
@@ -153,6 +155,51 @@ def aulc(
     if len(x) == 1 or x[-1] == x[0]:
         return float(y.mean())
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def baseal_aulc(n_labelled: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """BaseAL's AULC (BioDCASE 2026 Task 4): the trapezoid area under ``y(n_labelled)`` with
+    the point ``(0, 0)`` prepended, divided by the final ``n_labelled``.
+
+    Unlike :func:`aulc` it integrates from zero labels at score zero, so a curve at level c
+    from its first point ``n0`` scores ``c (1 - n0 / (2 n_final))``, below c. NaN without a
+    finite point or with a final ``n_labelled <= 0``.
+    """
+    x = np.asarray(n_labelled, dtype=np.float64)
+    v = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(v)
+    x, v = x[ok], v[ok]
+    order = np.argsort(x, kind="stable")
+    x, v = np.r_[0.0, x[order]], np.r_[0.0, v[order]]
+    if len(x) < 2 or x[-1] <= 0:
+        return float("nan")
+    return float(np.trapezoid(v, x) / x[-1])
+
+
+#: columns of :func:`protocol_summary` (one row per strategy x seed)
+PROTOCOL_COLUMNS = ["strategy", "seed", "n_labelled", "baseal_aulc", "aulc", "final",
+                    "n_positives", "sampling_s"]
+
+
+def protocol_summary(results: pd.DataFrame, metric: str = "macro_ap") -> pd.DataFrame:
+    """BaseAL-style numbers of every run (strategy x seed) of a tidy results table: its final
+    ``n_units`` (the labels), :func:`baseal_aulc` and our :func:`aulc` of ``metric`` over the
+    number of labelled units, the final ``metric``, the positives among the labelled units
+    (BaseAL's annotation cost) and the total sampling wall time (NaN unless
+    ``simulation.timing``)."""
+    sel = results[(results["stratum"] == "all") & (results["metric"] == metric)]
+    rows = []
+    for (strategy, seed), g in sel.groupby(["strategy", "seed"], sort=True):
+        g = g.sort_values("round")
+        x, y = g["n_units"].to_numpy(float), g["value"].to_numpy(float)
+        t = g["sampling_s"].to_numpy(float) if "sampling_s" in g else np.array([np.nan])
+        rows.append({
+            "strategy": strategy, "seed": int(seed), "n_labelled": int(x[-1]),
+            "baseal_aulc": baseal_aulc(x, y), "aulc": aulc(x, y), "final": float(y[-1]),
+            "n_positives": int(g["n_positives"].iloc[-1]) if "n_positives" in g else -1,
+            "sampling_s": float(np.sum(t)) if np.isfinite(t).all() else float("nan"),
+        })
+    return pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
 
 
 def budget_to_target(

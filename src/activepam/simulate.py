@@ -46,6 +46,14 @@ Species without both classes among the labels get a constant (smoothed prevalenc
 probability. Metrics (:func:`evaluate`): macro/micro average precision, macro AUROC, macro F1 at
 ``threshold``, ECE, and macro AP / F1 per stratum value with their spread (CV, Pielou J).
 
+Imported datasets (``activepam datasets import``, issue 12): a predefined ``split`` column
+replaces the random split (:func:`replicate_rows`), ``segment_cost: union`` costs overlapping
+windows once (:func:`activepam.datasets.union_seconds`), ``species.csv`` beside the labels is
+the species list, and any metadata column is a stratum. ``cold_start: true`` lets the strategy
+pick the seed set from an untrained model (uniform scores); ``probe: baseal_mlp`` swaps the
+probe for BaseAL's head (:class:`BaseALProbe`); ``timing: true`` records the sampling wall
+time per round (``sampling_s``; the runs are then not byte-reproducible).
+
 The tidy result (:data:`RESULT_COLUMNS`) has one row per (strategy, seed, round, stratum,
 stratum_value, metric); overall metrics have ``stratum == stratum_value == "all"``.
 """
@@ -94,11 +102,17 @@ BUDGET_COLS = [
     "recording_fraction",
     "audio_fraction",
 ]
+#: per-round extras: ``n_positives`` = positive (unit, species) labels among the labelled units
+#: (BaseAL's annotation cost), ``sampling_s`` = wall time of the selection that produced this
+#: round's labelled set (round 0: the cold-start pick; 0 for a random seed set; NaN unless
+#: ``simulation.timing``)
+ROUND_COLS = ["n_positives", "sampling_s"]
 #: columns of the tidy results table
 RESULT_COLUMNS = [
     *RUN_KEYS,
     *REPLICATE_COLS,
     *BUDGET_COLS,
+    *ROUND_COLS,
     "stratum",
     "stratum_value",
     "metric",
@@ -123,6 +137,12 @@ META_COLUMNS = (
     "start_time",
     "segment_time",
 )
+
+
+#: segment cost modes (:class:`SimConfig` ``segment_cost``)
+SEGMENT_COSTS = ("clip", "union")
+#: probes (:class:`SimConfig` ``probe``)
+PROBES = ("logistic", "baseal_mlp")
 
 
 class SimulationError(ValueError):
@@ -322,7 +342,12 @@ def custom_dataset(
     * ``embeddings``: Parquet with ``unit_id`` (or ``segment_id``) and ``embedding``;
     * ``labels``: CSV/Parquet ``unit_id, species, present`` (0/1; units without rows are negative);
     * ``metadata``: CSV/Parquet with ``unit_id, recording_id, start_s, end_s`` and the strata
-      columns (``site``, ``lat``, ``lon``, ``segment_time`` ...).
+      columns (``site``, ``lat``, ``lon``, ``segment_time`` ...), optionally a predefined
+      ``split`` (train | validation | test, honoured by :func:`replicate_rows`).
+
+    The species list is ``species.csv`` beside the labels when present (the importers of
+    :mod:`activepam.datasets` write it: species without positives stay in the list), else the
+    species of the label rows.
     """
     meta = _read_table(metadata, "unit metadata")
     if "unit_id" not in meta and "segment_id" in meta:
@@ -335,8 +360,12 @@ def custom_dataset(
     if emb is None:
         raise SimulationError(f"{embeddings}: embeddings not found")
     X = _align_embeddings(emb, meta["unit_id"], str(embeddings))
+    species_csv = Path(labels).with_name("species.csv")
+    species = None
+    if species_csv.exists():  # the full species order (the importers write it), incl. absent ones
+        species = _read_table(species_csv, "species list")["species"].astype(str).tolist()
     Y, species = labels_matrix(
-        _read_table(labels, "labels table"), meta["unit_id"], source=str(labels)
+        _read_table(labels, "labels table"), meta["unit_id"], species, source=str(labels)
     )
     keep = [c for c in meta.columns if c not in ("embedding", "labels")]
     return SimDataset(meta[keep].reset_index(drop=True), X, Y, species, name)
@@ -594,6 +623,61 @@ class Probe:
         return expit(self.decision_function(X))
 
 
+class BaseALProbe:
+    """BaseAL's head (``core/utils/model.py`` of BenMcEwen1/BaseAL): Linear(d, h) - ReLU -
+    Linear(h, species) with sigmoid outputs, trained with Adam on the binary cross-entropy,
+    ``epochs`` epochs per cycle in mini-batches of ``batch``; every ``fit`` continues from the
+    previous weights (BaseAL keeps one model over the cycles). scikit-learn's
+    ``MLPClassifier(hidden_layer_sizes=(h,), activation="relu", solver="adam",
+    learning_rate_init=lr, batch_size=batch, max_iter=epochs, warm_start=True, alpha=0)``;
+    ``hidden = 0`` uses the input dimension (BaseAL's ``hidden_dim=None``). A constant all-zero
+    label column is appended so that one species still trains as multi-label.
+    """
+
+    def __init__(self, hidden: int = 0, epochs: int = 10, batch: int = 32, lr: float = 1e-3,
+                 seed: int = 0) -> None:
+        self.hidden, self.epochs, self.batch, self.lr, self.seed = (
+            int(hidden), int(epochs), int(batch), float(lr), int(seed))
+        self.model: Any = None
+        self.n_species = 0
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> BaseALProbe:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.int64)
+        self.n_species = Y.shape[1]
+        if self.model is None:
+            self.model = MLPClassifier(
+                hidden_layer_sizes=(self.hidden or X.shape[1],), activation="relu",
+                solver="adam", learning_rate_init=self.lr, batch_size=self.batch,
+                max_iter=self.epochs, n_iter_no_change=self.epochs, alpha=0.0,
+                warm_start=True, shuffle=True, random_state=self.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.filterwarnings("ignore", message="Got `batch_size`", category=UserWarning)
+            self.model.fit(X, np.hstack([Y, np.zeros((len(Y), 1), dtype=np.int64)]))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of presence [n, n_species]."""
+        if self.model is None:
+            raise SimulationError("probe used before fit")
+        return np.asarray(self.model.predict_proba(np.asarray(X, dtype=np.float64)))[
+            :, : self.n_species]
+
+
+def make_probe(cfg: SimConfig, seed: int = 0, max_iter: int | None = None) -> Any:
+    """The probe of ``cfg.probe``: :class:`Probe` (logistic, ours) or :class:`BaseALProbe`."""
+    if cfg.probe == "baseal_mlp":
+        return BaseALProbe(cfg.probe_hidden, cfg.probe_epochs, cfg.probe_batch, cfg.probe_lr,
+                           seed)
+    return Probe(cfg.probe_C, max_iter or cfg.probe_max_iter)
+
+
 def features(X: np.ndarray, pca_dims: int = 0, seed: int = 0, whiten: bool = False) -> np.ndarray:
     """Probe features: the embeddings, optionally PCA-projected (randomized, seeded) to
     ``pca_dims`` components, optionally whitened (every dimension z-scored).
@@ -765,8 +849,35 @@ class SimConfig:
     threshold: float = 0.5
     strata: tuple[str, ...] = ("site", "lat_band", "season", "diel")
     strata_options: Mapping[str, Any] = field(default_factory=dict)
+    #: metadata column of a predefined split (train = pool, test = test set, validation
+    #: unused), honoured when the dataset has it; "" = always split randomly
+    split_column: str = "split"
+    #: listening cost of labelled segments: clip = sum of every segment's clip (today's);
+    #: union = the union of the listened spans per recording (overlapping windows once)
+    segment_cost: str = "clip"
+    #: the strategy picks the seed set from an untrained model (uniform scores); false = random
+    cold_start: bool = False
+    #: probe: logistic (ours) | baseal_mlp (BaseAL's Linear-ReLU-Linear head, Adam)
+    probe: str = "logistic"
+    #: baseal_mlp: hidden width (0 = the input dimension, BaseAL's default hidden_dim=None)
+    probe_hidden: int = 0
+    #: baseal_mlp: epochs per cycle (warm-started), mini-batch size, Adam learning rate
+    probe_epochs: int = 10
+    probe_batch: int = 32
+    probe_lr: float = 1e-3
+    #: record the sampling wall time per round (``sampling_s``); off: NaN, so that the results
+    #: stay byte-for-byte reproducible (wall times never are)
+    timing: bool = False
 
     def __post_init__(self) -> None:
+        if self.segment_cost not in SEGMENT_COSTS:
+            raise SimulationError(
+                f"simulation.segment_cost: {self.segment_cost!r} is not one of {SEGMENT_COSTS}")
+        if self.probe not in PROBES:
+            raise SimulationError(f"simulation.probe: {self.probe!r} is not one of {PROBES}")
+        if self.probe_hidden < 0 or self.probe_epochs < 1 or self.probe_batch < 1:
+            raise SimulationError("simulation.probe_hidden must be >= 0, probe_epochs and "
+                                  "probe_batch >= 1")
         if self.seed_size <= 0 or self.batch_size <= 0:
             raise SimulationError("simulation.seed_size and simulation.batch_size must be > 0")
         if not 0 < self.test_fraction < 1:
@@ -859,30 +970,23 @@ def replicate_rows(ds: SimDataset, cfg: SimConfig, seed: int) -> Replicate:
 
     The same replicate seed gives the same rows for every strategy (paired comparisons) and for
     the full-supervision reference of that replicate.
+
+    A predefined split (the column ``cfg.split_column``, e.g. written by ``activepam datasets
+    import``) replaces the random one: ``train`` rows are the pool, ``test`` rows the test set
+    (fixed: ``split_seed = -1``, never subsampled), ``validation`` rows are in neither. A
+    replicate then varies the active-learning seed and, with ``data_fraction < 1``, a seeded
+    subsample of the train pool's recordings (every site keeps at least one).
     """
     seed = int(seed)
+    if cfg.split_column and cfg.split_column in ds.units:
+        return _predefined_replicate(ds, cfg, seed)
     split_seed = int(cfg.split_seed) + (seed if cfg.vary_split else 0)
     keep = np.ones(ds.n, dtype=bool)
     data_seed = -1
     if cfg.data_fraction < 1:
         data_seed = seed
-        rng = np.random.default_rng([data_seed, 0x5EED])
-        site = (
-            ds.units["site"].astype(str)
-            if "site" in ds.units
-            else pd.Series("all", index=ds.units.index)
-        )
-        recs = (
-            pd.DataFrame({"rec": ds.units["recording_id"].astype(str), "site": site})
-            .drop_duplicates("rec")
-            .sort_values("rec")
-        )
-        kept: list[str] = []
-        for _, g in recs.groupby("site", sort=True):
-            n = len(g)
-            k = min(n, max(2, math.ceil(cfg.data_fraction * n - 1e-9)))
-            kept += list(g["rec"].to_numpy()[rng.permutation(n)[:k]])
-        keep = ds.units["recording_id"].astype(str).isin(set(kept)).to_numpy()
+        kept = _kept_recordings(ds.units, cfg.data_fraction, data_seed, 2)
+        keep = ds.units["recording_id"].astype(str).isin(kept).to_numpy()
     rows = np.flatnonzero(keep)
     sub = SimDataset(
         ds.units.iloc[rows].reset_index(drop=True), ds.X[rows], ds.Y[rows], ds.species, ds.name
@@ -891,18 +995,64 @@ def replicate_rows(ds: SimDataset, cfg: SimConfig, seed: int) -> Replicate:
     return Replicate(seed, split_seed, data_seed, Split(rows[split.pool], rows[split.test]))
 
 
+def _kept_recordings(units: pd.DataFrame, fraction: float, seed: int, min_per_site: int) -> set:
+    """A seeded ``fraction`` of every site's recordings (at least ``min_per_site``)."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    site = units["site"].astype(str) if "site" in units else pd.Series("all", index=units.index)
+    recs = (
+        pd.DataFrame({"rec": units["recording_id"].astype(str), "site": site})
+        .drop_duplicates("rec")
+        .sort_values("rec")
+    )
+    kept: list[str] = []
+    for _, g in recs.groupby("site", sort=True):
+        n = len(g)
+        k = min(n, max(min_per_site, math.ceil(fraction * n - 1e-9)))
+        kept += list(g["rec"].to_numpy()[rng.permutation(n)[:k]])
+    return set(kept)
+
+
+def _predefined_replicate(ds: SimDataset, cfg: SimConfig, seed: int) -> Replicate:
+    """:func:`replicate_rows` for a dataset with a predefined split column."""
+    col = cfg.split_column
+    split = ds.units[col].astype(str).str.strip().str.lower().to_numpy()
+    bad = ~np.isin(split, ["train", "validation", "test"])
+    if bad.any():
+        raise SimulationError(
+            f"{ds.name}: column {col!r} (simulation.split_column): value "
+            f"{ds.units[col].iloc[int(np.flatnonzero(bad)[0])]!r} is not train, validation or test")
+    pool, test = split == "train", split == "test"
+    if not pool.any() or not test.any():
+        raise SimulationError(f"{ds.name}: column {col!r} (simulation.split_column) needs train "
+                              f"and test rows ({int(pool.sum())} train, {int(test.sum())} test)")
+    data_seed = -1
+    if cfg.data_fraction < 1:
+        data_seed = seed
+        train = ds.units[pool]
+        kept = _kept_recordings(train, cfg.data_fraction, data_seed, 1)
+        pool &= ds.units["recording_id"].astype(str).isin(kept).to_numpy()
+    return Replicate(seed, -1, data_seed, Split(np.flatnonzero(pool), np.flatnonzero(test)))
+
+
 def strata_values(
     units: pd.DataFrame, keys: Sequence[str], options: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
-    """Stratum label of every unit for each key (see :mod:`activepam.strata`)."""
-    from activepam.strata import build_strata
+    """Stratum label of every unit for each key (see :mod:`activepam.strata`); a column's
+    missing values are ``unknown``."""
+    from activepam.strata import UNKNOWN, StrataError, build_strata
 
     out = {}
     for key in keys:
         if key in units and key not in ("lat_band", "season", "diel"):
-            out[key] = units[key].astype(str).to_numpy()
+            col = units[key]
+            text = np.array(col.astype(str).to_numpy(dtype=object), dtype=object)
+            text[col.isna().to_numpy() | (text == "")] = UNKNOWN  # as activepam.strata does
+            out[key] = text
             continue
-        st = build_strata(units, [key], options)
+        try:
+            st = build_strata(units, [key], options)
+        except StrataError as exc:
+            raise SimulationError(f"simulation.strata: {exc}") from exc
         labels = np.asarray([lab.split("=", 1)[1] for lab in st.labels], dtype=object)
         out[key] = labels[st.codes]
     return out
@@ -1032,6 +1182,28 @@ def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray,
     return seg
 
 
+def _pool_embeddings(seg: pd.DataFrame, Z: np.ndarray) -> pd.DataFrame:
+    """The embeddings table the sampling engine reads, for the pool segments ``seg``."""
+    return pd.DataFrame(
+        {
+            "segment_id": seg["segment_id"],
+            "recording_id": seg["recording_id"],
+            "embedding": list(np.asarray(Z, dtype=np.float32)),
+        }
+    )
+
+
+def _union_cost(units: pd.DataFrame, context_s: float) -> float:
+    """Listening seconds of labelled segments as the union of their clips per recording
+    (:func:`activepam.datasets.union_seconds`): overlapping windows and shared context once."""
+    from activepam.datasets import union_seconds
+
+    return union_seconds(
+        units["recording_id"].to_numpy(), units["start_s"].to_numpy(dtype=np.float64),
+        units["end_s"].to_numpy(dtype=np.float64), context_s,
+        units["recording_duration_s"].to_numpy(dtype=np.float64))
+
+
 def unit_costs(
     pool_units: pd.DataFrame, unit: str, context_s: float
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
@@ -1113,9 +1285,21 @@ def run_simulation(
     plan = budget_plan(cfg, len(unit_ids), totals["audio"])
     rng = np.random.default_rng(seed)
     n0 = _units_for(plan[0], 0.0, 0, mean_cost, cfg, len(unit_ids))
-    labelled: list[str] = list(rng.permutation(unit_ids)[:n0])
     emb = None
-    probe = Probe(cfg.probe_C, cfg.probe_max_iter)
+    sampling_s = 0.0
+    if cfg.cold_start:  # the strategy picks the seed set from an untrained model
+        P0 = np.full((len(split.pool), len(ds.species)), 0.5)  # uniform: every score tied
+        seg0 = _pool_segments(ds, split.pool, P0, np.zeros(0, dtype=np.int64)
+                              if spec.strategy.get("allocation") == "divergence" else None)
+        emb = _pool_embeddings(seg0, Z[split.pool])
+        t0 = time.perf_counter()
+        labelled: list[str] = list(selector(seg0, n0, seed * 1000 + 999, emb, []))
+        sampling_s = time.perf_counter() - t0
+        if not labelled:
+            raise SimulationError(f"strategy {spec.name!r} chose no unit for the cold start")
+    else:
+        labelled = list(rng.permutation(unit_ids)[:n0])
+    probe = make_probe(cfg, seed)
     Y_test = ds.Y[split.test]
     # stopping rule (activepam.stopping): decisions on a fixed stop set of pool segments
     stop_rows = split.pool[np.sort(np.random.default_rng(seed + 7).permutation(
@@ -1132,7 +1316,10 @@ def run_simulation(
         probe.fit(Z[split.pool[lab_pos]], ds.Y[split.pool[lab_pos]])
         P_test = probe.predict_proba(Z[split.test])
         lab_recs = set(rec_of[lab_pos])
-        audio = float(sum(cost_of[u] for u in labelled))
+        if cfg.segment_cost == "union" and spec.unit == "segment":
+            audio = _union_cost(pool_units.iloc[lab_pos], cfg.context_s)
+        else:
+            audio = float(sum(cost_of[u] for u in labelled))
         budget = {
             "strategy": spec.name,
             "unit": spec.unit,
@@ -1148,6 +1335,8 @@ def run_simulation(
             "segment_fraction": len(lab_pos) / totals["segments"],
             "recording_fraction": len(lab_recs) / totals["recordings"],
             "audio_fraction": audio / totals["audio"] if totals["audio"] else float("nan"),
+            "n_positives": int(ds.Y[split.pool[lab_pos]].sum()),
+            "sampling_s": float(sampling_s) if cfg.timing else float("nan"),
         }
         decisions = probe.predict_proba(Z[stop_rows]) >= cfg.threshold
         if last_decisions is not None:
@@ -1171,16 +1360,12 @@ def run_simulation(
         divergence = spec.strategy.get("allocation") == "divergence"
         seg = _pool_segments(ds, split.pool, P_pool, lab_pos if divergence else None)
         if emb is None:
-            emb = pd.DataFrame(
-                {
-                    "segment_id": seg["segment_id"],
-                    "recording_id": seg["recording_id"],
-                    "embedding": list(Z[split.pool].astype(np.float32)),
-                }
-            )
+            emb = _pool_embeddings(seg, Z[split.pool])
         n = _units_for(plan[r + 1], audio, len(labelled), mean_cost, cfg,
                        len(unit_ids) - len(labelled))
+        t0 = time.perf_counter()
         chosen = selector(seg, n, seed * 1000 + r, emb, list(labelled))
+        sampling_s = time.perf_counter() - t0
         fresh = [u for u in chosen if u not in set(labelled)]
         if len(fresh) != len(chosen):
             raise SimulationError(
@@ -1212,7 +1397,8 @@ def full_supervision(
 
     One reference per replicate, so "x % of full supervision" is a per-replicate ratio and the
     reference itself gets an interval over replicates. It is one L2-regularised fit at the
-    configured ``probe_C``, not an upper bound: a run can exceed it.
+    configured ``probe_C``, not an upper bound: a run can exceed it. With ``probe:
+    baseal_mlp`` the head is fitted ``rounds + 1`` times (the epochs of a run's final model).
     """
     Z = config_features(ds.X, cfg) if Z is None else Z
     strata_all = strata_values(ds.units, cfg.strata, cfg.strata_options)
@@ -1220,9 +1406,11 @@ def full_supervision(
     for seed in seeds:
         rep = replicate_rows(ds, cfg, int(seed))
         split = rep.split
-        probe = Probe(cfg.probe_C, max(cfg.probe_max_iter, 500)).fit(
-            Z[split.pool], ds.Y[split.pool]
-        )
+        probe = make_probe(cfg, int(seed), max(cfg.probe_max_iter, 500))
+        # BaseAL's head trains for a fixed number of epochs per fit: as many fits as a run's
+        # cycles, so the reference has the training of a run's final model
+        for _ in range(cfg.rounds + 1 if cfg.probe == "baseal_mlp" else 1):
+            probe.fit(Z[split.pool], ds.Y[split.pool])
         P = probe.predict_proba(Z[split.test])
         rows = evaluate(
             ds.Y[split.test], P, {k: v[split.test] for k, v in strata_all.items()}, cfg.threshold
@@ -1397,6 +1585,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, action="append", help="repeat seed (repeatable)")
     p.add_argument("--rounds", type=int, help="override simulation.rounds")
     p.add_argument("--params", default="params.yaml", help="parameter file (simulation section)")
+    p.add_argument(
+        "--overlay",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="params overlay merged over --params (repeatable; e.g. params/protocols/*.yaml)",
+    )
+    p.add_argument(
+        "--imported",
+        metavar="DIR",
+        help="a folder written by `activepam datasets import` (its embeddings, labels and "
+        "metadata .parquet)",
+    )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the BaseAL-style table per strategy (BaseAL AULC, our AULC over labels, "
+        "final metric, positives labelled, sampling time; mean and sd over seeds)",
+    )
     p.add_argument("--list", action="store_true", help="list the strategies and exit")
     p.add_argument("--out", help="tidy results Parquet (a .csv is written beside it)")
     p.set_defaults(func=_cli)
@@ -1407,6 +1614,7 @@ def _cli(args: argparse.Namespace) -> int:
 
     try:
         params = load_params(args.params)
+        params = _overlaid(params, args.overlay)
     except ConfigError as exc:
         print(f"activepam simulate: {exc}", file=sys.stderr)
         return 2
@@ -1433,11 +1641,16 @@ def _cli(args: argparse.Namespace) -> int:
     try:
         if args.dataset:
             ds = read_dataset(args.dataset)
+        elif args.imported:
+            d = Path(args.imported)
+            ds = custom_dataset(d / "embeddings.parquet", d / "labels.parquet",
+                                d / "metadata.parquet", name=d.name)
         elif args.embeddings and args.labels and args.metadata:
             ds = custom_dataset(args.embeddings, args.labels, args.metadata)
         else:
             print(
-                "activepam simulate: give --dataset or --embeddings, --labels and --metadata",
+                "activepam simulate: give --dataset, --imported or --embeddings, --labels and "
+                "--metadata",
                 file=sys.stderr,
             )
             return 2
@@ -1457,4 +1670,42 @@ def _cli(args: argparse.Namespace) -> int:
     write_parquet(out, args.out, stage="simulate")
     write_csv(out, Path(args.out).with_suffix(".csv"), stage="simulate")
     print(f"{len(out)} rows -> {args.out}")
+    if args.summary:
+        from activepam.analysis import protocol_summary
+
+        print(format_protocol_summary(protocol_summary(out, sim.get("metric", "macro_ap"))))
     return 0
+
+
+def format_protocol_summary(per_run: pd.DataFrame) -> str:
+    """Mean (sd) over seeds per strategy of :func:`activepam.analysis.protocol_summary`."""
+    cols = ["baseal_aulc", "aulc", "final", "n_positives", "sampling_s"]
+    lines = [f"{'strategy':24s} {'runs':>4s} {'labels':>6s} " + " ".join(f"{c:>17s}" for c in cols)]
+    for name, g in per_run.groupby("strategy", sort=False):
+        cells = []
+        for c in cols:
+            v = g[c].to_numpy(dtype=np.float64)
+            sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            cells.append(f"{v.mean():>9.3f} ({sd:5.3f})")
+        lines.append(f"{name:24s} {len(g):4d} {int(g['n_labelled'].max()):6d} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def _overlaid(params: dict[str, Any], overlays: Sequence[str]) -> dict[str, Any]:
+    """``params`` with every overlay YAML merged over it in order (nested mappings merged,
+    lists and values replaced, as Snakemake's --configfile), then validated."""
+    import yaml
+
+    from activepam.config import ConfigError, validate_params
+    from activepam.strategies import deep_merge
+
+    for path in overlays:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: overlay not found")
+        over = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(over, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of sections")
+        params = deep_merge(params, over)
+        validate_params(params, source=str(p))
+    return params

@@ -301,13 +301,28 @@ def confidence_bin(conf: np.ndarray, width: float = 0.1) -> pd.Categorical:
     return pd.Categorical.from_codes(np.where(ok, idx, -1), categories=labels)
 
 
+def free_column_values(values: pd.Series) -> pd.Categorical:
+    """A free metadata column as a categorical stratum: its values as strings, missing values
+    (NaN, None, empty) as -1 codes (the ``unknown`` stratum of :func:`build_strata`)."""
+    missing = np.array(values.isna().to_numpy(), dtype=bool)
+    text = values.astype(str).to_numpy(dtype=object)
+    missing |= text == ""
+    cats = sorted(set(text[~missing].tolist()))
+    codes = pd.Index(cats).get_indexer(text)
+    codes[missing] = -1
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=cats)
+
+
 def stratum_key_values(units: pd.DataFrame, key: str,
                        options: Mapping[str, Any] | None = None,
                        times: np.ndarray | None = None) -> pd.Categorical:
     """Categorical labels of one stratum ``key`` for every unit."""
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     if key not in STRATUM_KEYS:
-        raise StrataError(f"strata: unknown key {key!r} (known: {', '.join(STRATUM_KEYS)})")
+        if key in units.columns:  # a free column (year, period, ...): its values, as categories
+            return free_column_values(units[key])
+        raise StrataError(f"strata: unknown key {key!r}: neither a known key "
+                          f"({', '.join(STRATUM_KEYS)}) nor a column of the units table")
     missing = [c for c in KEY_COLUMNS[key] if c not in units]
     if missing:
         raise StrataError(f"strata: key {key!r} needs column(s) {missing} in the units table")

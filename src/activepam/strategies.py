@@ -14,7 +14,7 @@ A strategy is a mapping (a ``sampling.strategies`` entry in params.yaml, a YAML 
                 k: null,
                 candidates: 10, pca: null, normalize: false, subsample: 2000,
                 min_per_species: 1, seed_with_labelled: true}
-    strata: [site, diel]                 # any keys of activepam.strata.STRATUM_KEYS
+    strata: [site, diel]                 # keys of activepam.strata.STRATUM_KEYS or units columns
     strata_options: {lat_band_width, lat_band_edges, seasons, twilight_low, twilight_high,
                      diel_resolution_s, confidence_bin_width}
     allocation: equal | proportional | divergence
@@ -35,6 +35,7 @@ name, or the defaults) and validates it, raising :class:`StrategyError` naming t
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,10 @@ DIVERSIFY_METHODS = ("none", "kmeans", "ward", "farthest_first", "species_balanc
                      "typiclust")
 EMBEDDING_METHODS = frozenset({"kmeans", "ward", "farthest_first", "typiclust"})
 ALLOCATIONS = ("equal", "proportional", "divergence")
+
+
+#: a free stratum column name (any units column; its existence is checked at sampling time)
+_FREE_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class StrategyError(ValueError):
@@ -351,8 +356,10 @@ def validate_strategy(spec: Mapping[str, Any], name: str = "custom") -> None:
         if not isinstance(div[key], bool):
             raise _err(name, f"diversify.{key}", f"must be true or false, got {div[key]!r}")
     _check_list(name, "strata", spec["strata"])
-    for key in spec["strata"]:
-        _check_enum(name, "strata", key, STRATUM_KEYS)
+    for key in spec["strata"]:  # a known key or a free units column (checked when sampling:
+        if key not in STRATUM_KEYS and not _FREE_COLUMN.fullmatch(str(key)):  # build_strata)
+            raise _err(name, "strata", f"{key!r} is neither one of {', '.join(STRATUM_KEYS)} "
+                       "nor a column name (letters, digits, _)")
     if len(set(spec["strata"])) != len(spec["strata"]):
         raise _err(name, "strata", f"duplicate keys in {spec['strata']}")
     opts = spec["strata_options"]
