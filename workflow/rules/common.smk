@@ -71,3 +71,12 @@ def all_targets(wildcards):
         *SIM_TARGETS,  # strategy comparison + stratified analyses (simulate.smk)
         *SAMPLE_TARGETS,  # one sample + figures per sampling.run strategy (sample.smk)
     ]
+
+
+def search_targets(wildcards):
+    """Index stamps of every detection shard when search.build_index is on (search.smk)."""
+    if not config["search"]["build_index"]:
+        return []
+    return shard_files(f"{RESULTS}/detect/shards/{{shard}}/search_index.done")(
+        wildcards
+    )

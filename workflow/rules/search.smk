@@ -4,13 +4,7 @@
 # a re-run updates them instead of starting over; the declared output is a stamp.
 
 
-def search_targets(wildcards):
-    """Index stamps of every shard when search.build_index is on (else nothing)."""
-    if not config["search"]["build_index"]:
-        return []
-    return shard_files(f"{RESULTS}/detect/shards/{{shard}}/search_index.done")(
-        wildcards
-    )
+# targets: search_targets() in common.smk (rule all)
 
 
 rule search_index:
