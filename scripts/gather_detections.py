@@ -19,6 +19,9 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
         outputs = {k: smk.output[k] for k in ("segments", "predictions", "embeddings",
                                                "quarantine")}
         counts = merge_outputs(inputs, outputs)
+        from activepam.store import link_store
+
+        counts["store_files"] = link_store(list(smk.input.store), smk.output.store)
         logging.getLogger("gather_detections").info("gathered %s", counts)
 
 

@@ -17,6 +17,7 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
             extensions=list(smk.params.extensions),
             min_duration_s=float(smk.params.min_duration_s),
             shard_size=int(smk.params.shard_size),
+            shard_hours=float(smk.params.shard_hours),
             tz=str(smk.params.timezone),
             threads=int(smk.threads),
         )

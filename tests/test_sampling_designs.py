@@ -163,3 +163,23 @@ def test_typiclust_strategy_runs_without_scores() -> None:
     assert len(out) == 5 and out["reason"].str.startswith("typiclust").all()
     idx = seg.set_index("segment_id").index.get_indexer(out["unit_id"])
     assert len(set(cluster[idx])) == 5  # one per cluster of the 5 generated
+
+
+def test_verification_design_in_computed_strata() -> None:
+    """Strata of the design may be computed keys (diel, season), not only columns."""
+    seg, _, _ = _segments(600)
+    seg = seg.assign(lat=60.0, lon=10.0, segment_time=pd.Timestamp("2025-05-15T00:00:00Z")
+                     + pd.to_timedelta(np.arange(600) * 137, unit="s"))
+    rng = np.random.default_rng(2)
+    preds = _predictions(seg, rng.uniform(size=len(seg)) < 0.2, rng)
+    out = sample(seg, {"base": "verification", "verification": {"species": ["A"], "n_per_bin": 2,
+                                                                "strata": ["diel"]}},
+                 n=10, seed=0, predictions=preds)
+    assert set(out["diel"]) <= {"night", "dawn", "day", "dusk"} and out["diel"].nunique() >= 3
+    assert out["design_strata"].iloc[0] == "diel"
+    labels = pd.DataFrame({"unit_id": out["unit_id"], "unit_type": "segment",
+                           "recording_id": out["recording_id"], "path": "x.wav", "start_s": 0.0,
+                           "end_s": 3.0, "species": "", "present": 0, "in_target": 1,
+                           "annotator": "a", "source_file": "f", "source_line": 2, "notes": ""})
+    est = round_density(out, labels, preds, seg, ["A"], seed=0)
+    assert set(est["stratum"]) == {f"diel={d}" for d in out["diel"].unique()}

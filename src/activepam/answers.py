@@ -103,6 +103,10 @@ def round_density(sample: pd.DataFrame, labels: pd.DataFrame, predictions: pd.Da
     agreed = consensus_answers(labels, label_set)
     pool = (predictions.rename(columns={"segment_id": "unit_id", "confidence": "score"})
             [["unit_id", "species", "score"]])
+    from activepam.strata import stratum_column
+
+    segments = segments.assign(**{c: stratum_column(segments, c) for c in strata
+                                  if c not in segments.columns})
     meta = segments[["segment_id", *strata]].rename(columns={"segment_id": "unit_id"})
     out = []
     for sp, drawn in sample.groupby("design_species", sort=True):

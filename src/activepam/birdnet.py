@@ -7,6 +7,8 @@ One interpreter invocation yields both outputs: the flatbuffer is patched in mem
 the 1024-d global-average-pool tensor (the input of the final fully connected layer, i.e.
 BirdNET's embedding) becomes a second model output. With the XNNPACK delegate intermediate
 tensors cannot be read after ``invoke()``, so this is the only way to get both in one pass.
+The patched flatbuffer is cached in the user cache folder, keyed by the SHA-256 of the
+installed model file (:func:`patched_model_bytes`; ~0.1 s instead of ~0.7 s per process).
 
 Post-processing follows BirdNET-Analyzer 1.x and birdnetlib:
 ``confidence = 1 / (1 + exp(-slope * clip(logit, -15, 15)))`` where the user's ``sensitivity``
@@ -28,6 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import importlib.util
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -132,6 +135,58 @@ def _patched_model(buf: bytes) -> tuple[bytes, str]:
     return bytes(builder.Output()), name
 
 
+#: bump when :func:`_patched_model` changes (invalidates cached patched models)
+PATCH_VERSION = 1
+#: environment variable overriding the cache folder of patched models
+CACHE_ENV = "ACTIVEPAM_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """User cache folder of activepam (``$ACTIVEPAM_CACHE_DIR``, else the platform's user
+    cache dir, e.g. ``~/.cache/activepam``)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("activepam"))
+
+
+def patched_model_bytes(model_path: Path | None = None) -> tuple[bytes, str]:
+    """The model with the embedding output (:func:`_patched_model`), cached on disk.
+
+    The cache file ``<cache_dir>/birdnet/<sha256 of the installed model>-p<PATCH_VERSION>
+    .tflite`` is derived from the installed model file only (nothing is downloaded); it is
+    used when its own SHA-256 matches the one recorded beside it, else rebuilt (atomically).
+    An unwritable cache folder only costs the patching time."""
+    path = model_path or (model_dir() / MODEL_FILE)
+    buf = path.read_bytes()
+    digest = hashlib.sha256(buf).hexdigest()
+    folder = cache_dir() / "birdnet"
+    stem = f"{digest[:32]}-p{PATCH_VERSION}"
+    cached, meta = folder / f"{stem}.tflite", folder / f"{stem}.json"
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        content = cached.read_bytes()
+        if hashlib.sha256(content).hexdigest() == info["sha256"]:
+            return content, str(info["tensor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    content, name = _patched_model(buf)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for target, data in ((cached, content),
+                             (meta, json.dumps({"model": str(path), "model_sha256": digest,
+                                                "sha256": hashlib.sha256(content).hexdigest(),
+                                                "tensor": name}).encode())):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+    except OSError:
+        pass
+    return content, name
+
+
 class BirdNET:
     """BirdNET V2.4 classifier returning confidences and embeddings in one pass per batch.
 
@@ -148,7 +203,7 @@ class BirdNET:
         self.sensitivity = check_sensitivity(sensitivity, "sensitivity")
         self.threads = max(1, int(threads))
         self.batch_size = int(batch_size)
-        content, emb_name = _patched_model((model_dir() / MODEL_FILE).read_bytes())
+        content, emb_name = patched_model_bytes()
         self._interpreter = Interpreter(model_content=content, num_threads=self.threads)
         self._input_index = int(self._interpreter.get_input_details()[0]["index"])
         outputs = self._interpreter.get_output_details()

@@ -26,19 +26,26 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: commands whose module is imported alone (start-up time: ``activepam detect`` runs once per
+#: cluster job; importing every command module costs about a second)
+SOLO_COMMANDS: dict[str, str] = {"detect": "activepam.detect"}
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="activepam",
         description="Active sampling of passive acoustic monitoring audio.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    first = (sys.argv[1:] if argv is None else list(argv))[:1]
+    solo = SOLO_COMMANDS.get(first[0]) if first else None
+    parser = build_parser((solo,) if solo else COMMAND_MODULES)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

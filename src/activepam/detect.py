@@ -680,9 +680,13 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
                  parts_dir: str | os.PathLike[str] | None = None,
                  quarantine: Sequence[dict] = (),
                  on_quarantine: Callable[[str, str], None] | None = None,
-                 model: bn.BirdNET | None = None, probe: bool | None = None) -> dict[str, Any]:
+                 model: bn.BirdNET | None = None, probe: bool | None = None,
+                 embedding_store: str | os.PathLike[str] | None = None,
+                 embedding_dtype: str = "float32", shard: str = "0000") -> dict[str, Any]:
     """Run BirdNET on recordings and write ``out_dir/{segments,predictions,embeddings}.parquet``
-    and ``out_dir/quarantine.csv``.
+    and ``out_dir/quarantine.csv``; with ``embedding_store`` (a folder) also the
+    device/month store files ``device_id=*/month=*/part-<shard>.parquet`` of the finished
+    recordings, in ``embedding_dtype`` (:func:`activepam.store.write_store`, from the part files).
 
     ``inputs`` is either a list of audio paths (recording ids from the file stems, metadata
     null) or an inventory DataFrame with ``recording_id``, ``path`` and optionally the metadata
@@ -759,6 +763,24 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     finished = [r for r in recordings
                 if r.path not in bad and is_finished(cache, r.recording_id, r.key)]
     counts = gather_parts(finished, cache, out_dir, meta)
+    if embedding_store is not None:
+        from activepam.store import check_dtype, write_store
+
+        store_root = Path(embedding_store)
+        if store_root.exists():  # a re-run rewrites this shard's files from the parts
+            import shutil
+
+            shutil.rmtree(store_root)
+        store_root.mkdir(parents=True, exist_ok=True)
+        meta_df = meta.select([c for c in ("recording_id", "device_id", "start_time")
+                               if c in meta.column_names]).to_pandas()
+        if isinstance(inputs, pd.DataFrame):  # inventory rows carry the metadata too
+            inv_meta = inputs[[c for c in ("recording_id", "device_id", "start_time")
+                               if c in inputs.columns]]
+            meta_df = pd.concat([meta_df, inv_meta]).drop_duplicates("recording_id")
+        write_store({r.recording_id: part_path(cache, r.recording_id, "embeddings")
+                     for r in finished}, meta_df, store_root,
+                    check_dtype(embedding_dtype), shard)
     write_csv(pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS), out_dir / "quarantine.csv",
               stage=STAGE)
     summary = {
@@ -900,7 +922,8 @@ def run_shard(inventory: str | os.PathLike[str], shard: str, out_dir: str | os.P
     """Detection for the inventory rows of one ``shard`` (Snakemake ``detect_shard``).
 
     Part files live in ``parts_dir`` (outside the rule's declared outputs) so recordings
-    finished by a killed job survive and are skipped when the job is re-run.
+    finished by a killed job survive and are skipped when the job is re-run. The shard's
+    embedding-store files go to ``out_dir/store`` (``detect.embedding_dtype``).
     """
     inv = pd.read_parquet(inventory)
     if "shard" not in inv.columns:
@@ -912,7 +935,9 @@ def run_shard(inventory: str | os.PathLike[str], shard: str, out_dir: str | os.P
                         sensitivity=float(cfg.get("sensitivity", 1.0)),
                         top_k=int(cfg.get("top_k", 10)),
                         species_filter=species_filter_from_config(cfg, label_set),
-                        parts_dir=parts_dir, progress=progress)
+                        parts_dir=parts_dir, progress=progress,
+                        embedding_store=Path(out_dir) / "store",
+                        embedding_dtype=str(cfg.get("embedding_dtype", "float32")), shard=shard)
 
 
 # --------------------------------------------------------------------------- gathering

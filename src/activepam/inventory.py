@@ -770,17 +770,40 @@ class InventoryResult:
     warnings: dict[str, int] = field(default_factory=dict)
 
 
-def assign_shards(n: int, shard_size: int) -> list[str]:
-    """Shard ids ``0000``, ``0001``, ... for ``n`` consecutive recordings, ``shard_size`` each."""
+def assign_shards(n: int, shard_size: int, durations_s: Sequence[float] | None = None,
+                  shard_hours: float = 0.0) -> list[str]:
+    """Shard ids ``0000``, ``0001``, ... for ``n`` consecutive recordings.
+
+    Without ``shard_hours`` (0): ``shard_size`` recordings each. With ``shard_hours`` > 0 and
+    the recordings' ``durations_s``: consecutive recordings are packed until the next one would
+    take the shard past ``shard_hours`` of audio (a longer recording gets a shard of its own),
+    and never more than ``shard_size`` recordings per shard; so a SLURM job's run time follows
+    its audio hours, not its file count. Missing durations count as 0."""
     if shard_size < 1:
         raise ValueError(f"detect.shard_size must be >= 1, got {shard_size}")
-    return [f"{i // shard_size:04d}" for i in range(n)]
+    if not shard_hours or shard_hours <= 0:
+        if shard_hours and shard_hours < 0:
+            raise ValueError(f"detect.shard_hours must be >= 0, got {shard_hours}")
+        return [f"{i // shard_size:04d}" for i in range(n)]
+    if durations_s is None or len(durations_s) != n:
+        raise ValueError("detect.shard_hours needs one duration per recording")
+    limit = float(shard_hours) * 3600.0
+    out, shard, hours, count = [], 0, 0.0, 0
+    for d in durations_s:
+        d = float(d) if d is not None and np.isfinite(float(d)) else 0.0
+        if count and (count >= shard_size or hours + d > limit):
+            shard, hours, count = shard + 1, 0.0, 0
+        out.append(f"{shard:04d}")
+        hours += d
+        count += 1
+    return out
 
 
 def build_inventory(roots: Sequence[str | os.PathLike[str]], sites: pd.DataFrame | None = None, *,
                     extensions: Sequence[str] = AUDIO_EXTENSIONS, min_duration_s: float = 0.0,
                     shard_size: int = 64, threads: int = 4, tz: str = "UTC",
-                    progress: bool = True, registry: IdRegistry | None = None) -> InventoryResult:
+                    progress: bool = True, registry: IdRegistry | None = None,
+                    shard_hours: float = 0.0) -> InventoryResult:
     """Probe every audio file under ``roots`` and build the inventory and quarantine tables.
 
     Files come from :func:`discover_audio` (its reports go to the quarantine table). Files that
@@ -833,7 +856,8 @@ def build_inventory(roots: Sequence[str | os.PathLike[str]], sites: pd.DataFrame
                                        "format", "status"])
     recs["start_time"] = pd.to_datetime(recs["start_time"], utc=True).astype("datetime64[us, UTC]")
     recs = resolve_deployments(recs, sites)
-    recs["shard"] = assign_shards(len(recs), shard_size)
+    recs["shard"] = assign_shards(len(recs), shard_size, recs["duration_s"].to_numpy(float),
+                                  shard_hours)
     inv = _typed(recs[list(INVENTORY_COLUMNS)])
     quarantine = pd.DataFrame(quarantined, columns=list(QUARANTINE_COLUMNS))
     warnings = {

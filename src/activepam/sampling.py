@@ -566,10 +566,13 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
     preds = (pd.read_parquet(predictions, columns=["segment_id", "species", "confidence"])
              if isinstance(predictions, (str, Path)) else predictions)
     strata = list(ver["strata"] or [])
-    missing = [c for c in strata if c not in units]
-    if missing:
-        raise StrategyError(f"strategy {spec['name']!r}: verification.strata: units lack "
-                            f"column(s) {', '.join(missing)}")
+    from activepam.strata import StrataError, stratum_column
+
+    try:  # a column of the units, or a computed key (season, diel, lat_band, ...)
+        units = units.assign(**{c: stratum_column(units, c, spec["strata_options"])
+                                for c in strata if c not in units})
+    except StrataError as exc:
+        raise StrategyError(f"strategy {spec['name']!r}: verification.strata: {exc}") from exc
     pool = units[~isin(units["segment_id"], labelled)] if labelled else units
     for note, mask in _filter_masks(pool, spec):
         pool = pool[np.asarray(mask, dtype=bool)]

@@ -600,3 +600,16 @@ def allocate(capacity: Sequence[int] | np.ndarray, n: int, weights: np.ndarray |
             add[order[:left]] += 1
         alloc += np.minimum(add, free)
     return alloc
+
+
+def stratum_column(units: pd.DataFrame, key: str,
+                   options: Mapping[str, Any] | None = None) -> pd.Series:
+    """One stratum key's level per unit as a plain column (``"spring"``, ``"dawn"``, ...):
+    the units' own column when they have it, else :func:`build_strata` of that key (season,
+    diel, lat_band, ... computed from time and position)."""
+    if key in units.columns:
+        return units[key].astype(str).where(units[key].notna(), "unknown")
+    cat = build_strata(units, [key], options).as_categorical()
+    prefix = f"{key}="
+    return pd.Series([str(v)[len(prefix):] if str(v).startswith(prefix) else str(v)
+                      for v in cat], index=units.index, name=key)

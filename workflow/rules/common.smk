@@ -35,12 +35,14 @@ def demo_outputs():
 
 
 def detect_shards(wildcards=None):
-    """Shard ids decided by the inventory checkpoint (detect.shard_size recordings each)."""
+    """Shard ids decided by the inventory checkpoint: its ``shard`` column (detect.shard_hours
+    of audio or detect.shard_size recordings each); one shard 0000 for an empty inventory.
+    """
     inv = checkpoints.inventory.get().output.inventory
-    n = len(pd.read_parquet(inv, columns=["recording_id"]))
-    return [
-        f"{i:04d}" for i in range(max(1, math.ceil(n / config["detect"]["shard_size"])))
-    ]
+    shards = (
+        pd.read_parquet(inv, columns=["shard"])["shard"].astype(str).unique().tolist()
+    )
+    return sorted(shards) or ["0000"]
 
 
 def shard_files(pattern):

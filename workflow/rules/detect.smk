@@ -12,12 +12,14 @@ rule detect_shard:
         predictions=f"{RESULTS}/detect/shards/{{shard}}/predictions.parquet",
         embeddings=f"{RESULTS}/detect/shards/{{shard}}/embeddings.parquet",
         quarantine=f"{RESULTS}/detect/shards/{{shard}}/quarantine.csv",
+        # device_id=*/month=*/part-<shard>.parquet (detect.embedding_dtype), from the parts
+        store=directory(f"{RESULTS}/detect/shards/{{shard}}/store"),
     log:
         f"{RESULTS}/logs/detect/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/detect/{{shard}}.tsv"
     wildcard_constraints:
-        shard=r"\d{4}",
+        shard=r"\d\d\d\d+",  # 0000..9999, then 10000.. (a year: >10k shards)
     conda:
         CONDA_ENV
     threads: 2
@@ -41,12 +43,15 @@ rule gather_detections:
         ),
         embeddings=shard_files(f"{RESULTS}/detect/shards/{{shard}}/embeddings.parquet"),
         quarantine=shard_files(f"{RESULTS}/detect/shards/{{shard}}/quarantine.csv"),
+        store=shard_files(f"{RESULTS}/detect/shards/{{shard}}/store"),
         inventory_quarantine=rules.inventory.output.quarantine,
     output:
         segments=f"{RESULTS}/detect/segments.parquet",
         predictions=f"{RESULTS}/detect/predictions.parquet",
         embeddings=f"{RESULTS}/detect/embeddings.parquet",
         quarantine=f"{RESULTS}/detect/quarantine.csv",
+        # the Hive-partitioned embedding store: the shards' files, hard-linked (activepam.store)
+        store=directory(f"{RESULTS}/detect/store/embeddings"),
     log:
         f"{RESULTS}/logs/detect/gather.log",
     benchmark:

@@ -13,7 +13,7 @@ rule indices_shard:
     benchmark:
         f"{RESULTS}/benchmarks/indices/{{shard}}.tsv"
     wildcard_constraints:
-        shard=r"\d{4}",
+        shard=r"\d\d\d\d+",  # 0000..9999, then 10000.. (a year: >10k shards)
     conda:
         CONDA_ENV
     threads: 2

@@ -26,5 +26,6 @@ checkpoint inventory:
         min_duration_s=config["inventory"]["min_duration_s"],
         timezone=config["inventory"].get("timezone", "UTC"),
         shard_size=config["detect"]["shard_size"],
+        shard_hours=config["detect"].get("shard_hours", 0),
     script:
         "../../scripts/inventory.py"
