@@ -6,7 +6,11 @@
 # a synthetic divergence sweep drawn from the generator's community model (activepam.synthetic);
 # rule simulation_table prints the README strategy table (strategy_table.md).
 
-from activepam.simulate import simulation_params, workflow_dataset_inputs, workflow_targets
+from activepam.simulate import (
+    simulation_params,
+    workflow_dataset_inputs,
+    workflow_targets,
+)
 
 SIM = f"{RESULTS}/simulation"
 # the simulation section with context_s resolved (null = rounds.context_s)
