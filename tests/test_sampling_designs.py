@@ -183,3 +183,18 @@ def test_verification_design_in_computed_strata() -> None:
                            "annotator": "a", "source_file": "f", "source_line": 2, "notes": ""})
     est = round_density(out, labels, preds, seg, ["A"], seed=0)
     assert set(est["stratum"]) == {f"diel={d}" for d in out["diel"].unique()}
+
+
+def test_verification_design_excludes_whole_labelled_recordings() -> None:
+    """The rounds exclude the test set's whole recordings by recording id (issue 10): the
+    verification design honours that exactly like the standard sampler."""
+    seg, _, _ = _segments()
+    rng = np.random.default_rng(3)
+    preds = _predictions(seg, rng.uniform(size=len(seg)) < 0.2, rng)
+    banned = ["r000", "r001", "r002"]
+    out = sample(seg, {"base": "verification", "verification": {"species": ["A"],
+                                                                "n_per_bin": 20}},
+                 n=10, seed=0, predictions=preds, labelled=banned)
+    assert not set(out["recording_id"]) & set(banned)
+    std = sample(seg, "random", n=200, seed=0, labelled=banned)
+    assert not set(std["recording_id"]) & set(banned)

@@ -30,7 +30,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,6 +238,16 @@ def _segment_score(frame: pd.DataFrame, spec: Mapping[str, Any], seed: int) -> n
         raise StrategyError(f"strategy {spec['name']!r}: {exc}") from exc
 
 
+def not_labelled(segments: pd.DataFrame, labelled: Sequence[str]) -> np.ndarray:
+    """Mask of the segments that may be sampled: neither their own id nor their recording's id
+    is in ``labelled`` (a labelled recording id, e.g. a test-set recording, removes all its
+    segments)."""
+    keep = ~isin(segments["segment_id"], labelled)
+    if "recording_id" in segments:
+        keep &= ~isin(segments["recording_id"], labelled)
+    return keep
+
+
 def _with_similarity(units: pd.DataFrame, spec: Mapping[str, Any],
                      embeddings: EmbeddingSource | None) -> pd.DataFrame:
     from activepam.search import SearchError, similarity_scores
@@ -275,10 +285,7 @@ def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: i
                                 "(column segment_id)")
         pool = Pool(units, np.zeros(len(units)), "segment", "segment_id", notes=notes)
         if labelled:
-            keep = ~isin(units["segment_id"], labelled)
-            if "recording_id" in units:
-                keep &= ~isin(units["recording_id"], labelled)
-            pool.subset(keep, "already labelled")
+            pool.subset(not_labelled(units, labelled), "already labelled")
         pool.score = _segment_score(pool.frame, spec, seed)
     else:
         frame = units
@@ -573,7 +580,7 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
                                 for c in strata if c not in units})
     except StrataError as exc:
         raise StrategyError(f"strategy {spec['name']!r}: verification.strata: {exc}") from exc
-    pool = units[~isin(units["segment_id"], labelled)] if labelled else units
+    pool = units[not_labelled(units, labelled)] if labelled else units
     for note, mask in _filter_masks(pool, spec):
         pool = pool[np.asarray(mask, dtype=bool)]
     ids = pool["segment_id"].astype(str)
