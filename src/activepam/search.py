@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,16 +187,17 @@ class _TopN:
     def __init__(self, n: int) -> None:
         self.n = n
         self.sim = np.zeros(0, dtype=np.float32)
-        self.ids: list[Any] = []
         self.rows: list[dict[str, Any]] = []
 
-    def push(self, sim: np.ndarray, rows: Sequence[dict[str, Any]]) -> None:
+    def push(self, sim: np.ndarray, row: Callable[[int], dict[str, Any]]) -> None:
+        """Merge a batch: ``sim`` per candidate, ``row(i)`` builds candidate i's row (called for
+        the batch's best ``n`` only, so a large batch costs no per-row objects)."""
         if sim.size == 0:
             return
         k = min(self.n, sim.size)
         take = np.argpartition(-sim, k - 1)[:k] if sim.size > k else np.arange(sim.size)
         both = np.concatenate([self.sim, sim[take]])
-        merged = self.rows + [rows[i] for i in take]
+        merged = self.rows + [row(int(i)) for i in take]
         keep = np.argsort(-both, kind="stable")[: self.n]
         self.sim = both[keep]
         self.rows = [merged[i] for i in keep]
@@ -222,10 +223,8 @@ def _scan_file(f: Path, q: Queries, top: _TopN, allowed: pa.Array | None,
         sid = batch["segment_id"].to_pylist()
         rid = batch["recording_id"].to_pylist()
         st = batch["start_s"].to_pylist()
-        k = min(top.n, score.size)
-        cand = np.argpartition(-score, k - 1)[:k] if score.size > k else np.arange(score.size)
-        top.push(score[cand], [{"segment_id": sid[i], "recording_id": rid[i], "start_s": st[i],
-                                "nearest_example": q.names[best[i]]} for i in cand])
+        top.push(score, lambda i: {"segment_id": sid[i], "recording_id": rid[i],
+                                   "start_s": st[i], "nearest_example": q.names[best[i]]})
     return seen
 
 
@@ -377,9 +376,9 @@ def index_search(files: Sequence[Path], q: Queries, k: int,
         meta = meta.set_index("segment_id")
         sids = list(best)
         top.push(np.array([best[s][0] for s in sids], dtype=np.float32),
-                 [{"segment_id": s, "recording_id": meta.at[s, "recording_id"],
-                   "start_s": meta.at[s, "start_s"], "nearest_example": q.names[best[s][1]]}
-                  for s in sids])
+                 lambda i: {"segment_id": sids[i], "recording_id": meta.at[sids[i], "recording_id"],
+                            "start_s": meta.at[sids[i], "start_s"],
+                            "nearest_example": q.names[best[sids[i]][1]]})
     return _hits(top, method)
 
 
