@@ -8,7 +8,7 @@
 #     (--profile profiles/slurm), each under `timeout`, with the small overlay params/ci_small.yaml;
 #  4. checks the accounting history (sacct; squeue when accounting is off): every job the
 #     local run ran (bar the SLURM run's local rules) was submitted with sbatch and COMPLETED;
-#  5. compares the Parquet CONTENTS of both runs (activepam.hashing: rows sorted, writer
+#  5. compares the Parquet CONTENTS of both runs (activepam.core.hashing: rows sorted, writer
 #     metadata and run-time columns ignored): results/ and the generated demo tables.
 #
 # Targets: by default the data products of CONTRACTS.md (generate -> inventory -> sharded
@@ -193,11 +193,11 @@ PYEOF
 
 # ---------------------------------------------------------------- same results
 log "comparing Parquet contents: local vs SLURM"
-"$PY" -m activepam.hashing "$WORK/local/results" "$WORK/slurm/results" \
+"$PY" -m activepam.core.hashing "$WORK/local/results" "$WORK/slurm/results" \
   "${PARQUET[@]/#/--require=}"
 raw=$("$PY" -c 'import sys, yaml; from snakemake.utils import update_config as u
 p = yaml.safe_load(open("params.yaml")); u(p, yaml.safe_load(open(sys.argv[1]))); print(p["data"]["raw_dir"])' "$CONFIG")
 if [ -d "$WORK/local/$raw" ]; then
-  "$PY" -m activepam.hashing "$WORK/local/$raw" "$WORK/slurm/$raw"
+  "$PY" -m activepam.core.hashing "$WORK/local/$raw" "$WORK/slurm/$raw"
 fi
 log "OK: SLURM run == local run; CI SLURM step took $(elapsed)"

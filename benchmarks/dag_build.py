@@ -2,7 +2,7 @@
 
 Copies the workflow (Snakefile, workflow/, scripts/, profiles/, params.yaml) into a temp
 project, writes ``results/inventory/inventory.parquet`` with ``--recordings`` synthetic rows of
-``--duration-s`` each, shards assigned by :func:`activepam.inventory.assign_shards`
+``--duration-s`` each, shards assigned by :func:`activepam.detection.inventory.assign_shards`
 (``--shard-hours`` of audio per shard, at most ``--shard-size`` recordings), and times a dry
 run (DAG build only, nothing executed) for the detection + indices targets. Prints one JSON
 line per size: recordings, shards, jobs, dag_seconds, peak_rss_mb of snakemake.
@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from activepam.inventory import assign_shards
+from activepam.detection.inventory import assign_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["results/detect/segments.parquet", "results/indices/indices.parquet"]

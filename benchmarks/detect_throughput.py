@@ -1,7 +1,7 @@
 """Throughput of ``activepam detect`` against bare BirdNET inference, in one run.
 
 Builds (unless ``--audio`` is given) 10 x 60 s of deterministic 44.1 kHz MP3 (noise + tones),
-runs the detection code path (:func:`activepam.detect.detect_files`: probe, decode, resample,
+runs the detection code path (:func:`activepam.detection.detect.detect_files`: probe, decode, resample,
 window, model, uncertainty, top-k, part files, gather) and the bare model (same loaded
 interpreter, same threads and batch size, random input, same number of windows), the latter
 timed before and after the pipeline and averaged.
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from activepam import birdnet as bn
-from activepam.detect import detect_files, find_audio, window_starts
+from activepam.detection import birdnet as bn
+from activepam.detection.detect import detect_files, find_audio, window_starts
 
 
 def make_audio(folder: Path, n_files: int = 10, seconds: float = 60.0, sr: int = 44_100,
@@ -95,7 +95,7 @@ import time
 t0 = time.perf_counter()
 import numpy as np
 from activepam import cli  # the CLI entry point's own imports
-from activepam import detect, birdnet as bn
+from activepam.detection import detect, birdnet as bn
 model = bn.BirdNET(threads={threads}, batch_size={batch})
 model.predict(np.zeros((1, bn.WINDOW_SAMPLES), np.float32))
 print(time.perf_counter() - t0)

@@ -1,13 +1,13 @@
 """How far float16 embedding storage changes cosine ranks and probe results (issue #15).
 
 A seeded synthetic set (1024-d vectors: ``--species`` cluster centres + strong noise) is
-written twice through the embedding store (:func:`activepam.store.write_store`, float32 and
-float16) and read back with :class:`activepam.store.PartitionedEmbeddings`. Then:
+written twice through the embedding store (:func:`activepam.core.store.write_store`, float32 and
+float16) and read back with :class:`activepam.core.store.PartitionedEmbeddings`. Then:
 
-* exact cosine search (L2-normalised dot product, as :func:`activepam.search.exact_search`)
+* exact cosine search (L2-normalised dot product, as :func:`activepam.search.engine.exact_search`)
   of ``--queries`` store rows over all rows: ``recall_at_k`` = share of the float32 top-k that
   the float16 top-k also holds (mean over queries), plus the largest cosine difference;
-* the round probe (:func:`activepam.train.fit_round_model`, per-species logistic probes on
+* the round probe (:func:`activepam.rounds.train.fit_round_model`, per-species logistic probes on
   standardised embeddings) trained on ``--train`` labelled rows, scored on the rest:
   macro average precision with float32 vs float16 inputs.
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from activepam.store import PartitionedEmbeddings, write_store
+from activepam.core.store import PartitionedEmbeddings, write_store
 
 DIM = 1024
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from sklearn.metrics import average_precision_score
 
-    from activepam.train import fit_round_model
+    from activepam.rounds.train import fit_round_model
 
     t0 = time.perf_counter()
     x, lab, ids = make(args.rows, args.species)

@@ -7,7 +7,7 @@ resident memory from ``os.wait4`` (``ru_maxrss``):
 
 * ``inventory``: ``activepam inventory FILE --out DIR`` (header probe, tail check);
 * ``detect``: ``activepam detect FILE --out DIR`` (stream, resample, window, BirdNET, parts);
-* ``indices``: :func:`activepam.indices.compute_indices` (whole-recording indices, which the
+* ``indices``: :func:`activepam.detection.indices.compute_indices` (whole-recording indices, which the
   stage computes over windows of at most ``MAX_WINDOW_S``).
 
 Prints ONE JSON document: per stage and length the audio hours, wall seconds, speed (x real
@@ -85,7 +85,7 @@ def stage_command(stage: str, audio: Path, out: Path, threads: int) -> list[str]
         return [py, "-m", "activepam", "detect", str(audio), "--out", str(out),
                 "--threads", str(threads), "--no-progress"]
     if stage == "indices":
-        code = ("import sys; from activepam.indices import compute_indices; "
+        code = ("import sys; from activepam.detection.indices import compute_indices; "
                 "df = compute_indices(sys.argv[1]); print(len(df), 'rows')")
         return [py, "-c", code, str(audio)]
     raise ValueError(f"unknown stage {stage!r}")

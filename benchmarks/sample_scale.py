@@ -2,7 +2,7 @@
 
 Generates synthetic detection tables (prefixes of one another: 1M, 10M, 100M segments) and,
 for the ``--sizes``, embeds EVERY segment into a device/month embedding store
-(:mod:`activepam.store`, float16 by default, 256-row row groups sorted by segment_id). Each run
+(:mod:`activepam.core.store`, float16 by default, 256-row row groups sorted by segment_id). Each run
 is a FRESH subprocess:
 
 * ``inmemory`` (embedded sizes): ``run_sampling`` = ``activepam sample --strategy
@@ -11,7 +11,7 @@ is a FRESH subprocess:
   the top 10 x quota candidates -> their embeddings (partition + row-group pruned) -> k-means
   -> N = 1000;
 * ``outofcore`` (embedded sizes): the same strategy through
-  :func:`activepam.sample_io.outofcore_sample` (DuckDB, 2 GB limit, spilling; candidates'
+  :func:`activepam.sampling.sample_io.outofcore_sample` (DuckDB, 2 GB limit, spilling; candidates'
   embeddings fetched by their device/month partition without scanning the store's ids);
 * ``outofcore`` (``--ooc-sizes``, no embeddings): scoring + strata + allocation + per-stratum
   top (``stratified_entropy``) over all rows.
@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from activepam.store import ROW_GROUP_SIZE
+from activepam.core.store import ROW_GROUP_SIZE
 
 SEG_PER_REC = 20  # 60 s recordings of 3 s segments
 EMB_DIM = 1024
@@ -145,12 +145,12 @@ def generate_segments(path: Path, rows: int) -> None:
 
 def generate_store(root: Path, segments: Path, dtype: str = "float16",
                    row_group_size: int = ROW_GROUP_SIZE) -> int:
-    """Embed EVERY segment of ``segments`` into a device/month store (activepam.store layout).
+    """Embed EVERY segment of ``segments`` into a device/month store (activepam.core.store layout).
 
     1024-d vectors = one of 64 cluster centres + noise (rows of a seeded noise pool), written
     per partition (``part-0000.parquet``, sorted by segment_id) with the store's own writer.
     Returns the number of embedded rows."""
-    from activepam.store import _SortedWriter, partition_dir, store_schema
+    from activepam.core.store import _SortedWriter, partition_dir, store_schema
 
     done = root / "_SUCCESS"
     if done.exists():
@@ -204,12 +204,12 @@ def run_one(mode: str, segments: Path, store: Path | None, n: int, out: Path,
     """One timed run in this process (call in a fresh subprocess).
 
     ``inmemory``: ``run_sampling`` (the ``activepam sample`` path) with the store as its
-    EmbeddingSource; ``outofcore``: :func:`activepam.sample_io.outofcore_sample` (DuckDB,
+    EmbeddingSource; ``outofcore``: :func:`activepam.sampling.sample_io.outofcore_sample` (DuckDB,
     2 GB memory limit, spilling into ``workdir``), k-means when a store is given, else the
     stratified top-entropy batch (scoring + strata + allocation + per-stratum top)."""
-    from activepam.sample_io import outofcore_sample
-    from activepam.sampling import run_sampling
-    from activepam.store import PartitionedEmbeddings
+    from activepam.sampling.sample_io import outofcore_sample
+    from activepam.sampling.engine import run_sampling
+    from activepam.core.store import PartitionedEmbeddings
 
     rows = pq.ParquetFile(segments).metadata.num_rows
     stats: dict = {}

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from activepam import search as S
+from activepam.search import engine as S
 
 DIM = 1024
 SHARD_ROWS = 100_000

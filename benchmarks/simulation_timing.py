@@ -1,6 +1,6 @@
 """Timing of the simulation mode on a demo-sized dataset (no audio, no BirdNET needed).
 
-Draws the synthetic stand-in of the default demo (activepam.synthetic: 256 recordings x 20
+Draws the synthetic stand-in of the default demo (activepam.simulation.synthetic: 256 recordings x 20
 segments, 1024-d embeddings like BirdNET's), then times one run (one strategy x one seed, as one
 Snakemake job does) per strategy, the full-supervision reference and one stratified analysis
 (one divergence-sweep job). Extrapolates the wall time of the default and the full
@@ -18,15 +18,15 @@ from pathlib import Path
 import yaml
 from threadpoolctl import threadpool_limits
 
-from activepam.analysis import stratified_analysis
-from activepam.simulate import (
+from activepam.simulation.analysis import stratified_analysis
+from activepam.simulation.simulate import (
     SimConfig,
     features,
     full_supervision,
     resolve_strategy,
     run_simulation,
 )
-from activepam.synthetic import EmbeddingSpec, synthetic_dataset
+from activepam.simulation.synthetic import EmbeddingSpec, synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

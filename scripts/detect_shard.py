@@ -1,9 +1,9 @@
-"""Snakemake adapter for ``rule detect_shard`` (see activepam.detect.run_shard)."""
+"""Snakemake adapter for ``rule detect_shard`` (see activepam.detection.detect.run_shard)."""
 
 from pathlib import Path
 
-from activepam.logs import rule_log
-from activepam.detect import run_shard
+from activepam.core.logs import rule_log
+from activepam.detection.detect import run_shard
 
 
 

@@ -1,9 +1,9 @@
-"""Snakemake adapter for ``rule gather_detections`` (see activepam.detect.merge_outputs)."""
+"""Snakemake adapter for ``rule gather_detections`` (see activepam.detection.detect.merge_outputs)."""
 
 import logging
 
-from activepam.logs import rule_log
-from activepam.detect import merge_outputs
+from activepam.core.logs import rule_log
+from activepam.detection.detect import merge_outputs
 
 
 
@@ -19,7 +19,7 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
         outputs = {k: smk.output[k] for k in ("segments", "predictions", "embeddings",
                                                "quarantine")}
         counts = merge_outputs(inputs, outputs)
-        from activepam.store import link_store
+        from activepam.core.store import link_store
 
         counts["store_files"] = link_store(list(smk.input.store), smk.output.store)
         logging.getLogger("gather_detections").info("gathered %s", counts)

@@ -1,9 +1,9 @@
-"""Snakemake adapter for ``rule gather_indices`` (see activepam.indices)."""
+"""Snakemake adapter for ``rule gather_indices`` (see activepam.detection.indices)."""
 
 import logging
 
-from activepam.logs import rule_log
-from activepam.indices import gather_indices
+from activepam.core.logs import rule_log
+from activepam.detection.indices import gather_indices
 
 
 

@@ -1,9 +1,9 @@
-"""Snakemake adapter for ``rule generate_demo`` (see activepam.generate)."""
+"""Snakemake adapter for ``rule generate_demo`` (see activepam.demo.generate)."""
 
 from pathlib import Path
 
-from activepam.logs import rule_log
-from activepam.generate import generate_demo
+from activepam.core.logs import rule_log
+from activepam.demo.generate import generate_demo
 
 
 

@@ -1,8 +1,8 @@
-"""Snakemake adapter for ``rule indices_shard`` (see activepam.indices)."""
+"""Snakemake adapter for ``rule indices_shard`` (see activepam.detection.indices)."""
 
 
-from activepam.logs import rule_log
-from activepam.indices import run_indices_shard
+from activepam.core.logs import rule_log
+from activepam.detection.indices import run_indices_shard
 
 
 

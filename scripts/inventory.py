@@ -1,8 +1,8 @@
-"""Snakemake adapter for ``checkpoint inventory`` (see activepam.inventory)."""
+"""Snakemake adapter for ``checkpoint inventory`` (see activepam.detection.inventory)."""
 
 
-from activepam.logs import rule_log
-from activepam.inventory import run_inventory
+from activepam.core.logs import rule_log
+from activepam.detection.inventory import run_inventory
 
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from activepam.logs import rule_log
+from activepam.core.logs import rule_log
 from activepam.plots.sampling import plot_sample_figures  # noqa: E402
-from activepam.sample_io import read_labelled  # noqa: E402
+from activepam.sampling.sample_io import read_labelled  # noqa: E402
 
 
 

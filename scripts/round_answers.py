@@ -1,11 +1,11 @@
-"""Snakemake adapter for ``rule round_answers`` (see activepam.answers.write_round_answers)."""
+"""Snakemake adapter for ``rule round_answers`` (see activepam.rounds.answers.write_round_answers)."""
 
 from pathlib import Path
 
-from activepam.annotations import read_label_set
-from activepam.answers import write_round_answers
-from activepam.logs import rule_log
-from activepam.verification import ThresholdOptions
+from activepam.rounds.annotations import read_label_set
+from activepam.rounds.answers import write_round_answers
+from activepam.core.logs import rule_log
+from activepam.sampling.verification import ThresholdOptions
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

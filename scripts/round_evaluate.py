@@ -1,11 +1,11 @@
 """Snakemake adapter for ``rule round_evaluate`` and ``rule rounds_baseline``
-(see activepam.rounds.round_metrics / evaluate_model)."""
+(see activepam.rounds.rounds.round_metrics / evaluate_model)."""
 
-from activepam.logs import rule_log
-from activepam.annotations import read_label_set
-from activepam.answers import stopping_block
-from activepam.rounds import evaluate_model, round_metrics, write_round_metrics
-from activepam.stopping import StoppingOptions
+from activepam.core.logs import rule_log
+from activepam.rounds.annotations import read_label_set
+from activepam.rounds.answers import stopping_block
+from activepam.rounds.rounds import evaluate_model, round_metrics, write_round_metrics
+from activepam.core.stopping import StoppingOptions
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

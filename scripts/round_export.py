@@ -1,13 +1,13 @@
 """Snakemake adapter for ``rule round_export`` / ``rounds_export_test``
-(see activepam.rounds.export_round)."""
+(see activepam.rounds.rounds.export_round)."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from activepam.logs import rule_log
-from activepam.annotations import read_label_set
-from activepam.rounds import export_options, export_round, strategy_for
+from activepam.core.logs import rule_log
+from activepam.rounds.annotations import read_label_set
+from activepam.rounds.rounds import export_options, export_round, strategy_for
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

@@ -4,8 +4,8 @@ fills the exported Raven tables from the generator's ground truth, then the same
 
 from pathlib import Path
 
-from activepam.logs import rule_log
-from activepam.rounds import Oracle, simulate_and_import
+from activepam.core.logs import rule_log
+from activepam.rounds.rounds import Oracle, simulate_and_import
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Simulated expert + label import for one round (or the test set)."""
     with rule_log(smk.log[0]):

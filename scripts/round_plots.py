@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from activepam.logs import rule_log
-from activepam.io import write_csv
+from activepam.core.logs import rule_log
+from activepam.core.io import write_csv
 from activepam.plots.rounds import plot_round_figures
-from activepam.rounds import history
+from activepam.rounds.rounds import history
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

@@ -1,7 +1,7 @@
-"""Snakemake adapter for ``rule round_sample`` (see activepam.rounds.sample_round)."""
+"""Snakemake adapter for ``rule round_sample`` (see activepam.rounds.rounds.sample_round)."""
 
-from activepam.logs import rule_log
-from activepam.rounds import (excluded_units, reoffer_unsure, sample_round, strategy_for,
+from activepam.core.logs import rule_log
+from activepam.rounds.rounds import (excluded_units, reoffer_unsure, sample_round, strategy_for,
                               unsure_units)
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     """Sample round RR from its score table, excluding labelled units and the test set (with

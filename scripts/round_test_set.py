@@ -1,10 +1,10 @@
-"""Snakemake adapter for ``rule rounds_test_set`` (see activepam.evaluate.choose_test_set)."""
+"""Snakemake adapter for ``rule rounds_test_set`` (see activepam.core.evaluate.choose_test_set)."""
 
 import pandas as pd
 
-from activepam.logs import rule_log
-from activepam.evaluate import choose_test_set
-from activepam.io import write_csv
+from activepam.core.logs import rule_log
+from activepam.core.evaluate import choose_test_set
+from activepam.core.io import write_csv
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

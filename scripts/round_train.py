@@ -1,8 +1,8 @@
-"""Snakemake adapter for ``rule round_train`` (see activepam.train.train_round)."""
+"""Snakemake adapter for ``rule round_train`` (see activepam.rounds.train.train_round)."""
 
-from activepam.logs import rule_log
-from activepam.annotations import read_label_set
-from activepam.train import TrainOptions, train_round
+from activepam.core.logs import rule_log
+from activepam.rounds.annotations import read_label_set
+from activepam.rounds.train import TrainOptions, train_round
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

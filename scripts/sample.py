@@ -1,9 +1,9 @@
-"""Snakemake adapter for ``rule sample`` (see activepam.sampling.run_sampling)."""
+"""Snakemake adapter for ``rule sample`` (see activepam.sampling.engine.run_sampling)."""
 
 import logging
 
-from activepam.logs import rule_log
-from activepam.sampling import run_sampling
+from activepam.core.logs import rule_log
+from activepam.sampling.engine import run_sampling
 
 
 

@@ -1,7 +1,7 @@
-"""Snakemake adapter for ``rule simulation_dataset`` (see activepam.simulate.prepare_dataset)."""
+"""Snakemake adapter for ``rule simulation_dataset`` (see activepam.simulation.simulate.prepare_dataset)."""
 
-from activepam.logs import rule_log
-from activepam.simulate import prepare_dataset
+from activepam.core.logs import rule_log
+from activepam.simulation.simulate import prepare_dataset
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

@@ -7,8 +7,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pandas as pd  # noqa: E402
 
-from activepam.logs import rule_log
-from activepam.analysis import divergence_to_files  # noqa: E402
+from activepam.core.logs import rule_log
+from activepam.simulation.analysis import divergence_to_files  # noqa: E402
 from activepam.plots.simulation import write_stratified_figures  # noqa: E402
 
 

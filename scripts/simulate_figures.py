@@ -7,7 +7,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pandas as pd  # noqa: E402
 
-from activepam.logs import rule_log
+from activepam.core.logs import rule_log
 from activepam.plots.simulation import write_strategy_figures  # noqa: E402
 
 

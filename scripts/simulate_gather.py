@@ -1,9 +1,9 @@
-"""Snakemake adapter for ``rule simulation_gather`` (see activepam.analysis.gather_to_files)."""
+"""Snakemake adapter for ``rule simulation_gather`` (see activepam.simulation.analysis.gather_to_files)."""
 
 import logging
 
-from activepam.logs import rule_log
-from activepam.analysis import gather_to_files
+from activepam.core.logs import rule_log
+from activepam.simulation.analysis import gather_to_files
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

@@ -1,7 +1,7 @@
-"""Snakemake adapter for ``rule simulation_run``: one strategy x seed (activepam.simulate)."""
+"""Snakemake adapter for ``rule simulation_run``: one strategy x seed (activepam.simulation.simulate)."""
 
-from activepam.logs import rule_log
-from activepam.simulate import run_to_file
+from activepam.core.logs import rule_log
+from activepam.simulation.simulate import run_to_file
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

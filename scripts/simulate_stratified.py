@@ -5,10 +5,10 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from activepam.logs import rule_log
-from activepam.analysis import stratified_to_files  # noqa: E402
+from activepam.core.logs import rule_log
+from activepam.simulation.analysis import stratified_to_files  # noqa: E402
 from activepam.plots.simulation import write_stratified_figures  # noqa: E402
-from activepam.simulate import read_dataset  # noqa: E402
+from activepam.simulation.simulate import read_dataset  # noqa: E402
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object
@@ -16,7 +16,7 @@ def main(smk) -> None:  # noqa: ANN001 - the snakemake object
     sim = smk.params.simulation
     with rule_log(smk.log[0], smk.threads):
         if smk.params.source == "synthetic":
-            from activepam.synthetic import EmbeddingSpec, synthetic_dataset
+            from activepam.simulation.synthetic import EmbeddingSpec, synthetic_dataset
 
             turnover, seed = float(smk.wildcards.turnover), int(smk.wildcards.dseed)
             spec = EmbeddingSpec.from_params((sim.get("divergence") or {}).get("embedding"))

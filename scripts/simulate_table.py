@@ -1,11 +1,11 @@
 """Snakemake adapter for ``rule simulation_table``: the README strategy table
-(activepam.analysis.strategy_table) from claims.json and the divergence sweep's summary.json,
+(activepam.simulation.analysis.strategy_table) from claims.json and the divergence sweep's summary.json,
 written to results/simulation/strategy_table.md and printed to the log."""
 
 import logging
 
-from activepam.analysis import table_to_file
-from activepam.logs import rule_log
+from activepam.simulation.analysis import table_to_file
+from activepam.core.logs import rule_log
 
 
 def main(smk) -> None:  # noqa: ANN001 - the snakemake object

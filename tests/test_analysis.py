@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from activepam import analysis as an
-from activepam.simulate import SimConfig
+from activepam.simulation import analysis as an
+from activepam.simulation.simulate import SimConfig
 
 from test_simulate import tiny_dataset
 
@@ -262,7 +262,7 @@ SMALL_DEMO = {
 
 
 def test_synthetic_dataset_follows_the_generator_and_turnover():
-    from activepam.synthetic import EmbeddingSpec, call_events, synthetic_dataset
+    from activepam.simulation.synthetic import EmbeddingSpec, call_events, synthetic_dataset
 
     spec = EmbeddingSpec(dim=16)
     ds = synthetic_dataset(SMALL_DEMO, spec, turnover=1.0)

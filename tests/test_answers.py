@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam import answers as A
-from activepam.verification import ThresholdOptions, _sigmoid, verification_design
+from activepam.rounds import answers as A
+from activepam.sampling.verification import ThresholdOptions, _sigmoid, verification_design
 
 SPECIES = ["Aa_A", "Bb_B", "Cc_C"]
 
@@ -65,7 +65,7 @@ def test_round_thresholds_overall_and_per_site() -> None:
 @pytest.fixture(scope="module")
 def demo_truth(tmp_path_factory) -> pd.DataFrame:
     """Every analysed 3 s segment of a small generated demo, with its true species."""
-    from activepam import generate as g
+    from activepam.demo import generate as g
 
     raw = tmp_path_factory.mktemp("demo") / "raw"
     g.generate_demo(raw, {"n_sites": 3, "countries": ["NO", "FR", "ES"],
@@ -138,7 +138,7 @@ def test_thresholds_cover_the_truth_on_the_demo(demo_truth: pd.DataFrame) -> Non
     given the truth (so P(correct | score) is exactly logistic, with a known curve), experts
     verifying 50 detections from each score bin: over 40 seeds the 95 % interval of the 0.9-precision
     threshold covers the true one at least 85 % of the time."""
-    from activepam.verification import logit, precision_threshold
+    from activepam.sampling.verification import logit, precision_threshold
 
     seg = demo_truth
     truth = seg["truth"].to_numpy()

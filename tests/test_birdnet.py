@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam import birdnet as bn
-from activepam.detect import detect_files
+from activepam.detection import birdnet as bn
+from activepam.detection.detect import detect_files
 
 
 @pytest.fixture(scope="module")

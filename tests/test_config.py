@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activepam.config import ConfigError, load_params, validate_params
+from activepam.core.config import ConfigError, load_params, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

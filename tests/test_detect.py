@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam import birdnet as bn
-from activepam import detect
-from activepam.detect import SpeciesFilter, Windower, detect_files, window_starts
+from activepam.detection import birdnet as bn
+from activepam.detection import detect
+from activepam.detection.detect import SpeciesFilter, Windower, detect_files, window_starts
 
 SR = 44_100
 
@@ -317,7 +317,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
     for i in range(6):
         sf.write(audio / f"r{i}.wav", _tone(30.0, 2000 + 500 * i, i), SR)
     out = tmp_path / "out"
-    code = ("import sys; from activepam.detect import detect_files; "
+    code = ("import sys; from activepam.detection.detect import detect_files; "
             "detect_files(sorted(sys.argv[1:-1]), sys.argv[-1], batch_size=4, progress=False)")
     files = sorted(str(p) for p in audio.iterdir())
     proc = subprocess.Popen([sys.executable, "-c", code, *files, str(out)],

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam import evaluate as ev
+from activepam.core import evaluate as ev
 from activepam.plots import rounds as pr
 
 SP = ["A_a", "B_b", "C_c"]

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from test_simulate import tiny_dataset
 
-from activepam import analysis as an
-from activepam import simulate as sim
-from activepam.simulate import SimConfig
+from activepam.simulation import analysis as an
+from activepam.simulation import simulate as sim
+from activepam.simulation.simulate import SimConfig
 
 
 def fair_config() -> SimConfig:
@@ -38,7 +38,7 @@ def _overall(res: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_segment_costs_its_exported_clip_and_a_recording_its_duration():
-    from activepam.annotations import clip_window
+    from activepam.rounds.annotations import clip_window
 
     units = tiny_dataset(n_rec_per_site=1).units
     _, _, cost = sim.unit_costs(units, "segment", 4.0)

@@ -1,4 +1,4 @@
-"""Tests of the seeded demo soundscape generator (activepam.generate), on tiny datasets."""
+"""Tests of the seeded demo soundscape generator (activepam.demo.generate), on tiny datasets."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from activepam import generate as g
+from activepam.demo import generate as g
 from activepam.cli import main as cli_main
-from activepam.config import ConfigError
+from activepam.core.config import ConfigError
 
 #: 2 sites x 1 date x 2 recordings x 6 s, dense calls so that the tables are not empty
 TINY: dict[str, Any] = {

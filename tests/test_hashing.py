@@ -1,4 +1,4 @@
-"""Content digests of Parquet tables (activepam.hashing): used to prove SLURM == local runs."""
+"""Content digests of Parquet tables (activepam.core.hashing): used to prove SLURM == local runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activepam.hashing import compare_folders, digest_table, main, table_digest
+from activepam.core.hashing import compare_folders, digest_table, main, table_digest
 
 
 def _table(seed: int = 0, n: int = 20) -> pa.Table:

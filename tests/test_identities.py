@@ -18,11 +18,12 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activepam import birdnet as bn
-from activepam import detect, hashing
-from activepam import inventory as inventory_module
-from activepam.detect import detect_files, find_audio
-from activepam.inventory import run_inventory
+from activepam.detection import birdnet as bn
+from activepam.core import hashing
+from activepam.detection import detect
+from activepam.detection import inventory as inventory_module
+from activepam.detection.detect import detect_files, find_audio
+from activepam.detection.inventory import run_inventory
 
 SR = 8000
 #: lengths of the generated files: each keeps its last (>= 1 s) BirdNET window, so end_s = length
@@ -30,7 +31,7 @@ DURATIONS = (1.5, 2.0, 2.5, 3.0, 4.0, 4.5)
 
 
 class FakeModel:
-    """Stand-in for :class:`activepam.birdnet.BirdNET`: cheap, deterministic, right shapes."""
+    """Stand-in for :class:`activepam.detection.birdnet.BirdNET`: cheap, deterministic, right shapes."""
 
     def __init__(self, threads: int = 1, batch_size: int = 4, sensitivity: float = 1.0) -> None:
         self.batch_size, self.sensitivity = batch_size, sensitivity

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam.indices import (
+from activepam.detection.indices import (
     INDEX_COLUMNS,
     INDICES_SCHEMA,
     compute_indices,

@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam import birdnet as bn
+from activepam.detection import birdnet as bn
 from activepam.cli import main as cli_main
-from activepam.detect import DetectError, detect_files
-from activepam.inventory import build_inventory, probe_audio
+from activepam.detection.detect import DetectError, detect_files
+from activepam.detection.inventory import build_inventory, probe_audio
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,11 +185,11 @@ def test_permission_denied_for_real_as_nobody(tmp_path: Path) -> None:
     try:
         locked = _wav(work / "locked.wav")
         locked.chmod(0o000)
-        code = ("import sys; from activepam.inventory import probe_audio; "
+        code = ("import sys; from activepam.detection.inventory import probe_audio; "
                 "print(probe_audio(sys.argv[1]).reason)")
-        import activepam.inventory
+        import activepam.detection.inventory
 
-        src = Path(activepam.inventory.__file__).resolve().parents[1]  # the code under test
+        src = Path(activepam.detection.inventory.__file__).resolve().parents[1]  # the code under test
         env = dict(os.environ, PYTHONPATH=str(src))
         proc = subprocess.run([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                                str(REPO / ".venv" / "bin" / "python"), "-c", code, str(locked)],

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam import inventory as inventory_module
-from activepam.inventory import (
+from activepam.detection import inventory as inventory_module
+from activepam.detection.inventory import (
     INVENTORY_COLUMNS,
     SitesError,
     assign_shards,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from activepam import annotations as an
+from activepam.rounds import annotations as an
 from activepam.cli import main as cli_main
 
 LABELS = ["Turdus merula_Common Blackbird", "Erithacus rubecula_European Robin",

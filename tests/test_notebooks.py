@@ -19,8 +19,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from activepam import analysis as an  # noqa: E402
-from activepam import simulate as sim  # noqa: E402
+from activepam.simulation import analysis as an  # noqa: E402
+from activepam.simulation import simulate as sim  # noqa: E402
 
 from test_simulate import CFG, tiny_dataset  # noqa: E402
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam import simulate as sim
-from activepam.analysis import baseal_aulc, protocol_summary
-from activepam.simulate import SimConfig, SimDataset, SimulationError
+from activepam.simulation import simulate as sim
+from activepam.simulation.analysis import baseal_aulc, protocol_summary
+from activepam.simulation.simulate import SimConfig, SimDataset, SimulationError
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = ROOT / "params" / "protocols" / "biodcase2026.yaml"
@@ -109,9 +109,9 @@ def test_bad_segment_cost_and_probe():
 
 
 def test_free_columns_are_strata_for_evaluation_and_sampling():
-    from activepam import sampling
-    from activepam.strata import StrataError, build_strata
-    from activepam.strategies import StrategyError, resolve_strategy
+    from activepam.sampling import engine as sampling
+    from activepam.core.strata import StrataError, build_strata
+    from activepam.sampling.strategies import StrategyError, resolve_strategy
 
     ds = split_dataset()
     st = build_strata(ds.units, ["year"])
@@ -260,7 +260,7 @@ def test_baseal_probe_is_the_documented_mlp_and_learns():
 
 
 def test_biodcase2026_overlay_is_valid_and_maps_the_protocol():
-    from activepam.config import load_params
+    from activepam.core.config import load_params
 
     params = sim._overlaid(load_params(ROOT / "params.yaml"), [str(OVERLAY)])
     s = sim.simulation_params(params)

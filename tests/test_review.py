@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from activepam import annotations as an
+from activepam.rounds import annotations as an
 from activepam.review import journal as jr
 from activepam.review import spectrogram as spg
 
@@ -492,7 +492,7 @@ def test_journal_round_trip_into_labels_import(server: Server, rnd: Path,
         (uids[2], LABELS[2], "0"), (uids[4], "", "0")]
     if not journal_import_available():
         pytest.skip("ROUND-TRIP NOT CHECKED: `activepam labels import` does not read journals "
-                    "yet (activepam.annotations.UNSURE missing); re-run once it does")
+                    "yet (activepam.rounds.annotations.UNSURE missing); re-run once it does")
     from activepam.cli import main as cli_main
 
     monkeypatch.chdir(root)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from activepam import annotations as an
+from activepam.rounds import annotations as an
 from activepam.review import journal as jr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -212,7 +212,7 @@ def test_label_five_clips_with_the_keyboard(tmp_path: Path, driver: Any) -> None
     # import the journal with the CLI, exactly as an expert would
     if not hasattr(an, "UNSURE"):
         msg = ("ROUND-TRIP NOT CHECKED: `activepam labels import` does not read journals yet "
-               "(activepam.annotations.UNSURE missing)")
+               "(activepam.rounds.annotations.UNSURE missing)")
         pytest.fail(msg) if REQUIRED else pytest.skip(msg)
     res = subprocess.run([sys.executable, "-m", "activepam", "labels", "import",
                           str(journal.parent), "--round", "0", "--label-set", str(labels),

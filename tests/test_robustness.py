@@ -1,12 +1,12 @@
 """Faults and bad input (issue #6): kill-and-resume, corrupt files, disk-full and permission
 errors, configuration errors, path safety.
 
-Tests of stages that are not importable yet are skipped (pytest.importorskip). Tests that run
-BirdNET or a Snakemake workflow are marked slow.
+Tests that run BirdNET or a Snakemake workflow are marked slow.
 """
 
 from __future__ import annotations
 
+import importlib
 import copy
 import errno
 import os
@@ -27,8 +27,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from activepam import io as apio
-from activepam.config import ConfigError, load_params, validate_params
+from activepam.core import io as apio
+from activepam.core.config import ConfigError, load_params, validate_params
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -198,7 +198,7 @@ def test_real_file_size_limit_names_path_and_stage(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import resource, signal, sys
         import numpy as np, pandas as pd
-        from activepam.io import StageIOError, write_parquet
+        from activepam.core.io import StageIOError, write_parquet
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
         df = pd.DataFrame({{"x": np.random.default_rng(0).random(200_000)}})
@@ -218,7 +218,7 @@ def _nobody_can_import(setpriv: str, tmp_path: Path) -> bool:
     """Can `nobody` run the venv's python and import activepam? Not when the clone sits in a
     folder only root may enter (e.g. a `mktemp -d`)."""
     probe = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", PY,
-                            "-c", "import activepam.io"], capture_output=True, timeout=60,
+                            "-c", "import activepam.core.io"], capture_output=True, timeout=60,
                            cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)})
     return probe.returncode == 0
 
@@ -231,7 +231,7 @@ def test_permission_denied_names_path_and_stage(tmp_path: Path,
     outdir = tmp_path / "readonly"
     outdir.mkdir()
     target = outdir / "inventory.parquet"
-    code = ("import sys; from activepam.io import StageIOError, write_csv; import pandas as pd\n"
+    code = ("import sys; from activepam.core.io import StageIOError, write_csv; import pandas as pd\n"
             "try:\n"
             f"    write_csv(pd.DataFrame({{'a': [1]}}), {str(target)!r}, stage='inventory')\n"
             "except StageIOError as exc:\n"
@@ -282,8 +282,7 @@ def test_unwritable_path_names_path_and_stage(tmp_path: Path, obstacle: str) -> 
 @pytest.mark.parametrize("stage", ["inventory", "detect"])
 def test_cli_unwritable_output_names_path_and_stage(tmp_path: Path, stage: str) -> None:
     """A stage's command line reports an output it cannot write with the path and the stage
-    (`[stage]` from activepam.io or `activepam <stage>:`), as one line, without a traceback."""
-    pytest.importorskip(f"activepam.{stage}")
+    (`[stage]` from activepam.core.io or `activepam <stage>:`), as one line, without a traceback."""
     write_noise(tmp_path / "audio" / "a.wav", 3.0)
     out = tmp_path / "out"
     out.write_text("a file where the output folder should be")
@@ -306,8 +305,8 @@ def _segments(out: Path) -> pd.DataFrame:
 def test_sigkill_detection_then_resume(tmp_path: Path) -> None:
     """SIGKILL `activepam detect` once part files appear; the re-run completes with every
     segment exactly once, identical to an uninterrupted run, and leaves no temp files."""
-    pytest.importorskip("activepam.detect")
-    from activepam.hashing import table_digest
+    importlib.import_module("activepam.detection.detect")
+    from activepam.core.hashing import table_digest
 
     audio = tmp_path / "audio"
     seconds = 30.0
@@ -364,7 +363,7 @@ def test_sigkill_detection_then_resume(tmp_path: Path) -> None:
 def test_corrupt_file_mid_shard_is_quarantined_not_fatal(tmp_path: Path) -> None:
     """A file whose header is fine but whose data is garbage halfway (passes the inventory's
     probe) sits in the middle of a shard: the shard completes, the file is quarantined."""
-    detect = pytest.importorskip("activepam.detect")
+    detect = importlib.import_module("activepam.detection.detect")
     seconds = 30.0
     paths = [write_noise(tmp_path / "audio" / f"r{i}.flac", seconds, seed=i) for i in range(5)]
     corrupt_middle(paths[2])
@@ -402,7 +401,7 @@ def test_corrupt_file_mid_shard_is_quarantined_not_fatal(tmp_path: Path) -> None
 def test_detect_part_files_stay_inside_parts_dir(tmp_path: Path, rid: str) -> None:
     """A recording_id from an imported inventory must not steer part files out of parts_dir
     (`..` and absolute ids are rejected or made safe)."""
-    detect = pytest.importorskip("activepam.detect")
+    detect = importlib.import_module("activepam.detection.detect")
     if rid == "ABSOLUTE":
         rid = str(tmp_path / "abs" / "escaped")
     work = tmp_path / "project"
@@ -496,13 +495,13 @@ def test_workflow_sigkill_during_detection_resumes(tmp_path: Path) -> None:
                                    "/etc/passwd", "~/clips/a.wav", "C:\\clips\\a.wav",
                                    "\\\\server\\share\\a.wav", "a\\..\\..\\b.wav"])
 def test_safe_relpath_rejects_escaping_paths(value: str) -> None:
-    ann = pytest.importorskip("activepam.annotations")
+    ann = importlib.import_module("activepam.rounds.annotations")
     with pytest.raises(ValueError, match="labels.csv:3"):
         ann.safe_relpath(value, "labels.csv:3")
 
 
 def test_safe_relpath_keeps_project_paths() -> None:
-    ann = pytest.importorskip("activepam.annotations")
+    ann = importlib.import_module("activepam.rounds.annotations")
     assert ann.safe_relpath("alice/clip_01.wav", "x") == "alice/clip_01.wav"
     assert ann.safe_relpath("alice\\clip_01.wav", "x") == "alice/clip_01.wav"
 
@@ -510,7 +509,7 @@ def test_safe_relpath_keeps_project_paths() -> None:
 def test_export_writes_only_inside_out_dir(tmp_path: Path) -> None:
     """Unit ids and annotator names become file names only after sanitising: an exported
     round never creates a file outside its folder, whatever the sample table holds."""
-    ann = pytest.importorskip("activepam.annotations")
+    ann = importlib.import_module("activepam.rounds.annotations")
     wav = write_noise(tmp_path / "project" / "audio" / "rec.wav", 12.0)
     ids = ["../../escaped", str(tmp_path / "abs_escaped"), "..", "a/../../../escaped2"]
     sample = pd.DataFrame({"unit_id": ids, "unit_type": "segment", "recording_id": "rec",
@@ -544,7 +543,7 @@ def _label_case(tmp_path: Path, extra_col: str, value: str) -> tuple[Path, pd.Da
 @pytest.mark.parametrize("value", ["../../../etc/cron.d/x", "/etc/passwd"])
 def test_label_import_rejects_escaping_paths(tmp_path: Path, value: str) -> None:
     """Path cells of imported label files are refused (file:line named), nothing is written."""
-    ann = pytest.importorskip("activepam.annotations")
+    ann = importlib.import_module("activepam.rounds.annotations")
     labels, manifest = _label_case(tmp_path, "clip_file", value)
     with pytest.raises(ann.LabelImportError) as err:
         ann.import_labels([labels], manifest, ["Turdus merula_Eurasian Blackbird"], round_id=0)
@@ -552,7 +551,7 @@ def test_label_import_rejects_escaping_paths(tmp_path: Path, value: str) -> None
 
 
 def test_label_import_raven_begin_path_with_dotdot_is_refused(tmp_path: Path) -> None:
-    ann = pytest.importorskip("activepam.annotations")
+    ann = importlib.import_module("activepam.rounds.annotations")
     _, manifest = _label_case(tmp_path, "notes", "")
     table = tmp_path / "u1.Table.1.selections.txt"
     header = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Species",

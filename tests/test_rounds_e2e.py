@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam.answers import ANSWER_OUTPUTS
-from activepam.uncertainty import segment_uncertainty
+from activepam.rounds.answers import ANSWER_OUTPUTS
+from activepam.core.uncertainty import segment_uncertainty
 
 SPECIES = ["Turdus merula_Common Blackbird", "Erithacus rubecula_European Robin",
            "Fringilla coelebs_Common Chaffinch", "Parus major_Great Tit",
@@ -130,14 +130,14 @@ def play_rounds(root: Path, p: dict[str, Path], rounds: tuple[str, ...] = ("00",
     """Run the rounds the way workflow/rules/rounds.smk does, writing the same files (cwd =
     ``root``): test set + its labels + baseline, then per round sample -> export -> simulated
     expert -> import -> train/re-score -> evaluate -> figures. Returns the metrics per round."""
-    from activepam import rounds as rd
-    from activepam.annotations import read_label_set
-    from activepam.evaluate import choose_test_set
-    from activepam.io import write_csv
+    from activepam.rounds import rounds as rd
+    from activepam.rounds.annotations import read_label_set
+    from activepam.core.evaluate import choose_test_set
+    from activepam.core.io import write_csv
     from activepam.plots.rounds import plot_round_figures
-    from activepam.answers import stopping_block, write_round_answers
-    from activepam.train import TrainOptions, train_round
-    from activepam.verification import ThresholdOptions
+    from activepam.rounds.answers import stopping_block, write_round_answers
+    from activepam.rounds.train import TrainOptions, train_round
+    from activepam.sampling.verification import ThresholdOptions
 
     assert Path.cwd() == root
     label_set = read_label_set(p["species"])
@@ -202,8 +202,8 @@ def play_rounds(root: Path, p: dict[str, Path], rounds: tuple[str, ...] = ("00",
 def test_two_rounds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """export -> fill Raven tables -> import -> retrain -> round 1 excludes labelled units;
     the retrained probe beats the BirdNET baseline on the test set."""
-    from activepam import rounds as rd
-    from activepam.annotations import read_labels, read_manifest
+    from activepam.rounds import rounds as rd
+    from activepam.rounds.annotations import read_labels, read_manifest
 
     p = build_toy_project(tmp_path)
     monkeypatch.chdir(tmp_path)

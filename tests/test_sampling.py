@@ -1,4 +1,4 @@
-"""Sampling engine (activepam.sampling): hand-computed expectations per strategy step."""
+"""Sampling engine (activepam.sampling.engine): hand-computed expectations per strategy step."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activepam.sampling import (OUTPUT_COLUMNS, list_strategies, recording_units,
+from activepam.sampling.engine import (OUTPUT_COLUMNS, list_strategies, recording_units,
                                 resolve_strategy, run_sampling, sample)
-from activepam.sample_io import SampleInputError, attach_indices, read_labelled
-from activepam.strategies import PRESETS, StrategyError
+from activepam.sampling.sample_io import SampleInputError, attach_indices, read_labelled
+from activepam.sampling.strategies import PRESETS, StrategyError
 
 
 def _h(p: np.ndarray) -> np.ndarray:
@@ -405,7 +405,7 @@ def _write(tmp: Path, df: pd.DataFrame, emb: np.ndarray) -> tuple[Path, Path]:
 
 
 def _cli(argv: list[str]) -> int:
-    from activepam.sampling import register
+    from activepam.sampling.engine import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activepam.answers import round_density
-from activepam.sampling import run_sampling, sample
-from activepam.strategies import StrategyError
-from activepam.verification import _sigmoid
+from activepam.rounds.answers import round_density
+from activepam.sampling.engine import run_sampling, sample
+from activepam.sampling.strategies import StrategyError
+from activepam.sampling.verification import _sigmoid
 
 
 def _segments(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -130,13 +130,13 @@ def test_verification_rounds_cover_true_density(tmp_path: Path) -> None:
     print(f"verification-design density coverage {cover}/{total}")
     assert total == 90
     assert cover / total >= 0.9
-    from activepam.verification import plot_density
+    from activepam.sampling.verification import plot_density
 
     assert plot_density(est, Path(tmp_path) / "density.png").stat().st_size > 5000
 
 
 def test_typiclust_picks_typical_points_of_uncovered_clusters() -> None:
-    from activepam import diversify as dv
+    from activepam.sampling import diversify as dv
 
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=10, size=(6, 4))

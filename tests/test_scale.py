@@ -9,12 +9,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from activepam import birdnet as bn
-from activepam.inventory import assign_shards
-from activepam.sample_io import outofcore_sample
-from activepam.sampling import sample
-from activepam.store import write_store
-from activepam.strategies import StrategyError
+from activepam.detection import birdnet as bn
+from activepam.detection.inventory import assign_shards
+from activepam.sampling.sample_io import outofcore_sample
+from activepam.sampling.engine import sample
+from activepam.core.store import write_store
+from activepam.sampling.strategies import StrategyError
 
 DIM = 1024
 

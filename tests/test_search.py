@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam import search as S
+from activepam.search import engine as S
 from activepam.cli import main as cli_main
 
 
@@ -133,8 +133,8 @@ def test_same_species_calls_found_above_chance_on_generated_audio(tmp_path: Path
     """BirdNET embeddings of the demo generator's calls: hits of a segment holding species X
     hold X far more often than X's share of all segments (chance); an audio clip cut from a
     segment finds that segment first."""
-    from activepam import generate as g
-    from activepam.detect import detect_files
+    from activepam.demo import generate as g
+    from activepam.detection.detect import detect_files
 
     raw = tmp_path / "raw"
     g.generate_demo(raw, {"n_sites": 2, "countries": ["NO", "ES"], "dates": ["2025-05-15"],

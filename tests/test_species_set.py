@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from activepam import birdnet as bn
-from activepam.detect import DetectError, detect_files, species_filter_from_config
+from activepam.detection import birdnet as bn
+from activepam.detection.detect import DetectError, detect_files, species_filter_from_config
 
 
 @pytest.fixture(scope="module")

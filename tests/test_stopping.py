@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam.stopping import (
+from activepam.core.stopping import (
     StoppingOptions, expected_gain, fit_learning_curve, prediction_agreement, stopping_report,
 )
 
@@ -84,8 +84,8 @@ def test_rule_stops_near_the_knee_of_simulated_learning_curves() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_simulate import tiny_dataset
 
-    from activepam import simulate as sim
-    from activepam.stopping import simulated_stops
+    from activepam.simulation import simulate as sim
+    from activepam.core.stopping import simulated_stops
 
     ds = tiny_dataset(n_rec_per_site=10, n_seg=10, seed=2)
     cfg = sim.SimConfig(seed_size=4, batch_size=4, rounds=14, pca_dims=0, strata=("site",),

@@ -1,4 +1,4 @@
-"""Embedding store (activepam.store): layout, DuckDB reading, pruned fetches, sampling."""
+"""Embedding store (activepam.core.store): layout, DuckDB reading, pruned fetches, sampling."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activepam.sample_io import ArrayEmbeddings, embedding_source
-from activepam.sampling import sample
-from activepam.store import (PartitionedEmbeddings, StoreError, check_dtype, duckdb_glob,
+from activepam.sampling.sample_io import ArrayEmbeddings, embedding_source
+from activepam.sampling.engine import sample
+from activepam.core.store import (PartitionedEmbeddings, StoreError, check_dtype, duckdb_glob,
                              link_store, month_of, store_files, write_store)
 
 DIM = 1024
@@ -140,8 +140,8 @@ def test_detect_writes_store_from_parts(tmp_path: Path) -> None:
     """detect_files(embedding_store=...) lays the part files out by device/month (float16)."""
     import soundfile as sf
 
-    from activepam import birdnet as bn
-    from activepam.detect import detect_files
+    from activepam.detection import birdnet as bn
+    from activepam.detection.detect import detect_files
 
     t = np.arange(int(4.0 * 22_050)) / 22_050
     for name, f0 in (("a", 3000), ("b", 5000)):

@@ -1,4 +1,4 @@
-"""Strata, solar position, allocation and divergence (activepam.strata)."""
+"""Strata, solar position, allocation and divergence (activepam.core.strata)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam.strata import (StrataError, allocate, build_strata, confidence_bin, diel_period,
+from activepam.core.strata import (StrataError, allocate, build_strata, confidence_bin, diel_period,
                               divergence_weights, jensen_shannon, lat_band, pairwise_jsd, season,
                               solar_elevation, species_distributions, to_unix_seconds)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam import train as tr
-from activepam.annotations import LABEL_COLUMNS
-from activepam.uncertainty import binary_entropy
+from activepam.rounds import train as tr
+from activepam.rounds.annotations import LABEL_COLUMNS
+from activepam.core.uncertainty import binary_entropy
 
 SP = ["A_a", "B_b", "C_c"]
 

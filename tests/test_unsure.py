@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam import annotations as an
-from activepam import rounds as rd
-from activepam import train as tr
-from activepam.annotations import LABEL_COLUMNS, assign_batches, read_labels
-from activepam.strategies import StrategyError, resolve_strategy
+from activepam.rounds import annotations as an
+from activepam.rounds import rounds as rd
+from activepam.rounds import train as tr
+from activepam.rounds.annotations import LABEL_COLUMNS, assign_batches, read_labels
+from activepam.sampling.strategies import StrategyError, resolve_strategy
 
 UNSURE = getattr(an, "UNSURE", -1)
 SP = ["A_a", "B_b", "C_c"]
@@ -346,7 +346,7 @@ def test_unsure_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     re-offered next round to the other annotator -> imported again."""
     from test_rounds_e2e import build_toy_project
 
-    from activepam.annotations import read_label_set
+    from activepam.rounds.annotations import read_label_set
 
     monkeypatch.chdir(tmp_path)
     p = build_toy_project(tmp_path, n_rec_per_site=1, duration_s=15.0, dim=8)

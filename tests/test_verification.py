@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from activepam.verification import (
+from activepam.sampling.verification import (
     ThresholdOptions, VerificationError, _sigmoid, assign_bins, call_density, fit_logistic,
     logit, plot_thresholds, precision_threshold, score_bins, species_thresholds,
     verification_design,

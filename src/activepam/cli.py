@@ -13,14 +13,14 @@ from collections.abc import Sequence
 
 # command modules, in the order they appear in --help
 COMMAND_MODULES: tuple[str, ...] = (
-    "activepam.generate",
-    "activepam.inventory",
-    "activepam.detect",
-    "activepam.sampling",
-    "activepam.annotations",
-    "activepam.simulate",
-    "activepam.hashing",
-    "activepam.search",
+    "activepam.demo.generate",
+    "activepam.detection.inventory",
+    "activepam.detection.detect",
+    "activepam.sampling.engine",
+    "activepam.rounds.annotations",
+    "activepam.simulation.simulate",
+    "activepam.core.hashing",
+    "activepam.search.engine",
     "activepam.review.cli",
     "activepam.datasets.cli",
 )
@@ -28,7 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 #: commands whose module is imported alone (start-up time: ``activepam detect`` runs once per
 #: cluster job; importing every command module costs about a second)
-SOLO_COMMANDS: dict[str, str] = {"detect": "activepam.detect"}
+SOLO_COMMANDS: dict[str, str] = {"detect": "activepam.detection.detect"}
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:

@@ -3,8 +3,8 @@ import math
 
 import pandas as pd
 
-from activepam.annotations import label_set_path
-from activepam.config import validate_params
+from activepam.rounds.annotations import label_set_path
+from activepam.core.config import validate_params
 
 # Reported before any work starts, naming the key (see workflow/schemas/params.schema.yaml).
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
@@ -69,7 +69,7 @@ def all_targets(wildcards):
         f"{RESULTS}/detect/embeddings.parquet",
         f"{RESULTS}/indices/indices.parquet",
         *FIGURES,
-        *final_targets(config),  # every round's metrics + figures (activepam.rounds)
+        *final_targets(config),  # every round's metrics + figures (activepam.rounds.rounds)
         *SIM_TARGETS,  # strategy comparison + stratified analyses (simulate.smk)
         *SAMPLE_TARGETS,  # one sample + figures per sampling.run strategy (sample.smk)
     ]

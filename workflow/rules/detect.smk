@@ -50,7 +50,7 @@ rule gather_detections:
         predictions=f"{RESULTS}/detect/predictions.parquet",
         embeddings=f"{RESULTS}/detect/embeddings.parquet",
         quarantine=f"{RESULTS}/detect/quarantine.csv",
-        # the Hive-partitioned embedding store: the shards' files, hard-linked (activepam.store)
+        # the Hive-partitioned embedding store: the shards' files, hard-linked (activepam.core.store)
         store=directory(f"{RESULTS}/detect/store/embeddings"),
     log:
         f"{RESULTS}/logs/detect/gather.log",

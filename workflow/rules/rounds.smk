@@ -1,12 +1,12 @@
-# Active-learning rounds (activepam.rounds): for every round RR of rounds.plan
+# Active-learning rounds (activepam.rounds.rounds): for every round RR of rounds.plan
 #   sample (excluding labelled units + test set) -> export clips/Raven tables -> labels
 #   -> train on rounds 00..RR + re-score all segments -> evaluate on the test set -> figures.
 # Labels live in rounds.labels_dir (DVC-tracked). With rounds.simulated_annotator the demo's
 # oracle fills the exported Raven tables and the same importer writes them; otherwise
 # <labels_dir>/round_RR.csv comes from `activepam labels import` and is a source file here.
-from activepam.annotations import label_set_path
-from activepam.answers import ANSWER_OUTPUTS
-from activepam.rounds import (
+from activepam.rounds.annotations import label_set_path
+from activepam.rounds.answers import ANSWER_OUTPUTS
+from activepam.rounds.rounds import (
     final_targets,
     label_files,
     metrics_files,

@@ -1,11 +1,11 @@
-# Sampling: one batch of units to annotate per strategy of sampling.run (activepam.sampling),
+# Sampling: one batch of units to annotate per strategy of sampling.run (activepam.sampling.engine),
 # from the detections, embeddings and acoustic indices, plus its figures (sample vs pool
 # composition, score distributions, embedding map).
 
 import re
 
-from activepam.sampling import workflow_inputs
-from activepam.strategies import resolve_strategy
+from activepam.sampling.engine import workflow_inputs
+from activepam.sampling.strategies import resolve_strategy
 
 SAMPLING = config.get("sampling", {})
 SAMPLE_RUN = list(SAMPLING.get("run", []))

@@ -1,4 +1,4 @@
-# Query by example (activepam.search): a usearch index per detection shard, updated
+# Query by example (activepam.search.engine): a usearch index per detection shard, updated
 # incrementally (only new segments are added, removed ones taken out). The index files sit
 # beside the shard's embeddings and are not declared outputs (like the detection parts), so
 # a re-run updates them instead of starting over; the declared output is a stamp.

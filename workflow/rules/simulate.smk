@@ -1,12 +1,12 @@
-# Simulation mode: pool-based active learning with an oracle (activepam.simulate), fanned out
+# Simulation mode: pool-based active learning with an oracle (activepam.simulation.simulate), fanned out
 # as strategy x replicate-seed jobs (a replicate varies the data subsample, the test split and
 # the active learner), then gathered into results/simulation/results.parquet with learning
 # curves, AULC, listening time to target and per-stratum spread on the listening-seconds axis;
-# stratified-generalisation analyses (activepam.analysis) on the demo's BirdNET embeddings and on
-# a synthetic divergence sweep drawn from the generator's community model (activepam.synthetic);
+# stratified-generalisation analyses (activepam.simulation.analysis) on the demo's BirdNET embeddings and on
+# a synthetic divergence sweep drawn from the generator's community model (activepam.simulation.synthetic);
 # rule simulation_table prints the README strategy table (strategy_table.md).
 
-from activepam.simulate import (
+from activepam.simulation.simulate import (
     simulation_params,
     workflow_dataset_inputs,
     workflow_targets,

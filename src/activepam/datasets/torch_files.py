@@ -251,7 +251,7 @@ _NUMPY_STORAGE = {
 
 def save_pt(path: str | Path, array: np.ndarray, archive: str | None = None) -> Path:
     """Write ``array`` as a ``torch.save`` zip file (one tensor, little-endian, protocol 2)."""
-    from activepam.io import atomic_path
+    from activepam.core.io import atomic_path
 
     arr = np.ascontiguousarray(array)
     if arr.dtype not in _NUMPY_STORAGE:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from activepam.io import save_figure
+from activepam.core.io import save_figure
 
 UNKNOWN_SITE = "(no site)"
 UNCERTAINTY_COLUMNS: tuple[str, ...] = ("max_binary_entropy", "mean_binary_entropy", "margin",

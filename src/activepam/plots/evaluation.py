@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from activepam.io import save_figure
+from activepam.core.io import save_figure
 
 
 def _plt():
@@ -47,8 +47,8 @@ def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10
 
 
 def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """:func:`activepam.evaluate.expected_calibration_error` over the known (finite) cells."""
-    from activepam.evaluate import expected_calibration_error
+    """:func:`activepam.core.evaluate.expected_calibration_error` over the known (finite) cells."""
+    from activepam.core.evaluate import expected_calibration_error
 
     y = np.asarray(y, dtype=float).ravel()
     p = np.asarray(p, dtype=float).ravel()

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from activepam.io import save_figure
+from activepam.core.io import save_figure
 
 CURVE_METRICS: tuple[str, ...] = ("macro_ap", "micro_ap", "macro_auroc", "macro_f1")
 HEATMAP_METRICS: tuple[str, ...] = ("macro_ap", "macro_f1")

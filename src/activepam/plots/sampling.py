@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from activepam.io import save_figure
+from activepam.core.io import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +185,8 @@ def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.P
     The pool is rebuilt with the same strategy (labelled ids, filters, score, strata) from
     ``segments``; the embedding map uses a seeded subsample of ``map_points`` pool units.
     """
-    from activepam.sample_io import embedding_source
-    from activepam.sampling import load_units, prepare_pool, resolve_strategy, score_label
+    from activepam.sampling.sample_io import embedding_source
+    from activepam.sampling.engine import load_units, prepare_pool, resolve_strategy, score_label
 
     spec = resolve_strategy(strategy, params)
     sample = pd.read_csv(sample_csv, dtype={"unit_id": str, "recording_id": str})
@@ -222,7 +222,7 @@ def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.P
 def _embedding_map(frame: pd.DataFrame, pool: Any, sample: pd.DataFrame,
                    embeddings: Any, spec: Mapping[str, Any], out_dir: str,
                    map_points: int, seed: int) -> str:
-    from activepam.sample_io import embedding_source
+    from activepam.sampling.sample_io import embedding_source
 
     path = os.path.join(out_dir, "embedding_map.png")
     key = "segment_id" if pool.unit_type == "segment" else "recording_id"

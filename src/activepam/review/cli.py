@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from activepam.annotations import ExportOptions, label_set_path
+from activepam.rounds.annotations import ExportOptions, label_set_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli_review(args: argparse.Namespace) -> int:
-    from activepam.annotations import _params_or_empty
+    from activepam.rounds.annotations import _params_or_empty
     from activepam.review.journal import JournalError
     from activepam.review.server import Round, serve
 

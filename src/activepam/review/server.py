@@ -49,7 +49,7 @@ import tornado.ioloop
 import tornado.netutil
 import tornado.web
 
-from activepam.annotations import (MAX_SPECTROGRAM_S, ExportOptions, read_label_set,
+from activepam.rounds.annotations import (MAX_SPECTROGRAM_S, ExportOptions, read_label_set,
                                    read_manifest)
 from activepam.review import journal as jr
 from activepam.review.spectrogram import AXES_RECT, DPI, FIGSIZE, render_png

@@ -1,7 +1,7 @@
 """Spectrogram PNGs with axes: time (s, from the clip start) and frequency (kHz).
 
 One renderer for both the exported ``<batch>/<stem>.png`` files
-(:func:`activepam.annotations.write_spectrogram` calls :func:`write_spectrogram_png`) and the
+(:func:`activepam.rounds.annotations.write_spectrogram` calls :func:`write_spectrogram_png`) and the
 review page (:func:`render_png`), so what an expert sees in the browser and in the exported
 folder is the same picture: a Hann STFT (50 % overlap) in dB over 0-``max_hz``, low frequencies
 at the bottom, the target window drawn as two cyan lines with a band labelled "target" above the
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from activepam.io import atomic_path
+from activepam.core.io import atomic_path
 
 #: axes rectangle (left, bottom, width, height) as fractions of the figure
 AXES_RECT: tuple[float, float, float, float] = (0.065, 0.15, 0.925, 0.74)

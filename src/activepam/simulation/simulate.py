@@ -7,7 +7,7 @@ A :class:`SimDataset` holds one row per 3 s segment (unit metadata as in
   generator's call events (:func:`demo_dataset`, :func:`window_labels`), or
 * any dataset given as precomputed embeddings (``unit_id`` + ``embedding``), a labels table
   (``unit_id, species, present``) and unit metadata (:func:`custom_dataset`), or
-* the synthetic stand-in of :mod:`activepam.synthetic` (for the divergence sweep).
+* the synthetic stand-in of :mod:`activepam.simulation.synthetic` (for the divergence sweep).
 
 One simulated run (:func:`run_simulation`) = one strategy x one replicate seed ``r``. A
 replicate is the triple (data seed, split seed, active-learning seed), all derived from ``r``
@@ -18,18 +18,18 @@ only the active learner:
    replacement; a cheap data-level resample: regenerating the demo and re-running BirdNET per
    replicate would cost minutes each; ``data_fraction: 1`` fixes the data and says so);
 2. a test set (``test_fraction`` of the kept segments as whole recordings, stratified by site,
-   seeded by ``split_seed + r`` when ``vary_split``; :func:`activepam.evaluate.split_by_recording`,
+   seeded by ``split_seed + r`` when ``vary_split``; :func:`activepam.core.evaluate.split_by_recording`,
    the rounds' split), never sampled, and the pool (the rest);
 3. a random seed set (``seed_size``), the same for every strategy of the same unit and replicate
    (strategies are compared paired);
 4. rounds: train the probe on the labelled segments -> evaluate on the test set -> score the
-   pool's uncertainty -> ask the sampling engine (:func:`activepam.sampling.sample`) for the
+   pool's uncertainty -> ask the sampling engine (:func:`activepam.sampling.engine.sample`) for the
    next batch (``batch_size``, fixed or geometrically growing) -> the oracle labels it.
 
 Cost = what an expert pays: seconds of audio listened (``audio_seconds``). Labelling a recording
 labels all its segments and costs its duration; a segment costs the clip the rounds export: its
 3 s plus ``context_s`` on each side (``rounds.context_s`` unless set, clipped to the recording;
-:func:`activepam.annotations.clip_window`). With ``budget_unit: seconds`` (default) the seed set
+:func:`activepam.rounds.annotations.clip_window`). With ``budget_unit: seconds`` (default) the seed set
 and the batches are listening budgets - a fraction (< 1) of the pool's audio duration or seconds
 (>= 1) - converted to a number of units by the pool's mean unit cost and kept on track round by
 round, so whole recordings and single segments spend the same listening time per round;
@@ -77,8 +77,8 @@ import pyarrow.parquet as pq
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
-from activepam.stopping import prediction_agreement
-from activepam.io import write_csv, write_parquet
+from activepam.core.stopping import prediction_agreement
+from activepam.core.io import write_csv, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +393,7 @@ def window_labels(
 ) -> pd.DataFrame:
     """Labels of every DETECTED window from the generator's call events (issue 10).
 
-    Overlap rule (the generator's and the simulated annotator's, :mod:`activepam.generate`): a
+    Overlap rule (the generator's and the simulated annotator's, :mod:`activepam.demo.generate`): a
     call makes its species present in a window ``[start_s, end_s]`` when it overlaps it by at
     least ``min(MIN_OVERLAP_S, MIN_CALL_FRACTION x call duration)`` (0.5 s, or half of a call
     shorter than 1 s). This holds for any window BirdNET analysed (overlapping hops, trailing
@@ -404,7 +404,7 @@ def window_labels(
     A window of a recording the generator did not write (not in ``recordings``, the rel_paths
     of recordings.csv) or with no ``rel_path`` has no label: a :class:`SimulationError`.
     """
-    from activepam.generate import MIN_CALL_FRACTION, MIN_OVERLAP_S
+    from activepam.demo.generate import MIN_CALL_FRACTION, MIN_OVERLAP_S
 
     for col in ("rel_path", "species", "onset_s", "offset_s"):
         if col not in events:
@@ -532,7 +532,7 @@ def demo_dataset(
 def _check_grid(segments: pd.DataFrame, inventory: pd.DataFrame | None, source: str) -> None:
     """Windows the generator's 3 s grid does not label (off-grid starts, i.e. overlapping hops,
     or trailing pieces shorter than its minimum) have no ground-truth row: an error."""
-    from activepam.generate import MIN_SEGMENT_S
+    from activepam.demo.generate import MIN_SEGMENT_S
 
     start = segments["start_s"].to_numpy(dtype=np.float64)
     off = np.abs(start / SEGMENT_S - np.round(start / SEGMENT_S)) > 1e-6
@@ -806,7 +806,7 @@ def evaluate(
     overall["micro_ap"] = average_precision(Y.ravel(), P.ravel())
     overall["ece"] = expected_calibration_error(Y, P)
     rows += [("all", "all", m, overall[m]) for m in OVERALL_METRICS]
-    from activepam.analysis import spread
+    from activepam.simulation.analysis import spread
 
     for key, values in (strata or {}).items():
         values = np.asarray(values).astype(str)
@@ -926,14 +926,14 @@ class Split:
 
 def split_test(ds: SimDataset, fraction: float, seed: int = 0, by: str = "site") -> Split:
     """Hold out ``fraction`` of the segments, as whole recordings stratified by ``by`` (site),
-    as the test set: :func:`activepam.evaluate.split_by_recording`, the same split as the
+    as the test set: :func:`activepam.core.evaluate.split_by_recording`, the same split as the
     rounds' test set.
 
     Splitting by recording keeps a recording's segments together (no leakage between
     neighbouring segments or through a clip's context); every site keeps at least one pool
     recording.
     """
-    from activepam.evaluate import EvaluationError, split_by_recording
+    from activepam.core.evaluate import EvaluationError, split_by_recording
 
     try:
         test_recs = split_by_recording(ds.units, fraction, seed=seed, by=by)
@@ -1037,16 +1037,16 @@ def _predefined_replicate(ds: SimDataset, cfg: SimConfig, seed: int) -> Replicat
 def strata_values(
     units: pd.DataFrame, keys: Sequence[str], options: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
-    """Stratum label of every unit for each key (see :mod:`activepam.strata`); a column's
+    """Stratum label of every unit for each key (see :mod:`activepam.core.strata`); a column's
     missing values are ``unknown``."""
-    from activepam.strata import UNKNOWN, StrataError, build_strata
+    from activepam.core.strata import UNKNOWN, StrataError, build_strata
 
     out = {}
     for key in keys:
         if key in units and key not in ("lat_band", "season", "diel"):
             col = units[key]
             text = np.array(col.astype(str).to_numpy(dtype=object), dtype=object)
-            text[col.isna().to_numpy() | (text == "")] = UNKNOWN  # as activepam.strata does
+            text[col.isna().to_numpy() | (text == "")] = UNKNOWN  # as activepam.core.strata does
             out[key] = text
             continue
         try:
@@ -1064,7 +1064,7 @@ def strata_values(
 @dataclass(frozen=True)
 class StrategySpec:
     """A named simulation strategy: a resolved sampling-engine strategy (see
-    :mod:`activepam.strategies`); its ``unit`` says whether segments or recordings are labelled
+    :mod:`activepam.sampling.strategies`); its ``unit`` says whether segments or recordings are labelled
     and its ``aggregation`` how segment uncertainty becomes a recording score."""
 
     name: str
@@ -1081,7 +1081,7 @@ class StrategySpec:
     @property
     def column(self) -> str:
         """Segment column aggregated into the recording score (the score's uncertainty)."""
-        from activepam.scores import SCORE_COLUMNS
+        from activepam.sampling.scores import SCORE_COLUMNS
 
         cols = SCORE_COLUMNS.get(str(self.strategy.get("score", {}).get("method")), ())
         return cols[0] if len(cols) == 1 else "max_binary_entropy"
@@ -1095,7 +1095,7 @@ def resolve_strategy(
 
     Presets are strategy mappings and may start from another strategy with ``base``.
     """
-    from activepam.strategies import StrategyError, resolve_strategy as resolve, user_strategies
+    from activepam.sampling.strategies import StrategyError, resolve_strategy as resolve, user_strategies
 
     users = {**user_strategies(params), **dict(presets or {})}
     try:
@@ -1112,7 +1112,7 @@ Selector = Callable[[pd.DataFrame, int, int, pd.DataFrame | None, Sequence[str]]
 
 def sampling_selector(spec: StrategySpec) -> Selector:
     """Selector calling the sampling engine with the strategy of ``spec``."""
-    from activepam import sampling
+    from activepam.sampling import engine as sampling
 
     def select(
         units: pd.DataFrame,
@@ -1134,9 +1134,9 @@ def sampling_selector(spec: StrategySpec) -> Selector:
 
 def _segment_cost(units: pd.DataFrame, context_s: float) -> np.ndarray:
     """Listening seconds of each segment's exported clip: the rounds' clip window
-    (:func:`activepam.annotations.clip_window`: the segment +- ``context_s``, clipped to the
+    (:func:`activepam.rounds.annotations.clip_window`: the segment +- ``context_s``, clipped to the
     recording)."""
-    from activepam.annotations import clip_window
+    from activepam.rounds.annotations import clip_window
 
     spans = [
         clip_window(a, b, d, context_s)
@@ -1157,8 +1157,8 @@ def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray,
     also carries the probe's per-species probabilities (``prob:<species>``) and the oracle's
     labels of the labelled rows only (``label:<species>``, NaN elsewhere): what a learner knows.
     """
-    from activepam.strata import LABEL_PREFIX, PROB_PREFIX
-    from activepam.uncertainty import segment_uncertainty
+    from activepam.core.strata import LABEL_PREFIX, PROB_PREFIX
+    from activepam.core.uncertainty import segment_uncertainty
 
     seg = ds.units.iloc[rows].reset_index(drop=True).rename(columns={"unit_id": "segment_id"})
     if labelled_pos is not None:
@@ -1301,7 +1301,7 @@ def run_simulation(
         labelled = list(rng.permutation(unit_ids)[:n0])
     probe = make_probe(cfg, seed)
     Y_test = ds.Y[split.test]
-    # stopping rule (activepam.stopping): decisions on a fixed stop set of pool segments
+    # stopping rule (activepam.core.stopping): decisions on a fixed stop set of pool segments
     stop_rows = split.pool[np.sort(np.random.default_rng(seed + 7).permutation(
         len(split.pool))[:STOP_SET])]
     last_decisions: np.ndarray | None = None
@@ -1610,7 +1610,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from activepam.config import ConfigError, load_params
+    from activepam.core.config import ConfigError, load_params
 
     try:
         params = load_params(args.params)
@@ -1620,7 +1620,7 @@ def _cli(args: argparse.Namespace) -> int:
         return 2
     sim = simulation_params(params)
     if args.list:
-        from activepam.strategies import list_strategies
+        from activepam.sampling.strategies import list_strategies
 
         merged = {
             "sampling": {
@@ -1671,14 +1671,14 @@ def _cli(args: argparse.Namespace) -> int:
     write_csv(out, Path(args.out).with_suffix(".csv"), stage="simulate")
     print(f"{len(out)} rows -> {args.out}")
     if args.summary:
-        from activepam.analysis import protocol_summary
+        from activepam.simulation.analysis import protocol_summary
 
         print(format_protocol_summary(protocol_summary(out, sim.get("metric", "macro_ap"))))
     return 0
 
 
 def format_protocol_summary(per_run: pd.DataFrame) -> str:
-    """Mean (sd) over seeds per strategy of :func:`activepam.analysis.protocol_summary`."""
+    """Mean (sd) over seeds per strategy of :func:`activepam.simulation.analysis.protocol_summary`."""
     cols = ["baseal_aulc", "aulc", "final", "n_positives", "sampling_s"]
     lines = [f"{'strategy':24s} {'runs':>4s} {'labels':>6s} " + " ".join(f"{c:>17s}" for c in cols)]
     for name, g in per_run.groupby("strategy", sort=False):
@@ -1696,8 +1696,8 @@ def _overlaid(params: dict[str, Any], overlays: Sequence[str]) -> dict[str, Any]
     lists and values replaced, as Snakemake's --configfile), then validated."""
     import yaml
 
-    from activepam.config import ConfigError, validate_params
-    from activepam.strategies import deep_merge
+    from activepam.core.config import ConfigError, validate_params
+    from activepam.sampling.strategies import deep_merge
 
     for path in overlays:
         p = Path(path)

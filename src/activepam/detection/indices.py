@@ -51,7 +51,7 @@ import pyarrow as pa
 import soundfile as sf
 from tqdm import tqdm
 
-from activepam.io import audio_info, iter_audio_blocks, write_csv, write_parquet
+from activepam.core.io import audio_info, iter_audio_blocks, write_csv, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ A strategy is a mapping (a ``sampling.strategies`` entry in params.yaml, a YAML 
                 k: null,
                 candidates: 10, pca: null, normalize: false, subsample: 2000,
                 min_per_species: 1, seed_with_labelled: true}
-    strata: [site, diel]                 # keys of activepam.strata.STRATUM_KEYS or units columns
+    strata: [site, diel]                 # keys of activepam.core.strata.STRATUM_KEYS or units columns
     strata_options: {lat_band_width, lat_band_edges, seasons, twilight_low, twilight_high,
                      diel_resolution_s, confidence_bin_width}
     allocation: equal | proportional | divergence
@@ -39,9 +39,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from activepam.scores import SCORE_METHODS
-from activepam.strata import DEFAULT_OPTIONS, STRATUM_KEYS
-from activepam.uncertainty import AGGREGATIONS
+from activepam.sampling.scores import SCORE_METHODS
+from activepam.core.strata import DEFAULT_OPTIONS, STRATUM_KEYS
+from activepam.core.uncertainty import AGGREGATIONS
 
 UNITS = ("segment", "recording")
 DIVERSIFY_METHODS = ("none", "kmeans", "ward", "farthest_first", "species_balanced",

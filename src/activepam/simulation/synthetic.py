@@ -2,7 +2,7 @@
 
 Regenerating the demo audio and running BirdNET for every species-turnover setting would take
 minutes per setting, so the stratified-generalisation sweep draws embeddings directly from the
-demo generator's community model (:mod:`activepam.generate`), without synthesising audio:
+demo generator's community model (:mod:`activepam.demo.generate`), without synthesising audio:
 
 * sites, recording schedule, device deployments and recordings: ``build_sites``, ``schedule``,
   ``build_deployments``, ``build_recordings`` (same seed -> same layout as the demo);
@@ -12,7 +12,7 @@ demo generator's community model (:mod:`activepam.generate`), without synthesisi
   would synthesise for these parameters;
 * call durations are those of each species' nominal template (the demo jitters them a little)
   and levels follow the demo's distance attenuation; the ground truth per 3 s segment comes
-  from the generator's :func:`activepam.generate.segment_truth`.
+  from the generator's :func:`activepam.demo.generate.segment_truth`.
 
 Embeddings replace BirdNET: each species has a random prototype vector; a segment's embedding
 is the sum of its present species' prototypes, each weighted by how audible its loudest call is
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from activepam import generate as gen
-from activepam.simulate import SimDataset
+from activepam.demo import generate as gen
+from activepam.simulation.simulate import SimDataset
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def synthetic_dataset(
     for col in ("start_time", "segment_time"):
         units[col] = pd.to_datetime(units[col], utc=True).astype("datetime64[us, UTC]")
     info = {
-        "source": "synthetic (activepam.generate community, no audio)",
+        "source": "synthetic (activepam.demo.generate community, no audio)",
         "turnover": float(p["turnover"]),
         "n_recordings": len(recs),
         "n_events": len(events),

@@ -68,8 +68,8 @@ from astral.sun import elevation as solar_elevation
 from scipy.signal import butter, lfilter, sosfilt
 from tqdm import tqdm
 
-from activepam.config import SCHEMA_PATH, ConfigError, load_params
-from activepam.io import atomic_path, write_csv, write_json, write_parquet
+from activepam.core.config import SCHEMA_PATH, ConfigError, load_params
+from activepam.core.io import atomic_path, write_csv, write_json, write_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class Species:
 def demo_params(params: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """The ``demo:`` section completed with :data:`DEFAULTS`, overridden and validated.
 
-    Raises :class:`activepam.config.ConfigError` naming the bad ``demo.<key>``.
+    Raises :class:`activepam.core.config.ConfigError` naming the bad ``demo.<key>``.
     """
     merged = copy.deepcopy(DEFAULTS)
     merged.update(copy.deepcopy(dict(params or {})))
@@ -1134,7 +1134,7 @@ def generate_demo(out_dir: Path | str, params: Mapping[str, Any] | None = None,
     seed = int(p["seed"])
     _check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json({"generator": "activepam.generate", "version": GENERATOR_VERSION,
+    write_json({"generator": "activepam.demo.generate", "version": GENERATOR_VERSION,
                 "params": p}, out_dir / MARKER, STAGE)
 
     sites = build_sites(p, seed)

@@ -15,7 +15,7 @@ Layout (``detect.embedding_dtype`` float32 or float16)::
 * :func:`write_store` builds the partition files of one shard from per-recording embedding
   part files (``results/detect/parts``, still the unit of resume) or any embedding tables;
   :func:`link_store` lays several shards' files into the final store by hard link (no copy).
-* :class:`PartitionedEmbeddings` is an :class:`activepam.sample_io.EmbeddingSource` over a
+* :class:`PartitionedEmbeddings` is an :class:`activepam.sampling.sample_io.EmbeddingSource` over a
   store folder: ``available`` reads only the id column; ``fetch`` reads only the row groups
   whose ``segment_id`` min/max range can hold a wanted id, in the partition files that hold the
   ids (known from ``available``'s id scan, or given as ``device_id``/``month`` hints by the
@@ -46,8 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from activepam.io import atomic_path
-from activepam.sample_io import EmbeddingSource, SampleInputError, _group_mean, embedding_matrix
+from activepam.core.io import atomic_path
+from activepam.sampling.sample_io import EmbeddingSource, SampleInputError, _group_mean, embedding_matrix
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ class FetchStats:
 
 
 class PartitionedEmbeddings(EmbeddingSource):
-    """:class:`~activepam.sample_io.EmbeddingSource` over a store folder (see module doc)."""
+    """:class:`~activepam.sampling.sample_io.EmbeddingSource` over a store folder (see module doc)."""
 
     def __init__(self, root: PathLike) -> None:
         self.path = Path(root)

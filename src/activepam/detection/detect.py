@@ -57,10 +57,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from activepam import birdnet as bn
-from activepam.argtypes import float_range, int_range, positive_int
-from activepam.hashing import FileKey, file_key
-from activepam.inventory import (
+from activepam.detection import birdnet as bn
+from activepam.core.argtypes import float_range, int_range, positive_int
+from activepam.core.hashing import FileKey, file_key
+from activepam.detection.inventory import (
     INVENTORY_SCHEMA,
     REGISTRY_NAME,
     IdRegistry,
@@ -70,7 +70,7 @@ from activepam.inventory import (
     os_reason,
     parse_filename,
 )
-from activepam.io import (
+from activepam.core.io import (
     AUDIO_EXTENSIONS,
     StageIOError,
     atomic_path,
@@ -78,7 +78,7 @@ from activepam.io import (
     write_csv,
     write_parquet,
 )
-from activepam.uncertainty import segment_uncertainty, top_k
+from activepam.core.uncertainty import segment_uncertainty, top_k
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def recordings_for_paths(paths: Sequence[str | os.PathLike[str]],
     """Recordings for plain file paths and the quarantine rows of the others.
 
     The same file given twice (also through a symlink) is used once; ids follow
-    :meth:`activepam.inventory.IdRegistry.assign` with base id = sanitized stem (``registry``
+    :meth:`activepam.detection.inventory.IdRegistry.assign` with base id = sanitized stem (``registry``
     is updated in place; a fresh one when None); an unreadable file and a true duplicate
     (same SHA-256 as another file) become quarantine rows.
     """
@@ -369,7 +369,7 @@ def recordings_from_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Recor
 
 def find_audio(paths: Sequence[str | os.PathLike[str]],
                extensions: Sequence[str] = AUDIO_EXTENSIONS) -> tuple[list[str], list[dict]]:
-    """Audio files under ``paths`` (:func:`activepam.inventory.discover_audio`, the inventory's
+    """Audio files under ``paths`` (:func:`activepam.detection.inventory.discover_audio`, the inventory's
     discovery) and the quarantine rows of what it reports (missing paths, symlink loops,
     dangling links, unsupported audio formats)."""
     found = discover_audio(paths, extensions, stage=STAGE, missing="report")
@@ -583,7 +583,7 @@ class _Decoder(threading.Thread):
 
     def _decode(self, i: int, rec: Recording) -> None:
         if self.probe:
-            from activepam.inventory import probe_audio
+            from activepam.detection.inventory import probe_audio
 
             reason = probe_audio(rec.path).reason
             if reason:
@@ -686,7 +686,7 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     """Run BirdNET on recordings and write ``out_dir/{segments,predictions,embeddings}.parquet``
     and ``out_dir/quarantine.csv``; with ``embedding_store`` (a folder) also the
     device/month store files ``device_id=*/month=*/part-<shard>.parquet`` of the finished
-    recordings, in ``embedding_dtype`` (:func:`activepam.store.write_store`, from the part files).
+    recordings, in ``embedding_dtype`` (:func:`activepam.core.store.write_store`, from the part files).
 
     ``inputs`` is either a list of audio paths (recording ids from the file stems, metadata
     null) or an inventory DataFrame with ``recording_id``, ``path`` and optionally the metadata
@@ -695,9 +695,9 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     ``out_dir/parts``) under the params-hash; ``quarantine`` rows found earlier (e.g. missing
     paths) are included in the quarantine table. ``on_quarantine(path, reason)`` is called for
     each quarantined file (default: a log warning). ``probe`` checks each file first with
-    :func:`activepam.inventory.probe_audio` (zero-length, header-only, truncated WAV, unreadable
+    :func:`activepam.detection.inventory.probe_audio` (zero-length, header-only, truncated WAV, unreadable
     tail); default: on for plain paths, off for an inventory (already probed). ``model`` reuses
-    a loaded :class:`~activepam.birdnet.BirdNET`. Returns a summary dict.
+    a loaded :class:`~activepam.detection.birdnet.BirdNET`. Returns a summary dict.
     """
     t0 = time.perf_counter()
     if int(batch_size) < 1:
@@ -764,7 +764,7 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
                 if r.path not in bad and is_finished(cache, r.recording_id, r.key)]
     counts = gather_parts(finished, cache, out_dir, meta)
     if embedding_store is not None:
-        from activepam.store import check_dtype, write_store
+        from activepam.core.store import check_dtype, write_store
 
         store_root = Path(embedding_store)
         if store_root.exists():  # a re-run rewrites this shard's files from the parts
@@ -891,7 +891,7 @@ def species_filter_from_config(cfg: dict[str, Any],
 
     ``location`` uses each recording's lat/lon and start-time week (from the inventory).
     ``label_set`` scores the project's label set (``label_set``: its file, see
-    :func:`activepam.annotations.label_set_path`). ``auto`` (the default): the label set when
+    :func:`activepam.rounds.annotations.label_set_path`). ``auto`` (the default): the label set when
     its file exists, else ``location`` - so that uncertainty is never computed over species
     that cannot occur (e.g. out-of-range species near 0.5). Recordings without lat/lon are
     scored over all species (logged).
@@ -902,7 +902,7 @@ def species_filter_from_config(cfg: dict[str, Any],
         log.info("species_filter auto: %s", mode if mode == "location" else
                  f"label set {label_set}")
     if mode == "label_set":
-        from activepam.annotations import read_label_set
+        from activepam.rounds.annotations import read_label_set
 
         if not label_set or not Path(label_set).is_file():
             raise DetectError(f"detect.species_filter: label_set, but the label set file "

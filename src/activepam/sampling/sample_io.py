@@ -9,7 +9,7 @@
 * Embeddings come from an :class:`EmbeddingSource`: :class:`ArrayEmbeddings` (in-memory matrix
   aligned with ids), :class:`ParquetEmbeddings` (``embeddings.parquet``, read lazily: only
   the id column to know who has an embedding, then only the rows of the candidates) or, for a
-  folder, :class:`activepam.store.PartitionedEmbeddings` (the device/month store: only the
+  folder, :class:`activepam.core.store.PartitionedEmbeddings` (the device/month store: only the
   partition files and row groups that can hold a candidate are read).
 * :func:`outofcore_sample` is the bounded-memory path for very large tables: pool filters,
   score, strata, allocation and each stratum's top candidates in DuckDB (spilling to disk),
@@ -402,15 +402,15 @@ def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def embedding_source(embeddings: Any, units: pd.DataFrame | None = None) -> EmbeddingSource | None:
-    """Build an :class:`EmbeddingSource` from what :func:`activepam.sampling.sample` accepts:
-    None, a source, a Parquet path, a store folder (:class:`activepam.store.PartitionedEmbeddings`),
+    """Build an :class:`EmbeddingSource` from what :func:`activepam.sampling.engine.sample` accepts:
+    None, a source, a Parquet path, a store folder (:class:`activepam.core.store.PartitionedEmbeddings`),
     a DataFrame with ids + ``embedding``, or a matrix whose rows
     are aligned with ``units``."""
     if embeddings is None or isinstance(embeddings, EmbeddingSource):
         return embeddings
     if isinstance(embeddings, (str, os.PathLike)):
-        if Path(embeddings).is_dir():  # a Hive-partitioned store (activepam.store)
-            from activepam.store import PartitionedEmbeddings
+        if Path(embeddings).is_dir():  # a Hive-partitioned store (activepam.core.store)
+            from activepam.core.store import PartitionedEmbeddings
 
             return PartitionedEmbeddings(embeddings)
         return ParquetEmbeddings(embeddings)
@@ -428,7 +428,7 @@ def embedding_source(embeddings: Any, units: pd.DataFrame | None = None) -> Embe
 
 # --------------------------------------------------------------------------- out of core
 
-#: score expressions of :func:`outofcore_sample` (higher = first), as in activepam.scores
+#: score expressions of :func:`outofcore_sample` (higher = first), as in activepam.sampling.scores
 _SQL_SCORES = {
     "max_entropy": "max_binary_entropy::DOUBLE",
     "mean_entropy": "mean_binary_entropy::DOUBLE",
@@ -485,13 +485,13 @@ def outofcore_sample(segments: PathLike, strategy: Mapping[str, Any] | str, n: i
     DuckDB (``memory_limit``, spilling to ``temp_dir``) runs, over all rows: labelled
     exclusion, the pool filters, the score (non-finite scores leave the pool), stratum sizes
     (diel computed once per unique site coordinate x ``diel_resolution_s`` step with
-    :func:`activepam.strata.diel_period`), then :func:`activepam.strata.allocate` on those sizes
+    :func:`activepam.core.strata.diel_period`), then :func:`activepam.core.strata.allocate` on those sizes
     and each stratum's ``diversify.candidates`` x quota best-scored segments (a streaming
     top-n aggregate, ``max_by``).
     Only the candidates reach pandas. ``diversify.method`` none takes the top quota; kmeans
     fetches the candidates' embeddings from a store folder (``embeddings``, pruned by each
     candidate's device/month partition and row-group statistics; no id scan), PCA-reduces them
-    together and keeps the most uncertain unit per k-means cluster (:mod:`activepam.diversify`).
+    together and keeps the most uncertain unit per k-means cluster (:mod:`activepam.sampling.diversify`).
     Ties are broken by a seeded hash of the segment id (the in-memory sampler uses a seeded
     random draw per row, so exact ties may resolve differently). Supported: segment units,
     scores max_entropy, mean_entropy, lowest_confidence, margin, random; strata site, country,
@@ -502,9 +502,9 @@ def outofcore_sample(segments: PathLike, strategy: Mapping[str, Any] | str, n: i
 
     import duckdb
 
-    from activepam import diversify as dv
-    from activepam.strata import allocate, diel_period
-    from activepam.strategies import StrategyError, resolve_strategy
+    from activepam.sampling import diversify as dv
+    from activepam.core.strata import allocate, diel_period
+    from activepam.sampling.strategies import StrategyError, resolve_strategy
 
     spec = resolve_strategy(strategy)
     n = int(spec["n"] if n is None else n)
@@ -646,7 +646,7 @@ def outofcore_sample(segments: PathLike, strategy: Mapping[str, Any] | str, n: i
     if div["method"] == "kmeans" and len(cand):
         from threadpoolctl import threadpool_limits
 
-        from activepam.store import PartitionedEmbeddings
+        from activepam.core.store import PartitionedEmbeddings
 
         t_fetch = time.perf_counter()
         source = PartitionedEmbeddings(embeddings)

@@ -78,7 +78,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 from tqdm import tqdm
 
-from activepam.io import atomic_path, write_csv
+from activepam.core.io import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -620,7 +620,7 @@ def export_annotation_set(sample: pd.DataFrame, out_dir: str | Path, predictions
                           root: str | Path = ".") -> pd.DataFrame:
     """Write clips, spectrograms, pre-filled Raven tables and ``manifest.csv`` to ``out_dir``.
 
-    ``sample`` is the output of :func:`activepam.sampling.sample` (``unit_id, unit_type,
+    ``sample`` is the output of :func:`activepam.sampling.engine.sample` (``unit_id, unit_type,
     recording_id, path, start_s, end_s`` + metadata); ``predictions`` the top-k long table of
     the model that scored the pool (BirdNET's for round 0, then the retrained model's). Only
     species of ``label_set`` (when given) are pre-filled, so every suggestion can be imported;
@@ -1860,7 +1860,7 @@ def format_history(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _params_or_empty(path: str) -> dict[str, Any]:
-    from activepam.config import load_params
+    from activepam.core.config import load_params
 
     return load_params(path) if Path(path).exists() else {}
 
@@ -1987,7 +1987,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ex = subparsers.add_parser("export", help="export an annotation set (clips, spectrograms, "
                                "Raven tables, manifest) from a sample table")
-    ex.add_argument("sample", help="sample table (Parquet/CSV) from activepam.sampling.sample")
+    ex.add_argument("sample", help="sample table (Parquet/CSV) from activepam.sampling.engine.sample")
     ex.add_argument("--round", required=True, dest="round_id", help="round number")
     ex.add_argument("--predictions", required=True, help="top-k predictions.parquet of the model")
     ex.add_argument("--out", required=True, help="output folder")

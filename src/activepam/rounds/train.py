@@ -32,7 +32,7 @@ class). The model is saved with joblib beside a JSON sidecar holding the trainin
 
 Re-scoring (:func:`rescore`) streams ``embeddings.parquet`` in batches and writes a table with
 the SAME columns as ``segments.parquet`` (top-1 species, confidences, margin, binary entropies
-recomputed over the label set with :mod:`activepam.uncertainty`) plus a top-k long predictions
+recomputed over the label set with :mod:`activepam.core.uncertainty`) plus a top-k long predictions
 table, so the next round's sampling and export run unchanged.
 """
 
@@ -53,9 +53,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from activepam.annotations import UNSURE
-from activepam.io import atomic_path, write_json, write_parquet
-from activepam.uncertainty import segment_uncertainty, top_k
+from activepam.rounds.annotations import UNSURE
+from activepam.core.io import atomic_path, write_json, write_parquet
+from activepam.core.uncertainty import segment_uncertainty, top_k
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def concat_labels(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Label tables of several rounds as one (empty frames allowed)."""
     frames = [f for f in frames if len(f)]
     if not frames:
-        from activepam.annotations import LABEL_COLUMNS
+        from activepam.rounds.annotations import LABEL_COLUMNS
 
         return pd.DataFrame(columns=list(LABEL_COLUMNS))
     return pd.concat(frames, ignore_index=True)
@@ -590,7 +590,7 @@ def train_round(label_files: Sequence[str | Path], segments: str | Path, embeddi
                 opts: TrainOptions = TrainOptions(), top_k_out: int = 10,
                 round_label: str = "") -> RoundModel:
     """Train on the labels of rounds 0..R, save the model, re-score every segment."""
-    from activepam.annotations import read_labels
+    from activepam.rounds.annotations import read_labels
 
     labels = concat_labels([read_labels(f) for f in label_files])
     seg = pd.read_parquet(segments)

@@ -11,7 +11,7 @@ hashes the contents only:
   :data:`RUN_COLUMNS` (no pipeline table should have one; the digest lists what it ignored)
   plus any given ``ignore`` patterns (``fnmatch`` style).
 
-``python -m activepam.hashing A B`` (or ``activepam digest A B``) compares every Parquet file under
+``python -m activepam.core.hashing A B`` (or ``activepam digest A B``) compares every Parquet file under
 two results folders and exits non-zero naming the files that differ.
 
 Audio files are identified by a :class:`FileKey` (:func:`file_key`): size, ``mtime_ns`` and the
@@ -313,7 +313,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m activepam.hashing", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m activepam.core.hashing", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
     return _run(parser.parse_args(argv))

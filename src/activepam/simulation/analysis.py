@@ -15,7 +15,7 @@ Learning-curve statistics (used to compare sampling strategies):
 The cost axis is what an expert pays: seconds of audio listened (``audio_seconds``; a segment
 costs its exported clip with context, a recording its duration), so whole recordings and single
 segments are on the same axis; unit counts are kept as extra columns. A replicate seed varies
-the data (subsample), the test split and the active learner (:func:`activepam.simulate.
+the data (subsample), the test split and the active learner (:func:`activepam.simulation.simulate.
 replicate_rows`); the full-supervision reference is computed per replicate and gets its own
 interval; "x % of full supervision" is the ratio to the replicate's reference (uncapped).
 
@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from activepam.simulate import (
+from activepam.simulation.simulate import (
     BUDGET_COLS,
     REPLICATE_COLS,
     RUN_KEYS,
@@ -61,7 +61,7 @@ from activepam.simulate import (
     macro_scores,
     strata_values,
 )
-from activepam.strata import pairwise_jsd
+from activepam.core.strata import pairwise_jsd
 
 # --------------------------------------------------------------------------- curve statistics
 
@@ -1142,7 +1142,7 @@ def table_to_file(claims_path: str, out: str, divergence_path: str | None = None
     import json
     from pathlib import Path
 
-    from activepam.io import atomic_path
+    from activepam.core.io import atomic_path
 
     claims = json.loads(Path(claims_path).read_text())
     div = json.loads(Path(divergence_path).read_text()) if divergence_path else None
@@ -1160,7 +1160,7 @@ def gather_to_files(
 ) -> dict[str, Any]:
     """Gather the runs and write ``results`` (Parquet), ``results_csv``, ``per_run`` (CSV),
     ``summary`` (CSV) and ``claims`` (JSON); returns the claims."""
-    from activepam.io import write_csv, write_json, write_parquet
+    from activepam.core.io import write_csv, write_json, write_parquet
 
     results = read_runs(run_paths)
     full = pd.read_parquet(full_path)
@@ -1181,7 +1181,7 @@ def stratified_to_files(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Stratified analysis of one dataset; writes ``loso``, ``mi`` and ``jsd`` (Parquet)."""
-    from activepam.io import write_parquet
+    from activepam.core.io import write_parquet
 
     st = dict(sim.get("stratified") or {})
     cfg = SimConfig.from_params(sim)
@@ -1207,7 +1207,7 @@ def divergence_to_files(
 ) -> dict[str, Any]:
     """Pool the sweep's LOSO / MI tables; write ``loso`` and ``mi`` (Parquet) and ``summary``
     (JSON with the correlations); returns the summary."""
-    from activepam.io import write_json, write_parquet
+    from activepam.core.io import write_json, write_parquet
 
     loso = pd.concat([pd.read_parquet(p) for p in loso_paths], ignore_index=True)
     mi = pd.concat([pd.read_parquet(p) for p in mi_paths], ignore_index=True)

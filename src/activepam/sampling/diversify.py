@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from activepam.strata import allocate
+from activepam.core.strata import allocate
 
 
 @dataclass

@@ -9,7 +9,7 @@ Step functions behind ``rule round_answers`` (scripts/round_answers.py) and the 
   answers are left out (and counted).
 * :func:`round_thresholds` -> ``thresholds.csv``: per species (and per site where the labels
   allow) the score reaching precision 0.85 / 0.90 / 0.95 / 0.99 with an interval
-  (:func:`activepam.verification.species_thresholds`). The pool is every suggestion of that
+  (:func:`activepam.sampling.verification.species_thresholds`). The pool is every suggestion of that
   species in ``predictions.parquet`` (top-k per segment: scores below the k-th are not stored,
   which only matters for thresholds near zero).
 * :func:`round_density` -> ``density.csv``: call density per species x stratum from the units
@@ -17,7 +17,7 @@ Step functions behind ``rule round_answers`` (scripts/round_answers.py) and the 
   sampled otherwise is reported as not estimable, since its units are no random draw within
   score bins.
 * :func:`round_stopping` -> the ``stopping`` block of ``metrics.json``
-  (:mod:`activepam.stopping`): decisions of every round's model on a fixed stop set of
+  (:mod:`activepam.core.stopping`): decisions of every round's model on a fixed stop set of
   never-labelled segments, and the learning curve so far.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from activepam.stopping import StoppingOptions, stopping_report
-from activepam.verification import ThresholdOptions, call_density, species_thresholds
+from activepam.core.stopping import StoppingOptions, stopping_report
+from activepam.sampling.verification import ThresholdOptions, call_density, species_thresholds
 
 VERIFICATION_COLUMNS: tuple[str, ...] = ("unit_id", "segment_id", "species", "score", "correct",
                                          "n_annotators")
@@ -39,7 +39,7 @@ VERIFICATION_COLUMNS: tuple[str, ...] = ("unit_id", "segment_id", "species", "sc
 def consensus_answers(labels: pd.DataFrame, label_set: Sequence[str]) -> pd.DataFrame:
     """One answer per (unit, species) where the annotators agree: ``unit_id, species, present
     (1/0), n_annotators``; unsure, conflicting and disagreeing cells are dropped."""
-    from activepam.train import label_cells
+    from activepam.rounds.train import label_cells
 
     cells = label_cells(labels, label_set)
     if cells.empty:
@@ -103,7 +103,7 @@ def round_density(sample: pd.DataFrame, labels: pd.DataFrame, predictions: pd.Da
     agreed = consensus_answers(labels, label_set)
     pool = (predictions.rename(columns={"segment_id": "unit_id", "confidence": "score"})
             [["unit_id", "species", "score"]])
-    from activepam.strata import stratum_column
+    from activepam.core.strata import stratum_column
 
     segments = segments.assign(**{c: stratum_column(segments, c) for c in strata
                                   if c not in segments.columns})
@@ -169,8 +169,8 @@ ANSWER_OUTPUTS: tuple[str, ...] = ("thresholds.csv", "thresholds.png", "density.
 
 
 def _read_labels_files(files: Sequence[str]) -> pd.DataFrame:
-    from activepam.annotations import read_labels
-    from activepam.train import concat_labels
+    from activepam.rounds.annotations import read_labels
+    from activepam.rounds.train import concat_labels
 
     return concat_labels([read_labels(f) for f in files])
 
@@ -207,11 +207,11 @@ def write_round_answers(out_dir: str, label_files: Sequence[str], detector_predi
     import json
     from pathlib import Path
 
-    from activepam.io import write_csv
+    from activepam.core.io import write_csv
     from activepam.plots import evaluation as E
-    from activepam.rounds import evaluation_matrices
-    from activepam.sample_io import ParquetEmbeddings
-    from activepam.verification import plot_density, plot_thresholds
+    from activepam.rounds.rounds import evaluation_matrices
+    from activepam.sampling.sample_io import ParquetEmbeddings
+    from activepam.sampling.verification import plot_density, plot_thresholds
 
     out = Path(out_dir)
     labels = _read_labels_files(label_files)

@@ -324,7 +324,7 @@ def plot_thresholds(verified: pd.DataFrame, thresholds: pd.DataFrame, out: str |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from activepam.io import save_figure
+    from activepam.core.io import save_figure
 
     species = list(dict.fromkeys(thresholds["species"]))[:max_species]
     ncol = min(4, max(1, len(species)))
@@ -362,7 +362,7 @@ def plot_density(density: pd.DataFrame, out: str | Path, max_species: int = 8) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from activepam.io import save_figure
+    from activepam.core.io import save_figure
 
     d = density.dropna(subset=["density"]) if "density" in density else density.head(0)
     species = list(dict.fromkeys(d["species"]))[:max_species]

@@ -28,7 +28,7 @@ Unsure answers (``present = -1``) are not labels: training masks them, evaluatio
 the strategy option ``reoffer_unsure: true`` a unit whose answers so far are all unsure
 (:func:`unsure_units`) stays in the sampling pool and, when it is sampled again, goes to an
 annotator other than the ones who were unsure (``unsure_by`` column of the sample, honoured by
-:func:`activepam.annotations.assign_batches`).
+:func:`activepam.rounds.annotations.assign_batches`).
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from activepam.annotations import (RAVEN_COLUMNS, UNSURE, ExportOptions, ImportResult,
+from activepam.rounds.annotations import (RAVEN_COLUMNS, UNSURE, ExportOptions, ImportResult,
                                    export_annotation_set, read_labels, read_manifest,
                                    read_predictions, round_name, run_import, write_raven_table)
-from activepam.io import write_csv, write_json, write_parquet
+from activepam.core.io import write_csv, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ ROUNDS_DIR = f"{RESULTS}/rounds"
 DETECT_SEGMENTS = f"{RESULTS}/detect/segments.parquet"
 DETECT_PREDICTIONS = f"{RESULTS}/detect/predictions.parquet"
 _ID_RE = re.compile(r"^\d{2}$")
-#: the generator's presence rule (activepam.generate.segment_truth)
+#: the generator's presence rule (activepam.demo.generate.segment_truth)
 MIN_OVERLAP_S = 0.5
 MIN_CALL_FRACTION = 0.5
 
@@ -129,7 +129,7 @@ ROUND_FIGURES: tuple[str, ...] = ("learning_curve", "strata_heatmap", "confusion
 def final_targets(params: Mapping[str, Any]) -> list[str]:
     """Metrics and figures of every planned round (``make run`` targets; every round's files
     are outputs of its DVC stage ``round@RR``)."""
-    from activepam.answers import ANSWER_OUTPUTS
+    from activepam.rounds.answers import ANSWER_OUTPUTS
 
     out = []
     for rid in round_plan(params):
@@ -188,7 +188,7 @@ def unsure_units(label_files: Sequence[str | Path]) -> dict[str, set[str]]:
 
     A unit qualifies when all its rows in ``label_files`` have ``present`` = -1 (unsure): it is
     not labelled yet, so it may be offered again (strategy option ``reoffer_unsure``; the label
-    import accepts it again, see :func:`activepam.annotations.previous_label_units`).
+    import accepts it again, see :func:`activepam.rounds.annotations.previous_label_units`).
     """
     return _only_unsure(_answers(label_files))
 
@@ -211,7 +211,7 @@ def excluded_units(label_files: Sequence[str | Path], test_set: str | Path | Non
 
 def reoffer_unsure(params: Mapping[str, Any] | None, strategy: str) -> bool:
     """The ``reoffer_unsure`` option of a (preset or ``sampling.strategies``) strategy."""
-    from activepam.strategies import resolve_strategy
+    from activepam.sampling.strategies import resolve_strategy
 
     return bool(resolve_strategy(strategy, params).get("reoffer_unsure", False))
 
@@ -221,13 +221,13 @@ def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
                  params: Mapping[str, Any] | None = None,
                  reoffer: Mapping[str, set[str]] | None = None,
                  predictions: str | Path | None = None) -> pd.DataFrame:
-    """Run :func:`activepam.sampling.run_sampling` on a score table and write the sample.
+    """Run :func:`activepam.sampling.engine.run_sampling` on a score table and write the sample.
 
     ``reoffer`` (unit id -> annotators who were unsure, :func:`unsure_units`) adds a column
     ``unsure_by`` (``;``-joined names, "" for other units) that the export uses to route such a
     unit to another annotator, and notes the re-offer in ``reason``.
     """
-    from activepam.sampling import run_sampling
+    from activepam.sampling.engine import run_sampling
 
     result = run_sampling(scores, strategy, n=n, seed=seed, embeddings=embeddings,
                           labelled=list(exclude), params=params, progress=True,
@@ -258,7 +258,7 @@ def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
 def export_round(sample: pd.DataFrame, predictions: str | Path, out_dir: str | Path,
                  round_id: str, options: ExportOptions, strategy: str = "",
                  label_set: Sequence[str] | None = None) -> pd.DataFrame:
-    """Export a sampled batch (or the test set) for annotation (:mod:`activepam.annotations`)."""
+    """Export a sampled batch (or the test set) for annotation (:mod:`activepam.rounds.annotations`)."""
     out_dir = Path(out_dir)
     if out_dir.exists():  # a stale export must not mix with this one
         shutil.rmtree(out_dir)
@@ -443,12 +443,12 @@ def labelled_units(labels: pd.DataFrame,
 def label_report(labels: pd.DataFrame, units: pd.DataFrame, label_set: Sequence[str],
                  keys: Sequence[str]) -> dict[str, Any]:
     """Answer counts of a label table: present / absent / unsure / conflict answers
-    (:func:`activepam.train.label_cells`, one per unit x annotator x label-set species) in
+    (:func:`activepam.rounds.train.label_cells`, one per unit x annotator x label-set species) in
     total, per species, and per level of every stratum key (``units``: ``unit_id`` + the
     metadata the keys need, e.g. :func:`labelled_units` or the test set). ``n_units_unsure``
     counts units with at least one unsure answer."""
-    from activepam.evaluate import stratum_labels
-    from activepam.train import ANSWER_COUNTS, answer_counts, label_cells
+    from activepam.core.evaluate import stratum_labels
+    from activepam.rounds.train import ANSWER_COUNTS, answer_counts, label_cells
 
     cells = label_cells(labels, label_set)
     per_sp = answer_counts(cells, index=label_set)
@@ -482,7 +482,7 @@ def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_lab
 
     Returns ``(metrics, per_species, confusion_pairs)``.
     """
-    from activepam.evaluate import confusion_pairs, evaluate_scores
+    from activepam.core.evaluate import confusion_pairs, evaluate_scores
 
     t = evaluation_matrices(model_path, test_set, test_labels, embeddings, predictions,
                             label_set, default_threshold)
@@ -512,7 +512,7 @@ def evaluation_matrices(model_path: str | Path | None, test_set: str | Path,
                         ) -> EvalMatrices:
     """The test labels as a truth matrix and the scores of a round model (or BirdNET when
     ``model_path`` is None) for the same units, in the same order."""
-    from activepam.train import birdnet_matrix, load_model, read_embeddings, segment_targets
+    from activepam.rounds.train import birdnet_matrix, load_model, read_embeddings, segment_targets
 
     all_units = test_units(test_set)
     labels = read_labels(test_labels)

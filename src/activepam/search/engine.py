@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from activepam.io import atomic_path, write_csv, write_json, write_parquet
+from activepam.core.io import atomic_path, write_csv, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 
 
 def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    from activepam.train import embedding_array
+    from activepam.rounds.train import embedding_array
 
     return embedding_array(column)
 
@@ -127,9 +127,9 @@ class Queries:
 
 
 def _embed_audio(path: Path, model: Any | None) -> np.ndarray:
-    from activepam import birdnet as bn
-    from activepam.detect import window_starts
-    from activepam.io import read_audio
+    from activepam.detection import birdnet as bn
+    from activepam.detection.detect import window_starts
+    from activepam.core.io import read_audio
 
     audio, _ = read_audio(path, target_sr=bn.SAMPLE_RATE)
     starts = window_starts(len(audio), bn.WINDOW_SAMPLES)
@@ -459,7 +459,7 @@ def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[st
     ``examples`` (segment ids of ``source`` or audio files); NaN for segments without an
     embedding and for the examples themselves (already known).
 
-    ``source`` is an :class:`activepam.sample_io.EmbeddingSource`; a Parquet-backed one is
+    ``source`` is an :class:`activepam.sampling.sample_io.EmbeddingSource`; a Parquet-backed one is
     streamed in record batches (memory bounded by ``batch_rows``)."""
     if not examples:
         raise SearchError("score.examples: method similarity needs examples (segment ids or "
@@ -506,7 +506,7 @@ def plot_hits(hits: pd.DataFrame, segments: str | Path, examples: Sequence[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from activepam.io import read_audio, save_figure
+    from activepam.core.io import read_audio, save_figure
 
     seg = pq.read_table(segments, columns=["segment_id", "path", "start_s"]).to_pandas()
     seg = seg.set_index("segment_id")

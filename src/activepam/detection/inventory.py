@@ -3,7 +3,7 @@
 Every audio file under the given folders (recursive, matching ``inventory.extensions``,
 case-insensitive) is probed in a thread pool:
 
-* header facts (sample rate, channels, frames, format) via :func:`activepam.io.audio_info`;
+* header facts (sample rate, channels, frames, format) via :func:`activepam.core.io.audio_info`;
 * a truthful readability check: the last block of the file is read back, and for WAV the
   ``data`` chunk size declared in the RIFF header is compared with the bytes on disk
   (libsndfile silently clamps a cut WAV to the data present), so a file whose data is shorter
@@ -65,9 +65,9 @@ import pyarrow as pa
 import soundfile as sf
 from tqdm import tqdm
 
-from activepam.argtypes import non_negative_float, positive_int
-from activepam.hashing import FileKey, file_key
-from activepam.io import AUDIO_EXTENSIONS, AudioInfo, audio_info, write_csv, write_parquet
+from activepam.core.argtypes import non_negative_float, positive_int
+from activepam.core.hashing import FileKey, file_key
+from activepam.core.io import AUDIO_EXTENSIONS, AudioInfo, audio_info, write_csv, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Test set (:func:`choose_test_set`): WHOLE recordings drawn once (seeded) by
 :func:`split_by_recording`, the one split shared with the simulation
-(:func:`activepam.simulate.split_test`): every segment of a test recording is in the test set,
+(:func:`activepam.simulation.simulate.split_test`): every segment of a test recording is in the test set,
 so no clip of a round (which carries seconds of context) can contain test audio.
 ``rounds.test_size`` is a number of segments; it is met as closely as whole recordings allow
 (the prefix of the seeded, site-interleaved recording order whose segment count is nearest to
@@ -246,8 +246,8 @@ def per_species_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
 
 def stratum_labels(units: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """One column per stratum key (``site``, ``habitat``, ``season``, ``diel``, ... any key of
-    :mod:`activepam.strata`) with each unit's level (``unknown`` when missing)."""
-    from activepam import strata
+    :mod:`activepam.core.strata`) with each unit's level (``unknown`` when missing)."""
+    from activepam.core import strata
 
     out = pd.DataFrame(index=units.index)
     for key in keys:

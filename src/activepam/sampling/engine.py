@@ -1,6 +1,6 @@
 """Sampling engine: which segments or whole recordings should experts annotate next?
 
-A strategy (see :mod:`activepam.strategies`) composes five steps::
+A strategy (see :mod:`activepam.sampling.strategies`) composes five steps::
 
     pool (labelled ids removed, filters) -> score -> strata + allocation -> diversification
     -> batch of N units
@@ -9,11 +9,11 @@ A strategy (see :mod:`activepam.strategies`) composes five steps::
    its segments) are excluded before anything else, then the ``pool`` filters apply. Recording
    units are built from segments with :func:`recording_units` (file-level aggregation of the
    segment score: Top-K, mean, median, max or mean event entropy).
-2. **Score**: :mod:`activepam.scores` (higher = chosen first; NaN ranked last). Ties are broken
+2. **Score**: :mod:`activepam.sampling.scores` (higher = chosen first; NaN ranked last). Ties are broken
    by a seeded random key, so the same inputs and seed always give the same sample.
-3. **Strata and allocation**: :mod:`activepam.strata` splits the pool (``site=A|diel=dawn``);
+3. **Strata and allocation**: :mod:`activepam.core.strata` splits the pool (``site=A|diel=dawn``);
    the batch is allocated equal / proportional / by divergence with water-filling.
-4. **Diversification** within each stratum (:mod:`activepam.diversify`): none (top scores),
+4. **Diversification** within each stratum (:mod:`activepam.sampling.diversify`): none (top scores),
    k-means, Ward, farthest-first or species-balanced. Embedding methods first keep the
    ``diversify.candidates`` x quota best-scored units of the stratum (0 = all), then cluster
    only those: uncertainty first, diversity among the uncertain; units without an embedding
@@ -39,18 +39,18 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from activepam import diversify as dv
-from activepam import scores as sc
-from activepam.argtypes import positive_int
-from activepam.sample_io import (BASE_COLUMNS, RECORDING_METADATA, EmbeddingSource,
+from activepam.sampling import diversify as dv
+from activepam.sampling import scores as sc
+from activepam.core.argtypes import positive_int
+from activepam.sampling.sample_io import (BASE_COLUMNS, RECORDING_METADATA, EmbeddingSource,
                                  SampleInputError, attach_indices, check_embedding_ids,
                                  embedding_source, exclude_nonfinite, isin, read_labelled,
                                  read_segments)
-from activepam.strata import (KEY_COLUMNS, TIME_KEYS, Strata, StrataError, allocate, build_strata,
+from activepam.core.strata import (KEY_COLUMNS, TIME_KEYS, Strata, StrataError, allocate, build_strata,
                               divergence_allocation, stratum_distributions, unit_times)
-from activepam.strategies import (EMBEDDING_METHODS, PRESETS, StrategyError, list_strategies,
+from activepam.sampling.strategies import (EMBEDDING_METHODS, PRESETS, StrategyError, list_strategies,
                                   resolve_strategy)
-from activepam.uncertainty import aggregate_recordings
+from activepam.core.uncertainty import aggregate_recordings
 
 __all__ = ["sample", "recording_units", "list_strategies", "resolve_strategy", "prepare_pool",
            "run_sampling", "score_label", "load_units", "workflow_inputs", "PRESETS",
@@ -250,7 +250,7 @@ def not_labelled(segments: pd.DataFrame, labelled: Sequence[str]) -> np.ndarray:
 
 def _with_similarity(units: pd.DataFrame, spec: Mapping[str, Any],
                      embeddings: EmbeddingSource | None) -> pd.DataFrame:
-    from activepam.search import SearchError, similarity_scores
+    from activepam.search.engine import SearchError, similarity_scores
 
     if embeddings is None:
         raise StrategyError(f"strategy {spec['name']!r}: score.method=similarity needs "
@@ -272,7 +272,7 @@ def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: i
     spec = resolve_strategy(strategy)
     seed = int(spec["seed"] if seed is None else seed)
     labelled = [str(x) for x in labelled]
-    if spec["score"]["method"] == "similarity":  # nearest to examples (activepam.search)
+    if spec["score"]["method"] == "similarity":  # nearest to examples (activepam.search.engine)
         units = _with_similarity(units, spec, embeddings)
     # a segments table has segment ids, or several rows per recording (columns read for
     # recording units need not include segment_id)
@@ -525,10 +525,10 @@ def sample(units: pd.DataFrame, strategy: dict | str, n: int | None = None,
 
     ``units``: the segments table (for ``unit: segment``, or aggregated here for
     ``unit: recording``) or a recording table from :func:`recording_units`. ``strategy``: a
-    preset name or a strategy mapping (see :mod:`activepam.strategies`). ``n``/``seed``
+    preset name or a strategy mapping (see :mod:`activepam.sampling.strategies`). ``n``/``seed``
     override the strategy's. ``embeddings``: a matrix row-aligned with ``units``, a DataFrame
     with ``segment_id``/``unit_id`` (+ ``recording_id``) and ``embedding``, a Parquet path or
-    an :class:`~activepam.sample_io.EmbeddingSource`; needed by kmeans / ward / farthest_first.
+    an :class:`~activepam.sampling.sample_io.EmbeddingSource`; needed by kmeans / ward / farthest_first.
     ``labelled``: unit ids that are never re-sampled: a labelled segment id removes that
     segment (and, for recording units, its whole recording); a labelled recording id removes
     the recording and all its segments. ``predictions`` (long table or Parquet path:
@@ -558,10 +558,10 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
     """The verification design (Navine et al. 2024): for every target species, windows drawn
     at random from each bin of that species' scores (quantiles over the pool) and each level of
     ``verification.strata``. Adds ``design_species``, ``design_bin`` and ``design_bin_edges``
-    (what :func:`activepam.verification.call_density` needs). Per-cell quota:
+    (what :func:`activepam.sampling.verification.call_density` needs). Per-cell quota:
     ``verification.n_per_bin``, or ``n`` spread evenly over the cells (at least 1 each).
     A window drawn for one species is not drawn again for another."""
-    from activepam.verification import assign_bins, score_bins
+    from activepam.sampling.verification import assign_bins, score_bins
 
     ver = spec["verification"]
     if predictions is None:
@@ -573,7 +573,7 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
     preds = (pd.read_parquet(predictions, columns=["segment_id", "species", "confidence"])
              if isinstance(predictions, (str, Path)) else predictions)
     strata = list(ver["strata"] or [])
-    from activepam.strata import StrataError, stratum_column
+    from activepam.core.strata import StrataError, stratum_column
 
     try:  # a column of the units, or a computed key (season, diel, lat_band, ...)
         units = units.assign(**{c: stratum_column(units, c, spec["strata_options"])
@@ -698,7 +698,7 @@ def run_sampling(segments: str | Path, strategy: str | Mapping[str, Any], n: int
                  progress: bool = True, predictions: str | Path | None = None) -> pd.DataFrame:
     """File-level sampling (CLI, Snakemake, benchmark): read, :func:`sample`, enrich, write CSV.
     ``predictions`` (long top-k table) feeds ``design: verification``."""
-    from activepam.io import write_csv
+    from activepam.core.io import write_csv
 
     spec = resolve_strategy(strategy, params)
     if isinstance(labelled, (str, Path)):

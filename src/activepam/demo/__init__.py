@@ -1,0 +1,1 @@
+"""Demo data: the seeded generator of the synthetic monitoring network."""

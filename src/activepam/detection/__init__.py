@@ -1,0 +1,1 @@
+"""Detection stage: inventory, BirdNET V2.4 (LiteRT) detection with embeddings, acoustic indices."""

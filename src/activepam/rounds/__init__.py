@@ -1,0 +1,1 @@
+"""Expert rounds: export, label import, training, evaluation, answers."""

@@ -1,0 +1,1 @@
+"""Sampling engine: scores, strategies, diversification, strata allocation, designs."""

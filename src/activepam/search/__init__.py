@@ -1,0 +1,1 @@
+"""Similarity search over the embedding store (exact streamed top-N, usearch index)."""

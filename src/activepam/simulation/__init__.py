@@ -1,0 +1,1 @@
+"""Simulation and analysis track: oracle loops, divergence, published protocols."""
