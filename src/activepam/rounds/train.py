@@ -509,11 +509,59 @@ def save_model(model: RoundModel, path: str | Path, sidecar: str | Path,
                sidecar, stage="train")
 
 
-def load_model(path: str | Path) -> RoundModel:
-    """A model saved by :func:`save_model`."""
-    import joblib
+#: where the model's classes lived before the package layout (models saved by older versions
+#: name them there; they load as the same classes)
+LEGACY_MODULES: dict[str, str] = {"activepam.train": "activepam.rounds.train"}
 
-    model = joblib.load(path)
+#: globals a round model file may name: its own classes, the scikit-learn estimators it holds
+#: (classes only) and numpy's array reconstruction. Anything else is refused before it runs:
+#: model files arrive from collaborators through ``dvc pull``.
+_MODEL_GLOBALS: frozenset[str] = frozenset({
+    "activepam.rounds.train.RoundModel", "activepam.rounds.train.SpeciesModel",
+    "joblib.numpy_pickle.NumpyArrayWrapper",
+    "numpy.dtype", "numpy.ndarray",
+    "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct",
+    "builtins.slice", "builtins.complex", "builtins.set", "builtins.frozenset",
+    "copyreg._reconstructor", "builtins.object",
+})
+
+
+def _model_global(module: str, name: str) -> bool:
+    full = f"{module}.{name}"
+    if full in _MODEL_GLOBALS:
+        return True
+    if module.split(".")[0] == "sklearn" and not name.startswith("__"):
+        import importlib
+
+        obj = getattr(importlib.import_module(module), name, None)
+        return isinstance(obj, type)  # estimator/splitter classes, never functions
+    return False
+
+
+def load_model(path: str | Path) -> RoundModel:
+    """A model saved by :func:`save_model` (also by versions before the package layout).
+
+    Read with a restricted unpickler: only the globals a round model consists of are resolved,
+    so a crafted file cannot run code; anything else raises :class:`TrainError` naming it.
+    """
+    from joblib import numpy_pickle
+
+    class _ModelUnpickler(numpy_pickle.NumpyUnpickler):  # type: ignore[misc]
+        def find_class(self, module: str, name: str) -> Any:
+            module = LEGACY_MODULES.get(module, module)
+            if not _model_global(module, name):
+                raise TrainError(f"{path}: refusing to load {module}.{name}: a round model file "
+                                 "holds only activepam, scikit-learn and numpy objects")
+            return super().find_class(module, name)
+
+    with open(path, "rb") as fobj:
+        try:
+            model = _ModelUnpickler(str(path), fobj, True).load()
+        except TrainError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated/corrupt file: say which
+            raise TrainError(f"{path}: not a readable round model ({exc})") from exc
     if not isinstance(model, RoundModel):
         raise TrainError(f"{path}: not an activepam round model")
     return model
