@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: venv run test lint dryrun e2e clean bench
+.PHONY: venv run test test-fast lint dryrun e2e clean bench
 
 # A .venv that is a symlink is a venv shared with another clone: it is never installed into
 # (that would re-point its editable activepam at this clone's src). If its activepam comes
@@ -35,13 +35,21 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 endif
 
+# `make run CONFIG=my.yaml` overlays my.yaml on params.yaml. With expert labels it stops (exit 0)
+# after exporting the first round without labels and prints where it is and how to import it.
 run: venv
-	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/default $(if $(CONFIG),--configfile $(CONFIG))
 
 test: venv
 	$(BIN)/python -m pytest tests
 
+test-fast: venv
+	$(BIN)/python -m pytest tests -m "not slow and not realdata" -q
+
 lint: venv
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/mypy
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
@@ -50,6 +58,21 @@ dryrun: venv
 
 bench: venv
 	$(BIN)/python benchmarks/detect_throughput.py
+
+# DVC (README "Active-learning rounds, with DVC"): `make pull` after a clone/checkout restores
+# the outputs and stamps them up to date for Snakemake; `make commit` after `make run` records
+# the run in dvc.lock (only when `snakemake -n` plans nothing); `make dvc-check` checks that
+# every stage of dvc.yaml lists exactly the code its rules run (scripts/dvc_deps.py).
+.PHONY: pull commit dvc-check
+
+pull: venv
+	BIN=$(BIN) bash scripts/dvc_pull.sh
+
+commit: venv
+	BIN=$(BIN) bash scripts/dvc_commit.sh
+
+dvc-check: venv
+	$(BIN)/python scripts/dvc_deps.py
 
 clean:
 	rm -rf results .snakemake

@@ -28,3 +28,8 @@ rule all:
     input:
         all_targets,
         search_targets,
+
+
+onsuccess:
+    # with experts: where the annotation sets waiting for labels are, and the import command
+    print_pending_rounds()

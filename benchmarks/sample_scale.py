@@ -11,7 +11,7 @@ is a FRESH subprocess:
   the top 10 x quota candidates -> their embeddings (partition + row-group pruned) -> k-means
   -> N = 1000;
 * ``outofcore`` (embedded sizes): the same strategy through
-  :func:`activepam.sampling.sample_io.outofcore_sample` (DuckDB, 2 GB limit, spilling; candidates'
+  :func:`activepam.sampling.outofcore.outofcore_sample` (DuckDB, 2 GB limit, spilling; candidates'
   embeddings fetched by their device/month partition without scanning the store's ids);
 * ``outofcore`` (``--ooc-sizes``, no embeddings): scoring + strata + allocation + per-stratum
   top (``stratified_entropy``) over all rows.
@@ -204,11 +204,11 @@ def run_one(mode: str, segments: Path, store: Path | None, n: int, out: Path,
     """One timed run in this process (call in a fresh subprocess).
 
     ``inmemory``: ``run_sampling`` (the ``activepam sample`` path) with the store as its
-    EmbeddingSource; ``outofcore``: :func:`activepam.sampling.sample_io.outofcore_sample` (DuckDB,
+    EmbeddingSource; ``outofcore``: :func:`activepam.sampling.outofcore.outofcore_sample` (DuckDB,
     2 GB memory limit, spilling into ``workdir``), k-means when a store is given, else the
     stratified top-entropy batch (scoring + strata + allocation + per-stratum top)."""
-    from activepam.sampling.sample_io import outofcore_sample
-    from activepam.sampling.engine import run_sampling
+    from activepam.sampling.files import run_sampling
+    from activepam.sampling.outofcore import outofcore_sample
     from activepam.core.store import PartitionedEmbeddings
 
     rows = pq.ParquetFile(segments).metadata.num_rows

@@ -18,14 +18,11 @@ from pathlib import Path
 import yaml
 from threadpoolctl import threadpool_limits
 
-from activepam.simulation.analysis import stratified_analysis
-from activepam.simulation.simulate import (
-    SimConfig,
-    features,
-    full_supervision,
-    resolve_strategy,
-    run_simulation,
-)
+from activepam.simulation.config import SimConfig
+from activepam.simulation.loop import full_supervision, run_simulation
+from activepam.simulation.probe import features
+from activepam.simulation.strategies import resolve_strategy
+from activepam.simulation.stratified import stratified_analysis
 from activepam.simulation.synthetic import EmbeddingSpec, synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

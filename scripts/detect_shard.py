@@ -1,23 +1,11 @@
-"""Snakemake adapter for ``rule detect_shard`` (see activepam.detection.detect.run_shard)."""
-
-from pathlib import Path
+"""Snakemake adapter for ``rule detect_shard`` (activepam.detection.steps.detect_shard)."""
 
 from activepam.core.logs import rule_log
-from activepam.detection.detect import run_shard
+from activepam.detection.steps import detect_shard, shard_out_dir
 
-
-
-def main(smk) -> None:  # noqa: ANN001 - the snakemake object
-    """Run BirdNET on the recordings of one shard."""
-    out_dir = Path(smk.output.segments).parent
-    for name in ("segments", "predictions", "embeddings", "quarantine"):
-        expected = out_dir / Path(smk.output[name]).name
-        if Path(smk.output[name]) != expected or not expected.name.startswith(name):
-            raise ValueError(f"output {name} must be {out_dir}/{name}.*, got {smk.output[name]}")
-    with rule_log(smk.log[0]):
-        run_shard(smk.input.inventory, smk.wildcards.shard, out_dir, smk.params.parts_dir,
-                  dict(smk.params.detect), threads=int(smk.threads),
-                  label_set=smk.params.label_set)
-
-
-main(snakemake)  # noqa: F821 - injected by Snakemake
+with rule_log(snakemake.log[0]):
+    # params: the result-changing detect keys + parts_dir + label_set; batch_size changes no
+    # number, so it is read from the config (editing it reruns nothing)
+    detect_shard(snakemake.input.inventory, snakemake.wildcards.shard,
+                 shard_out_dir(snakemake.output), **dict(snakemake.params.items()),
+                 batch_size=snakemake.config["detect"]["batch_size"], threads=snakemake.threads)

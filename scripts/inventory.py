@@ -1,26 +1,11 @@
-"""Snakemake adapter for ``checkpoint inventory`` (see activepam.detection.inventory)."""
-
+"""Snakemake adapter for ``checkpoint inventory`` (activepam.detection.steps.inventory)."""
 
 from activepam.core.logs import rule_log
-from activepam.detection.inventory import run_inventory
+from activepam.detection.steps import inventory
 
-
-
-def main(smk) -> None:  # noqa: ANN001 - the snakemake object
-    """Probe data.raw_dir and write the inventory and quarantine tables."""
-    with rule_log(smk.log[0]):
-        run_inventory(
-            [smk.params.raw_dir],
-            smk.input.sites,
-            smk.output.inventory,
-            smk.output.quarantine,
-            extensions=list(smk.params.extensions),
-            min_duration_s=float(smk.params.min_duration_s),
-            shard_size=int(smk.params.shard_size),
-            shard_hours=float(smk.params.shard_hours),
-            tz=str(smk.params.timezone),
-            threads=int(smk.threads),
-        )
-
-
-main(snakemake)  # noqa: F821 - injected by Snakemake
+with rule_log(snakemake.log[0]):
+    inventory(snakemake.params.raw_dir, snakemake.input.sites, snakemake.output.inventory,
+              snakemake.output.quarantine, extensions=snakemake.params.extensions,
+              min_duration_s=snakemake.params.min_duration_s,
+              timezone=snakemake.params.timezone, shard_size=snakemake.params.shard_size,
+              shard_hours=snakemake.params.shard_hours, threads=snakemake.threads)

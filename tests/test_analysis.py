@@ -8,47 +8,57 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
-from activepam.simulation import analysis as an
-from activepam.simulation.simulate import SimConfig
-
 from test_simulate import tiny_dataset
+
+from activepam.core.io import jsonable
+from activepam.core.metrics import spread
+from activepam.simulation.claims import summarise
+from activepam.simulation.config import SimConfig
+from activepam.simulation.divergence import (
+    correlate,
+    divergence_to_rest,
+    mutual_information,
+    stratum_label_distributions,
+)
+from activepam.simulation.steps import gather_to_files
+from activepam.simulation.stratified import leave_one_stratum_out, stratified_analysis
+from activepam.simulation.summaries import aulc, budget_to_target, learning_curves, t_interval
 
 # --------------------------------------------------------------------------- curve statistics
 
 
 def test_t_interval_hand_computed():
-    mean, lo, hi, n = an.t_interval([1.0, 2.0, 3.0, np.nan])
+    mean, lo, hi, n = t_interval([1.0, 2.0, 3.0, np.nan])
     half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)  # sd = 1
     assert (mean, n) == (2.0, 3)
     assert lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
-    assert an.t_interval([5.0])[:3] == (5.0, 5.0, 5.0)
-    assert np.isnan(an.t_interval([])[0])
+    assert t_interval([5.0])[:3] == (5.0, 5.0, 5.0)
+    assert np.isnan(t_interval([])[0])
 
 
 def test_aulc_normalised_trapezoid():
-    assert an.aulc([0.1, 0.2, 0.3], [0.4, 0.4, 0.4]) == pytest.approx(0.4)
-    assert an.aulc([0.0, 1.0], [0.0, 1.0]) == pytest.approx(0.5)
+    assert aulc([0.1, 0.2, 0.3], [0.4, 0.4, 0.4]) == pytest.approx(0.4)
+    assert aulc([0.0, 1.0], [0.0, 1.0]) == pytest.approx(0.5)
     # cut at 0.5 with interpolation: mean of the line y = x on [0, 0.5] = 0.25
-    assert an.aulc([0.0, 1.0], [0.0, 1.0], x_max=0.5) == pytest.approx(0.25)
-    assert an.aulc([0.2], [0.7]) == 0.7
+    assert aulc([0.0, 1.0], [0.0, 1.0], x_max=0.5) == pytest.approx(0.25)
+    assert aulc([0.2], [0.7]) == 0.7
 
 
 def test_budget_to_target_interpolates():
-    assert an.budget_to_target([0.1, 0.2, 0.3], [0.2, 0.6, 0.9], 0.8) == pytest.approx(
+    assert budget_to_target([0.1, 0.2, 0.3], [0.2, 0.6, 0.9], 0.8) == pytest.approx(
         0.2 + 0.1 * 2 / 3
     )
-    assert an.budget_to_target([0.1, 0.2], [0.9, 0.95], 0.5) == 0.1
-    assert np.isnan(an.budget_to_target([0.1, 0.2], [0.1, 0.2], 0.5))
+    assert budget_to_target([0.1, 0.2], [0.9, 0.95], 0.5) == 0.1
+    assert np.isnan(budget_to_target([0.1, 0.2], [0.1, 0.2], 0.5))
 
 
 def test_spread_cv_and_pielou():
-    assert an.spread([0.5, 0.5, 0.5]) == pytest.approx((0.0, 1.0))
-    cv, j = an.spread([1.0, 0.0])
+    assert spread([0.5, 0.5, 0.5]) == pytest.approx((0.0, 1.0))
+    cv, j = spread([1.0, 0.0])
     assert cv == pytest.approx(1.0) and j == pytest.approx(0.0)
     p = np.array([0.2, 0.3, 0.5])
-    assert an.spread(p)[1] == pytest.approx(-(p * np.log(p)).sum() / np.log(3))
-    assert np.isnan(an.spread([0.4])[0])
+    assert spread(p)[1] == pytest.approx(-(p * np.log(p)).sum() / np.log(3))
+    assert np.isnan(spread([0.4])[0])
 
 
 # --------------------------------------------------------------------------- divergence and MI
@@ -56,34 +66,34 @@ def test_spread_cv_and_pielou():
 
 def test_divergence_to_rest_extremes():
     same = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
-    np.testing.assert_allclose(an.divergence_to_rest(same), 0.0, atol=1e-12)
+    np.testing.assert_allclose(divergence_to_rest(same), 0.0, atol=1e-12)
     disjoint = np.array([[5.0, 0.0], [0.0, 3.0]])
-    np.testing.assert_allclose(an.divergence_to_rest(disjoint), 1.0)
+    np.testing.assert_allclose(divergence_to_rest(disjoint), 1.0)
 
 
 def test_mutual_information_bounds():
     # each stratum has its own species: MI = H(species) = 1 bit, fraction 1
     codes = np.array([0, 0, 1, 1])
     Y = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
-    mi = an.mutual_information(codes, Y, n_permutations=0)
+    mi = mutual_information(codes, Y, n_permutations=0)
     assert mi["mi_bits"] == pytest.approx(1.0) and mi["fraction"] == pytest.approx(1.0)
     # same species mix in every stratum: MI = 0
     Y2 = np.array([[1, 1], [1, 1], [1, 1], [1, 1]])
-    assert an.mutual_information(codes, Y2, n_permutations=3)["mi_bits"] == pytest.approx(
+    assert mutual_information(codes, Y2, n_permutations=3)["mi_bits"] == pytest.approx(
         0.0, abs=1e-12
     )
 
 
 def test_correlate():
-    c = an.correlate([1, 2, 3, 4], [2, 4, 6, 8.5])
+    c = correlate([1, 2, 3, 4], [2, 4, 6, 8.5])
     assert c["pearson_r"] > 0.99 and c["spearman_rho"] == pytest.approx(1.0) and c["n"] == 4
-    assert np.isnan(an.correlate([1, 2], [1, 2])["pearson_r"])
+    assert np.isnan(correlate([1, 2], [1, 2])["pearson_r"])
 
 
 def test_leave_one_stratum_out_flags_the_stratum_with_its_own_species():
     ds = tiny_dataset(n_rec_per_site=6, n_seg=5)  # sp3 only at site A
     cfg = SimConfig(pca_dims=0, strata=("site",))
-    loso = an.leave_one_stratum_out(ds, "site", cfg, seed=0)
+    loso = leave_one_stratum_out(ds, "site", cfg, seed=0)
     assert list(loso["stratum_value"]) == ["A", "B", "C", "D"]
     a = loso.set_index("stratum_value").loc["A"]
     others = loso.set_index("stratum_value").drop("A")
@@ -95,13 +105,13 @@ def test_leave_one_stratum_out_flags_the_stratum_with_its_own_species():
 def test_stratified_analysis_tables():
     ds = tiny_dataset(n_rec_per_site=4, n_seg=4)
     cfg = SimConfig(pca_dims=0, strata=("site",))
-    out = an.stratified_analysis(
+    out = stratified_analysis(
         ds, cfg, ["site"], ["site", "lat_band"], setting="t", n_permutations=2
     )
     assert set(out) == {"loso", "mi", "jsd"}
     assert list(out["mi"]["key"]) == ["site", "lat_band", "site+lat_band"]
     assert (out["mi"]["setting"] == "t").all() and (out["loso"]["dataset"] == "tiny").all()
-    extra = an.stratified_analysis(
+    extra = stratified_analysis(
         ds, cfg, ["site"], ["site"], n_permutations=0, extra={"turnover": 0.5, "demo_seed": 1}
     )
     assert (extra["loso"]["turnover"] == 0.5).all() and (extra["mi"]["demo_seed"] == 1).all()
@@ -153,7 +163,7 @@ def test_summarise_claims(tmp_path):
         "target_fraction": 0.95,
         "claim": {"strategy": "good", "baseline": "base", "max_budget": 0.15},
     }
-    per_run, summary, claims = an.summarise(results, full, params)
+    per_run, summary, claims = summarise(results, full, params)
     assert claims["target"] == pytest.approx(0.665)
     # the middle of the window every run covers (0.05 .. 0.15), no longer half the final budget
     assert claims["mid_budget"] == pytest.approx(0.10)
@@ -182,24 +192,33 @@ def test_summarise_claims(tmp_path):
             ("claims", "json"),
         )
     }
-    an.gather_to_files(runs, str(tmp_path / "full.parquet"), params, out)
+    gather_to_files(runs, str(tmp_path / "full.parquet"), params, out)
     claims_file = json.loads((tmp_path / "claims.json").read_text())  # strict JSON: no NaN
     assert claims_file["strategies"]["base"]["to_target_mean_curve"] is None
     assert len(pd.read_parquet(out["results"])) == len(results)
 
 
 def test_learning_curves_interval():
-    curves = an.learning_curves(fake_results(), budget="recording_fraction")
+    curves = learning_curves(fake_results(), budget="recording_fraction")
     row = curves[(curves.strategy == "good") & (curves["round"] == 0)].iloc[0]
     assert row["mean"] == pytest.approx(0.51) and row["n_seeds"] == 3
     assert row["low"] < 0.51 < row["high"]
 
 
 def test_jsonable():
-    out = an.jsonable(
+    out = jsonable(
         {"a": np.float64("nan"), "b": [np.int64(2), float("inf")], "c": np.bool_(True)}
     )
     assert out == {"a": None, "b": [2, None], "c": True}
+
+
+def test_write_json_is_nan_free(tmp_path):
+    # write_json cleans plain floats and arrays too (json.dumps alone writes NaN, invalid JSON)
+    from activepam.core.io import write_json
+
+    path = write_json({"x": float("nan"), "arr": np.array([1.0, np.inf])}, tmp_path / "a.json")
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c)) == {
+        "x": None, "arr": [1.0, None]}
 
 
 def test_figures_render(tmp_path):
@@ -213,7 +232,7 @@ def test_figures_render(tmp_path):
         "budget_axis": "recording_fraction",
         "claim": {"strategy": "good", "baseline": "base"},
     }
-    per_run, summary, claims = an.summarise(results, full, params)
+    per_run, summary, claims = summarise(results, full, params)
     out = {
         k: str(tmp_path / f"{k}.png")
         for k in ("learning_curves", "aulc", "to_target", "per_stratum")
@@ -279,7 +298,7 @@ def test_synthetic_dataset_follows_the_generator_and_turnover():
         codes, labels = pd.factorize(d.units["site"], sort=True)
         return float(
             np.nanmean(
-                an.divergence_to_rest(an.stratum_label_distributions(codes, len(labels), d.Y))
+                divergence_to_rest(stratum_label_distributions(codes, len(labels), d.Y))
             )
         )
 

@@ -66,6 +66,7 @@ def test_round_thresholds_overall_and_per_site() -> None:
 def demo_truth(tmp_path_factory) -> pd.DataFrame:
     """Every analysed 3 s segment of a small generated demo, with its true species."""
     from activepam.demo import generate as g
+    from activepam.demo.truth import segment_starts
 
     raw = tmp_path_factory.mktemp("demo") / "raw"
     g.generate_demo(raw, {"n_sites": 3, "countries": ["NO", "FR", "ES"],
@@ -76,7 +77,7 @@ def demo_truth(tmp_path_factory) -> pd.DataFrame:
     truth = pd.read_parquet(raw / "ground_truth.parquet")
     rows = [{"unit_id": f"{p}@{s:.1f}", "rel_path": p, "start_s": s, "site": site}
             for p, d, site in zip(recs["rel_path"], recs["duration_s"], recs["site"])
-            for s in g.segment_starts(float(d))]
+            for s in segment_starts(float(d))]
     seg = pd.DataFrame(rows)
     present = set(zip(truth["rel_path"] + "@" + truth["start_s"].map("{:.1f}".format),
                       truth["species"]))

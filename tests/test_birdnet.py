@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,83 @@ def test_mp3_copy_agrees_with_flac(soundscape_runs: dict[str, pd.DataFrame]) -> 
     assert len(mp3) == len(flac) == 40
     agreement = float((flac == mp3.reindex(flac.index)).mean())
     assert agreement >= 0.75, agreement
+
+
+# --------------------------------------------------------------------------- split model (issue 15)
+
+
+@pytest.fixture(scope="module")
+def whole_model() -> bn.BirdNET:
+    """The original graph, spectrogram layers included, in the interpreter."""
+    return bn.BirdNET(threads=1, batch_size=8, frontend="model")
+
+
+def test_numpy_frontend_matches_whole_model(model: bn.BirdNET, whole_model: bn.BirdNET) -> None:
+    assert model.frontend is not None and whole_model.frontend is None
+    rng = np.random.default_rng(15)
+    t = np.arange(bn.WINDOW_SAMPLES) / bn.SAMPLE_RATE
+    windows = np.stack([
+        rng.normal(0, 0.05, bn.WINDOW_SAMPLES),
+        0.3 * np.sin(2 * np.pi * (3000 + 2000 * np.sin(2 * np.pi * t)) * t),
+        np.zeros(bn.WINDOW_SAMPLES),  # silence: the normalisation divides by eps
+        1e-4 * rng.standard_normal(bn.WINDOW_SAMPLES),
+    ]).astype(np.float32)
+    logits, emb = model.predict_logits(windows)
+    want_logits, want_emb = whole_model.predict_logits(windows)
+    # same operators on the same float32/float64 values: identical in practice
+    np.testing.assert_allclose(logits, want_logits, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(emb, want_emb, atol=1e-5, rtol=0)
+
+
+def test_short_last_batch_and_parallel_workers_change_nothing(model: bn.BirdNET) -> None:
+    rng = np.random.default_rng(3)
+    windows = rng.normal(0, 0.05, (19, bn.WINDOW_SAMPLES)).astype(np.float32)
+    conf, emb = model.predict(windows)  # 8 + 8 + a short batch of 3, spread over 2 workers
+    one = [model.predict(windows[i:i + 1]) for i in (0, 9, 18)]
+    for row, (c, e) in zip((0, 9, 18), one):
+        np.testing.assert_array_equal(c[0], conf[row])
+        np.testing.assert_array_equal(e[0], emb[row])
+    futures = [model.submit(windows[lo:lo + 8]) for lo in range(0, 19, 8)]
+    got = [f.result() for f in futures]
+    np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), conf)
+    np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), emb)
+    with pytest.raises(ValueError, match="shape"):
+        model.submit(windows[:, :100])
+
+
+def test_split_model_cached_and_self_checked(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(bn.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+    real = bn._split_model
+
+    def counting(buf: bytes):  # noqa: ANN202
+        calls.append(1)
+        return real(buf)
+
+    monkeypatch.setattr(bn, "_split_model", counting)
+    source, name, params = bn.split_model()
+    assert isinstance(source, Path) and source.is_file() and name == bn.EMBEDDING_TENSOR
+    meta = json.loads(next((tmp_path / "cache" / "birdnet").glob("*-s*.json")).read_text())
+    assert meta["check_max_logit_diff"] <= bn.SPLIT_TOLERANCE
+    again = bn.split_model()
+    assert len(calls) == 1 and again[0] == source  # the next start-up reads the cache
+    assert {k: v.tolist() for k, v in again[2].items()} == {k: v.tolist()
+                                                             for k, v in params.items()}
+    source.write_bytes(b"truncated")  # a damaged cache file is rebuilt
+    assert bn.split_model()[0] == source and len(calls) == 2
+    fe = bn.FrontEnd(params)
+    parts = fe(np.zeros((2, bn.WINDOW_SAMPLES), np.float32))
+    assert [p.shape for p in parts] == [(2 * fe.frames, n) for *_, n in fe.layers]
+
+
+def test_broken_split_falls_back_to_whole_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(model_path: Path | None = None):  # noqa: ANN202
+        raise bn.BirdNETError("not BirdNET V2.4's front end")
+
+    monkeypatch.setattr(bn, "split_model", broken)
+    m = bn.BirdNET(threads=1, batch_size=2)
+    assert m.frontend is None
+    assert m.predict(np.zeros((1, bn.WINDOW_SAMPLES), np.float32))[0].shape == (1, bn.N_SPECIES)
+    with pytest.raises(bn.BirdNETError):
+        bn.BirdNET(threads=1, batch_size=2, frontend="numpy")

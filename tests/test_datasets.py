@@ -29,7 +29,7 @@ from activepam.datasets.safe_pickle import (
     pickle_globals,
 )
 from activepam.datasets.wabad import EXCLUDED_SPECIES, PREPRINT_SPECIES, import_wabad
-from activepam.simulation.simulate import custom_dataset
+from activepam.simulation.dataset import custom_dataset
 
 
 def _tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:

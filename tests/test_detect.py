@@ -14,8 +14,10 @@ import pytest
 import soundfile as sf
 
 from activepam.detection import birdnet as bn
-from activepam.detection import detect
-from activepam.detection.detect import SpeciesFilter, Windower, detect_files, window_starts
+from activepam.detection import gather, inputs, tables
+from activepam.detection.cli import register
+from activepam.detection.detect import Windower, detect_files, window_starts
+from activepam.detection.params import SpeciesFilter
 
 SR = 44_100
 
@@ -89,7 +91,7 @@ def test_recording_ids_from_paths(tmp_path: Path) -> None:
     for i, rel in enumerate(["x/rec one.wav", "y/rec one.wav", "z/other.flac"]):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / rel, _tone(1.5, 3000 + 100 * i, i), SR)
-    recs = detect.recordings_from_paths([str(tmp_path / p) for p in
+    recs = inputs.recordings_from_paths([str(tmp_path / p) for p in
                                          ["x/rec one.wav", "y/rec one.wav", "z/other.flac",
                                           "z/other.flac"]])
     ids = [r.recording_id for r in recs]
@@ -104,7 +106,7 @@ def test_outputs_contract_and_topk_sorted(audio_dir: Path, model: bn.BirdNET,
     files = sorted(str(p) for p in audio_dir.iterdir())
     summary = detect_files(files, tmp_path, top_k=5, progress=False, model=model)
     assert summary["n_finished"] == 3 and summary["n_quarantined"] == 0
-    for kind, schema in detect.OUTPUT_SCHEMAS.items():
+    for kind, schema in tables.OUTPUT_SCHEMAS.items():
         got = pq.read_schema(tmp_path / f"{kind}.parquet")
         assert got.names == schema.names, kind
     emb_type = pq.read_schema(tmp_path / "embeddings.parquet").field("embedding").type
@@ -215,7 +217,7 @@ def test_resume_skips_finished_and_never_duplicates(audio_dir: Path, model: bn.B
     files = sorted(str(p) for p in audio_dir.iterdir())
     out = tmp_path / "out"
     first = detect_files(files, out, progress=False, model=model)
-    before = {k: pd.read_parquet(out / f"{k}.parquet") for k in detect.OUTPUT_SCHEMAS}
+    before = {k: pd.read_parquet(out / f"{k}.parquet") for k in tables.OUTPUT_SCHEMAS}
     parts = Path(first["parts_dir"])
     # simulate a run killed while writing b: its segments part is gone, a temp file is left
     (parts / "b.segments.parquet").unlink()
@@ -250,11 +252,11 @@ def test_merge_outputs_concatenates_shards(audio_dir: Path, model: bn.BirdNET,
     pd.DataFrame([{"path": "x.wav", "stage": "inventory", "reason": "zero-length file"}]).to_csv(
         inv_q, index=False)
     shards = [tmp_path / s for s in ("s0", "s1", "s2")]
-    inputs = {k: [d / f"{k}.parquet" for d in shards] for k in detect.OUTPUT_SCHEMAS}
+    inputs = {k: [d / f"{k}.parquet" for d in shards] for k in tables.OUTPUT_SCHEMAS}
     inputs["quarantine"] = [inv_q] + [d / "quarantine.csv" for d in shards]
-    outputs = {k: tmp_path / "all" / f"{k}.parquet" for k in detect.OUTPUT_SCHEMAS}
+    outputs = {k: tmp_path / "all" / f"{k}.parquet" for k in tables.OUTPUT_SCHEMAS}
     outputs["quarantine"] = tmp_path / "all" / "quarantine.csv"
-    counts = detect.merge_outputs(inputs, outputs)
+    counts = gather.merge_outputs(inputs, outputs)
     assert counts["segments"] == 6 and counts["predictions"] == 60 and counts["quarantine"] == 2
     seg = pd.read_parquet(outputs["segments"])
     assert list(seg["recording_id"].unique()) == ["a", "b"]
@@ -269,7 +271,7 @@ def test_merge_outputs_concatenates_shards(audio_dir: Path, model: bn.BirdNET,
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="activepam")
-    detect.register(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return int(args.func(args))
 
@@ -342,3 +344,14 @@ def test_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
     pred = pd.read_parquet(out / "predictions.parquet")
     assert len(pred) == 600 and not pred.duplicated(["segment_id", "rank"]).any()
     assert not list(out.glob("parts/*/.*.tmp"))
+
+
+def test_detect_shard_outputs_share_one_folder(tmp_path: Path) -> None:
+    """rule detect_shard's step: its tables must be <folder>/<name>.* (else a clear error)."""
+    from activepam.detection.steps import SHARD_TABLES, shard_out_dir
+
+    good = {k: str(tmp_path / "0000" / f"{k}.parquet") for k in SHARD_TABLES}
+    assert shard_out_dir(good) == tmp_path / "0000"
+    bad = dict(good, quarantine=str(tmp_path / "elsewhere" / "quarantine.csv"))
+    with pytest.raises(ValueError, match="output quarantine must be"):
+        shard_out_dir(bad)

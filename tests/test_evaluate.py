@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from activepam.core import evaluate as ev
+from activepam.core import metrics
+from activepam.core.strata import allocate
 from activepam.plots import rounds as pr
 
 SP = ["A_a", "B_b", "C_c"]
@@ -44,10 +46,34 @@ def test_choose_test_set_whole_recordings_stratified_and_seeded() -> None:
         ev.choose_test_set(s, 61)
 
 
-def test_allocate_per_group() -> None:
-    sizes = pd.Series({"a": 100, "b": 1, "c": 5})
-    alloc = ev.allocate_per_group(sizes, 10)
-    assert alloc.sum() == 10 and alloc["b"] == 1 and alloc.min() >= 1
+def test_allocate_proportional_with_a_floor_of_one() -> None:
+    # the one largest-remainder allocator (core.strata.allocate; evaluate's copy was merged)
+    alloc = allocate([100, 1, 5], 10, weights=np.array([100.0, 1.0, 5.0]), minimum=1)
+    assert alloc.tolist() == [8, 1, 1]
+    # capped at the sizes, the rest redistributed; n over the total gives every unit
+    assert allocate([2, 50], 10, weights=np.array([30.0, 1.0]), minimum=1).tolist() == [2, 8]
+    assert allocate([3, 4], 99, weights=np.array([3.0, 4.0])).tolist() == [3, 4]
+
+
+def test_rounds_metrics_match_sklearn_on_masked_cells() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(7)
+    Y = (rng.random((90, 4)) < 0.3).astype(float)
+    Y[rng.random(Y.shape) < 0.15] = np.nan  # unknown cells are left out per species
+    P = np.round(rng.random(Y.shape), 1)  # ties
+    m = ev.summary_metrics(Y, P, np.full(4, 0.5))
+    aps, aucs = [], []
+    for j in range(4):
+        k = ~np.isnan(Y[:, j])
+        aps.append(average_precision_score(Y[k, j], P[k, j]))
+        aucs.append(roc_auc_score(Y[k, j], P[k, j]))
+    known = ~np.isnan(Y)
+    assert m["macro_ap"] == pytest.approx(np.mean(aps), abs=1e-12)
+    assert m["macro_auroc"] == pytest.approx(np.mean(aucs), abs=1e-12)
+    assert m["micro_ap"] == pytest.approx(average_precision_score(Y[known], P[known]), abs=1e-12)
+    sp = ev.per_species_metrics(Y, P, np.full(4, 0.5), ["a", "b", "c", "d"])
+    np.testing.assert_allclose(sp["ap"], aps, atol=1e-12)
 
 
 def test_summary_metrics_perfect_and_masked() -> None:
@@ -65,14 +91,14 @@ def test_summary_metrics_perfect_and_masked() -> None:
 
 def test_ece() -> None:
     y = np.array([1, 0, 1, 0])
-    assert ev.expected_calibration_error(y, np.array([1.0, 0.0, 1.0, 0.0])) == 0.0
-    assert ev.expected_calibration_error(y, np.full(4, 0.9)) == pytest.approx(0.4)
+    assert metrics.expected_calibration_error(y, np.array([1.0, 0.0, 1.0, 0.0])) == 0.0
+    assert metrics.expected_calibration_error(y, np.full(4, 0.9)) == pytest.approx(0.4)
 
 
 def test_coefficient_of_variation() -> None:
-    assert ev.coefficient_of_variation([1.0, 1.0, np.nan]) == 0.0
-    assert ev.coefficient_of_variation([1.0, 3.0]) == pytest.approx(0.5)
-    assert np.isnan(ev.coefficient_of_variation([0.7]))
+    assert metrics.coefficient_of_variation([1.0, 1.0, np.nan]) == 0.0
+    assert metrics.coefficient_of_variation([1.0, 3.0]) == pytest.approx(0.5)
+    assert np.isnan(metrics.coefficient_of_variation([0.7]))
 
 
 def test_strata_metrics_and_species() -> None:

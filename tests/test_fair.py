@@ -10,9 +10,15 @@ import pandas as pd
 import pytest
 from test_simulate import tiny_dataset
 
-from activepam.simulation import analysis as an
-from activepam.simulation import simulate as sim
-from activepam.simulation.simulate import SimConfig
+from activepam.simulation.claims import divergence_summary, summarise
+from activepam.simulation.config import SimConfig
+from activepam.simulation.loop import BUDGET_COLS, full_supervision, run_simulation, unit_costs
+from activepam.simulation.replicates import replicate_rows
+from activepam.simulation.strategies import resolve_strategy
+from activepam.simulation.stratified import across_settings_test
+from activepam.simulation.summaries import bootstrap_interval, strategy_summary
+from activepam.simulation.table import strategy_table
+from activepam.simulation.workflow import simulation_params, workflow_targets
 
 
 def fair_config() -> SimConfig:
@@ -38,25 +44,25 @@ def _overall(res: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_segment_costs_its_exported_clip_and_a_recording_its_duration():
-    from activepam.rounds.annotations import clip_window
+    from activepam.core.labels import clip_window
 
     units = tiny_dataset(n_rec_per_site=1).units
-    _, _, cost = sim.unit_costs(units, "segment", 4.0)
+    _, _, cost = unit_costs(units, "segment", 4.0)
     # 15 s recordings, 3 s segments, 4 s context each side clipped at the file bounds
     np.testing.assert_allclose(cost[:5], [7.0, 10.0, 11.0, 10.0, 7.0])
     for (_, u), c in zip(units.iterrows(), cost):
         lo, hi = clip_window(u.start_s, u.end_s, u.recording_duration_s, 4.0)
         assert c == pytest.approx(hi - lo)
-    rec_ids, rec_members, rec_cost = sim.unit_costs(units, "recording", 4.0)
+    rec_ids, rec_members, rec_cost = unit_costs(units, "recording", 4.0)
     np.testing.assert_allclose(rec_cost, 15.0)
     assert sorted(len(m) for m in rec_members.values()) == [5] * len(rec_ids)
 
 
 def test_context_defaults_to_the_rounds_export_context():
     params = {"rounds": {"context_s": 2.5}, "simulation": {"context_s": None}}
-    assert sim.simulation_params(params)["context_s"] == 2.5
+    assert simulation_params(params)["context_s"] == 2.5
     params["simulation"]["context_s"] = 1.0
-    assert sim.simulation_params(params)["context_s"] == 1.0
+    assert simulation_params(params)["context_s"] == 1.0
     # null in the simulation section falls back to the dataclass default, never None
     assert SimConfig.from_params({"context_s": None}).context_s == 4.0
 
@@ -65,14 +71,14 @@ def test_recordings_and_segments_spend_the_same_listening_time_per_round():
     ds = tiny_dataset()
     spent = {}
     for name in ("random", "random_files"):
-        res = _overall(sim.run_simulation(ds, sim.resolve_strategy(name), 0, fair_config()))
+        res = _overall(run_simulation(ds, resolve_strategy(name), 0, fair_config()))
         spent[name] = res["audio_seconds"].to_numpy()
         plan = 60.0 * np.arange(1, len(res) + 1)
         # kept on the plan to within one unit's cost (a segment clip <= 11 s, a recording 15 s)
         assert np.all(np.abs(spent[name] - plan) <= 15.0 + 1e-9), (name, spent[name])
     np.testing.assert_allclose(spent["random"], spent["random_files"], atol=15.0)
     # and a recording labels all its segments: more segments per listening second
-    seg = _overall(sim.run_simulation(ds, sim.resolve_strategy("random_files"), 0, fair_config()))
+    seg = _overall(run_simulation(ds, resolve_strategy("random_files"), 0, fair_config()))
     assert (seg["n_segments"] == 5 * seg["n_units"]).all()
 
 
@@ -80,14 +86,14 @@ def test_summaries_default_to_the_listening_seconds_axis():
     ds = tiny_dataset()
     runs = pd.concat(
         [
-            sim.run_simulation(ds, sim.resolve_strategy(name), seed, fair_config())
+            run_simulation(ds, resolve_strategy(name), seed, fair_config())
             for name in ("random", "random_files")
             for seed in (0, 1)
         ],
         ignore_index=True,
     )
-    full = sim.full_supervision(ds, fair_config(), seeds=[0, 1])
-    per_run, _, claims = an.summarise(runs, full, {"metric": "macro_ap"})
+    full = full_supervision(ds, fair_config(), seeds=[0, 1])
+    per_run, _, claims = summarise(runs, full, {"metric": "macro_ap"})
     assert claims["budget_axis"] == "audio_seconds"
     lo, hi = claims["window"]
     # the window every run covers, in listening seconds (not fractions of segments)
@@ -97,9 +103,9 @@ def test_summaries_default_to_the_listening_seconds_axis():
     assert {"to_target_audio_seconds", "to_target_n_units", "to_target_n_recordings"} <= set(
         per_run.columns
     )
-    text = an.strategy_table(claims)
+    text = strategy_table(claims)
     assert "listening" in text and "% of full" in text
-    assert "results/simulation/strategy_table.md" in sim.workflow_targets(
+    assert "results/simulation/strategy_table.md" in workflow_targets(
         {"demo": {"enabled": True}, "simulation": {"dataset": "demo"}}
     )
 
@@ -113,7 +119,7 @@ def test_aulc_integrates_the_same_window_for_every_strategy():
             rows.append(
                 {
                     "strategy": strategy, "unit": "segment", "seed": 0, "round": r,
-                    **{c: float(r + 1) for c in sim.BUDGET_COLS},
+                    **{c: float(r + 1) for c in BUDGET_COLS},
                     "audio_seconds": 60.0 * (r + 1),
                     "stratum": "all", "stratum_value": "all", "metric": "macro_ap",
                     "value": 0.1 * (r + 1),
@@ -122,7 +128,7 @@ def test_aulc_integrates_the_same_window_for_every_strategy():
     res = pd.DataFrame(rows)
     full = pd.DataFrame({"seed": [0], "stratum": ["all"], "stratum_value": ["all"],
                          "metric": ["macro_ap"], "value": [0.5]})
-    per_run, _, claims = an.summarise(res, full, {})
+    per_run, _, claims = summarise(res, full, {})
     assert claims["window"] == [60.0, 180.0]
     a = per_run.set_index("strategy")["aulc"]
     assert a["long"] == pytest.approx(a["short"]) == pytest.approx(0.2)
@@ -134,7 +140,7 @@ def test_aulc_integrates_the_same_window_for_every_strategy():
 def test_replicates_vary_the_split_and_the_data():
     ds = tiny_dataset()
     cfg = SimConfig(pca_dims=0, strata=("site",), test_fraction=0.34, data_fraction=0.8)
-    reps = [sim.replicate_rows(ds, cfg, s) for s in range(4)]
+    reps = [replicate_rows(ds, cfg, s) for s in range(4)]
     rec = ds.units["recording_id"].to_numpy()
     tests = {frozenset(rec[r.split.test]) for r in reps}
     used = {frozenset(rec[np.r_[r.split.pool, r.split.test]]) for r in reps}
@@ -146,14 +152,14 @@ def test_replicates_vary_the_split_and_the_data():
         kept = ds.units.iloc[np.r_[r.split.pool, r.split.test]]
         assert kept.groupby("site")["recording_id"].nunique().min() >= 2
     # the same replicate seed is the same triple for every strategy (paired) ...
-    again = sim.replicate_rows(ds, cfg, 2)
+    again = replicate_rows(ds, cfg, 2)
     np.testing.assert_array_equal(again.split.test, reps[2].split.test)
     # ... and the runs record it
-    res = sim.run_simulation(ds, sim.resolve_strategy("random_files"), 1, cfg)
+    res = run_simulation(ds, resolve_strategy("random_files"), 1, cfg)
     assert set(res["split_seed"]) == {1} and set(res["data_seed"]) == {1}
     fixed = SimConfig(pca_dims=0, strata=("site",), test_fraction=0.34, data_fraction=1.0,
                       vary_split=False)
-    f = [sim.replicate_rows(ds, fixed, s) for s in range(3)]
+    f = [replicate_rows(ds, fixed, s) for s in range(3)]
     assert all(np.array_equal(x.split.test, f[0].split.test) for x in f)
     assert {x.data_seed for x in f} == {-1}
 
@@ -168,13 +174,13 @@ def test_bootstrap_interval_stays_on_the_metric_range():
             "final": [1.0, 0.98, 0.3], "aulc": [0.02, 0.01, 0.6], "reached_target": True,
         }
     )
-    summary = an.strategy_summary(per_run).iloc[0]
+    summary = strategy_summary(per_run).iloc[0]
     for col in ("final", "aulc"):
         assert 0.0 <= summary[f"{col}_low"] <= summary[col] <= summary[f"{col}_high"] <= 1.0
-    mean, lo, hi, n = an.bootstrap_interval([0.9, 1.0, 0.95, 0.99])
+    mean, lo, hi, n = bootstrap_interval([0.9, 1.0, 0.95, 0.99])
     assert n == 4 and 0.9 <= lo < mean < hi <= 1.0
-    assert an.bootstrap_interval([0.4])[1:3] == (0.4, 0.4)
-    assert an.bootstrap_interval([0.1, 0.9]) == an.bootstrap_interval([0.1, 0.9])  # seeded
+    assert bootstrap_interval([0.4])[1:3] == (0.4, 0.4)
+    assert bootstrap_interval([0.1, 0.9]) == bootstrap_interval([0.1, 0.9])  # seeded
 
 
 # --------------------------------------------------------------------------- reference
@@ -188,7 +194,7 @@ def test_full_supervision_reference_has_its_own_interval_and_per_replicate_ratio
                 {
                     "strategy": "s", "unit": "segment", "seed": seed, "round": r,
                     "split_seed": seed, "data_seed": seed,
-                    **{c: float(r + 1) for c in sim.BUDGET_COLS},
+                    **{c: float(r + 1) for c in BUDGET_COLS},
                     "stratum": "all", "stratum_value": "all", "metric": "macro_ap",
                     # replicate 0 ends above its own reference (0.55 > 0.50)
                     "value": level * (0.6 + 0.25 * r),
@@ -197,7 +203,7 @@ def test_full_supervision_reference_has_its_own_interval_and_per_replicate_ratio
     res = pd.DataFrame(rows)
     full = pd.DataFrame({"seed": [0, 1, 2], "stratum": "all", "stratum_value": "all",
                          "metric": "macro_ap", "value": [0.50, 0.70, 0.60]})
-    per_run, summary, claims = an.summarise(res, full, {"target_fraction": 0.95})
+    per_run, summary, claims = summarise(res, full, {"target_fraction": 0.95})
     mean, lo, hi = claims["full_supervision_interval"]
     assert mean == pytest.approx(0.60) and 0.50 <= lo < mean < hi <= 0.70
     ratio = per_run.set_index("seed")["final_ratio"]
@@ -211,7 +217,7 @@ def test_full_supervision_reference_has_its_own_interval_and_per_replicate_ratio
 def test_full_supervision_is_computed_per_replicate():
     ds = tiny_dataset()
     cfg = SimConfig(pca_dims=0, strata=("site",), test_fraction=0.34, data_fraction=0.8)
-    full = sim.full_supervision(ds, cfg, seeds=[0, 1, 2])
+    full = full_supervision(ds, cfg, seeds=[0, 1, 2])
     overall = full[(full.stratum == "all") & (full.metric == "ece")]
     assert list(overall["seed"]) == [0, 1, 2] and list(overall["split_seed"]) == [0, 1, 2]
     assert overall["value"].nunique() == 3  # a different pool and test set per replicate
@@ -237,7 +243,7 @@ def test_loso_correlation_is_per_setting_and_tested_across_settings():
     loso = pd.DataFrame(rows)
     mi = pd.DataFrame({"dataset": "synthetic", "setting": [f"t{k}" for k in range(4)],
                        "key": "lat_band", "fraction": 0.1, "fraction_corrected": 0.05})
-    out = an.divergence_summary(loso, mi)
+    out = divergence_summary(loso, mi)
     c = out["correlation"]["lat_band:drop_ap~jsd_label"]
     assert c["n_settings"] == 4 and c["positive_settings"] == 0 and c["mean_r"] < -0.9
     assert "pearson_p" not in c  # no p-value over pooled strata
@@ -246,4 +252,4 @@ def test_loso_correlation_is_per_setting_and_tested_across_settings():
     per = out["per_setting"]["lat_band:drop_ap~jsd_label"]
     assert set(per) == {f"synthetic:t{k}" for k in range(4)}
     assert all("pearson_p" not in v for v in per.values())
-    assert an.across_settings_test([0.5, np.nan])["n_settings"] == 1
+    assert across_settings_test([0.5, np.nan])["n_settings"] == 1

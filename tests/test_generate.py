@@ -15,9 +15,14 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from activepam.demo import generate as g
 from activepam.cli import main as cli_main
 from activepam.core.config import ConfigError
+from activepam.demo import catalogue as cat
+from activepam.demo import generate as gen
+from activepam.demo import layout as lay
+from activepam.demo import params as par
+from activepam.demo import recording as demo_rec
+from activepam.demo import truth as tru
 
 #: 2 sites x 1 date x 2 recordings x 6 s, dense calls so that the tables are not empty
 TINY: dict[str, Any] = {
@@ -33,7 +38,7 @@ ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "raw"
-    g.generate_demo(out, TINY, seed=7, progress=False)
+    gen.generate_demo(out, TINY, seed=7, progress=False)
     return out
 
 
@@ -67,11 +72,11 @@ def test_layout_and_filenames(tiny: Path) -> None:
         t = dt.datetime.strptime(stem, "%Y-%m-%dT%H_%M_%S")
         assert t.strftime("%Y-%m-%dT%H:%M:%SZ") == row.start_time
     for name in ("sites.csv", "recordings.csv", "species.csv", "events.parquet",
-                 "ground_truth.parquet", g.MARKER):
+                 "ground_truth.parquet", gen.MARKER):
         assert (tiny / name).is_file(), name
-    marker = json.loads((tiny / g.MARKER).read_text())
+    marker = json.loads((tiny / gen.MARKER).read_text())
     assert marker["params"]["seed"] == 7 and marker["params"]["n_sites"] == 2
-    assert str(tiny) not in (tiny / g.MARKER).read_text()  # no absolute paths: reproducible
+    assert str(tiny) not in (tiny / gen.MARKER).read_text()  # no absolute paths: reproducible
 
 
 def test_sites_csv(tiny: Path) -> None:
@@ -88,15 +93,16 @@ def test_sites_csv(tiny: Path) -> None:
 
 
 def test_default_layout_gradient_and_hours() -> None:
-    p = g.demo_params({})
-    sites = g.build_sites(p, 42)
+    p = par.demo_params({})
+    sites = lay.build_sites(p, 42)
     assert [s.lat for s in sites] == sorted((s.lat for s in sites), reverse=True)
     assert [s.country for s in sites] == ["NO", "NO", "DK", "DK", "FR", "FR", "ES", "ES"]
     assert [s.habitat for s in sites[:4]] == ["forest", "wetland", "farmland", "forest"]
-    slots = g.schedule(p)
+    slots = lay.schedule(p)
     assert len(slots) == 4 * 8
     assert {t.hour for _, t in slots} == set(range(24))  # staggered dates cover every hour
-    recs = g.build_recordings(p, sites, g.build_deployments(sites, [t for _, t in slots], 42), 42)
+    deps = lay.build_deployments(sites, [t for _, t in slots], 42)
+    recs = lay.build_recordings(p, sites, deps, 42)
     assert len(recs) == 256 and sum(r.fmt == "mp3" for r in recs) == 128
     assert len({r.rel_path for r in recs}) == 256
 
@@ -126,15 +132,15 @@ def test_device_move(tiny: Path) -> None:
 
 def test_same_seed_byte_identical(tmp_path: Path) -> None:
     params = {**TINY, "calls_per_minute": 120}
-    g.generate_demo(tmp_path / "a", params, seed=3, progress=False)
-    g.generate_demo(tmp_path / "b", params, seed=3, n_jobs=2, progress=False)
+    gen.generate_demo(tmp_path / "a", params, seed=3, progress=False)
+    gen.generate_demo(tmp_path / "b", params, seed=3, n_jobs=2, progress=False)
     a, b = _digests(tmp_path / "a"), _digests(tmp_path / "b")
     assert sorted(a) == sorted(b)
     assert any(k.endswith(".mp3") for k in a) and any(k.endswith(".flac") for k in a)
     assert a == b
-    g.generate_demo(tmp_path / "c", params, seed=4, progress=False)
+    gen.generate_demo(tmp_path / "c", params, seed=4, progress=False)
     c = _digests(tmp_path / "c")
-    assert c[g.MARKER] != a[g.MARKER] and c["events.parquet"] != a["events.parquet"]
+    assert c[gen.MARKER] != a[gen.MARKER] and c["events.parquet"] != a["events.parquet"]
 
 
 def test_recording_stream_independent_of_counts() -> None:
@@ -142,14 +148,14 @@ def test_recording_stream_independent_of_counts() -> None:
     base = {**TINY, "duration_s": 3}
     results = []
     for rpd in (2, 4):
-        p = g.demo_params(base, recordings_per_day=rpd)
-        sites = g.build_sites(p, 1)
-        deps = g.build_deployments(sites, [t for _, t in g.schedule(p)], 1)
-        recs = g.build_recordings(p, sites, deps, 1)
-        ctx = g.Context(p, 1, tuple(g.build_species(p, sites, 1)), g.gradient_span(sites),
-                        Path("."))
+        p = par.demo_params(base, recordings_per_day=rpd)
+        sites = lay.build_sites(p, 1)
+        deps = lay.build_deployments(sites, [t for _, t in lay.schedule(p)], 1)
+        recs = lay.build_recordings(p, sites, deps, 1)
+        species = tuple(lay.build_species(p, sites, 1))
+        ctx = demo_rec.Context(p, 1, species, lay.gradient_span(sites), Path("."))
         rec = next(r for r in recs if r.site.index == 1 and r.start.hour == 12)
-        results.append(g.synthesise(ctx, rec))
+        results.append(demo_rec.synthesise(ctx, rec))
     (a, ev_a, _), (b, ev_b, _) = results
     np.testing.assert_array_equal(a, b)
     assert [e["onset_s"] for e in ev_a] == [e["onset_s"] for e in ev_b]
@@ -162,7 +168,7 @@ def _naive_truth(events: pd.DataFrame, durations: dict[str, float]) -> set[tuple
     rows = set()
     for e in events.itertuples():
         d = durations[e.rel_path]
-        for start in g.segment_starts(d):
+        for start in tru.segment_starts(d):
             end = min(start + 3.0, d)
             overlap = min(e.offset_s, end) - max(e.onset_s, start)
             if overlap >= min(0.5, 0.5 * (e.offset_s - e.onset_s)) - 1e-9:
@@ -194,15 +200,15 @@ def test_segment_truth_rule() -> None:
         "rel_path": ["r"] * 4, "species": ["short", "long", "edge", "tail"],
         "onset_s": [2.8, 1.0, 2.5, 8.0], "offset_s": [3.2, 3.4, 3.6, 8.9],
     })
-    truth = g.segment_truth(ev, {"r": 9.0})
+    truth = tru.segment_truth(ev, {"r": 9.0})
     got = {(r.species, r.start_s) for r in truth.itertuples()}
     # short (0.4 s): 0.2 s = 50 % in each segment -> both; long: only 0.4 s in segment 3 -> no;
     # edge (1.1 s): 0.5 s in [0, 3) and 0.6 s in [3, 6) -> both; tail in [6, 9) only
     assert got == {("short", 0.0), ("short", 3.0), ("long", 0.0), ("edge", 0.0),
                    ("edge", 3.0), ("tail", 6.0)}
-    assert g.segment_truth(ev.iloc[:0], {"r": 9.0}).empty
-    assert list(g.segment_starts(7.0)) == [0.0, 3.0]  # trailing 1 s piece is not analysed
-    assert list(g.segment_starts(7.5)) == [0.0, 3.0, 6.0]
+    assert tru.segment_truth(ev.iloc[:0], {"r": 9.0}).empty
+    assert list(tru.segment_starts(7.0)) == [0.0, 3.0]  # trailing 1 s piece is not analysed
+    assert list(tru.segment_starts(7.5)) == [0.0, 3.0, 6.0]
 
 
 def _site_species(out: Path) -> tuple[set[str], set[str]]:
@@ -220,7 +226,7 @@ def test_turnover_knob(tmp_path: Path) -> None:
     jaccard = {}
     for turnover in (0.0, 1.0):
         out = tmp_path / f"t{turnover}"
-        g.generate_demo(out, {**params, "turnover": turnover}, seed=11, progress=False)
+        gen.generate_demo(out, {**params, "turnover": turnover}, seed=11, progress=False)
         north, south = _site_species(out)
         assert north and south
         jaccard[turnover] = len(north & south) / len(north | south)
@@ -228,17 +234,17 @@ def test_turnover_knob(tmp_path: Path) -> None:
 
 
 def test_activity_patterns() -> None:
-    p = g.demo_params({})
-    sites = g.build_sites(p, 42)
-    species = {s.label: s for s in g.build_species(p, sites, 42)}
+    p = par.demo_params({})
+    sites = lay.build_sites(p, 42)
+    species = {s.label: s for s in lay.build_species(p, sites, 42)}
     owl, robin = species["Strix aluco_Tawny Owl"], species["Erithacus rubecula_European Robin"]
-    assert g.diel_activity(owl.spec.diel, -20.0, False) > 5 * g.diel_activity(owl.spec.diel,
+    assert lay.diel_activity(owl.spec.diel, -20.0, False) > 5 * lay.diel_activity(owl.spec.diel,
                                                                                40.0, False)
-    dawn = g.diel_activity(robin.spec.diel, 4.0, True)
-    assert dawn > 2 * g.diel_activity(robin.spec.diel, -20.0, False)
-    assert dawn > g.diel_activity(robin.spec.diel, 45.0, False)
-    assert g.season_activity("migrant", 79) < 0.01 and g.season_activity("migrant", 268) < 0.05
-    assert g.season_activity("migrant", 150) > 0.5 and g.season_activity("resident", 79) > 0.3
+    dawn = lay.diel_activity(robin.spec.diel, 4.0, True)
+    assert dawn > 2 * lay.diel_activity(robin.spec.diel, -20.0, False)
+    assert dawn > lay.diel_activity(robin.spec.diel, 45.0, False)
+    assert lay.season_activity("migrant", 79) < 0.01 and lay.season_activity("migrant", 268) < 0.05
+    assert lay.season_activity("migrant", 150) > 0.5 and lay.season_activity("resident", 79) > 0.3
     ranks = sorted(s.abundance_rank for s in species.values())
     assert ranks == list(range(1, 25))
     weights = sorted((s.weight for s in species.values()), reverse=True)
@@ -291,21 +297,21 @@ def _birdnet_labels() -> Path:
 
 def test_species_labels_are_birdnet_labels(tiny: Path) -> None:
     labels = set(_birdnet_labels().read_text(encoding="utf-8").splitlines())
-    catalogue = [s.label for s in g.SPECIES_CATALOGUE]
+    catalogue = [s.label for s in cat.SPECIES_CATALOGUE]
     assert len(catalogue) >= 60 and len(set(catalogue)) == len(catalogue)
     missing = [lab for lab in catalogue if lab not in labels]
     assert not missing, missing
     assert set(pd.read_csv(tiny / "species.csv")["species"]) <= labels
-    first = g.SPECIES_CATALOGUE[:24]
-    assert {s.call_type for s in first} == set(g.CALL_TYPES)
-    assert {s.diel for s in first} == set(g.DIEL_PATTERNS)
-    assert {s.season for s in first} == set(g.SEASON_PATTERNS)
+    first = cat.SPECIES_CATALOGUE[:24]
+    assert {s.call_type for s in first} == set(cat.CALL_TYPES)
+    assert {s.diel for s in first} == set(cat.DIEL_PATTERNS)
+    assert {s.season for s in first} == set(cat.SEASON_PATTERNS)
 
 
 def test_species_templates_distinct() -> None:
-    p = g.demo_params({"n_species": len(g.SPECIES_CATALOGUE)})
-    species = g.build_species(p, g.build_sites(p, 42), 42)
-    table = g.species_table(species, 44100)
+    p = par.demo_params({"n_species": len(cat.SPECIES_CATALOGUE)})
+    species = lay.build_species(p, lay.build_sites(p, 42), 42)
+    table = tru.species_table(species, 44100)
     assert table["species"].is_unique and (table["f_low"] < table["f_high"]).all()
     for _, grp in table.groupby("call_type"):  # same call type -> different bands
         centres = np.sort(np.sqrt(grp["f_low"] * grp["f_high"]))
@@ -320,25 +326,25 @@ def test_refuses_foreign_folder_and_regenerates_own(tmp_path: Path) -> None:
     foreign.mkdir()
     (foreign / "mine.wav").write_bytes(b"x")
     with pytest.raises(FileExistsError, match="marker"):
-        g.generate_demo(foreign, TINY, progress=False)
+        gen.generate_demo(foreign, TINY, progress=False)
     assert sorted(p.name for p in foreign.iterdir()) == ["mine.wav"]
 
     own = tmp_path / "own"
-    g.generate_demo(own, TINY, seed=1, progress=False)
-    g.generate_demo(own, {**TINY, "recordings_per_day": 1}, seed=1, progress=False)
+    gen.generate_demo(own, TINY, seed=1, progress=False)
+    gen.generate_demo(own, {**TINY, "recordings_per_day": 1}, seed=1, progress=False)
     rec = pd.read_csv(own / "recordings.csv")
     assert len(rec) == 2 and sorted(rec["rel_path"]) == _audio_files(own)
 
 
 def test_bad_params_name_the_key() -> None:
     with pytest.raises(ConfigError, match="demo.countries"):
-        g.demo_params({"countries": ["XX"]})
+        par.demo_params({"countries": ["XX"]})
     with pytest.raises(ConfigError, match="demo.n_species"):
-        g.demo_params({"n_species": 500})
+        par.demo_params({"n_species": 500})
     with pytest.raises(ConfigError, match="demo.turnover"):
-        g.demo_params({"turnover": 2})
+        par.demo_params({"turnover": 2})
     with pytest.raises(ConfigError, match="demo.sample_rate"):
-        g.demo_params({"sample_rate": 96000})
+        par.demo_params({"sample_rate": 96000})
 
 
 def test_cli(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -353,3 +359,26 @@ def test_cli(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> 
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x").write_text("x")
     assert cli_main(["generate", "--out", str(tmp_path / "other"), "--quiet"]) == 2
+
+
+def test_presence_rule_is_shared() -> None:
+    """core.presence: 0.5 s of a call, or half of a short call, makes it present."""
+    from activepam.core.presence import call_present, too_short
+
+    on, off = np.array([2.6, 2.8, 0.0]), np.array([3.4, 3.1, 0.4])
+    # window [0, 3): 0.4 s of a 0.8 s call (half: present), 0.2 s of a 0.3 s call (present),
+    # a 0.4 s call wholly inside (present)
+    assert call_present(on, off, 0.0, 3.0).tolist() == [True, True, True]
+    assert call_present(np.array([2.7]), np.array([4.0]), 0.0, 3.0).tolist() == [False]
+    assert too_short(np.array([1.0, 1.5]), 60.0).tolist() == [True, False]
+    assert not too_short(1.0, 1.0)  # a 1 s recording is analysed whole
+
+
+def test_generate_demo_step_and_rule_keys(tmp_path: Path) -> None:
+    """rule generate_demo's step needs one output folder; its params are DEMO_KEYS only."""
+    from activepam.demo.steps import generate_demo
+
+    with pytest.raises(ValueError, match="one folder"):
+        generate_demo([tmp_path / "a" / "sites.csv", tmp_path / "b" / "species.csv"], {})
+    assert "enabled" not in par.DEMO_KEYS
+    assert set(par.DEMO_KEYS) == set(par.DEFAULTS) - {"enabled"}

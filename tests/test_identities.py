@@ -18,11 +18,12 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activepam.detection import birdnet as bn
 from activepam.core import hashing
-from activepam.detection import detect
-from activepam.detection import inventory as inventory_module
-from activepam.detection.detect import detect_files, find_audio
+from activepam.detection import birdnet as bn
+from activepam.detection import detect, probe, steps
+from activepam.detection.detect import detect_files
+from activepam.detection.filenames import IdRegistry
+from activepam.detection.inputs import find_audio
 from activepam.detection.inventory import run_inventory
 
 SR = 8000
@@ -137,7 +138,7 @@ def test_registry_rules_move_replace_and_reuse() -> None:
     def k(sha: str) -> hashing.FileKey:
         return hashing.FileKey(1, 1, sha * 64)
 
-    reg = inventory_module.IdRegistry()
+    reg = IdRegistry()
     ids, dups = reg.assign([("a/x.wav", "x", k("1"), False), ("b/x.wav", "x", k("2"), False)])
     assert ids == {"a/x.wav": "x", "b/x.wav": "x-22222222"} and dups == []
     # moved (same content, new path) keeps its id; replaced in place keeps its id
@@ -180,7 +181,7 @@ def test_symlink_loop_lists_each_file_once(tmp_path: Path) -> None:
 def test_detect_and_inventory_share_discovery(tmp_path: Path) -> None:
     d = _tree_with_links(tmp_path)
     files, skipped = find_audio([d])
-    found = inventory_module.discover_audio([d], stage="detect")
+    found = probe.discover_audio([d], stage="detect")
     assert files == [f.path for f in found.files] == [str(d / "sub" / "X.wav")]
     assert skipped == found.skipped and {q["stage"] for q in skipped} == {"detect"}
     _, quar = run_inv(d, tmp_path / "inv")
@@ -225,17 +226,17 @@ def test_workflow_shard_cache_checks_content(tmp_path: Path, monkeypatch: pytest
     run_inv(raw, tmp_path / "inv")
     cfg = {"batch_size": 4}
     parts = tmp_path / "parts"
-    first = detect.run_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
-                             parts, cfg, threads=1, progress=False)
+    first = steps.detect_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
+                               parts, **cfg, threads=1, progress=False)
     assert first["n_processed"] == 1
-    again = detect.run_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
-                             parts, cfg, threads=1, progress=False)
+    again = steps.detect_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
+                               parts, **cfg, threads=1, progress=False)
     assert again["n_processed"] == 0 and again["n_cached"] == 1
     write_audio(path, 2, seconds=19.5)
     ids, _ = run_inv(raw, tmp_path / "inv")  # re-inventoried: the id is kept
     assert ids == {str(path): "S4A03895_20190522T000000Z"}
-    third = detect.run_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
-                             parts, cfg, threads=1, progress=False)
+    third = steps.detect_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
+                               parts, **cfg, threads=1, progress=False)
     seg = pd.read_parquet(tmp_path / "s" / "segments.parquet")
     assert third["n_processed"] == 1 and seg["end_s"].max() == pytest.approx(19.5)
 

@@ -15,11 +15,9 @@ from activepam.detection.indices import (
     INDEX_COLUMNS,
     INDICES_SCHEMA,
     compute_indices,
-    gather_indices,
     indices_for_inventory,
     indices_of_samples,
     roi_index,
-    run_indices_shard,
 )
 
 JURA = "jura_24h/S4A03895_20190522_{}.wav"
@@ -150,15 +148,19 @@ def test_indices_for_inventory_quarantines_bad_files(realdata: Path, tmp_path: P
     assert quarantine["path"].tolist() == [str(bad)]
     assert quarantine["stage"].tolist() == ["indices"]
 
-    # shards + gather (DuckDB), including an empty shard
+    # shards + gather (DuckDB), including an empty shard: the rules indices_shard and
+    # gather_indices through their step functions, with params.yaml's ``indices`` defaults
+    from activepam.detection import steps
+
     inv_path = tmp_path / "inventory.parquet"
     inventory.to_parquet(inv_path)
     sh = tmp_path / "shards"
     for shard in ("0000", "0001", "0002"):
-        run_indices_shard(inv_path, shard, sh / f"{shard}.parquet", sh / f"{shard}.q.csv")
-    n = gather_indices([sh / f"{s}.parquet" for s in ("0001", "0000", "0002")],
-                       [sh / f"{s}.q.csv" for s in ("0000", "0001", "0002")],
-                       tmp_path / "indices.parquet", tmp_path / "quarantine.csv")
+        steps.indices_shard(inv_path, shard, sh / f"{shard}.parquet", sh / f"{shard}.q.csv",
+                            window_s=0, anthro_band=[0, 1000], bio_band=[1000, 10000])
+    n = steps.gather_indices([sh / f"{s}.parquet" for s in ("0001", "0000", "0002")],
+                             [sh / f"{s}.q.csv" for s in ("0000", "0001", "0002")],
+                             tmp_path / "indices.parquet", tmp_path / "quarantine.csv")
     table = pq.read_table(tmp_path / "indices.parquet")
     assert n == 2 and table.schema.equals(INDICES_SCHEMA)
     assert table.column("recording_id").to_pylist() == ["r0", "r5"]

@@ -17,10 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam.detection import birdnet as bn
 from activepam.cli import main as cli_main
-from activepam.detection.detect import DetectError, detect_files
-from activepam.detection.inventory import build_inventory, probe_audio
+from activepam.detection import birdnet as bn
+from activepam.detection.detect import detect_files
+from activepam.detection.inventory import build_inventory
+from activepam.detection.probe import probe_audio
+from activepam.detection.tables import DetectError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,11 +187,11 @@ def test_permission_denied_for_real_as_nobody(tmp_path: Path) -> None:
     try:
         locked = _wav(work / "locked.wav")
         locked.chmod(0o000)
-        code = ("import sys; from activepam.detection.inventory import probe_audio; "
+        code = ("import sys; from activepam.detection.probe import probe_audio; "
                 "print(probe_audio(sys.argv[1]).reason)")
-        import activepam.detection.inventory
+        import activepam.detection.probe
 
-        src = Path(activepam.detection.inventory.__file__).resolve().parents[1]  # the code under test
+        src = Path(activepam.detection.probe.__file__).resolve().parents[2]  # the code under test
         env = dict(os.environ, PYTHONPATH=str(src))
         proc = subprocess.run([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                                str(REPO / ".venv" / "bin" / "python"), "-c", code, str(locked)],

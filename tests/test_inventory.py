@@ -12,30 +12,26 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam.detection import inventory as inventory_module
+from activepam.core.io import AUDIO_EXTENSIONS
+from activepam.detection.cli import DEFAULT_EXTENSIONS, register
+from activepam.detection.filenames import device_from_path, make_recording_ids, parse_filename
 from activepam.detection.inventory import (
     INVENTORY_COLUMNS,
-    SitesError,
     assign_shards,
     build_inventory,
-    device_from_path,
-    make_recording_ids,
-    parse_filename,
-    probe_audio,
-    read_sites,
-    resolve_deployments,
     run_inventory,
-    wav_declared_frames,
 )
+from activepam.detection.probe import probe_audio, wav_declared_frames
+from activepam.detection.sites import SitesError, read_sites, resolve_deployments
 
 UTC = "UTC"
 SITES_HEADER = "device_id,site,country,habitat,lat,lon,deployment_start,deployment_end\n"
 
 
 def cli_main(argv: list[str]) -> int:
-    """``activepam inventory ...`` through this module's own ``register`` (no other commands)."""
+    """``activepam inventory ...`` through the detection CLI's own ``register``."""
     parser = argparse.ArgumentParser(prog="activepam")
-    inventory_module.register(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return int(args.func(args))
 
@@ -313,3 +309,8 @@ def test_cli_reports_bad_sites(tmp_path: Path, capsys: pytest.CaptureFixture[str
                      "--out", str(tmp_path / "o")]) == 1
     assert "sites.csv:2: deployment_start 'yesterday'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_default_extensions_are_the_scanned_ones() -> None:
+    """The CLI's default --extensions (kept import-light) equal what the stage scans."""
+    assert DEFAULT_EXTENSIONS == tuple(AUDIO_EXTENSIONS)

@@ -19,10 +19,13 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from activepam.simulation import analysis as an  # noqa: E402
-from activepam.simulation import simulate as sim  # noqa: E402
-
 from test_simulate import CFG, tiny_dataset  # noqa: E402
+
+from activepam.simulation.config import SimConfig  # noqa: E402
+from activepam.simulation.loop import full_supervision, run_simulation  # noqa: E402
+from activepam.simulation.steps import divergence_to_files, gather_to_files, stratified_to_files  # noqa: E402
+from activepam.simulation.strategies import resolve_strategy  # noqa: E402
+from activepam.simulation.stratified import stratified_analysis  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -73,12 +76,12 @@ def small_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = []
     for name in ("random_files", "topk_entropy_files"):
         for seed in (0, 1):
-            res = sim.run_simulation(ds, sim.resolve_strategy(name), seed, CFG)
+            res = run_simulation(ds, resolve_strategy(name), seed, CFG)
             path = simdir / "runs" / name / f"{seed}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             res.to_parquet(path)
             runs.append(str(path))
-    sim.full_supervision(ds, CFG, seeds=[0, 1]).to_parquet(simdir / "full_supervision.parquet")
+    full_supervision(ds, CFG, seeds=[0, 1]).to_parquet(simdir / "full_supervision.parquet")
     params = {
         "metric": "macro_ap",
         "budget_axis": "recording_fraction",
@@ -94,23 +97,23 @@ def small_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ("claims", "json"),
         )
     }
-    an.gather_to_files(runs, str(simdir / "full_supervision.parquet"), params, out)
-    cfg = sim.SimConfig(pca_dims=0, strata=("site",))
+    gather_to_files(runs, str(simdir / "full_supervision.parquet"), params, out)
+    cfg = SimConfig(pca_dims=0, strata=("site",))
     sim_params = {
         "pca_dims": 0,
         "stratified": {"loso_keys": ["site"], "mi_keys": ["site", "lat_band"], "permutations": 2},
     }
     (simdir / "stratified").mkdir()
-    an.stratified_to_files(
+    stratified_to_files(
         ds,
         sim_params,
         {k: str(simdir / "stratified" / f"{k}.parquet") for k in ("loso", "mi", "jsd")},
     )
     (simdir / "divergence").mkdir()
-    tables = an.stratified_analysis(ds, cfg, ["site"], ["site"], setting="t0", n_permutations=2)
+    tables = stratified_analysis(ds, cfg, ["site"], ["site"], setting="t0", n_permutations=2)
     tables["loso"].to_parquet(simdir / "divergence" / "t0_loso.parquet")
     tables["mi"].to_parquet(simdir / "divergence" / "t0_mi.parquet")
-    an.divergence_to_files(
+    divergence_to_files(
         [str(simdir / "divergence" / "t0_loso.parquet")],
         [str(simdir / "divergence" / "t0_mi.parquet")],
         {

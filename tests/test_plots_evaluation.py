@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam.core.evaluate import expected_calibration_error
+from activepam.core.metrics import expected_calibration_error
 from activepam.plots import evaluation as E
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from activepam.plots.sampling import (composition_figure, composition_table,
                                       plot_sample_figures, uncertainty_figure)
-from activepam.sampling.engine import run_sampling
+from activepam.sampling.files import run_sampling
 from test_sampling import make_segments
 
 

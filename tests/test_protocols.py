@@ -9,9 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam.simulation import simulate as sim
-from activepam.simulation.analysis import baseal_aulc, protocol_summary
-from activepam.simulation.simulate import SimConfig, SimDataset, SimulationError
+from activepam.core.metrics import evaluate, macro_scores
+from activepam.simulation.cli import _overlaid
+from activepam.simulation.config import SimConfig
+from activepam.simulation.dataset import SimDataset, SimulationError, custom_dataset
+from activepam.simulation.loop import RESULT_COLUMNS, run_simulation
+from activepam.simulation.probe import BaseALProbe, Probe, make_probe
+from activepam.simulation.replicates import replicate_rows, strata_values
+from activepam.simulation.strategies import resolve_strategy
+from activepam.simulation.summaries import baseal_aulc, protocol_summary
+from activepam.simulation.workflow import simulation_params
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = ROOT / "params" / "protocols" / "biodcase2026.yaml"
@@ -49,19 +56,19 @@ def test_predefined_split_is_honoured_and_fixed_over_replicates():
     ds = split_dataset()
     split = ds.units["split"].to_numpy()
     for seed in (0, 1, 2):
-        rep = sim.replicate_rows(ds, CFG, seed)
+        rep = replicate_rows(ds, CFG, seed)
         assert set(split[rep.split.pool]) == {"train"}
         assert set(split[rep.split.test]) == {"test"}
         assert len(rep.split.pool) == int((split == "train").sum())  # the whole train pool
         assert len(rep.split.test) == int((split == "test").sum())  # no test_fraction
         assert rep.split_seed == -1 and rep.data_seed == -1
     # data_fraction resamples the train pool only; the test set stays whole
-    rep = sim.replicate_rows(ds, SimConfig(**{**CFG.__dict__, "data_fraction": 0.5}), 3)
+    rep = replicate_rows(ds, SimConfig(**{**CFG.__dict__, "data_fraction": 0.5}), 3)
     assert set(split[rep.split.pool]) == {"train"} and rep.data_seed == 3
     assert len(rep.split.pool) < int((split == "train").sum())
     assert len(rep.split.test) == int((split == "test").sum())
     # split_column "" = the random split by site (today's behaviour)
-    rep = sim.replicate_rows(ds, SimConfig(**{**CFG.__dict__, "split_column": ""}), 0)
+    rep = replicate_rows(ds, SimConfig(**{**CFG.__dict__, "split_column": ""}), 0)
     assert "validation" in set(split[rep.split.pool]) | set(split[rep.split.test])
 
 
@@ -69,11 +76,11 @@ def test_predefined_split_errors():
     ds = split_dataset()
     ds.units.loc[0, "split"] = "dev"
     with pytest.raises(SimulationError, match="'dev' is not train, validation or test"):
-        sim.replicate_rows(ds, CFG, 0)
+        replicate_rows(ds, CFG, 0)
     ds = split_dataset()
     ds.units["split"] = "train"
     with pytest.raises(SimulationError, match="needs train and test rows"):
-        sim.replicate_rows(ds, CFG, 0)
+        replicate_rows(ds, CFG, 0)
 
 
 # --------------------------------------------------------------------------- 2. cost
@@ -93,7 +100,7 @@ def _overlapping() -> SimDataset:
 def test_overlapping_windows_cost_their_union(cost, seconds):
     cfg = SimConfig(seed_size=5, batch_size=1, rounds=0, pca_dims=0, strata=(),
                     budget_unit="units", context_s=0.0, segment_cost=cost)
-    res = sim.run_simulation(_overlapping(), sim.resolve_strategy("random"), 0, cfg)
+    res = run_simulation(_overlapping(), resolve_strategy("random"), 0, cfg)
     assert res["n_units"].iloc[0] == 5
     assert res["audio_seconds"].iloc[0] == pytest.approx(seconds)
 
@@ -109,8 +116,8 @@ def test_bad_segment_cost_and_probe():
 
 
 def test_free_columns_are_strata_for_evaluation_and_sampling():
-    from activepam.sampling import engine as sampling
     from activepam.core.strata import StrataError, build_strata
+    from activepam.sampling import engine as sampling
     from activepam.sampling.strategies import StrategyError, resolve_strategy
 
     ds = split_dataset()
@@ -119,9 +126,9 @@ def test_free_columns_are_strata_for_evaluation_and_sampling():
     assert st.labels[st.codes[0]] == "year=unknown"  # the missing value
     with pytest.raises(StrataError, match="unknown key 'yeer'"):
         build_strata(ds.units, ["yeer"])
-    values = sim.strata_values(ds.units, ["year", "site"])
+    values = strata_values(ds.units, ["year", "site"])
     assert values["year"][0] == "unknown" and "nan" not in set(values["year"])
-    rows = sim.evaluate(ds.Y, np.full(ds.Y.shape, 0.5), values)
+    rows = evaluate(ds.Y, np.full(ds.Y.shape, 0.5), values)
     assert {v for k, v, _, _ in rows if k == "year"} == {"2019", "2020", "2021", "unknown", "all"}
     # a strategy may name a free column; a malformed name is refused when resolving
     spec = resolve_strategy("by_year", {"sampling": {"strategies": {"by_year": {
@@ -153,9 +160,9 @@ def test_custom_dataset_reads_species_csv_beside_labels(tmp_path):
     lab.to_parquet(tmp_path / "labels.parquet")
     args = (tmp_path / "embeddings.parquet", tmp_path / "labels.parquet",
             tmp_path / "metadata.parquet")
-    assert sim.custom_dataset(*args).species == ["a", "b"]
+    assert custom_dataset(*args).species == ["a", "b"]
     pd.DataFrame({"species": ["c", "b", "a", "z"]}).to_csv(tmp_path / "species.csv", index=False)
-    got = sim.custom_dataset(*args)
+    got = custom_dataset(*args)
     assert got.species == ["c", "b", "a", "z"] and got.Y.shape == (ds.n, 4)
     assert got.Y[0].tolist() == [0, 1, 0, 0] and got.Y[:, 3].sum() == 0
     assert "split" in got.units and "year" in got.units
@@ -173,9 +180,9 @@ def test_cold_start_lets_the_strategy_pick_the_seed_set():
         fresh = [u for u in units["segment_id"] if u not in set(labelled)]
         return sorted(fresh)[-n:]  # deterministic, unlike the random seed set
 
-    spec = sim.resolve_strategy("margin")
+    spec = resolve_strategy("margin")
     cold = SimConfig(**{**CFG.__dict__, "cold_start": True})
-    res = sim.run_simulation(ds, spec, 0, cold, selector=selector)
+    res = run_simulation(ds, spec, 0, cold, selector=selector)
     units0, n0, lab0 = calls[0]
     assert n0 == 4 and lab0 == []
     assert units0["margin"].nunique() == 1  # an untrained model: uniform scores
@@ -184,14 +191,14 @@ def test_cold_start_lets_the_strategy_pick_the_seed_set():
     assert calls[1][2] == sorted(units0["segment_id"])[-4:]  # round 0 = the strategy's picks
     assert res.loc[res["round"] == 0, "n_units"].iloc[0] == 4
     calls.clear()
-    sim.run_simulation(ds, spec, 0, CFG, selector=selector)
+    run_simulation(ds, spec, 0, CFG, selector=selector)
     assert len(calls) == CFG.rounds and calls[0][2] != sorted(units0["segment_id"])[-4:]
 
 
 @pytest.mark.parametrize("name", ["random", "margin", "farthest_first", "typiclust"])
 def test_cold_start_runs_the_sampling_engine(name):
     cold = SimConfig(**{**CFG.__dict__, "cold_start": True, "strata": ()})
-    res = sim.run_simulation(split_dataset(), sim.resolve_strategy(name), 1, cold)
+    res = run_simulation(split_dataset(), resolve_strategy(name), 1, cold)
     assert res.groupby("round")["n_units"].first().tolist() == [4, 8, 12]
 
 
@@ -200,17 +207,17 @@ def test_cold_start_runs_the_sampling_engine(name):
 
 def test_positives_and_sampling_time_columns():
     ds = split_dataset()
-    res = sim.run_simulation(ds, sim.resolve_strategy("random"), 0, CFG)
-    assert list(res.columns) == sim.RESULT_COLUMNS
+    res = run_simulation(ds, resolve_strategy("random"), 0, CFG)
+    assert list(res.columns) == RESULT_COLUMNS
     assert res["sampling_s"].isna().all()  # off by default: results stay reproducible
     # n_positives = the positive labels of the labelled units (recomputed from the seed set)
-    rep = sim.replicate_rows(ds, CFG, 0)
+    rep = replicate_rows(ds, CFG, 0)
     pool_ids = ds.units["unit_id"].to_numpy()[rep.split.pool]
     seed_ids = np.random.default_rng(0).permutation(pool_ids)[:4]
     expected = int(ds.Y[ds.units["unit_id"].isin(seed_ids).to_numpy()].sum())
     assert res.loc[res["round"] == 0, "n_positives"].iloc[0] == expected
     assert res.groupby("round")["n_positives"].first().is_monotonic_increasing
-    timed = sim.run_simulation(ds, sim.resolve_strategy("random"), 0,
+    timed = run_simulation(ds, resolve_strategy("random"), 0,
                                SimConfig(**{**CFG.__dict__, "timing": True}))
     first = timed.groupby("round")["sampling_s"].first()
     assert first.iloc[0] == 0.0 and (first.iloc[1:] > 0).all()
@@ -237,8 +244,8 @@ def test_baseal_aulc_by_hand():
 def test_baseal_probe_is_the_documented_mlp_and_learns():
     ds = split_dataset(n_rec=40)
     cfg = SimConfig(probe="baseal_mlp")
-    probe = sim.make_probe(cfg, seed=0)
-    assert isinstance(probe, sim.BaseALProbe)
+    probe = make_probe(cfg, seed=0)
+    assert isinstance(probe, BaseALProbe)
     probe.fit(ds.X, ds.Y)
     m = probe.model
     assert (m.hidden_layer_sizes, m.activation, m.solver) == ((ds.X.shape[1],), "relu", "adam")
@@ -250,9 +257,9 @@ def test_baseal_probe_is_the_documented_mlp_and_learns():
         probe.fit(ds.X, ds.Y)
     P = probe.predict_proba(ds.X)
     assert P.shape == ds.Y.shape
-    assert sim.macro_scores(ds.Y, P)["macro_ap"] > 0.9
-    assert isinstance(sim.make_probe(SimConfig()), sim.Probe)
-    one = sim.BaseALProbe(hidden=4).fit(ds.X, ds.Y[:, :1])  # a single species still works
+    assert macro_scores(ds.Y, P)["macro_ap"] > 0.9
+    assert isinstance(make_probe(SimConfig()), Probe)
+    one = BaseALProbe(hidden=4).fit(ds.X, ds.Y[:, :1])  # a single species still works
     assert one.predict_proba(ds.X).shape == (ds.n, 1)
 
 
@@ -262,15 +269,15 @@ def test_baseal_probe_is_the_documented_mlp_and_learns():
 def test_biodcase2026_overlay_is_valid_and_maps_the_protocol():
     from activepam.core.config import load_params
 
-    params = sim._overlaid(load_params(ROOT / "params.yaml"), [str(OVERLAY)])
-    s = sim.simulation_params(params)
+    params = _overlaid(load_params(ROOT / "params.yaml"), [str(OVERLAY)])
+    s = simulation_params(params)
     cfg = SimConfig.from_params(s)
     assert s["strategies"] == ["random", "margin", "coreset", "typiclust"]
     assert s["seeds"] == [0, 1, 2, 3, 4]
     assert (cfg.cold_start, cfg.probe, cfg.budget_unit, cfg.timing) == (
         True, "baseal_mlp", "units", True)
     assert cfg.seed_size + cfg.batch_size * cfg.rounds == 500 and cfg.batch_size == 50
-    spec = sim.resolve_strategy("coreset", s["presets"], params)
+    spec = resolve_strategy("coreset", s["presets"], params)
     assert spec.strategy["diversify"]["method"] == "farthest_first"
     assert spec.strategy["diversify"]["candidates"] == 0
 

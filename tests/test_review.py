@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from activepam.rounds import annotations as an
+from activepam.core import labels as core_labels
+from activepam.rounds.export import ExportOptions, export_annotation_set, read_manifest
 from activepam.review import journal as jr
 from activepam.review import spectrogram as spg
 
@@ -83,9 +84,9 @@ def build_round(root: Path, n_units: int = 6, annotators: tuple[str, ...] = ()) 
     labels = root / "labels.csv"
     pd.DataFrame({"species": LABELS}).to_csv(labels, index=False)
     out = root / "results" / "rounds" / "round_00" / "annotation"
-    an.export_annotation_set(pd.DataFrame(samples), out, pd.DataFrame(preds), round_id=0,
-                             options=an.ExportOptions(annotators=annotators), label_set=LABELS,
-                             root=root)
+    export_annotation_set(pd.DataFrame(samples), out, pd.DataFrame(preds), round_id=0,
+                          options=ExportOptions(annotators=annotators), label_set=LABELS,
+                          root=root)
     return out.parent
 
 
@@ -175,7 +176,7 @@ def server(rnd: Path) -> Iterator[Server]:
 
 
 def units_of(round_dir: Path) -> list[str]:
-    return list(an.read_manifest(round_dir / "annotation" / "manifest.csv")["unit_id"])
+    return list(read_manifest(round_dir / "annotation" / "manifest.csv")["unit_id"])
 
 
 # --------------------------------------------------------------------------- journal
@@ -247,7 +248,7 @@ def test_journal_concurrent_threads_and_processes(tmp_path: Path) -> None:
 def test_spectrogram_has_axes_and_export_uses_it(rnd: Path) -> None:
     from PIL import Image
 
-    m = an.read_manifest(rnd / "annotation" / "manifest.csv")
+    m = read_manifest(rnd / "annotation" / "manifest.csv")
     png = rnd / "annotation" / m["spectrogram_file"].iloc[0]
     img = Image.open(png)
     assert img.size == (int(spg.FIGSIZE[0] * spg.DPI), int(spg.FIGSIZE[1] * spg.DPI))
@@ -472,7 +473,7 @@ def test_concurrent_annotators_lose_no_rows(rnd: Path) -> None:
 
 def journal_import_available() -> bool:
     """True once ``activepam labels import`` reads journals (the import helper's change)."""
-    return hasattr(an, "UNSURE")
+    return hasattr(core_labels, "UNSURE")
 
 
 def test_journal_round_trip_into_labels_import(server: Server, rnd: Path,
@@ -492,18 +493,18 @@ def test_journal_round_trip_into_labels_import(server: Server, rnd: Path,
         (uids[2], LABELS[2], "0"), (uids[4], "", "0")]
     if not journal_import_available():
         pytest.skip("ROUND-TRIP NOT CHECKED: `activepam labels import` does not read journals "
-                    "yet (activepam.rounds.annotations.UNSURE missing); re-run once it does")
+                    "yet (activepam.core.labels.UNSURE missing); re-run once it does")
     from activepam.cli import main as cli_main
 
     monkeypatch.chdir(root)
     out = root / "data" / "labels" / "round_00.csv"
     assert cli_main(["labels", "import", str(jdir), "--round", "0", "--label-set",
                      str(root / "labels.csv"), "--params", "none.yaml"]) == 0
-    lab = an.read_labels(out)
+    lab = core_labels.read_labels(out)
     got = sorted(zip(lab["unit_id"], lab["annotator"], lab["species"], lab["present"],
                      lab["notes"]))
     assert got == sorted([(uids[0], "ann", LABELS[0], 1, "clear song"),
-                          (uids[0], "ann", LABELS[2], an.UNSURE, "clear song"),
+                          (uids[0], "ann", LABELS[2], core_labels.UNSURE, "clear song"),
                           (uids[2], "ann", LABELS[2], 0, ""), (uids[4], "ann", "", 0, ""),
                           (uids[0], "bob", LABELS[0], 0, "")])
     conflicts = out.with_name("round_00.conflicts.csv")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from activepam.rounds import annotations as an
+from activepam.core import labels as core_labels
 from activepam.review import journal as jr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -210,19 +210,19 @@ def test_label_five_clips_with_the_keyboard(tmp_path: Path, driver: Any) -> None
         uids[4]: {L[4]: "0", L[1]: "1"}, uids[5]: {L[0]: "1", L[2]: "0"}}
 
     # import the journal with the CLI, exactly as an expert would
-    if not hasattr(an, "UNSURE"):
+    if not hasattr(core_labels, "UNSURE"):
         msg = ("ROUND-TRIP NOT CHECKED: `activepam labels import` does not read journals yet "
-               "(activepam.rounds.annotations.UNSURE missing)")
+               "(activepam.core.labels.UNSURE missing)")
         pytest.fail(msg) if REQUIRED else pytest.skip(msg)
     res = subprocess.run([sys.executable, "-m", "activepam", "labels", "import",
                           str(journal.parent), "--round", "0", "--label-set", str(labels),
                           "--params", "none.yaml"], cwd=root, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
-    lab = an.read_labels(root / "data" / "labels" / "round_00.csv")
+    lab = core_labels.read_labels(root / "data" / "labels" / "round_00.csv")
     got = sorted(zip(lab["unit_id"], lab["species"], lab["present"].astype(int),
                      lab["annotator"], lab["notes"]))
-    u = an.UNSURE
+    u = core_labels.UNSURE
     assert got == sorted([
         (uids[0], L[0], 1, "ann", ""), (uids[0], L[2], 0, "ann", ""),
         (uids[1], L[1], 1, "ann", ""), (uids[1], L[3], u, "ann", ""),

@@ -363,7 +363,6 @@ def test_sigkill_detection_then_resume(tmp_path: Path) -> None:
 def test_corrupt_file_mid_shard_is_quarantined_not_fatal(tmp_path: Path) -> None:
     """A file whose header is fine but whose data is garbage halfway (passes the inventory's
     probe) sits in the middle of a shard: the shard completes, the file is quarantined."""
-    detect = importlib.import_module("activepam.detection.detect")
     seconds = 30.0
     paths = [write_noise(tmp_path / "audio" / f"r{i}.flac", seconds, seed=i) for i in range(5)]
     corrupt_middle(paths[2])
@@ -379,7 +378,11 @@ def test_corrupt_file_mid_shard_is_quarantined_not_fatal(tmp_path: Path) -> None
     inv.to_parquet(inv_path)
     out = tmp_path / "shards" / "0000"
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())["detect"]
-    detect.run_shard(inv_path, "0000", out, tmp_path / "parts", cfg, threads=1, progress=False)
+    from activepam.detection.steps import DETECT_KEYS, detect_shard
+
+    detect_shard(inv_path, "0000", out, tmp_path / "parts",
+                 **{k: cfg[k] for k in (*DETECT_KEYS, "batch_size") if k in cfg}, threads=1,
+                 progress=False)
 
     seg = _segments(out)
     assert sorted(seg["path"].unique()) == sorted(str(p) for i, p in enumerate(paths) if i != 2)
@@ -495,13 +498,13 @@ def test_workflow_sigkill_during_detection_resumes(tmp_path: Path) -> None:
                                    "/etc/passwd", "~/clips/a.wav", "C:\\clips\\a.wav",
                                    "\\\\server\\share\\a.wav", "a\\..\\..\\b.wav"])
 def test_safe_relpath_rejects_escaping_paths(value: str) -> None:
-    ann = importlib.import_module("activepam.rounds.annotations")
+    ann = importlib.import_module("activepam.rounds.importing")
     with pytest.raises(ValueError, match="labels.csv:3"):
         ann.safe_relpath(value, "labels.csv:3")
 
 
 def test_safe_relpath_keeps_project_paths() -> None:
-    ann = importlib.import_module("activepam.rounds.annotations")
+    ann = importlib.import_module("activepam.rounds.importing")
     assert ann.safe_relpath("alice/clip_01.wav", "x") == "alice/clip_01.wav"
     assert ann.safe_relpath("alice\\clip_01.wav", "x") == "alice/clip_01.wav"
 
@@ -509,7 +512,7 @@ def test_safe_relpath_keeps_project_paths() -> None:
 def test_export_writes_only_inside_out_dir(tmp_path: Path) -> None:
     """Unit ids and annotator names become file names only after sanitising: an exported
     round never creates a file outside its folder, whatever the sample table holds."""
-    ann = importlib.import_module("activepam.rounds.annotations")
+    ann = importlib.import_module("activepam.rounds.export")
     wav = write_noise(tmp_path / "project" / "audio" / "rec.wav", 12.0)
     ids = ["../../escaped", str(tmp_path / "abs_escaped"), "..", "a/../../../escaped2"]
     sample = pd.DataFrame({"unit_id": ids, "unit_type": "segment", "recording_id": "rec",
@@ -523,9 +526,10 @@ def test_export_writes_only_inside_out_dir(tmp_path: Path) -> None:
     manifest = ann.export_annotation_set(sample, out, preds, round_id=0, options=opts)
     created = [p for p in set(tmp_path.rglob("*")) - before if p.is_file()]
     assert created and all(p.resolve().is_relative_to(out.resolve()) for p in created), created
+    imp = importlib.import_module("activepam.rounds.importing")
     for col in ("clip_file", "table_file"):
         for value in manifest[col]:
-            assert ann.safe_relpath(value, col) == value
+            assert imp.safe_relpath(value, col) == value
 
 
 def _label_case(tmp_path: Path, extra_col: str, value: str) -> tuple[Path, pd.DataFrame]:
@@ -543,7 +547,7 @@ def _label_case(tmp_path: Path, extra_col: str, value: str) -> tuple[Path, pd.Da
 @pytest.mark.parametrize("value", ["../../../etc/cron.d/x", "/etc/passwd"])
 def test_label_import_rejects_escaping_paths(tmp_path: Path, value: str) -> None:
     """Path cells of imported label files are refused (file:line named), nothing is written."""
-    ann = importlib.import_module("activepam.rounds.annotations")
+    ann = importlib.import_module("activepam.rounds.importing")
     labels, manifest = _label_case(tmp_path, "clip_file", value)
     with pytest.raises(ann.LabelImportError) as err:
         ann.import_labels([labels], manifest, ["Turdus merula_Eurasian Blackbird"], round_id=0)
@@ -551,7 +555,7 @@ def test_label_import_rejects_escaping_paths(tmp_path: Path, value: str) -> None
 
 
 def test_label_import_raven_begin_path_with_dotdot_is_refused(tmp_path: Path) -> None:
-    ann = importlib.import_module("activepam.rounds.annotations")
+    ann = importlib.import_module("activepam.rounds.importing")
     _, manifest = _label_case(tmp_path, "notes", "")
     table = tmp_path / "u1.Table.1.selections.txt"
     header = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Species",

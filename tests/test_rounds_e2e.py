@@ -18,9 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import yaml
 
-from activepam.rounds.answers import ANSWER_OUTPUTS
 from activepam.core.uncertainty import segment_uncertainty
+from activepam.rounds.answers import ANSWER_OUTPUTS
 
 SPECIES = ["Turdus merula_Common Blackbird", "Erithacus rubecula_European Robin",
            "Fringilla coelebs_Common Chaffinch", "Parus major_Great Tit",
@@ -123,77 +124,120 @@ def build_toy_project(root: Path, n_rec_per_site: int = 4, duration_s: float = 3
 
 
 KEYS = ["site", "habitat", "season", "diel"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def toy_config(p: dict[str, Path], rounds: tuple[str, ...] = ("00", "01"), n: int = 40,
+               test_size: int = 30, labels_dir: str = "data/labels", seed: int = 1) -> dict:
+    """The repo's params.yaml with a small rounds section for the toy project ``p``: what
+    Snakemake's ``config`` would be (max_entropy rounds of ``n``, two annotators)."""
+    from activepam.rounds.rounds import scores_path
+
+    config = yaml.safe_load((REPO / "params.yaml").read_text())
+    config["rounds"].update(plan={r: scores_path(r) for r in rounds}, strategy="max_entropy",
+                            n_per_round=n, test_size=test_size, seed=seed, context_s=2.0,
+                            annotators=["ann", "bob"], labels_dir=labels_dir, strata=KEYS,
+                            label_set=str(p["species"]))
+    config["train"]["calibrate_min"] = 8
+    config["evaluate"]["thresholds"]["n_boot"] = 40
+    config["evaluate"]["stopping"]["stop_set"] = 200
+    return config
 
 
 def play_rounds(root: Path, p: dict[str, Path], rounds: tuple[str, ...] = ("00", "01"),
-                n: int = 40, test_size: int = 30, labels_dir: str = "data/labels") -> list[dict]:
-    """Run the rounds the way workflow/rules/rounds.smk does, writing the same files (cwd =
-    ``root``): test set + its labels + baseline, then per round sample -> export -> simulated
-    expert -> import -> train/re-score -> evaluate -> figures. Returns the metrics per round."""
+                n: int = 40, test_size: int = 30, labels_dir: str = "data/labels",
+                config: dict | None = None) -> list[dict]:
+    """Run the rules of workflow/rules/rounds.smk in the order Snakemake runs them, through
+    the same step functions (:mod:`activepam.rounds.steps`) and with the rule's file names and
+    params (cwd = ``root``): test set -> its export -> simulated expert -> baseline, then per
+    round sample -> export -> simulated expert -> train/re-score -> evaluate -> figures ->
+    answers. Returns the metrics per round."""
     from activepam.rounds import rounds as rd
-    from activepam.rounds.annotations import read_label_set
-    from activepam.core.evaluate import choose_test_set
-    from activepam.core.io import write_csv
-    from activepam.plots.rounds import plot_round_figures
-    from activepam.rounds.answers import stopping_block, write_round_answers
-    from activepam.rounds.train import TrainOptions, train_round
-    from activepam.sampling.verification import ThresholdOptions
+    from activepam.rounds import steps
+    from activepam.rounds.freeze import settings_path
 
     assert Path.cwd() == root
-    label_set = read_label_set(p["species"])
-    oracle = rd.Oracle.from_files(p["raw"], p["inventory"])
-    opts = rd.export_options({"context_s": 2.0, "annotators": ["ann", "bob"]})
+    cfg = config or toy_config(p, rounds, n, test_size, labels_dir)
+    labels_dir = cfg["rounds"]["labels_dir"]
+    label_set = cfg["rounds"]["label_set"]
+    seed = cfg["rounds"]["seed"]
+    ev = cfg["evaluate"]
+    evaluate = {"ece_bins": ev["ece_bins"], "default_threshold": ev["default_threshold"]}
+    detect = dict(segments=p["segments"], embeddings=p["embeddings"],
+                  predictions=p["predictions"])
     rdir = Path("results/rounds")
-    common = dict(test_set=rdir / "test_set.csv", test_labels=f"{labels_dir}/test.csv",
-                  embeddings=p["embeddings"], predictions=p["predictions"], label_set=label_set,
-                  keys=KEYS)
+    test = dict(test_set=rdir / "test_set.csv", test_labels=f"{labels_dir}/test.csv")
 
-    test = choose_test_set(pd.read_parquet(p["segments"]), test_size, seed=1)
-    write_csv(test, rdir / "test_set.csv")
-    rd.export_round(test, p["predictions"], rdir / "test/annotation", "test", opts,
-                    label_set=label_set)
-    rd.simulate_and_import(rdir / "test/annotation", rdir / "test/simulated",
-                           f"{labels_dir}/test.csv", "test", oracle, p["species"], labels_dir)
-    base, species, confusion = rd.evaluate_model(None, **common)
-    rd.write_round_metrics({"round": "baseline", **base}, species, confusion,
-                           rdir / "baseline_metrics.json", rdir / "baseline_per_species.csv",
-                           rdir / "baseline_confusion.csv", rdir / "baseline_strata_metrics.json")
+    def simulated_labels(name: str) -> None:  # rule round_simulated_labels
+        steps.round_simulated_labels(
+            annotation=rdir / name / "annotation", events=p["events"], inventory=p["inventory"],
+            label_set=label_set, completed=rdir / name / "simulated",
+            labels=f"{labels_dir}/{name}.csv", round_id=name.removeprefix("round_"),
+            unsure=cfg["rounds"].get("simulated_unsure", 0.0), seed=seed)
+
+    steps.rounds_test_set(segments=p["segments"], test_set=test["test_set"],
+                          settings=steps.testset_params(cfg))
+    steps.round_export(units=test["test_set"], predictions=p["predictions"],
+                       label_set=steps.export_params(cfg, "test", label_set)["label_set"],
+                       annotation=rdir / "test/annotation",
+                       settings=steps.export_params(cfg, "test", label_set),
+                       settings_file=settings_path("test"))
+    simulated_labels("test")
+    steps.rounds_baseline(**test, embeddings=p["embeddings"], predictions=p["predictions"],
+                          label_set=label_set, metrics=rdir / "baseline_metrics.json",
+                          strata=rdir / "baseline_strata_metrics.json",
+                          species=rdir / "baseline_per_species.csv",
+                          confusion=rdir / "baseline_confusion.csv", evaluate=evaluate,
+                          strata_keys=cfg["rounds"]["strata"])
     out = []
     for r in rounds:
         d = rdir / f"round_{r}"
-        labels = rd.label_files(labels_dir, r, inclusive=False)
-        exclude = rd.excluded_units(labels, rdir / "test_set.csv")
-        sample = rd.sample_round(rd.scores_path(r), "max_entropy", n, int(r), None, exclude,
-                                 d / "sample.parquet")
-        rd.export_round(sample, rd.predictions_path(r), d / "annotation", r, opts,
-                        label_set=label_set)
-        rd.simulate_and_import(d / "annotation", d / "simulated", f"{labels_dir}/round_{r}.csv",
-                               r, oracle, p["species"], labels_dir)
-        train_round(rd.label_files(labels_dir, r), p["segments"], p["embeddings"],
-                    p["predictions"], label_set, d / "model.joblib", d / "model.json",
-                    d / "segments_scored.parquet", d / "predictions.parquet",
-                    TrainOptions(calibrate_min=8), round_label=f"round_{r}")
-        metrics, species, confusion = rd.round_metrics(
-            r, d / "model.joblib", d / "model.json", rdir / "baseline_metrics.json", **common)
-        metrics["stopping"] = stopping_block(
-            rd.round_files(r, "predictions.parquet"), rd.round_files(r, "model.json"),
-            rd.metrics_files(r)[:-1], metrics, p["segments"], rdir / "test_set.csv",
-            label_set, n_stop=200, seed=0)
-        rd.write_round_metrics(metrics, species, confusion, d / "metrics.json",
-                               d / "per_species.csv", d / "confusion.csv",
-                               d / "strata_metrics.json")
-        hist = rd.history(rd.metrics_files(r))
-        write_csv(hist, d / "history.csv")
-        plot_round_figures(hist, json.loads((d / "strata_metrics.json").read_text()), confusion,
-                           d / "learning_curve.png", d / "strata_heatmap.png",
-                           d / "confusion_pairs.png", species=species,
-                           species_out=d / "species_ap.png")
-        write_round_answers(str(d), rd.label_files(labels_dir, r), p["predictions"],
-                            rd.predictions_path(r), d / "predictions.parquet", p["segments"],
-                            d / "sample.parquet", d / "model.joblib", d / "model.json",
-                            d / "per_species.csv", rdir / "test_set.csv",
-                            f"{labels_dir}/test.csv", p["embeddings"], label_set,
-                            threshold_options=ThresholdOptions(n_boot=40), map_pool=300)
+        steps.round_sample(scores=rd.scores_path(r),
+                           labels=rd.label_files(labels_dir, r, inclusive=False),
+                           test_set=test["test_set"], embeddings=p["embeddings"],
+                           predictions=rd.predictions_path(r), sample=d / "sample.parquet",
+                           settings=steps.sample_params(cfg, r))
+        settings = steps.export_params(cfg, r, label_set)
+        steps.round_export(units=d / "sample.parquet", predictions=rd.predictions_path(r),
+                           label_set=settings["label_set"], annotation=d / "annotation",
+                           settings=settings, settings_file=settings_path(r))
+        simulated_labels(f"round_{r}")
+        steps.round_train(labels=rd.label_files(labels_dir, r), **detect, label_set=label_set,
+                          model=d / "model.joblib", sidecar=d / "model.json",
+                          scored=d / "segments_scored.parquet",
+                          round_predictions=d / "predictions.parquet", round_id=r,
+                          train={k: cfg["train"][k] for k in ("C", "max_iter", "calibrate_min",
+                                                              "cv_folds", "seed")},
+                          default_threshold=ev["default_threshold"],
+                          top_k=cfg["detect"]["top_k"])
+        metrics = steps.round_evaluate(
+            model=d / "model.joblib", sidecar=d / "model.json",
+            labels=f"{labels_dir}/round_{r}.csv", baseline=rdir / "baseline_metrics.json",
+            **detect, **test, label_set=label_set,
+            round_predictions=rd.round_files(r, "predictions.parquet"),
+            sidecars=rd.round_files(r, "model.json"),
+            previous_metrics=rd.metrics_files(r)[:-1], metrics=d / "metrics.json",
+            strata=d / "strata_metrics.json", species=d / "per_species.csv",
+            confusion=d / "confusion.csv", round_id=r,
+            evaluate={**evaluate, "stopping": ev.get("stopping", {})},
+            strata_keys=cfg["rounds"]["strata"], seed=seed)
+        steps.round_plots(metrics=rd.metrics_files(r), strata=d / "strata_metrics.json",
+                          confusion=d / "confusion.csv", species=d / "per_species.csv",
+                          history=d / "history.csv", learning_curve=d / "learning_curve.png",
+                          strata_heatmap=d / "strata_heatmap.png",
+                          confusion_pairs=d / "confusion_pairs.png",
+                          species_ap=d / "species_ap.png",
+                          top_pairs=ev.get("confusion_pairs", 10))
+        steps.round_answers(labels=rd.label_files(labels_dir, r),
+                            detector_predictions=p["predictions"],
+                            sample_predictions=rd.predictions_path(r),
+                            round_predictions=d / "predictions.parquet",
+                            segments=p["segments"], sample=d / "sample.parquet",
+                            model=d / "model.joblib", sidecar=d / "model.json",
+                            per_species=d / "per_species.csv", **test,
+                            embeddings=p["embeddings"], label_set=label_set,
+                            thresholds=ev.get("thresholds", {}), seed=seed,
+                            **{name.replace(".", "_"): d / name for name in ANSWER_OUTPUTS})
         out.append(metrics)
     return out
 
@@ -202,8 +246,9 @@ def play_rounds(root: Path, p: dict[str, Path], rounds: tuple[str, ...] = ("00",
 def test_two_rounds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """export -> fill Raven tables -> import -> retrain -> round 1 excludes labelled units;
     the retrained probe beats the BirdNET baseline on the test set."""
+    from activepam.core.labels import read_labels
     from activepam.rounds import rounds as rd
-    from activepam.rounds.annotations import read_labels, read_manifest
+    from activepam.rounds.export import read_manifest
 
     p = build_toy_project(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activepam.sampling.engine import (OUTPUT_COLUMNS, list_strategies, recording_units,
-                                resolve_strategy, run_sampling, sample)
-from activepam.sampling.sample_io import SampleInputError, attach_indices, read_labelled
-from activepam.sampling.strategies import PRESETS, StrategyError
+from activepam.sampling.engine import OUTPUT_COLUMNS, sample
+from activepam.sampling.files import run_sampling
+from activepam.sampling.segments import SampleInputError, attach_indices, read_labelled
+from activepam.sampling.strategies import (PRESETS, StrategyError, list_strategies,
+                                           resolve_strategy)
+from activepam.sampling.units import recording_units
 
 
 def _h(p: np.ndarray) -> np.ndarray:
@@ -405,7 +407,7 @@ def _write(tmp: Path, df: pd.DataFrame, emb: np.ndarray) -> tuple[Path, Path]:
 
 
 def _cli(argv: list[str]) -> int:
-    from activepam.sampling.engine import register
+    from activepam.sampling.cli import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

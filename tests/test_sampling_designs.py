@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from activepam.rounds.answers import round_density
-from activepam.sampling.engine import run_sampling, sample
+from activepam.sampling.engine import sample
+from activepam.sampling.files import run_sampling
 from activepam.sampling.strategies import StrategyError
 from activepam.sampling.verification import _sigmoid
 

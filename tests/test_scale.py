@@ -11,7 +11,7 @@ import pytest
 
 from activepam.detection import birdnet as bn
 from activepam.detection.inventory import assign_shards
-from activepam.sampling.sample_io import outofcore_sample
+from activepam.sampling.outofcore import outofcore_sample
 from activepam.sampling.engine import sample
 from activepam.core.store import write_store
 from activepam.sampling.strategies import StrategyError

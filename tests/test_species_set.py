@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from activepam.detection import birdnet as bn
-from activepam.detection.detect import DetectError, detect_files, species_filter_from_config
+from activepam.detection.detect import detect_files
+from activepam.detection.params import species_filter_from_config
+from activepam.detection.tables import DetectError
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 
 from activepam.core.stopping import (
-    StoppingOptions, expected_gain, fit_learning_curve, prediction_agreement, stopping_report,
+    StoppingOptions,
+    expected_gain,
+    fit_learning_curve,
+    prediction_agreement,
+    stopping_report,
 )
 
 
@@ -84,14 +88,16 @@ def test_rule_stops_near_the_knee_of_simulated_learning_curves() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_simulate import tiny_dataset
 
-    from activepam.simulation import simulate as sim
     from activepam.core.stopping import simulated_stops
+    from activepam.simulation.config import SimConfig
+    from activepam.simulation.loop import run_simulation
+    from activepam.simulation.strategies import resolve_strategy
 
     ds = tiny_dataset(n_rec_per_site=10, n_seg=10, seed=2)
-    cfg = sim.SimConfig(seed_size=4, batch_size=4, rounds=14, pca_dims=0, strata=("site",),
+    cfg = SimConfig(seed_size=4, batch_size=4, rounds=14, pca_dims=0, strata=("site",),
                         test_fraction=0.34, budget_unit="units")
-    spec = sim.resolve_strategy("random")
-    res = pd.concat([sim.run_simulation(ds, spec, seed, cfg) for seed in range(4)])
+    spec = resolve_strategy("random")
+    res = pd.concat([run_simulation(ds, spec, seed, cfg) for seed in range(4)])
     kap = res[res["metric"] == "stop_kappa"]
     assert len(kap) == 4 * 14 and kap["value"].between(-1, 1).all()
     stops = simulated_stops(res, StoppingOptions(kappa_threshold=0.9, window=3, min_gain=0.01),

@@ -11,10 +11,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activepam.sampling.sample_io import ArrayEmbeddings, embedding_source
+from activepam.core.store import (
+    PartitionedEmbeddings,
+    StoreError,
+    check_dtype,
+    duckdb_glob,
+    link_store,
+    month_of,
+    store_files,
+    write_store,
+)
 from activepam.sampling.engine import sample
-from activepam.core.store import (PartitionedEmbeddings, StoreError, check_dtype, duckdb_glob,
-                             link_store, month_of, store_files, write_store)
+from activepam.sampling.sources import ArrayEmbeddings, embedding_source
 
 DIM = 1024
 
@@ -163,3 +171,20 @@ def test_detect_writes_store_from_parts(tmp_path: Path) -> None:
     got = PartitionedEmbeddings(tmp_path / "store").fetch(ref["segment_id"].tolist(),
                                                           "segment_id")
     np.testing.assert_allclose(got, np.stack(ref["embedding"].to_numpy()), rtol=2e-3, atol=2e-3)
+
+
+def test_embedding_matrix_is_the_one_column_conversion() -> None:
+    """core.embeddings.embedding_matrix: fixed-size and equal-length lists, clear errors."""
+    from activepam.core.embeddings import EmbeddingError, embedding_matrix
+
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 3)
+    assert embedding_matrix(pa.chunked_array([fixed[:1], fixed[1:]])).tolist() == [
+        [0, 1, 2], [3, 4, 5]]
+    assert embedding_matrix(fixed[:0]).shape == (0, 3)
+    assert embedding_matrix(pa.array([[1.0, 2.0]])).dtype == np.float32
+    with pytest.raises(EmbeddingError, match="emb.parquet: embeddings have different lengths"):
+        embedding_matrix(pa.array([[1.0, 2.0], [1.0]]), "emb.parquet")
+    with pytest.raises(ValueError, match="1 missing embeddings"):
+        embedding_matrix(pa.array([[1.0, 2.0], None]), error=ValueError)
+    with pytest.raises(EmbeddingError, match="not a list"):
+        embedding_matrix(pa.array([1.0, 2.0]))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from activepam.rounds import train as tr
-from activepam.rounds.annotations import LABEL_COLUMNS
+from activepam.core.labels import LABEL_COLUMNS
 from activepam.core.uncertainty import binary_entropy
 
 SP = ["A_a", "B_b", "C_c"]

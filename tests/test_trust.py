@@ -12,10 +12,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from activepam.core import evaluate as ev
-from activepam.rounds import rounds as rd
-from activepam.simulation import simulate as sim
 from activepam.core.io import write_csv
+from activepam.rounds import rounds as rd
 from activepam.sampling.engine import sample
+from activepam.simulation.config import SimConfig
+from activepam.simulation.dataset import (
+    SimDataset,
+    SimulationError,
+    _align_embeddings,
+    demo_dataset,
+    labels_matrix,
+    window_labels,
+)
+from activepam.simulation.loop import run_simulation
+from activepam.simulation.probe import config_features
+from activepam.simulation.replicates import split_test
+from activepam.simulation.strategies import resolve_strategy
 
 
 def layout(seg_counts: list[list[int]], seed: int = 0) -> pd.DataFrame:
@@ -79,11 +91,11 @@ def test_rounds_never_sample_audio_of_test_recordings(tmp_path: Path) -> None:
 def test_one_split_for_rounds_and_simulation() -> None:
     """The simulation's pool/test split is the rounds' split function."""
     seg = layout([[12] * 6, [8] * 4, [20] * 3], seed=1)
-    ds = sim.SimDataset(seg.rename(columns={"segment_id": "unit_id"}),
+    ds = SimDataset(seg.rename(columns={"segment_id": "unit_id"}),
                         np.zeros((len(seg), 2), np.float32), np.zeros((len(seg), 1), np.uint8),
                         ["A_a"], "layout")
     for frac, seed in ((0.25, 0), (0.4, 3)):
-        split = sim.split_test(ds, frac, seed)
+        split = split_test(ds, frac, seed)
         want = ev.split_by_recording(ds.units, frac, seed=seed)
         assert sorted(set(ds.units["recording_id"].iloc[split.test])) == want
         assert not set(ds.units["recording_id"].iloc[split.pool]) & set(want)
@@ -317,7 +329,8 @@ def test_sensitivity_means_what_birdnet_means() -> None:
 
 @pytest.mark.parametrize("bad", [0.49, 1.51, 2.0, -1.0])
 def test_sensitivity_range_error_names_the_key(bad: float) -> None:
-    from activepam.detection.detect import DetectError, DetectParams
+    from activepam.detection.params import DetectParams
+    from activepam.detection.tables import DetectError
 
     with pytest.raises(DetectError, match=r"detect\.sensitivity must be in \[0\.5, 1\.5\]"):
         DetectParams(sensitivity=bad)
@@ -329,7 +342,7 @@ def test_sensitivity_range_error_names_the_key(bad: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_embeddings(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> sim.SimDataset:
+def real_embeddings(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> SimDataset:
     """BirdNET V2.4 embeddings of the shared real recordings (~175 windows of 3 s), labelled
     with BirdNET's OWN confident detections (confidence >= 0.25, species with >= 3 such
     windows): a stand-in for expert labels, stated as such (they are a function of the same
@@ -355,31 +368,31 @@ def real_embeddings(realdata: Path, tmp_path_factory: pytest.TempPathFactory) ->
     units = seg[["segment_id", "recording_id", "start_s", "end_s"]].rename(
         columns={"segment_id": "unit_id"}).reset_index(drop=True)
     units["site"] = "all"  # one stratum: the split may hold out any recording
-    X = sim._align_embeddings(emb, units["unit_id"], str(out))
-    Y, species = sim.labels_matrix(lab.rename(columns={"segment_id": "unit_id"}),
+    X = _align_embeddings(emb, units["unit_id"], str(out))
+    Y, species = labels_matrix(lab.rename(columns={"segment_id": "unit_id"}),
                                    units["unit_id"])
     if len(species) < 3 or len(units) < 60:
         pytest.skip(f"too few confident BirdNET detections ({len(species)} species)")
-    return sim.SimDataset(units, X, Y, species, "realdata")
+    return SimDataset(units, X, Y, species, "realdata")
 
 
 @pytest.mark.realdata
 def test_default_features_not_worse_than_whitening_on_real_embeddings(
-        real_embeddings: sim.SimDataset) -> None:
+        real_embeddings: SimDataset) -> None:
     """Macro AP after 30 random labels, 3 seeds, probe C 0.1 (the demo's): the default
     (PCA-128, no whitening) >= the old default (PCA-128 + z-score). Measured here (8 seeds x 3
     splits): 0.30 vs 0.11 at 30 labels, 0.34 vs 0.13 at 50."""
-    assert sim.SimConfig().whiten is False  # the default
-    spec = sim.resolve_strategy("random")
+    assert SimConfig().whiten is False  # the default
+    spec = resolve_strategy("random")
     ap = {}
     for whiten in (False, True):
-        cfg = sim.SimConfig(seed_size=10, batch_size=10, rounds=2, test_fraction=0.3,
+        cfg = SimConfig(seed_size=10, batch_size=10, rounds=2, test_fraction=0.3,
                             strata=(), probe_C=0.1, pca_dims=128, whiten=whiten,
                             budget_unit="units", data_fraction=1.0)  # 10 labels a round
-        Z = sim.config_features(real_embeddings.X, cfg)
+        Z = config_features(real_embeddings.X, cfg)
         vals = []
         for seed in range(3):
-            res = sim.run_simulation(real_embeddings, spec, seed, cfg, Z=Z)
+            res = run_simulation(real_embeddings, spec, seed, cfg, Z=Z)
             last = res[(res["stratum"] == "all") & (res["metric"] == "macro_ap")
                        & (res["n_units"] == 30)]
             vals.append(float(last["value"].iloc[0]))
@@ -416,14 +429,14 @@ def windows(durations: dict[str, float], hop: float, min_len: float = 1.0) -> pd
 
 
 def test_window_labels_agree_with_the_generator_on_its_grid() -> None:
-    from activepam.demo.generate import segment_truth
+    from activepam.demo.truth import segment_truth
 
     durations = {"a/x.flac": 60.0, "b/y.mp3": 30.0}
     events = random_events(durations)
     inv = pd.DataFrame({"recording_id": ["r0", "r1"], "rel_path": list(durations),
                         "duration_s": list(durations.values())})
     seg = windows(durations, 3.0)
-    got = sim.window_labels(events, seg, inv, recordings=list(durations))
+    got = window_labels(events, seg, inv, recordings=list(durations))
     assert set(got["unit_id"]) == set(seg["segment_id"])  # every window has a label row
     truth = segment_truth(events, durations)
     rid = dict(zip(inv["rel_path"], inv["recording_id"]))
@@ -441,7 +454,7 @@ def test_overlapping_and_trailing_windows_are_labelled_from_events(tmp_path: Pat
                            "low_hz": 1e3, "high_hz": 4e3})
     inv = pd.DataFrame({"recording_id": ["r0"], "rel_path": ["a/x.flac"], "duration_s": [10.0]})
     seg = windows(durations, 1.5)
-    got = sim.window_labels(events, seg, inv, recordings=list(durations))
+    got = window_labels(events, seg, inv, recordings=list(durations))
     lab = got.groupby("unit_id")["species"].apply(lambda s: sorted(x for x in s if x)).to_dict()
     assert lab["r0@1.5"] == ["s1"]  # 1.5-4.5 holds 0.5 s of the 1 s call: present
     assert lab["r0@3.0"] == ["s1"] and lab["r0@0.0"] == []
@@ -457,11 +470,11 @@ def test_overlapping_and_trailing_windows_are_labelled_from_events(tmp_path: Pat
     gt.to_parquet(tmp_path / "gt.parquet")
     emb = pd.DataFrame({"segment_id": seg["segment_id"], "embedding": [np.zeros(2)] * len(seg)})
     emb.to_parquet(tmp_path / "emb.parquet")
-    with pytest.raises(sim.SimulationError, match="no label row"):
-        sim.demo_dataset(seg_p, tmp_path / "emb.parquet", tmp_path / "gt.parquet",
+    with pytest.raises(SimulationError, match="no label row"):
+        demo_dataset(seg_p, tmp_path / "emb.parquet", tmp_path / "gt.parquet",
                          inventory_path=inv_p)
     events.to_parquet(tmp_path / "events.parquet")
-    ds = sim.demo_dataset(seg_p, tmp_path / "emb.parquet", tmp_path / "gt.parquet",
+    ds = demo_dataset(seg_p, tmp_path / "emb.parquet", tmp_path / "gt.parquet",
                           inventory_path=inv_p, events_path=tmp_path / "events.parquet")
     assert ds.n == len(seg) and int(ds.Y.sum()) == sum(len(v) for v in lab.values())
 
@@ -470,7 +483,7 @@ def test_window_of_an_unknown_recording_fails_loudly() -> None:
     durations = {"a/x.flac": 6.0, "b/own.wav": 6.0}
     seg = windows(durations, 3.0)
     inv = pd.DataFrame({"recording_id": ["r0", "r1"], "rel_path": list(durations)})
-    with pytest.raises(sim.SimulationError, match="no label row.*r1@0.0"):
-        sim.window_labels(random_events({"a/x.flac": 6.0}), seg, inv, recordings=["a/x.flac"])
-    with pytest.raises(sim.SimulationError, match="no label row"):
-        sim.window_labels(random_events({"a/x.flac": 6.0}), seg, inv.iloc[:1])
+    with pytest.raises(SimulationError, match="no label row.*r1@0.0"):
+        window_labels(random_events({"a/x.flac": 6.0}), seg, inv, recordings=["a/x.flac"])
+    with pytest.raises(SimulationError, match="no label row"):
+        window_labels(random_events({"a/x.flac": 6.0}), seg, inv.iloc[:1])

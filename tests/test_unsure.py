@@ -13,13 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam.rounds import annotations as an
+from activepam.core import labels as core_labels
+from activepam.core.labels import LABEL_COLUMNS, read_labels
 from activepam.rounds import rounds as rd
 from activepam.rounds import train as tr
-from activepam.rounds.annotations import LABEL_COLUMNS, assign_batches, read_labels
+from activepam.rounds.export import assign_batches
 from activepam.sampling.strategies import StrategyError, resolve_strategy
 
-UNSURE = getattr(an, "UNSURE", -1)
+UNSURE = getattr(core_labels, "UNSURE", -1)
 SP = ["A_a", "B_b", "C_c"]
 KEYS = ["site", "habitat", "season", "diel"]
 SITES = {"r0": ("S1", "forest"), "r1": ("S1", "forest"), "r2": ("S2", "wetland"),
@@ -340,52 +341,71 @@ def test_simulated_annotator_writes_explicit_values_and_optional_unsure() -> Non
 # --------------------------------------------------------------------------- end to end
 
 
+AGAIN = {"sampling": {"strategies": {"again": {"base": "random", "reoffer_unsure": True}}}}
+
+
 @pytest.mark.slow
 def test_unsure_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Simulated expert answers unsure -> Raven tables -> import -> masked in training ->
-    re-offered next round to the other annotator -> imported again."""
+    re-offered next round to the other annotator -> imported again (the rules' step functions,
+    :mod:`activepam.rounds.steps`, in the workflow's order; a strategy with reoffer_unsure)."""
     from test_rounds_e2e import build_toy_project
 
-    from activepam.rounds.annotations import read_label_set
+    from activepam.core.labels import read_label_set
+    from activepam.rounds import steps
 
     monkeypatch.chdir(tmp_path)
     p = build_toy_project(tmp_path, n_rec_per_site=1, duration_s=15.0, dim=8)
     species = read_label_set(p["species"])
-    oracle = rd.Oracle.from_files(p["raw"], p["inventory"])
-    opts = rd.export_options({"context_s": 1.0, "annotators": ["ann", "bob"],
-                              "spectrograms": False})
-    d0, d1 = Path("results/rounds/round_00"), Path("results/rounds/round_01")
-    s0 = rd.sample_round(p["segments"], "random", 10, 0, None, [], d0 / "sample.parquet")
-    rd.export_round(s0, p["predictions"], d0 / "annotation", "00", opts, label_set=species)
-    rd.simulate_and_import(d0 / "annotation", d0 / "simulated", "labels/round_00.csv", "00",
-                           oracle, p["species"], "labels", unsure_rate=0.6, seed=1)
+    spec = resolve_strategy("again", AGAIN)
+    export = {"context_s": 1.0, "annotators": ["ann", "bob"], "spectrograms": False}
+    test_set = tmp_path / "test_set.csv"  # 15 segments: no room for a test set
+    pd.DataFrame({"unit_id": [], "recording_id": []}).to_csv(test_set, index=False)
+
+    def play(r: str, n: int, unsure: float) -> pd.DataFrame:
+        """rules round_sample -> round_export -> round_simulated_labels of round ``r``."""
+        d = Path(f"results/rounds/round_{r}")
+        steps.round_sample(scores=p["segments"], labels=rd.label_files("labels", r, False),
+                           test_set=test_set, embeddings=p["embeddings"],
+                           predictions=p["predictions"], sample=d / "sample.parquet",
+                           settings={"spec": spec, "n": n, "seed": int(r)})
+        man = steps.round_export(units=d / "sample.parquet", predictions=p["predictions"],
+                                 label_set=p["species"], annotation=d / "annotation",
+                                 settings={"round": r, "strategy": "again", "export": export},
+                                 settings_file=f"data/rounds/round_{r}.settings.json")
+        steps.round_simulated_labels(annotation=d / "annotation", events=p["events"],
+                                     inventory=p["inventory"], label_set=p["species"],
+                                     completed=d / "simulated", labels=f"labels/round_{r}.csv",
+                                     round_id=r, unsure=unsure, seed=1)
+        return man
+
+    d0 = Path("results/rounds/round_00")
+    play("00", 10, unsure=0.6)
     tables = list((d0 / "simulated").rglob("*.txt"))
     cells = pd.concat([pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False)["Present"]
                        for t in tables])
     assert set(cells) <= {"0", "1", "unsure"} and "unsure" in set(cells)
     lab0 = read_labels("labels/round_00.csv")
     assert (lab0["present"] == UNSURE).any()
-    tr.train_round(["labels/round_00.csv"], p["segments"], p["embeddings"], p["predictions"],
-                   species, d0 / "model.joblib", d0 / "model.json", d0 / "scored.parquet",
-                   d0 / "pred.parquet", tr.TrainOptions(calibrate_min=1000, cv_folds=2))
+    steps.round_train(labels=["labels/round_00.csv"], segments=p["segments"],
+                      embeddings=p["embeddings"], predictions=p["predictions"],
+                      label_set=p["species"], model=d0 / "model.joblib",
+                      sidecar=d0 / "model.json", scored=d0 / "scored.parquet",
+                      round_predictions=d0 / "pred.parquet", round_id="00",
+                      train={"calibrate_min": 1000, "cv_folds": 2}, default_threshold=0.5,
+                      top_k=10)
     side = json.loads((d0 / "model.json").read_text())
     n_unsure = int((tr.label_cells(lab0, species)["answer"] == "unsure").sum())
     assert side["answers"]["n_unsure"] == n_unsure > 0
 
-    files = ["labels/round_00.csv"]
-    again = rd.unsure_units(files)
+    again = rd.unsure_units(["labels/round_00.csv"])
     assert again  # seed 1 makes at least one unit all-unsure
-    s1 = rd.sample_round(p["segments"], "random", 15, 1, None,
-                         rd.excluded_units(files, None, reoffer_unsure=True),
-                         d1 / "sample.parquet", reoffer=again)
+    man = play("01", 15, unsure=0.0)
+    s1 = pd.read_parquet("results/rounds/round_01/sample.parquet")
     assert set(again) <= set(s1["unit_id"])
-    man = rd.export_round(s1, p["predictions"], d1 / "annotation", "01", opts,
-                          label_set=species)
     who = dict(zip(man["unit_id"], man["annotator"]))
     for uid, unsure_by in again.items():
         if len(unsure_by) == 1:
             assert who[uid] not in unsure_by
-    rd.simulate_and_import(d1 / "annotation", d1 / "simulated", "labels/round_01.csv", "01",
-                           oracle, p["species"], "labels")
     lab1 = read_labels("labels/round_01.csv")
     assert set(again) <= set(lab1["unit_id"]) and not (lab1["present"] == UNSURE).any()

@@ -13,22 +13,24 @@ from collections.abc import Sequence
 
 # command modules, in the order they appear in --help
 COMMAND_MODULES: tuple[str, ...] = (
-    "activepam.demo.generate",
-    "activepam.detection.inventory",
-    "activepam.detection.detect",
-    "activepam.sampling.engine",
-    "activepam.rounds.annotations",
-    "activepam.simulation.simulate",
+    "activepam.demo.cli",
+    "activepam.detection.cli",
+    "activepam.sampling.cli",
+    "activepam.rounds.cli",
+    "activepam.rounds.freeze",
+    "activepam.simulation.cli",
     "activepam.core.hashing",
     "activepam.search.engine",
     "activepam.review.cli",
     "activepam.datasets.cli",
+    "activepam.simulation.mcewen",
+    "activepam.simulation.lindholm",
 )
 
 
 #: commands whose module is imported alone (start-up time: ``activepam detect`` runs once per
 #: cluster job; importing every command module costs about a second)
-SOLO_COMMANDS: dict[str, str] = {"detect": "activepam.detection.detect"}
+SOLO_COMMANDS: dict[str, str] = {"detect": "activepam.detection.cli"}
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:

@@ -1,10 +1,12 @@
 # Helpers shared by the rules: configuration validation, paths, shard lookup.
 import math
+import sys
 
 import pandas as pd
 
-from activepam.rounds.annotations import label_set_path
+from activepam.core.labels import label_set_path
 from activepam.core.config import validate_params
+from activepam.rounds.freeze import simulated_annotator
 
 # Reported before any work starts, naming the key (see workflow/schemas/params.schema.yaml).
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
@@ -16,6 +18,29 @@ RESULTS = "results"
 RAW_DIR = config["data"]["raw_dir"]
 SITES_CSV = config["data"]["sites_csv"]
 DEMO = config["demo"]["enabled"]
+# the demo's simulated annotator needs the generator's ground truth (events.parquet)
+SIMULATED = simulated_annotator(config)
+if config["rounds"]["simulated_annotator"] and not SIMULATED:
+    print(
+        f"activepam: rounds.simulated_annotator is on but {RAW_DIR}/events.parquet (the demo "
+        "generator's ground truth) does not exist: rounds are exported for expert labels",
+        file=sys.stderr,
+    )
+
+
+def label_set_file(config):
+    """The species label set: rounds.label_set; else species.csv in data.raw_dir (the demo's,
+    or one you put there); else results/rounds/label_set.csv, derived after detection from the
+    species BirdNET's meta-model expects at the sites (rule rounds_label_set)."""
+    if config["rounds"].get("label_set"):
+        return str(config["rounds"]["label_set"])
+    beside = label_set_path(config)
+    if DEMO or beside.exists():
+        return str(beside)
+    return f"{RESULTS}/rounds/label_set.csv"
+
+
+LABEL_SET = label_set_file(config)
 
 
 def demo_outputs():
@@ -69,7 +94,7 @@ def all_targets(wildcards):
         f"{RESULTS}/detect/embeddings.parquet",
         f"{RESULTS}/indices/indices.parquet",
         *FIGURES,
-        *final_targets(config),  # every round's metrics + figures (activepam.rounds.rounds)
+        *ROUND_TARGETS,  # the rounds played or waiting for labels (rounds.smk)
         *SIM_TARGETS,  # strategy comparison + stratified analyses (simulate.smk)
         *SAMPLE_TARGETS,  # one sample + figures per sampling.run strategy (sample.smk)
     ]

@@ -2,6 +2,7 @@
 # TABMON layout, sites.csv, recordings.csv, species.csv, events.parquet, ground_truth.parquet).
 # Only when demo.enabled; with your own recordings set it false and point data.* at them.
 
+from activepam.demo.params import DEMO_KEYS
 
 if DEMO:
 
@@ -23,6 +24,8 @@ if DEMO:
             mem_mb=1000,
             runtime=30,
         params:
-            demo=config["demo"],
+            # the demo keys the generator reads (all but enabled): editing another key
+            # reruns nothing
+            demo={k: config["demo"][k] for k in DEMO_KEYS if k in config["demo"]},
         script:
             "../../scripts/generate_demo.py"

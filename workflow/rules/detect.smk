@@ -27,7 +27,15 @@ rule detect_shard:
         mem_mb=3000,
         runtime=60,
     params:
-        detect=config["detect"],
+        # only the detect keys that change results (activepam.detection.steps.DETECT_KEYS);
+        # batch_size and threads change no number: the script reads batch_size from the config
+        overlap_s=config["detect"]["overlap_s"],
+        sensitivity=config["detect"].get("sensitivity", 1.0),
+        top_k=config["detect"]["top_k"],
+        species_filter=config["detect"].get("species_filter", "auto"),
+        species_list=config["detect"].get("species_list", ""),
+        location_threshold=config["detect"].get("location_threshold", 0.03),
+        embedding_dtype=config["detect"].get("embedding_dtype", "float32"),
         parts_dir=f"{RESULTS}/detect/parts",
         # species_filter auto / label_set: the project's label set (rounds.label_set)
         label_set=str(label_set_path(config)),

@@ -1,11 +1,23 @@
-# Active-learning rounds (activepam.rounds.rounds): for every round RR of rounds.plan
+# Active-learning rounds (activepam.rounds; one step function per rule in
+# activepam.rounds.steps): for every round RR of rounds.plan
 #   sample (excluding labelled units + test set) -> export clips/Raven tables -> labels
 #   -> train on rounds 00..RR + re-score all segments -> evaluate on the test set -> figures.
-# Labels live in rounds.labels_dir (DVC-tracked). With rounds.simulated_annotator the demo's
+# Labels live in rounds.labels_dir (DVC-tracked). With rounds.simulated_annotator (demo) the
 # oracle fills the exported Raven tables and the same importer writes them; otherwise
-# <labels_dir>/round_RR.csv comes from `activepam labels import` and is a source file here.
-from activepam.rounds.annotations import label_set_path
+# <labels_dir>/round_RR.csv comes from `activepam labels import` and is a source file here:
+# `make run` stops after exporting the first round without labels (see onsuccess, Snakefile).
+# Rules take only the keys they use. A round's settings are frozen when it is exported
+# (data/rounds/round_RR.settings.json); a round labelled by experts is locked: no rule
+# produces its sample or annotation set (activepam.rounds.freeze; `activepam rounds unfreeze`).
 from activepam.rounds.answers import ANSWER_OUTPUTS
+from activepam.rounds.freeze import (
+    check_locked,
+    drift_warnings,
+    forcerun_rules,
+    pending_message,
+    round_states,
+    settings_path,
+)
 from activepam.rounds.rounds import (
     final_targets,
     label_files,
@@ -14,13 +26,33 @@ from activepam.rounds.rounds import (
     round_files,
     round_plan,
     scores_path,
+    waiting_targets,
+)
+from activepam.rounds.steps import export_params, sample_params, testset_params
+
+ROUND_IDS = round_plan(config)  # validates rounds.plan before any work
+LABELS_DIR = config["rounds"]["labels_dir"]
+RD = f"{RESULTS}/rounds"
+ROUND_STATES = round_states(config, SIMULATED)
+# refuse before any work when a labelled round would be regenerated or misses its files
+check_locked(ROUND_STATES, forcerun=forcerun_rules(sys.argv[1:]))
+for _line in drift_warnings(config, ROUND_STATES, LABEL_SET):
+    print(f"activepam: {_line}", file=sys.stderr)
+# rounds whose sample/export rules exist: every round but the locked ones
+OPEN_ROUNDS = [r for r in ROUND_IDS if not ROUND_STATES[r].locked]
+OPEN_RE = "|".join(OPEN_ROUNDS) or "(?!)"
+ROUND_TARGETS = (
+    final_targets(config)
+    if SIMULATED
+    else waiting_targets(config, {k: s.labelled for k, s in ROUND_STATES.items()})
 )
 
-ROUNDS = config["rounds"]
-ROUND_IDS = round_plan(config)  # validates rounds.plan before any work
-LABELS_DIR = ROUNDS["labels_dir"]
-LABEL_SET = str(label_set_path(config))
-RD = f"{RESULTS}/rounds"
+
+def print_pending_rounds():
+    """After a successful run with experts: the annotation sets waiting for labels."""
+    message = pending_message(round_states(config, SIMULATED), SIMULATED)
+    if message:
+        print(message, file=sys.stderr)
 
 
 wildcard_constraints:
@@ -28,44 +60,69 @@ wildcard_constraints:
     name=r"round_\d{2}|test",
 
 
-rule rounds_test_set:
+rule rounds_label_set:
+    # without the demo and rounds.label_set: the species expected at the sites
     input:
-        segments=f"{RESULTS}/detect/segments.parquet",
-    output:
-        f"{RD}/test_set.csv",
-    log:
-        f"{RESULTS}/logs/rounds/test_set.log",
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-    params:
-        n=ROUNDS["test_size"],
-        seed=ROUNDS["seed"],
-    script:
-        "../../scripts/round_test_set.py"
-
-
-rule rounds_export_test:
-    input:
-        units=f"{RD}/test_set.csv",
+        inventory=f"{RESULTS}/inventory/inventory.parquet",
         predictions=f"{RESULTS}/detect/predictions.parquet",
-        label_set=LABEL_SET,
     output:
-        directory(f"{RD}/test/annotation"),
+        label_set=f"{RD}/label_set.csv",
     log:
-        f"{RESULTS}/logs/rounds/test_export.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rounds/test_export.tsv"
+        f"{RESULTS}/logs/rounds/label_set.log",
     conda:
         CONDA_ENV
     resources:
         mem_mb=1500,
     params:
-        round_id="test",
-        rounds=ROUNDS,
+        species_filter=lookup(dpath="detect/species_filter", within=config),
+        species_list=lookup(dpath="detect/species_list", within=config, default=""),
+        location_threshold=lookup(
+            dpath="detect/location_threshold", within=config, default=0.03
+        ),
     script:
-        "../../scripts/round_export.py"
+        "../../scripts/round_label_set.py"
+
+
+if not ROUND_STATES["test"].locked:
+
+    rule rounds_test_set:
+        input:
+            segments=f"{RESULTS}/detect/segments.parquet",
+        output:
+            test_set=f"{RD}/test_set.csv",
+        log:
+            f"{RESULTS}/logs/rounds/test_set.log",
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=2000,
+        params:
+            settings=lambda wildcards: testset_params(config),
+        script:
+            "../../scripts/round_test_set.py"
+
+    rule rounds_export_test:
+        input:
+            units=f"{RD}/test_set.csv",
+            predictions=f"{RESULTS}/detect/predictions.parquet",
+            label_set=lambda wildcards: export_params(config, "test", LABEL_SET)[
+                "label_set"
+            ],
+        output:
+            annotation=directory(f"{RD}/test/annotation"),
+        log:
+            f"{RESULTS}/logs/rounds/test_export.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/rounds/test_export.tsv"
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=1500,
+        params:
+            settings=lambda wildcards: export_params(config, "test", LABEL_SET),
+            settings_file=str(settings_path("test")),
+        script:
+            "../../scripts/round_export.py"
 
 
 rule round_sample:
@@ -76,18 +133,19 @@ rule round_sample:
         embeddings=f"{RESULTS}/detect/embeddings.parquet",
         predictions=lambda wildcards: predictions_path(wildcards.r),
     output:
-        f"{RD}/round_{{r}}/sample.parquet",
+        sample=f"{RD}/round_{{r}}/sample.parquet",
     log:
         f"{RESULTS}/logs/rounds/round_{{r}}/sample.log",
     benchmark:
         f"{RESULTS}/benchmarks/rounds/round_{{r}}/sample.tsv"
+    wildcard_constraints:
+        r=OPEN_RE,
     conda:
         CONDA_ENV
     resources:
         mem_mb=3000,
     params:
-        rounds=ROUNDS,
-        config=config,
+        settings=lambda wildcards: sample_params(config, wildcards.r),
     script:
         "../../scripts/round_sample.py"
 
@@ -96,25 +154,29 @@ rule round_export:
     input:
         units=f"{RD}/round_{{r}}/sample.parquet",
         predictions=lambda wildcards: predictions_path(wildcards.r),
-        label_set=LABEL_SET,
+        label_set=lambda wildcards: export_params(config, wildcards.r, LABEL_SET)[
+            "label_set"
+        ],
     output:
-        directory(f"{RD}/round_{{r}}/annotation"),
+        annotation=directory(f"{RD}/round_{{r}}/annotation"),
     log:
         f"{RESULTS}/logs/rounds/round_{{r}}/export.log",
     benchmark:
         f"{RESULTS}/benchmarks/rounds/round_{{r}}/export.tsv"
+    wildcard_constraints:
+        r=OPEN_RE,
     conda:
         CONDA_ENV
     resources:
         mem_mb=1500,
     params:
-        round_id=lambda wildcards: wildcards.r,
-        rounds=ROUNDS,
+        settings=lambda wildcards: export_params(config, wildcards.r, LABEL_SET),
+        settings_file=lambda wildcards: str(settings_path(wildcards.r)),
     script:
         "../../scripts/round_export.py"
 
 
-if ROUNDS["simulated_annotator"]:
+if SIMULATED:
 
     rule round_simulated_labels:
         input:
@@ -132,8 +194,9 @@ if ROUNDS["simulated_annotator"]:
         resources:
             mem_mb=1000,
         params:
-            unsure=ROUNDS.get("simulated_unsure", 0.0),
-            seed=ROUNDS["seed"],
+            round_id=lambda wildcards: wildcards.name.removeprefix("round_"),
+            unsure=lookup(dpath="rounds/simulated_unsure", within=config, default=0.0),
+            seed=lookup(dpath="rounds/seed", within=config),
         script:
             "../../scripts/round_labels.py"
 
@@ -149,7 +212,7 @@ rule round_train:
         model=f"{RD}/round_{{r}}/model.joblib",
         sidecar=f"{RD}/round_{{r}}/model.json",
         scored=f"{RD}/round_{{r}}/segments_scored.parquet",
-        predictions=f"{RD}/round_{{r}}/predictions.parquet",
+        round_predictions=f"{RD}/round_{{r}}/predictions.parquet",
     log:
         f"{RESULTS}/logs/rounds/round_{{r}}/train.log",
     benchmark:
@@ -160,11 +223,22 @@ rule round_train:
     resources:
         mem_mb=3000,
     params:
-        train=config.get("train", {}),
-        default_threshold=config.get("evaluate", {}).get("default_threshold", 0.5),
-        top_k=config["detect"]["top_k"],
+        round_id=lambda wildcards: wildcards.r,
+        train={
+            key: lookup(dpath=f"train/{key}", within=config)
+            for key in ("C", "max_iter", "calibrate_min", "cv_folds", "seed")
+        },
+        default_threshold=lookup(dpath="evaluate/default_threshold", within=config),
+        top_k=lookup(dpath="detect/top_k", within=config),
     script:
         "../../scripts/round_train.py"
+
+
+# the evaluation keys the metrics use (ECE bins, fallback threshold, stopping rule)
+EVALUATE_KEYS = {
+    "ece_bins": lookup(dpath="evaluate/ece_bins", within=config),
+    "default_threshold": lookup(dpath="evaluate/default_threshold", within=config),
+}
 
 
 rule rounds_baseline:
@@ -186,10 +260,10 @@ rule rounds_baseline:
     resources:
         mem_mb=1500,
     params:
-        evaluate=config.get("evaluate", {}),
-        strata=ROUNDS["strata"],
+        evaluate=EVALUATE_KEYS,
+        strata_keys=lookup(dpath="rounds/strata", within=config),
     script:
-        "../../scripts/round_evaluate.py"
+        "../../scripts/round_baseline.py"
 
 
 rule round_evaluate:
@@ -223,9 +297,12 @@ rule round_evaluate:
         mem_mb=1500,
     params:
         round_id=lambda wildcards: wildcards.r,
-        evaluate=config.get("evaluate", {}),
-        strata=ROUNDS["strata"],
-        seed=ROUNDS["seed"],
+        evaluate={
+            **EVALUATE_KEYS,
+            "stopping": lookup(dpath="evaluate/stopping", within=config, default={}),
+        },
+        strata_keys=lookup(dpath="rounds/strata", within=config),
+        seed=lookup(dpath="rounds/seed", within=config),
     script:
         "../../scripts/round_evaluate.py"
 
@@ -260,8 +337,8 @@ rule round_answers:
     resources:
         mem_mb=2000,
     params:
-        thresholds=config["evaluate"].get("thresholds", {}),
-        seed=ROUNDS["seed"],
+        thresholds=lookup(dpath="evaluate/thresholds", within=config, default={}),
+        seed=lookup(dpath="rounds/seed", within=config),
     script:
         "../../scripts/round_answers.py"
 
@@ -285,6 +362,6 @@ rule round_plots:
     resources:
         mem_mb=1000,
     params:
-        top_pairs=config.get("evaluate", {}).get("confusion_pairs", 10),
+        top_pairs=lookup(dpath="evaluate/confusion_pairs", within=config, default=10),
     script:
         "../../scripts/round_plots.py"

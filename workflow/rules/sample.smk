@@ -4,7 +4,7 @@
 
 import re
 
-from activepam.sampling.engine import workflow_inputs
+from activepam.sampling.files import workflow_inputs
 from activepam.sampling.strategies import resolve_strategy
 
 SAMPLING = config.get("sampling", {})

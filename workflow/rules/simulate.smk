@@ -1,19 +1,22 @@
-# Simulation mode: pool-based active learning with an oracle (activepam.simulation.simulate), fanned out
+# Simulation mode: pool-based active learning with an oracle (activepam.simulation.loop), fanned out
 # as strategy x replicate-seed jobs (a replicate varies the data subsample, the test split and
 # the active learner), then gathered into results/simulation/results.parquet with learning
 # curves, AULC, listening time to target and per-stratum spread on the listening-seconds axis;
-# stratified-generalisation analyses (activepam.simulation.analysis) on the demo's BirdNET embeddings and on
+# stratified-generalisation analyses (activepam.simulation.stratified) on the demo's BirdNET embeddings and on
 # a synthetic divergence sweep drawn from the generator's community model (activepam.simulation.synthetic);
 # rule simulation_table prints the README strategy table (strategy_table.md).
 
-from activepam.simulation.simulate import (
+from activepam.simulation.workflow import (
+    rule_params,
     simulation_params,
     workflow_dataset_inputs,
     workflow_targets,
 )
 
 SIM = f"{RESULTS}/simulation"
-# the simulation section with context_s resolved (null = rounds.context_s)
+# the simulation section with context_s resolved (null = rounds.context_s); each rule's params
+# take only the keys it reads (rule_params, activepam.simulation.workflow.RULE_KEYS), so that
+# changing one key reruns only the rules using it
 SIMULATION = simulation_params(config)
 SIM_STRATEGIES = SIMULATION.get("strategies", [])
 SIM_SEEDS = SIMULATION.get("seeds", [])
@@ -41,7 +44,7 @@ rule simulation_dataset:
         mem_mb=2000,
         runtime=10,
     params:
-        simulation=SIMULATION,
+        simulation=rule_params(config, "dataset"),
     script:
         "../../scripts/simulate_dataset.py"
 
@@ -62,7 +65,7 @@ rule simulation_full:
         mem_mb=1500,
         runtime=10,
     params:
-        simulation=SIMULATION,
+        simulation=rule_params(config, "full"),
     script:
         "../../scripts/simulate_full.py"
 
@@ -86,8 +89,12 @@ rule simulation_run:
         mem_mb=1500,
         runtime=20,
     params:
-        simulation=SIMULATION,
-        sampling=config.get("sampling", {}),
+        simulation=rule_params(config, "run"),
+        sampling={
+            "strategies": lookup(
+                dpath="sampling/strategies", within=config, default={}
+            )
+        },
     script:
         "../../scripts/simulate_run.py"
 
@@ -115,7 +122,7 @@ rule simulation_gather:
         mem_mb=1500,
         runtime=10,
     params:
-        simulation=SIMULATION,
+        simulation=rule_params(config, "gather"),
     script:
         "../../scripts/simulate_gather.py"
 
@@ -160,7 +167,7 @@ rule simulation_figures:
         mem_mb=1500,
         runtime=10,
     params:
-        simulation=SIMULATION,
+        simulation=rule_params(config, "figures"),
     script:
         "../../scripts/simulate_figures.py"
 
@@ -201,7 +208,7 @@ rule simulation_stratified:
         mem_mb=2000,
         runtime=30,
     params:
-        simulation=SIMULATION,
+        simulation=rule_params(config, "stratified"),
         source="dataset",
     script:
         "../../scripts/simulate_stratified.py"
@@ -226,7 +233,7 @@ rule simulation_divergence_setting:
         mem_mb=2000,
         runtime=30,
     params:
-        simulation=SIMULATION,
+        simulation=rule_params(config, "divergence_setting"),
         demo=config["demo"],
         source="synthetic",
     script:

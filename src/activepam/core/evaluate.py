@@ -2,8 +2,8 @@
 
 Test set (:func:`choose_test_set`): WHOLE recordings drawn once (seeded) by
 :func:`split_by_recording`, the one split shared with the simulation
-(:func:`activepam.simulation.simulate.split_test`): every segment of a test recording is in the test set,
-so no clip of a round (which carries seconds of context) can contain test audio.
+(:func:`activepam.simulation.replicates.split_test`): every segment of a test recording is in the
+test set, so no clip of a round (which carries seconds of context) can contain test audio.
 ``rounds.test_size`` is a number of segments; it is met as closely as whole recordings allow
 (the prefix of the seeded, site-interleaved recording order whose segment count is nearest to
 it). The test set is written to ``results/rounds/test_set.csv`` and its segments and
@@ -11,7 +11,8 @@ recordings are excluded from every round's sampling. Its labels come through the
 export/import as a round (``data/labels/test.csv``; in the demo the simulated annotator answers
 from the generator's ground truth).
 
-Metrics (:func:`summary_metrics`) over a test matrix ``Y [n, n_species]`` (0/1, NaN = unknown)
+Metrics (:func:`summary_metrics`; the metric functions are :mod:`activepam.core.metrics`, shared
+with the simulation) over a test matrix ``Y [n, n_species]`` (0/1, NaN = unknown)
 and scores ``P``:
 
 * ``macro_ap`` - mean average precision over species with >= 1 positive test label;
@@ -35,6 +36,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from activepam.core.metrics import (
+    auroc,
+    average_precision,
+    coefficient_of_variation,
+    expected_calibration_error,
+    f1_score,
+    finite_mean,
+)
+
 #: headline metrics of :func:`summary_metrics`
 METRICS: tuple[str, ...] = ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece")
 #: columns of test_set.csv
@@ -50,31 +60,6 @@ class EvaluationError(ValueError):
 
 
 # --------------------------------------------------------------------------- test set
-
-
-def allocate_per_group(sizes: pd.Series, n: int) -> pd.Series:
-    """Proportional allocation of ``n`` over groups (largest remainder), at least one per
-    non-empty group when ``n`` >= number of groups, capped at group sizes."""
-    sizes = sizes[sizes > 0].sort_index()
-    if sizes.empty or n <= 0:
-        return pd.Series(0, index=sizes.index, dtype=int)
-    n = min(int(n), int(sizes.sum()))
-    floor_one = n >= len(sizes)
-    quota = sizes / sizes.sum() * n
-    alloc = np.floor(quota).astype(int)
-    if floor_one:
-        alloc = alloc.clip(lower=1)
-    alloc = np.minimum(alloc, sizes)
-    while alloc.sum() > n:  # the floor of one overshot: take back from the largest
-        alloc[alloc.idxmax()] -= 1
-    rem = (quota - np.floor(quota)).sort_values(ascending=False, kind="stable")
-    while alloc.sum() < n:
-        for g in rem.index:
-            if alloc.sum() >= n:
-                break
-            if alloc[g] < sizes[g]:
-                alloc[g] += 1
-    return alloc.astype(int)
 
 
 def split_by_recording(units: pd.DataFrame, size: float, seed: int = 0, by: str = "site",
@@ -143,8 +128,6 @@ def choose_test_set(segments: pd.DataFrame, n: int, seed: int = 0,
     out for ``n`` segments (``rounds.test_size``), stratified by ``by``, sorted by unit id."""
     if "segment_id" not in segments:
         raise EvaluationError("segments table lacks column 'segment_id'")
-    if n > len(segments):
-        raise EvaluationError(f"rounds.test_size = {n} but there are only {len(segments)} segments")
     try:
         test_recs = split_by_recording(segments, int(n), seed=seed, by=by)
     except EvaluationError as exc:
@@ -158,44 +141,6 @@ def choose_test_set(segments: pd.DataFrame, n: int, seed: int = 0,
 # --------------------------------------------------------------------------- metrics
 
 
-def _ap(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
-
-    return float(average_precision_score(y, p)) if y.sum() > 0 else float("nan")
-
-
-def _auroc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-
-
-def _f1(y: np.ndarray, pred: np.ndarray) -> float:
-    tp = float(np.sum(pred & (y == 1)))
-    denom = float(pred.sum() + y.sum())
-    return 2 * tp / denom if denom > 0 else float("nan")
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """ECE: mean |accuracy - confidence| over ``bins`` equal-width bins, weighted by count."""
-    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    if not len(y):
-        return float("nan")
-    idx = np.clip((p * bins).astype(int), 0, bins - 1)
-    err = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            err += m.sum() / len(y) * abs(y[m].mean() - p[m].mean())
-    return float(err)
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else float("nan")
-
-
 def summary_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
                     bins: int = 10) -> dict[str, float]:
     """Headline metrics (:data:`METRICS`) plus ``n_units``, ``n_species_evaluated``,
@@ -207,14 +152,15 @@ def summary_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
         y, p = Y[m, j].astype(int), P[m, j]
         if y.sum() == 0:
             continue
-        aps.append(_ap(y, p))
-        aucs.append(_auroc(y, p))
-        f1s.append(_f1(y, p >= thresholds[j]))
+        aps.append(average_precision(y, p))
+        aucs.append(auroc(y, p))
+        f1s.append(f1_score(y, p >= thresholds[j]))
     known = ~np.isnan(Y)
     yf, pf = Y[known].astype(int), P[known]
     return {
-        "macro_ap": _nanmean(aps), "micro_ap": _ap(yf, pf) if len(yf) else float("nan"),
-        "macro_auroc": _nanmean(aucs), "macro_f1": _nanmean(f1s),
+        "macro_ap": finite_mean(aps),
+        "micro_ap": average_precision(yf, pf) if len(yf) else float("nan"),
+        "macro_auroc": finite_mean(aucs), "macro_f1": finite_mean(f1s),
         "ece": expected_calibration_error(yf, pf, bins),
         "n_units": int(len(Y)), "n_species_evaluated": int(len(aps)),
         "n_positives": int(yf.sum()),
@@ -232,8 +178,8 @@ def per_species_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
         y, p = Y[m, j].astype(int), P[m, j]
         tc = (train_counts or {}).get(sp, {})
         rows.append({
-            "species": sp, "ap": _ap(y, p), "auroc": _auroc(y, p),
-            "f1": _f1(y, p >= thresholds[j]) if y.sum() else float("nan"),
+            "species": sp, "ap": average_precision(y, p), "auroc": auroc(y, p),
+            "f1": f1_score(y, p >= thresholds[j]),
             "threshold": float(thresholds[j]), "test_positives": int(y.sum()),
             "test_prevalence": float(y.mean()) if len(y) else float("nan"),
             "train_positives": int(tc.get("n_pos", 0)), "train_negatives": int(tc.get("n_neg", 0)),
@@ -261,15 +207,6 @@ def stratum_labels(units: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
                 raise EvaluationError(f"stratum key {key!r}: {exc}") from exc
         out[key] = col.where(col.notna(), "unknown").astype(str)
     return out
-
-
-def coefficient_of_variation(values: Sequence[float]) -> float:
-    """Population std / mean of the finite values (NaN for < 2 values or mean 0)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2 or v.mean() == 0:
-        return float("nan")
-    return float(v.std() / v.mean())
 
 
 def stratum_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, levels: pd.DataFrame,
@@ -313,8 +250,8 @@ def confusion_pairs(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
     for i in range(len(Y)):
         missed = np.flatnonzero((Y[i] == 1) & ~pred[i])
         false = np.flatnonzero((Y[i] == 0) & pred[i])
-        for a in missed:
-            for b in false:
+        for a in missed.tolist():
+            for b in false.tolist():
                 rows[(label_set[a], label_set[b])] = rows.get((label_set[a], label_set[b]), 0) + 1
     df = pd.DataFrame([(a, b, c) for (a, b), c in rows.items()],
                       columns=["true", "predicted", "count"])

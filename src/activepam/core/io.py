@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,20 +97,44 @@ def write_text(text: str, path: str | os.PathLike[str], stage: str = "activepam"
 
 
 def write_json(obj: Any, path: str | os.PathLike[str], stage: str = "activepam") -> Path:
-    """Write JSON atomically (sorted keys, indented, NaN-free)."""
-    return write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n",
-                      path, stage)
+    """Write JSON atomically (sorted keys, indented, NaN-free: :func:`jsonable`)."""
+    return write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False,
+                                 default=_json_default) + "\n", path, stage)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` ready for JSON: NaN / infinite floats -> None, numpy scalars and arrays -> Python
+    ones, tuples -> lists, timestamps -> ISO strings, mapping keys -> str (except int keys).
+
+    The one NaN-to-JSON cleaner of the project (:func:`write_json` applies it)."""
+    if isinstance(obj, Mapping):
+        return {_json_key(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    return obj
+
+
+def _json_key(k: Any) -> Any:
+    """A mapping key for JSON: str and int keys stay (``sort_keys`` orders ints numerically),
+    numpy integers become int, anything else str."""
+    if isinstance(k, (str, int)) and not isinstance(k, bool):
+        return k
+    if isinstance(k, np.integer):
+        return int(k)
+    return str(k)
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (pd.Timestamp,)):
-        return o.isoformat()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

@@ -157,7 +157,7 @@ def knee(n_labels: Sequence[float], metric: Sequence[float], min_gain: float) ->
 
 def simulated_stops(results: Any, options: StoppingOptions | None = None,
                     axis: str = "audio_seconds", metric: str = "macro_ap") -> Any:
-    """Where the rule stops each simulated run (:mod:`activepam.simulation.simulate` tidy results with
+    """Where the rule stops each simulated run (:mod:`activepam.simulation.loop` tidy results with
     ``stop_kappa`` rows) against the knee of the strategy's mean learning curve: one row per
     (strategy, seed) with ``stop_round``, ``knee_round`` and their budgets."""
     import pandas as pd

@@ -15,7 +15,7 @@ Layout (``detect.embedding_dtype`` float32 or float16)::
 * :func:`write_store` builds the partition files of one shard from per-recording embedding
   part files (``results/detect/parts``, still the unit of resume) or any embedding tables;
   :func:`link_store` lays several shards' files into the final store by hard link (no copy).
-* :class:`PartitionedEmbeddings` is an :class:`activepam.sampling.sample_io.EmbeddingSource` over a
+* :class:`PartitionedEmbeddings` is an :class:`activepam.core.embeddings.EmbeddingSource` over a
   store folder: ``available`` reads only the id column; ``fetch`` reads only the row groups
   whose ``segment_id`` min/max range can hold a wanted id, in the partition files that hold the
   ids (known from ``available``'s id scan, or given as ``device_id``/``month`` hints by the
@@ -46,8 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from activepam.core.embeddings import EmbeddingError, EmbeddingSource, embedding_matrix, group_mean
 from activepam.core.io import atomic_path
-from activepam.sampling.sample_io import EmbeddingSource, SampleInputError, _group_mean, embedding_matrix
 
 log = logging.getLogger(__name__)
 
@@ -287,12 +287,12 @@ class FetchStats:
 
 
 class PartitionedEmbeddings(EmbeddingSource):
-    """:class:`~activepam.sampling.sample_io.EmbeddingSource` over a store folder (see module doc)."""
+    """:class:`~activepam.core.embeddings.EmbeddingSource` over a store folder (see module doc)."""
 
     def __init__(self, root: PathLike) -> None:
         self.path = Path(root)
         self.files = store_files(self.path)
-        self._where = {(d, mo): [] for d, mo, _ in self.files}
+        self._where: dict[tuple[str, str], list[Path]] = {(d, mo): [] for d, mo, _ in self.files}
         for d, mo, f in self.files:
             self._where[(d, mo)].append(f)
         self._index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -308,7 +308,7 @@ class PartitionedEmbeddings(EmbeddingSource):
         import duckdb
 
         if key not in ("segment_id", "recording_id"):
-            raise SampleInputError(f"{self.path}: no {key} to match units on")
+            raise EmbeddingError(f"{self.path}: no {key} to match units on")
         if key not in self._index:
             con = duckdb.connect()
             try:
@@ -353,7 +353,7 @@ class PartitionedEmbeddings(EmbeddingSource):
             md = pq.ParquetFile(f).metadata
             j = md.schema.names.index(key) if key in md.schema.names else -1
             if j < 0:
-                raise SampleInputError(f"{f}: missing column {key!r}")
+                raise EmbeddingError(f"{f}: missing column {key!r}")
             lo = np.empty(md.num_row_groups, dtype=object)
             hi = np.empty(md.num_row_groups, dtype=object)
             for r in range(md.num_row_groups):
@@ -424,8 +424,8 @@ class PartitionedEmbeddings(EmbeddingSource):
         if not parts:
             return np.full((len(ids), EMBEDDING_DIM), np.nan, dtype=np.float32)
         keys = np.concatenate([np.asarray(t[key].to_pylist(), dtype=object) for t in parts])
-        matrix = np.vstack([embedding_matrix(t["embedding"]) for t in parts])
+        matrix = np.vstack([embedding_matrix(t["embedding"], self.path) for t in parts])
         log.info("store fetch: %d ids from %d of %d files, %d of %d row groups (%d rows read)",
                  len(ids), self.last.files, self.last.files_total, self.last.row_groups,
                  self.last.row_groups_total, self.last.rows_read)
-        return _group_mean(keys, matrix, ids)
+        return group_mean(keys, matrix, ids)

@@ -332,10 +332,12 @@ def stratum_key_values(units: pd.DataFrame, key: str,
         return lat_band(units["lat"].to_numpy(dtype=np.float64), opts["lat_band_width"],
                         opts["lat_band_edges"])
     if key == "diel":
+        assert times is not None  # set above for every key in TIME_KEYS
         return diel_period(units["lat"].to_numpy(dtype=np.float64),
                            units["lon"].to_numpy(dtype=np.float64), times,
                            opts["twilight_low"], opts["twilight_high"], opts["diel_resolution_s"])
     if key in ("season", "month", "hour"):
+        assert times is not None  # set above for every key in TIME_KEYS
         months, hours = _months_hours(times)
         if key == "season":
             return season(months, opts["seasons"])

@@ -2,7 +2,7 @@
 
 ``activepam datasets import wabad|anuraset|baseal PATH --out DIR`` converts an external layout
 (:mod:`.wabad`, :mod:`.anuraset`, :mod:`.baseal`) into the three files ``simulation.dataset:
-custom`` reads (:func:`activepam.simulation.simulate.custom_dataset`), plus provenance:
+custom`` reads (:func:`activepam.simulation.dataset.custom_dataset`), plus provenance:
 
 * ``embeddings.parquet``: ``unit_id, recording_id, embedding`` (fixed-size list of float32);
 * ``labels.parquet``: ``unit_id, species, present`` (present = 1; units without a row are

@@ -109,7 +109,7 @@ def read_split(root: Path, split: str) -> dict[str, Any] | None:
 
 def _units(data: pd.DataFrame, split: str, window_s: float, hop_s: float, utc_offset_h: float,
            duration_s: float | None, source: str) -> tuple[pd.DataFrame, str]:
-    from activepam.detection.detect import sanitize_id
+    from activepam.detection.inputs import sanitize_id
 
     fname = data["fname"].astype(str).map(lambda f: Path(f.replace("\\", "/")).stem)
     cols = next(((a, b) for a, b in TIME_COLUMNS if a in data and b in data), None)

@@ -89,7 +89,7 @@ def import_baseal(
     segment_s: float = 3.0,
 ) -> ImportResult:
     """Convert a BaseAL dataset folder (see the module doc) into the custom-simulation tables."""
-    from activepam.detection.detect import sanitize_id
+    from activepam.detection.inputs import sanitize_id
 
     root = Path(path)
     model = pick_model(root, model)

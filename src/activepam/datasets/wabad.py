@@ -171,7 +171,7 @@ def read_split(d: Path, split: str, n_labels: int) -> dict[str, Any] | None:
 def _units(df: pd.DataFrame, split: str, file_duration_s: float, utc_offset_h: float,
            source: str, window_s: float = 3.0, hop_s: float | None = None
            ) -> tuple[pd.DataFrame, str]:
-    from activepam.detection.detect import sanitize_id
+    from activepam.detection.inputs import sanitize_id
 
     names = df["File"].astype(str).map(lambda f: Path(f.replace("\\", "/")).name)
     parts = names.str.split("_")

@@ -34,10 +34,7 @@ embeddings}.parquet`` (see CONTRACTS.md; segments joined with the recording meta
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import glob
-import hashlib
 import json
 import logging
 import os
@@ -46,7 +43,9 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,209 +53,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from activepam.detection import birdnet as bn
-from activepam.core.argtypes import float_range, int_range, positive_int
 from activepam.core.hashing import FileKey, file_key
-from activepam.detection.inventory import (
-    INVENTORY_SCHEMA,
-    REGISTRY_NAME,
-    IdRegistry,
-    discover_audio,
-    duplicate_reason,
-    file_keys,
-    os_reason,
-    parse_filename,
-)
-from activepam.core.io import (
-    AUDIO_EXTENSIONS,
-    StageIOError,
-    atomic_path,
-    iter_audio_blocks,
-    write_csv,
-    write_parquet,
-)
+from activepam.core.io import StageIOError, iter_audio_blocks, write_csv, write_parquet
 from activepam.core.uncertainty import segment_uncertainty, top_k
+from activepam.detection import birdnet as bn
+from activepam.detection.filenames import REGISTRY_NAME, IdRegistry, os_reason
+from activepam.detection.gather import gather_parts
+from activepam.detection.inputs import Recording, normalise_metadata, recordings_for_paths
+from activepam.detection.params import FULL_VECTOR_MAX, DetectParams, SpeciesFilter
+from activepam.detection.parts import is_finished, part_path, recorded_key, remove_stale_tmp
+from activepam.detection.tables import (
+    CONTENT_KEY,
+    EMBEDDINGS_SCHEMA,
+    META_COLUMNS,
+    PART_KINDS,
+    PREDICTIONS_SCHEMA,
+    QUARANTINE_COLUMNS,
+    SEGMENT_PART_SCHEMA,
+    STAGE,
+    DetectError,
+)
 
 log = logging.getLogger(__name__)
-
-STAGE = "detect"
-#: bump when the part-file layout or its computation changes (invalidates cached parts)
-PARTS_VERSION = 2
-PART_KINDS = ("embeddings", "predictions", "segments")  # segments last = done marker
-META_COLUMNS = ("device_id", "site", "country", "habitat", "lat", "lon", "start_time")
-QUARANTINE_COLUMNS = ["path", "stage", "reason"]
-_UTC_US = pa.timestamp("us", tz="UTC")
-
-SEGMENT_PART_SCHEMA = pa.schema([
-    ("segment_id", pa.string()),
-    ("recording_id", pa.string()),
-    ("path", pa.string()),
-    ("start_s", pa.float64()),
-    ("end_s", pa.float64()),
-    ("top1_species", pa.string()),
-    ("top1_confidence", pa.float64()),
-    ("top2_confidence", pa.float64()),
-    ("margin", pa.float64()),
-    ("max_binary_entropy", pa.float64()),
-    ("mean_binary_entropy", pa.float64()),
-    ("nonfinite_samples", pa.int64()),
-    ("species_set", pa.string()),
-])
-#: Parquet metadata key of the content key a segments part was computed from
-CONTENT_KEY = b"activepam.content_key"
-# recording metadata carried into segments.parquet: the inventory's own column types
-META_SCHEMA = pa.schema([INVENTORY_SCHEMA.field(c) for c in ("recording_id", *META_COLUMNS)])
-SEGMENTS_SCHEMA = pa.schema(list(SEGMENT_PART_SCHEMA)
-                            + [META_SCHEMA.field(c) for c in META_COLUMNS]
-                            + [pa.field("segment_time", _UTC_US)])
-PREDICTIONS_SCHEMA = pa.schema([
-    ("segment_id", pa.string()),
-    ("recording_id", pa.string()),
-    ("path", pa.string()),
-    ("start_s", pa.float64()),
-    ("end_s", pa.float64()),
-    ("rank", pa.int32()),
-    ("species", pa.string()),
-    ("confidence", pa.float32()),
-])
-EMBEDDINGS_SCHEMA = pa.schema([
-    ("segment_id", pa.string()),
-    ("recording_id", pa.string()),
-    ("start_s", pa.float64()),
-    ("embedding", pa.list_(pa.float32(), bn.EMBEDDING_DIM)),
-])
-OUTPUT_SCHEMAS = {"segments": SEGMENTS_SCHEMA, "predictions": PREDICTIONS_SCHEMA,
-                  "embeddings": EMBEDDINGS_SCHEMA}
-
-
-class DetectError(RuntimeError):
-    """Bad detection input or parameters (message names the file or the parameter)."""
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True)
-class SpeciesFilter:
-    """Which labels are scored: ``none``, a species ``list`` file (or ``labels``: the project's
-    label set), or ``location``.
-
-    ``location`` uses BirdNET's meta-model with a fixed ``lat``/``lon``/``week`` when given,
-    otherwise each recording's own lat/lon (metadata) and the week of its start time (-1 = all
-    year when the start time is unknown). A recording without a location is scored unfiltered
-    (logged as a warning). Cached parts assume a recording's location and date do not change.
-    """
-
-    mode: str = "none"
-    species_list: str | None = None
-    #: list mode from labels (the project's label set) instead of a species_list file
-    labels: tuple[str, ...] = ()
-    lat: float | None = None
-    lon: float | None = None
-    week: int = -1
-    threshold: float = 0.03
-    _cache: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict, compare=False,
-                                                     repr=False)
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("none", "list", "location"):
-            raise DetectError(f"species_filter must be none, list or location, got {self.mode!r}")
-        if self.mode == "list" and not self.species_list and not self.labels:
-            raise DetectError("species_filter is 'list' but no species_list file was given")
-        if (self.lat is None) != (self.lon is None):
-            raise DetectError("a fixed location needs both lat and lon")
-
-    def signature(self) -> dict[str, Any]:
-        """What identifies the filter's effect (for the params-hash)."""
-        if self.mode == "none":
-            return {"mode": "none"}
-        if self.mode == "list":
-            return {"mode": "list", "indices": bn.indices_digest(self.indices())}
-        return {"mode": "location", "threshold": self.threshold, "lat": self.lat,
-                "lon": self.lon, "week": self.week if self.lat is not None else None}
-
-    def indices(self, lat: float | None = None, lon: float | None = None,
-                week: int = -1) -> np.ndarray:
-        """Kept label indices (cached); location arguments are used in per-recording mode."""
-        if self.mode == "none":
-            key: tuple[Any, ...] = ("none",)
-        elif self.mode == "list":
-            key = ("list",)
-        elif self.lat is not None:
-            key = ("loc", self.lat, self.lon, self.week)
-        elif lat is None or lon is None or not (np.isfinite(lat) and np.isfinite(lon)):
-            key = ("none",)
-        else:
-            key = ("loc", float(lat), float(lon), int(week))
-        if key not in self._cache:
-            if key[0] == "none":
-                self._cache[key] = np.arange(bn.N_SPECIES, dtype=np.int64)
-            elif key[0] == "list" and self.labels:
-                index = {label: i for i, label in enumerate(bn.load_labels())}
-                unknown = [s for s in self.labels if s not in index]
-                if unknown:
-                    raise DetectError(f"label set: {unknown[0]!r} is not a BirdNET V2.4 label "
-                                      f"({len(unknown)} of {len(self.labels)} unknown)")
-                self._cache[key] = np.array(sorted({index[s] for s in self.labels}),
-                                            dtype=np.int64)
-            elif key[0] == "list":
-                self._cache[key] = bn.species_filter_indices(species_list=self.species_list)
-            else:
-                self._cache[key] = bn.species_filter_indices(lat=key[1], lon=key[2], week=key[3],
-                                                             threshold=self.threshold)
-        return self._cache[key]
-
-    def describe(self, lat: float | None = None, lon: float | None = None,
-                 week: int = -1) -> str:
-        """Which species set scores a recording (segments column ``species_set``)."""
-        n = len(self.indices(lat, lon, week))
-        if n == bn.N_SPECIES:
-            return f"all ({n})"
-        if self.mode == "list":
-            return f"{'label set' if self.labels else 'species list'} ({n})"
-        return f"location week {week if self.lat is None else self.week} ({n})"
-
-
-#: largest species set whose every score is kept in predictions.parquet (beyond top_k), so
-#: that the label set's full probability vector is known for every segment
-FULL_VECTOR_MAX = 300
-
-
-@dataclass(frozen=True)
-class DetectParams:
-    """Parameters that change detection results (threads/batch size do not)."""
-
-    overlap_s: float = 0.0
-    sensitivity: float = 1.0
-    top_k: int = 10
-    species_filter: SpeciesFilter = field(default_factory=SpeciesFilter)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.overlap_s <= bn.WINDOW_S - 0.1:
-            raise DetectError(f"overlap_s must be in [0, {bn.WINDOW_S - 0.1:.1f}] (hop >= 0.1 s "
-                              f"keeps segment ids unique), got {self.overlap_s}")
-        try:  # BirdNET's user sensitivity (higher = more detections; see birdnet.sigmoid_slope)
-            bn.check_sensitivity(self.sensitivity, "detect.sensitivity")
-        except ValueError as exc:
-            raise DetectError(str(exc)) from None
-        if not 1 <= self.top_k <= bn.N_SPECIES:
-            raise DetectError(f"top_k must be in [1, {bn.N_SPECIES}], got {self.top_k}")
-
-    @property
-    def hop_samples(self) -> int:
-        return int(bn.SAMPLE_RATE * (bn.WINDOW_S - self.overlap_s))
-
-    def digest(self) -> str:
-        """Short hash naming the parts folder."""
-        spec = {"version": PARTS_VERSION, "model": bn.MODEL_NAME, "overlap_s": self.overlap_s,
-                # the sigmoid slope applied (issue 10: the user value is inverted as in
-                # BirdNET), so parts are reused exactly when the numbers are the same
-                "sensitivity": bn.sigmoid_slope(self.sensitivity), "top_k": self.top_k,
-                "min_len_s": bn.MIN_LEN_S, "filter": self.species_filter.signature()}
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- windowing
@@ -314,125 +134,7 @@ class Windower:
             yield int(starts[-1]), win
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One file to process (``path`` as stored in the outputs)."""
-
-    recording_id: str
-    path: str
-    key: FileKey | None = None  # content key (computed when None)
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def sanitize_id(text: str) -> str:
-    """Filesystem-safe id ``[A-Za-z0-9_.-]`` (never empty, never starting with a dot)."""
-    out = _SAFE.sub("_", text).strip("_") or "recording"
-    return "_" + out if out.startswith(".") else out
-
-
-def recordings_for_paths(paths: Sequence[str | os.PathLike[str]],
-                         registry: IdRegistry | None = None, threads: int = 4,
-                         ) -> tuple[list[Recording], list[dict]]:
-    """Recordings for plain file paths and the quarantine rows of the others.
-
-    The same file given twice (also through a symlink) is used once; ids follow
-    :meth:`activepam.detection.inventory.IdRegistry.assign` with base id = sanitized stem (``registry``
-    is updated in place; a fresh one when None); an unreadable file and a true duplicate
-    (same SHA-256 as another file) become quarantine rows.
-    """
-    unique: dict[str, str] = {}  # real path -> path as given (the same file once)
-    for p in paths:
-        unique.setdefault(os.path.realpath(p), str(p))
-    given = list(unique.values())
-    registry = IdRegistry() if registry is None else registry
-    keys, errors = file_keys(given, registry, threads)
-    quarantine = [{"path": p, "stage": STAGE, "reason": r} for p, r in errors.items()]
-    ids, duplicates = registry.assign([
-        (p, sanitize_id(Path(p).stem), keys[p], parse_filename(Path(p).stem).start_time is not None)
-        for p in given if p in keys])
-    quarantine += [{"path": p, "stage": STAGE, "reason": duplicate_reason(same, ids[same])}
-                   for p, same in duplicates]
-    recs = [Recording(ids[p], p, keys[p]) for p in given if p in ids]
-    return recs, quarantine
-
-
-def recordings_from_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Recording]:
-    """Recordings for plain file paths (see :func:`recordings_for_paths`; bad files and
-    duplicates left out)."""
-    return recordings_for_paths(paths)[0]
-
-
-def find_audio(paths: Sequence[str | os.PathLike[str]],
-               extensions: Sequence[str] = AUDIO_EXTENSIONS) -> tuple[list[str], list[dict]]:
-    """Audio files under ``paths`` (:func:`activepam.detection.inventory.discover_audio`, the inventory's
-    discovery) and the quarantine rows of what it reports (missing paths, symlink loops,
-    dangling links, unsupported audio formats)."""
-    found = discover_audio(paths, extensions, stage=STAGE, missing="report")
-    return [f.path for f in found.files], found.skipped
-
-
-def _normalise_metadata(meta: pd.DataFrame | None) -> pa.Table:
-    """Metadata table with exactly :data:`META_SCHEMA` (missing columns null)."""
-    if meta is None or len(meta) == 0:
-        return META_SCHEMA.empty_table()
-    if "recording_id" not in meta.columns:
-        raise DetectError("metadata table needs a recording_id column")
-    cols = {}
-    for f in META_SCHEMA:
-        if f.name in meta.columns:
-            s = meta[f.name]
-            if f.name == "start_time":
-                s = pd.to_datetime(s, utc=True)
-            cols[f.name] = pa.array(s, from_pandas=True).cast(f.type, safe=False)
-        else:
-            cols[f.name] = pa.nulls(len(meta), f.type)
-    table = pa.table(cols, schema=META_SCHEMA)
-    ids = table.column("recording_id").to_pandas()
-    if ids.duplicated().any():
-        raise DetectError(f"metadata has duplicate recording_id {ids[ids.duplicated()].iloc[0]!r}")
-    return table
-
-
 # --------------------------------------------------------------------------- part files
-
-
-def part_path(parts_dir: Path, recording_id: str, kind: str) -> Path:
-    return parts_dir / f"{recording_id}.{kind}.parquet"
-
-
-def recorded_key(parts_dir: Path, recording_id: str) -> FileKey | None:
-    """Content key stored in the recording's segments part (None: no part, or no key)."""
-    path = part_path(parts_dir, recording_id, "segments")
-    if not path.is_file():
-        return None
-    try:
-        meta = pq.read_schema(path).metadata or {}
-        return FileKey.from_dict(json.loads(meta[CONTENT_KEY])) if CONTENT_KEY in meta else None
-    except (OSError, pa.ArrowException, ValueError, KeyError, TypeError):
-        return None  # unreadable or foreign part: recompute
-
-
-def is_finished(parts_dir: Path, recording_id: str, key: FileKey | None = None) -> bool:
-    """A recording is finished when all three part files exist and, when ``key`` is given,
-    the segments part was computed from content with ``key``'s SHA-256."""
-    if not all(part_path(parts_dir, recording_id, k).is_file() for k in PART_KINDS):
-        return False
-    if key is None:
-        return True
-    done = recorded_key(parts_dir, recording_id)
-    return done is not None and done.sha256 == key.sha256
-
-
-def _remove_stale_tmp(parts_dir: Path, recording_id: str) -> None:
-    """Drop temporary files a killed run left for this recording (and only this one)."""
-    for kind in PART_KINDS:
-        for tmp in parts_dir.glob(f".{glob.escape(recording_id)}.{kind}.parquet.*.tmp"):
-            tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -554,6 +256,8 @@ class _Decoder(threading.Thread):
         self._start = np.empty(batch_size, dtype=np.int64)
         self._fill = 0
         self._pending: list[_End] = []
+        #: called (in this thread) before the first window is batched
+        self.on_first_window: Callable[[], None] | None = None
 
     def _put(self, item: Any) -> None:
         while not self.stop.is_set():
@@ -574,6 +278,9 @@ class _Decoder(threading.Thread):
         self._pending = []
 
     def _add(self, rec_idx: int, start: int, samples: np.ndarray) -> None:
+        if self.on_first_window is not None:
+            hook, self.on_first_window = self.on_first_window, None
+            hook()
         self._buf[self._fill] = samples
         self._rec[self._fill] = rec_idx
         self._start[self._fill] = start
@@ -583,7 +290,7 @@ class _Decoder(threading.Thread):
 
     def _decode(self, i: int, rec: Recording) -> None:
         if self.probe:
-            from activepam.detection.inventory import probe_audio
+            from activepam.detection.probe import probe_audio
 
             reason = probe_audio(rec.path).reason
             if reason:
@@ -695,8 +402,8 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     ``out_dir/parts``) under the params-hash; ``quarantine`` rows found earlier (e.g. missing
     paths) are included in the quarantine table. ``on_quarantine(path, reason)`` is called for
     each quarantined file (default: a log warning). ``probe`` checks each file first with
-    :func:`activepam.detection.inventory.probe_audio` (zero-length, header-only, truncated WAV, unreadable
-    tail); default: on for plain paths, off for an inventory (already probed). ``model`` reuses
+    :func:`activepam.detection.probe.probe_audio` (zero-length, header-only, truncated WAV,
+    unreadable tail); default: on for plain paths, off for an inventory (already probed). ``model`` reuses
     a loaded :class:`~activepam.detection.birdnet.BirdNET`. Returns a summary dict.
     """
     t0 = time.perf_counter()
@@ -719,7 +426,7 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
         for q in bad_paths:
             quarantined.append(q)
             report(q["path"], q["reason"])
-    meta = _normalise_metadata(metadata)
+    meta = normalise_metadata(metadata)
     digest = params.digest()
     cache = Path(parts_dir) if parts_dir is not None else out_dir / "parts"
     cache = cache / digest
@@ -730,7 +437,7 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
 
     todo, ready, n_changed = [], [], 0
     for rec in recordings:
-        _remove_stale_tmp(cache, rec.recording_id)
+        remove_stale_tmp(cache, rec.recording_id)
         done = recorded_key(cache, rec.recording_id)
         if rec.key is None:
             try:
@@ -805,6 +512,50 @@ def _recording_week(start_time: Any) -> int:
     return bn.week_48(pd.Timestamp(start_time))
 
 
+class _Loader(threading.Thread):
+    """Build an object in the background; :meth:`result` waits for it (or raises its error)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        super().__init__(name="activepam-model-loader")
+        self._build = build
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        """Start building (once; any thread)."""
+        with self._lock:
+            if self.ident is None:
+                self.start()
+
+    def started(self) -> bool:
+        with self._lock:
+            return self.ident is not None
+
+    def run(self) -> None:
+        try:
+            self._value = self._build()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.begin()
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _submit(model: Any, windows: np.ndarray) -> Future[Any]:
+    """``model.submit(windows)`` (:meth:`activepam.detection.birdnet.BirdNET.submit`), or its
+    ``predict`` run here for models without it."""
+    if hasattr(model, "submit"):
+        return model.submit(windows)
+    future: Future[Any] = Future()
+    future.set_result(model.predict(windows))
+    return future
+
+
 def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: pa.Table,
                threads: int, batch_size: int, progress: bool, quarantined: list[dict],
                report: Callable[[str, str], None], model: bn.BirdNET | None,
@@ -834,6 +585,62 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
     stats: dict[str, Any] = {"processed": 0, "segments_new": 0, "audio_s": 0.0, "nonfinite": {}}
     bar = tqdm(total=len(todo), unit="rec", desc="detect", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
+
+    def on_batch(item: _Batch, conf: np.ndarray, emb: np.ndarray) -> None:
+        for i in np.unique(item.rec_idx):
+            sel = item.rec_idx == i
+            if int(i) not in accs:
+                accs[int(i)] = accumulator(todo[int(i)])
+            acc = accs[int(i)]
+            k = (len(acc.filtered) if sf_.mode == "list"
+                 and len(acc.filtered) <= FULL_VECTOR_MAX else params.top_k)
+            acc.add(item.starts[sel], conf[sel], emb[sel], k)
+
+    def on_end(item: _End) -> None:
+        rec = todo[item.rec_idx]
+        acc = accs.pop(item.rec_idx, None)
+        if item.error is None and acc is not None and acc.n:
+            _write_parts(cache, rec.recording_id, acc.tables(item.duration_s, item.nonfinite),
+                         rec.key)
+            if item.nonfinite:
+                log.warning("%s: %d NaN/inf samples (decoded 48 kHz mono) replaced by 0 "
+                            "(segments column nonfinite_samples)", rec.path, item.nonfinite)
+                stats["nonfinite"][rec.path] = item.nonfinite
+            stats["processed"] += 1
+            stats["segments_new"] += acc.n
+            stats["audio_s"] += item.duration_s
+        else:
+            reason = item.error or "no audio windows"
+            quarantined.append({"path": rec.path, "stage": STAGE, "reason": reason})
+            report(rec.path, reason)
+        bar.update(1)
+        bar.set_postfix(audio_h=f"{stats['audio_s'] / 3600:.2f}", refresh=False)
+
+    # batches run on the model's worker threads (BirdNET.submit) while this thread reduces
+    # finished ones and the decoder reads ahead; results are handled in decoder order
+    pending: deque[tuple[Any, Future[Any] | None]] = deque()
+    running = 0
+
+    def drain(limit: int) -> None:
+        """Handle finished items in order, waiting while more than ``limit`` batches run."""
+        nonlocal running
+        while pending:
+            item, future = pending[0]
+            if future is not None:
+                if running <= limit and not future.done():
+                    return
+                conf, emb = future.result()
+                running -= 1
+                on_batch(item, conf, emb)
+            else:
+                on_end(item)
+            pending.popleft()
+
+    # the model loads while the decoder fills the first batch (from its first window on: a
+    # run whose inputs are all bad never loads it)
+    loader = _Loader(lambda: bn.BirdNET(threads=threads, batch_size=batch_size,
+                                        sensitivity=params.sensitivity)) if model is None else None
+    decoder.on_first_window = loader.begin if loader is not None else None
     decoder.start()
     try:
         while True:
@@ -843,294 +650,22 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
             if isinstance(item, BaseException):
                 raise item
             if isinstance(item, _Batch):
-                if model is None:  # loaded on first use: all-bad inputs never pay for it
-                    model = bn.BirdNET(threads=threads, batch_size=batch_size,
-                                       sensitivity=params.sensitivity)
-                conf, emb = model.predict(item.windows)
-                for i in np.unique(item.rec_idx):
-                    sel = item.rec_idx == i
-                    if int(i) not in accs:
-                        accs[int(i)] = accumulator(todo[int(i)])
-                    acc = accs[int(i)]
-                    k = (len(acc.filtered) if sf_.mode == "list"
-                         and len(acc.filtered) <= FULL_VECTOR_MAX else params.top_k)
-                    acc.add(item.starts[sel], conf[sel], emb[sel], k)
-                continue
-            rec = todo[item.rec_idx]
-            acc = accs.pop(item.rec_idx, None)
-            if item.error is None and acc is not None and acc.n:
-                _write_parts(cache, rec.recording_id, acc.tables(item.duration_s, item.nonfinite),
-                             rec.key)
-                if item.nonfinite:
-                    log.warning("%s: %d NaN/inf samples (decoded 48 kHz mono) replaced by 0 "
-                                "(segments column nonfinite_samples)", rec.path, item.nonfinite)
-                    stats["nonfinite"][rec.path] = item.nonfinite
-                stats["processed"] += 1
-                stats["segments_new"] += acc.n
-                stats["audio_s"] += item.duration_s
+                if model is None:
+                    assert loader is not None  # made whenever no model was passed
+                    model = loader.result()
+                pending.append((item, _submit(model, item.windows)))
+                running += 1
             else:
-                reason = item.error or "no audio windows"
-                quarantined.append({"path": rec.path, "stage": STAGE, "reason": reason})
-                report(rec.path, reason)
-            bar.update(1)
-            bar.set_postfix(audio_h=f"{stats['audio_s'] / 3600:.2f}", refresh=False)
+                pending.append((item, None))
+            drain(int(getattr(model, "threads", 1)) if model is not None else 0)
+        drain(-1)
     finally:
         decoder.stop.set()
         bar.close()
         decoder.join(timeout=10)
+        if loader is not None and loader.started():
+            loader.join()
     if no_location:
         log.warning("species_filter location: %d recordings without lat/lon were scored "
                     "unfiltered", no_location)
     return stats
-
-
-def species_filter_from_config(cfg: dict[str, Any],
-                               label_set: str | os.PathLike[str] | None = None
-                               ) -> SpeciesFilter:
-    """The species filter described by the ``detect`` section of params.yaml.
-
-    ``location`` uses each recording's lat/lon and start-time week (from the inventory).
-    ``label_set`` scores the project's label set (``label_set``: its file, see
-    :func:`activepam.rounds.annotations.label_set_path`). ``auto`` (the default): the label set when
-    its file exists, else ``location`` - so that uncertainty is never computed over species
-    that cannot occur (e.g. out-of-range species near 0.5). Recordings without lat/lon are
-    scored over all species (logged).
-    """
-    mode = str(cfg.get("species_filter", "auto"))
-    if mode == "auto":
-        mode = "label_set" if label_set and Path(label_set).is_file() else "location"
-        log.info("species_filter auto: %s", mode if mode == "location" else
-                 f"label set {label_set}")
-    if mode == "label_set":
-        from activepam.rounds.annotations import read_label_set
-
-        if not label_set or not Path(label_set).is_file():
-            raise DetectError(f"detect.species_filter: label_set, but the label set file "
-                              f"{label_set or '(rounds.label_set)'} does not exist")
-        return SpeciesFilter("list", labels=tuple(read_label_set(label_set)))
-    if mode == "list":
-        return SpeciesFilter("list", species_list=str(cfg.get("species_list") or "") or None)
-    if mode == "location":
-        return SpeciesFilter("location", threshold=float(cfg.get("location_threshold", 0.03)))
-    return SpeciesFilter(mode)
-
-
-def run_shard(inventory: str | os.PathLike[str], shard: str, out_dir: str | os.PathLike[str],
-              parts_dir: str | os.PathLike[str], cfg: dict[str, Any], threads: int = 2,
-              progress: bool = True,
-              label_set: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Detection for the inventory rows of one ``shard`` (Snakemake ``detect_shard``).
-
-    Part files live in ``parts_dir`` (outside the rule's declared outputs) so recordings
-    finished by a killed job survive and are skipped when the job is re-run. The shard's
-    embedding-store files go to ``out_dir/store`` (``detect.embedding_dtype``).
-    """
-    inv = pd.read_parquet(inventory)
-    if "shard" not in inv.columns:
-        raise DetectError(f"{inventory}: inventory lacks the shard column")
-    rows = inv[inv["shard"].astype(str) == str(shard)].reset_index(drop=True)
-    log.info("shard %s: %d of %d inventory recordings", shard, len(rows), len(inv))
-    return detect_files(rows, out_dir, threads=threads, batch_size=int(cfg.get("batch_size", 32)),
-                        overlap_s=float(cfg.get("overlap_s", 0.0)),
-                        sensitivity=float(cfg.get("sensitivity", 1.0)),
-                        top_k=int(cfg.get("top_k", 10)),
-                        species_filter=species_filter_from_config(cfg, label_set),
-                        parts_dir=parts_dir, progress=progress,
-                        embedding_store=Path(out_dir) / "store",
-                        embedding_dtype=str(cfg.get("embedding_dtype", "float32")), shard=shard)
-
-
-# --------------------------------------------------------------------------- gathering
-
-
-def _sql_list(paths: Sequence[Path | str]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-
-
-def _write_query(con: Any, sql: str, schema: pa.Schema, path: Path,
-                 rows_per_batch: int = 65_536) -> int:
-    """Stream a DuckDB query into a Parquet file with exactly ``schema`` (atomic)."""
-    reader = con.sql(sql).to_arrow_reader(rows_per_batch)
-    n = 0
-    with atomic_path(path, STAGE) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in reader:
-                tab = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
-                writer.write_table(tab)
-                n += tab.num_rows
-    return n
-
-
-def _connect() -> Any:
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET preserve_insertion_order = true")
-    return con
-
-
-def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path,
-                 meta: pa.Table | None = None) -> dict[str, int]:
-    """Concatenate the part files of ``recordings`` (sorted by recording_id, then start_s) into
-    ``out_dir/{segments,predictions,embeddings}.parquet``; segments get the metadata columns
-    and ``segment_time`` = start_time + start_s. ``path`` is the recording's current path (a
-    moved file keeps its cached parts)."""
-    recs = sorted(recordings, key=lambda r: r.recording_id)
-    ids = [r.recording_id for r in recs]
-    meta = META_SCHEMA.empty_table() if meta is None else meta
-    counts: dict[str, int] = {}
-    con = _connect()
-    try:
-        con.register("recs", pa.table({"recording_id": pa.array(ids, pa.string()),
-                                       "cur_path": pa.array([r.path for r in recs],
-                                                            pa.string())}))
-        for kind in ("predictions", "embeddings"):
-            target = out_dir / f"{kind}.parquet"
-            if not ids:
-                write_parquet(OUTPUT_SCHEMAS[kind].empty_table(), target, stage=STAGE)
-                counts[kind] = 0
-                continue
-            files = _sql_list([part_path(parts_dir, r, kind) for r in ids])
-            if kind == "predictions":
-                sql = (f"SELECT p.* REPLACE (r.cur_path AS path) FROM read_parquet({files}) p "
-                       "JOIN recs r USING (recording_id) ORDER BY p.recording_id, p.start_s, "
-                       "p.rank")
-            else:
-                sql = f"SELECT * FROM read_parquet({files})"
-            counts[kind] = _write_query(con, sql, OUTPUT_SCHEMAS[kind], target)
-        target = out_dir / "segments.parquet"
-        if not ids:
-            write_parquet(SEGMENTS_SCHEMA.empty_table(), target, stage=STAGE)
-            counts["segments"] = 0
-            return counts
-        con.register("meta", meta)
-        files = _sql_list([part_path(parts_dir, r, "segments") for r in ids])
-        meta_cols = ", ".join(f"m.{c}" for c in META_COLUMNS)
-        sql = (f"SELECT s.* REPLACE (r.cur_path AS path), {meta_cols}, "
-               "m.start_time + to_microseconds("
-               "CAST(round(s.start_s * 1000000) AS BIGINT)) AS segment_time "
-               f"FROM read_parquet({files}) s JOIN recs r USING (recording_id) "
-               "LEFT JOIN meta m USING (recording_id) "
-               "ORDER BY s.recording_id, s.start_s")
-        counts["segments"] = _write_query(con, sql, SEGMENTS_SCHEMA, target)
-    finally:
-        con.close()
-    return counts
-
-
-def merge_outputs(inputs: dict[str, Sequence[str | os.PathLike[str]]],
-                  outputs: dict[str, str | os.PathLike[str]]) -> dict[str, int]:
-    """Concatenate per-shard detection tables (in the given order) with DuckDB.
-
-    ``inputs`` and ``outputs`` are keyed by ``segments``, ``predictions``, ``embeddings`` and
-    ``quarantine`` (CSV files: the inventory's first, then the shards'). Returns row counts.
-    """
-    counts: dict[str, int] = {}
-    con = _connect()
-    try:
-        for kind, schema in OUTPUT_SCHEMAS.items():
-            files = [Path(f) for f in inputs[kind]]
-            for f in files:
-                if not f.is_file():
-                    raise DetectError(f"{f}: shard output missing")
-            if not files:
-                write_parquet(schema.empty_table(), outputs[kind], stage=STAGE)
-                counts[kind] = 0
-                continue
-            counts[kind] = _write_query(con, f"SELECT * FROM read_parquet({_sql_list(files)})",
-                                        schema, Path(outputs[kind]))
-    finally:
-        con.close()
-    frames = [read_quarantine(q) for q in inputs["quarantine"]]
-    quar = (pd.concat(frames, ignore_index=True) if frames
-            else pd.DataFrame(columns=QUARANTINE_COLUMNS))
-    write_csv(quar, outputs["quarantine"], stage=STAGE)
-    counts["quarantine"] = len(quar)
-    return counts
-
-
-def read_quarantine(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A quarantine CSV (path, stage, reason) as strings."""
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    except OSError as exc:
-        raise DetectError(f"{path}: cannot read quarantine table: {exc}") from exc
-    missing = set(QUARANTINE_COLUMNS) - set(df.columns)
-    if missing:
-        raise DetectError(f"{path}: quarantine table lacks column(s) {', '.join(sorted(missing))}")
-    return df[QUARANTINE_COLUMNS]
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def register(subparsers: Any) -> None:
-    """Add ``activepam detect``."""
-    p = subparsers.add_parser(
-        "detect", help="run BirdNET V2.4 on audio files (segments, top-k, embeddings)",
-        description="Run BirdNET V2.4 on audio files or folders (scanned recursively for "
-                    ".wav .flac .mp3 .ogg). Writes segments.parquet, predictions.parquet, "
-                    "embeddings.parquet and quarantine.csv into --out; finished recordings "
-                    "are cached in --out/parts and skipped when the command is re-run.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--threads", type=positive_int, default=2,
-                   help="interpreter threads (default 2)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="windows per model call")
-    p.add_argument("--overlap", type=float_range(0.0, bn.WINDOW_S - 0.1), default=0.0, metavar="S",
-                   help="overlap of consecutive 3 s windows in seconds (default 0)")
-    p.add_argument("--sensitivity", type=float_range(0.5, 1.5), default=1.0,
-                   help="BirdNET sensitivity 0.5-1.5 (higher = more detections)")
-    p.add_argument("--top-k", type=int_range(1, bn.N_SPECIES), default=10,
-                   help="species kept per segment (default 10)")
-    p.add_argument("--species-list", metavar="FILE", help="only score these BirdNET labels")
-    p.add_argument("--lat", type=float_range(-90.0, 90.0),
-                   help="latitude for the location species filter")
-    p.add_argument("--lon", type=float_range(-180.0, 180.0),
-                   help="longitude for the location species filter")
-    p.add_argument("--week", type=int_range(1, 48, also=(-1,)), default=-1,
-                   help="week 1-48 for the location filter (-1 = all year, default)")
-    p.add_argument("--location-threshold", type=float_range(0.0, 1.0), default=0.03,
-                   help="meta-model occurrence threshold (default 0.03)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-
-    def say(path: str, reason: str) -> None:
-        tqdm.write(f"quarantined: {path}: {reason}", file=sys.stderr)
-
-    try:
-        if args.species_list and (args.lat is not None or args.lon is not None):
-            raise DetectError("use --species-list or --lat/--lon, not both")
-        if args.species_list:
-            sfilter = SpeciesFilter("list", species_list=args.species_list)
-            sfilter.indices()  # validate the file before any work
-        elif args.lat is not None or args.lon is not None:
-            sfilter = SpeciesFilter("location", lat=args.lat, lon=args.lon, week=args.week,
-                                    threshold=args.location_threshold)
-            sfilter.indices()
-        else:
-            sfilter = SpeciesFilter()
-        files, missing = find_audio(args.paths)
-        for q in missing:
-            say(q["path"], q["reason"])
-        if not files:
-            print("activepam detect: no audio files (.wav .flac .mp3 .ogg) found", file=sys.stderr)
-            return 1
-        summary = detect_files(files, args.out, threads=args.threads, batch_size=args.batch_size,
-                               overlap_s=args.overlap, sensitivity=args.sensitivity,
-                               top_k=args.top_k, species_filter=sfilter,
-                               progress=not args.no_progress, quarantine=missing,
-                               on_quarantine=say)
-    except (DetectError, bn.BirdNETError, ValueError) as exc:
-        print(f"activepam detect: {exc}", file=sys.stderr)
-        return 2
-    print(f"activepam detect: {summary['n_finished']} recordings, {summary['n_segments']} "
-          f"segments, {summary['n_quarantined']} quarantined -> {args.out}", file=sys.stderr)
-    return 0 if summary["n_finished"] > 0 else 1

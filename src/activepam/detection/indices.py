@@ -44,6 +44,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -318,7 +319,7 @@ def indices_table(df: pd.DataFrame) -> pa.Table:
 def run_indices_shard(inventory_path: str | os.PathLike[str], shard: str,
                       out_path: str | os.PathLike[str],
                       quarantine_path: str | os.PathLike[str], threads: int = 1,
-                      window_s: float = 0.0, **kwargs: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      window_s: float = 0.0, **kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Indices of the recordings of one inventory shard, written atomically."""
     inventory = pd.read_parquet(inventory_path)
     part = inventory[inventory["shard"] == shard].reset_index(drop=True)

@@ -47,8 +47,8 @@ def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10
 
 
 def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """:func:`activepam.core.evaluate.expected_calibration_error` over the known (finite) cells."""
-    from activepam.core.evaluate import expected_calibration_error
+    """:func:`activepam.core.metrics.expected_calibration_error` over the known (finite) cells."""
+    from activepam.core.metrics import expected_calibration_error
 
     y = np.asarray(y, dtype=float).ravel()
     p = np.asarray(p, dtype=float).ravel()
@@ -64,8 +64,8 @@ def reliability_diagram(Y: np.ndarray, P: np.ndarray, species: Sequence[str], ou
     plt = _plt()
     Y = np.asarray(Y, dtype=float)
     P = np.asarray(P, dtype=float)
-    order = np.argsort(-np.nansum(Y, axis=0), kind="stable")[:top]
-    order = [j for j in order if np.nansum(Y[:, j]) > 0]
+    ranked = np.argsort(-np.nansum(Y, axis=0), kind="stable")[:top]
+    order = [j for j in ranked if np.nansum(Y[:, j]) > 0]
     ncol = 4
     nrow = 1 + int(np.ceil(len(order) / ncol))
     fig = plt.figure(figsize=(3.0 * ncol, 2.7 * nrow))
@@ -173,7 +173,7 @@ def project_2d(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
     """2-D coordinates of the rows of ``X``: UMAP when umap-learn is importable, else PCA."""
     X = np.asarray(X, dtype=np.float32)
     try:
-        import umap  # type: ignore[import-not-found]
+        import umap
 
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(X), "UMAP"
     except ImportError:
@@ -188,12 +188,12 @@ def embedding_map(X: np.ndarray, role: Sequence[str], out: str | Path, seed: int
     ``sampled`` (drawn in that order, so the few sampled units stay visible)."""
     plt = _plt()
     xy, method = project_2d(X, seed)
-    role = np.asarray(role)
+    roles = np.asarray(role)
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
     style = {"pool": dict(s=4, c="0.75", alpha=0.5), "labelled": dict(s=10, c="C0"),
              "sampled": dict(s=22, c="C3", marker="x")}
     for name, kw in style.items():
-        m = role == name
+        m = roles == name
         if m.any():
             ax.scatter(xy[m, 0], xy[m, 1], label=f"{name} ({int(m.sum())})", **kw)
     ax.set_xlabel(f"{method} 1")

@@ -185,8 +185,11 @@ def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.P
     The pool is rebuilt with the same strategy (labelled ids, filters, score, strata) from
     ``segments``; the embedding map uses a seeded subsample of ``map_points`` pool units.
     """
-    from activepam.sampling.sample_io import embedding_source
-    from activepam.sampling.engine import load_units, prepare_pool, resolve_strategy, score_label
+    from activepam.sampling.engine import score_label
+    from activepam.sampling.files import load_units
+    from activepam.sampling.pool import prepare_pool
+    from activepam.sampling.sources import embedding_source
+    from activepam.sampling.strategies import resolve_strategy
 
     spec = resolve_strategy(strategy, params)
     sample = pd.read_csv(sample_csv, dtype={"unit_id": str, "recording_id": str})
@@ -197,6 +200,7 @@ def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.P
     frame = pool.frame.assign(score=pool.score)
     strata_name = "+".join(spec["strata"]) if spec["strata"] else "site"
     if spec["strata"]:
+        assert pool.strata is not None  # set by prepare_pool
         pool_strata = pd.Series(pool.strata.as_categorical())
         sample_strata = sample["stratum"]
     else:
@@ -222,7 +226,7 @@ def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.P
 def _embedding_map(frame: pd.DataFrame, pool: Any, sample: pd.DataFrame,
                    embeddings: Any, spec: Mapping[str, Any], out_dir: str,
                    map_points: int, seed: int) -> str:
-    from activepam.sampling.sample_io import embedding_source
+    from activepam.sampling.sources import embedding_source
 
     path = os.path.join(out_dir, "embedding_map.png")
     key = "segment_id" if pool.unit_type == "segment" else "recording_id"

@@ -61,7 +61,7 @@ def learning_curves_figure(
 ) -> Figure:
     """Mean learning curve and 95 % bootstrap band per strategy on the budget axis (listening
     minutes by default), with the full-supervision reference and its interval; with a ``ratio``
-    column (:func:`activepam.simulation.analysis.learning_curves` with a reference) a second panel shows
+    column (:func:`activepam.simulation.summaries.learning_curves` with a reference) a second panel shows
     each curve as % of its replicate's full supervision, uncapped."""
     ratio = "ratio" in curves
     fig = Figure(figsize=(13 if ratio else 8, 5))
@@ -354,8 +354,8 @@ def write_strategy_figures(
     strata: Sequence[str] | None = None,
 ) -> None:
     """Write ``learning_curves``, ``aulc``, ``to_target`` and ``per_stratum`` figures."""
-    from activepam.simulation.analysis import learning_curves
     from activepam.core.io import save_figure
+    from activepam.simulation.summaries import learning_curves
 
     metric, budget = claims["metric"], claims["budget_axis"]
     per_seed = claims.get("full_supervision_per_seed") or None
@@ -394,8 +394,9 @@ def write_stratified_figures(
     jsd_key: str = "site",
 ) -> None:
     """Write ``loso`` (scatter), ``mi`` (bars) and, when given, ``jsd`` (heatmap) figures."""
-    from activepam.simulation.analysis import divergence_summary, loso_correlation
     from activepam.core.io import save_figure
+    from activepam.simulation.claims import divergence_summary
+    from activepam.simulation.stratified import loso_correlation
 
     corr = (summary or {}).get("correlation")
     if corr is None and loso[["dataset", "setting"]].drop_duplicates().shape[0] > 1:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from activepam.rounds.annotations import ExportOptions, label_set_path
+from activepam.core.labels import label_set_path
+from activepam.rounds.export import ExportOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,12 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli_review(args: argparse.Namespace) -> int:
-    from activepam.rounds.annotations import _params_or_empty
+    from activepam.core.config import params_or_empty
     from activepam.review.journal import JournalError
     from activepam.review.server import Round, serve
 
     try:
-        params = _params_or_empty(args.params)
+        params = params_or_empty(args.params)
         rounds = params.get("rounds") or {}
         options = ExportOptions(
             prefill_top=int(rounds.get("prefill_top", ExportOptions.prefill_top)),

@@ -49,8 +49,8 @@ import tornado.ioloop
 import tornado.netutil
 import tornado.web
 
-from activepam.rounds.annotations import (MAX_SPECTROGRAM_S, ExportOptions, read_label_set,
-                                   read_manifest)
+from activepam.core.labels import read_label_set
+from activepam.rounds.export import MAX_SPECTROGRAM_S, ExportOptions, read_manifest
 from activepam.review import journal as jr
 from activepam.review.spectrogram import AXES_RECT, DPI, FIGSIZE, render_png
 

@@ -1,7 +1,7 @@
 """Spectrogram PNGs with axes: time (s, from the clip start) and frequency (kHz).
 
 One renderer for both the exported ``<batch>/<stem>.png`` files
-(:func:`activepam.rounds.annotations.write_spectrogram` calls :func:`write_spectrogram_png`) and the
+(:func:`activepam.rounds.export.write_spectrogram` calls :func:`write_spectrogram_png`) and the
 review page (:func:`render_png`), so what an expert sees in the browser and in the exported
 folder is the same picture: a Hann STFT (50 % overlap) in dB over 0-``max_hz``, low frequencies
 at the bottom, the target window drawn as two cyan lines with a band labelled "target" above the

@@ -169,7 +169,7 @@ ANSWER_OUTPUTS: tuple[str, ...] = ("thresholds.csv", "thresholds.png", "density.
 
 
 def _read_labels_files(files: Sequence[str]) -> pd.DataFrame:
-    from activepam.rounds.annotations import read_labels
+    from activepam.core.labels import read_labels
     from activepam.rounds.train import concat_labels
 
     return concat_labels([read_labels(f) for f in files])
@@ -210,7 +210,7 @@ def write_round_answers(out_dir: str, label_files: Sequence[str], detector_predi
     from activepam.core.io import write_csv
     from activepam.plots import evaluation as E
     from activepam.rounds.rounds import evaluation_matrices
-    from activepam.sampling.sample_io import ParquetEmbeddings
+    from activepam.sampling.sources import ParquetEmbeddings
     from activepam.sampling.verification import plot_density, plot_thresholds
 
     out = Path(out_dir)

@@ -28,7 +28,7 @@ Unsure answers (``present = -1``) are not labels: training masks them, evaluatio
 the strategy option ``reoffer_unsure: true`` a unit whose answers so far are all unsure
 (:func:`unsure_units`) stays in the sampling pool and, when it is sampled again, goes to an
 annotator other than the ones who were unsure (``unsure_by`` column of the sample, honoured by
-:func:`activepam.rounds.annotations.assign_batches`).
+:func:`activepam.rounds.export.assign_batches`).
 """
 
 from __future__ import annotations
@@ -46,10 +46,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from activepam.rounds.annotations import (RAVEN_COLUMNS, UNSURE, ExportOptions, ImportResult,
-                                   export_annotation_set, read_labels, read_manifest,
-                                   read_predictions, round_name, run_import, write_raven_table)
 from activepam.core.io import write_csv, write_json, write_parquet
+from activepam.core.labels import UNSURE, read_labels, round_name
+from activepam.core.presence import call_present
+from activepam.rounds.export import (
+    ExportOptions,
+    export_annotation_set,
+    read_manifest,
+    read_predictions,
+)
+from activepam.rounds.history import run_import
+from activepam.rounds.importing import ImportResult
+from activepam.rounds.tables import RAVEN_COLUMNS, write_raven_table
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +69,6 @@ ROUNDS_DIR = f"{RESULTS}/rounds"
 DETECT_SEGMENTS = f"{RESULTS}/detect/segments.parquet"
 DETECT_PREDICTIONS = f"{RESULTS}/detect/predictions.parquet"
 _ID_RE = re.compile(r"^\d{2}$")
-#: the generator's presence rule (activepam.demo.generate.segment_truth)
-MIN_OVERLAP_S = 0.5
-MIN_CALL_FRACTION = 0.5
 
 
 class RoundsError(ValueError):
@@ -139,6 +144,27 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def waiting_targets(params: Mapping[str, Any], labelled: Mapping[str, bool]) -> list[str]:
+    """``make run`` targets when experts label (``labelled``: "test", "00", ... -> its label
+    file exists): the test set's annotation set until it is labelled; every labelled round's
+    model (and, once the test set is labelled, its metrics, figures and answers); then the
+    annotation set of the first round without labels - and no later round."""
+    from activepam.rounds.answers import ANSWER_OUTPUTS
+
+    test_done = bool(labelled.get("test"))
+    out = [] if test_done else [f"{ROUNDS_DIR}/test/annotation"]
+    for rid in round_plan(params):
+        d = f"{ROUNDS_DIR}/round_{rid}"
+        if not labelled.get(rid):
+            out.append(f"{d}/annotation")
+            break
+        out += [f"{d}/model.json", f"{d}/segments_scored.parquet"]
+        if test_done:
+            out += [f"{d}/metrics.json", *(f"{d}/{fig}.png" for fig in ROUND_FIGURES),
+                    *(f"{d}/{name}" for name in ANSWER_OUTPUTS)]
+    return out
+
+
 def strategy_for(params: Mapping[str, Any], round_id: str) -> str:
     """``rounds.strategy`` (one name for every round, or a list with one name per round)."""
     strat = (params.get("rounds") or {}).get("strategy", "max_entropy")
@@ -188,7 +214,7 @@ def unsure_units(label_files: Sequence[str | Path]) -> dict[str, set[str]]:
 
     A unit qualifies when all its rows in ``label_files`` have ``present`` = -1 (unsure): it is
     not labelled yet, so it may be offered again (strategy option ``reoffer_unsure``; the label
-    import accepts it again, see :func:`activepam.rounds.annotations.previous_label_units`).
+    import accepts it again, see :func:`activepam.rounds.history.previous_label_units`).
     """
     return _only_unsure(_answers(label_files))
 
@@ -216,18 +242,18 @@ def reoffer_unsure(params: Mapping[str, Any] | None, strategy: str) -> bool:
     return bool(resolve_strategy(strategy, params).get("reoffer_unsure", False))
 
 
-def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
+def sample_round(scores: str | Path, strategy: str | Mapping[str, Any], n: int, seed: int,
                  embeddings: str | Path | None, exclude: Sequence[str], out: str | Path,
                  params: Mapping[str, Any] | None = None,
                  reoffer: Mapping[str, set[str]] | None = None,
                  predictions: str | Path | None = None) -> pd.DataFrame:
-    """Run :func:`activepam.sampling.engine.run_sampling` on a score table and write the sample.
+    """Run :func:`activepam.sampling.files.run_sampling` on a score table and write the sample.
 
     ``reoffer`` (unit id -> annotators who were unsure, :func:`unsure_units`) adds a column
     ``unsure_by`` (``;``-joined names, "" for other units) that the export uses to route such a
     unit to another annotator, and notes the re-offer in ``reason``.
     """
-    from activepam.sampling.engine import run_sampling
+    from activepam.sampling.files import run_sampling
 
     result = run_sampling(scores, strategy, n=n, seed=seed, embeddings=embeddings,
                           labelled=list(exclude), params=params, progress=True,
@@ -250,7 +276,8 @@ def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
         if result[col].dtype == object:
             result[col] = result[col].where(result[col].isna(), result[col].astype(str))
     write_parquet(result, out, stage="rounds")
-    log.info("sampled %d units with %s from %s (%d excluded)", len(result), strategy, scores,
+    name = strategy.get("name", "custom") if isinstance(strategy, Mapping) else strategy
+    log.info("sampled %d units with %s from %s (%d excluded)", len(result), name, scores,
              len(exclude))
     return result
 
@@ -258,7 +285,7 @@ def sample_round(scores: str | Path, strategy: str, n: int, seed: int,
 def export_round(sample: pd.DataFrame, predictions: str | Path, out_dir: str | Path,
                  round_id: str, options: ExportOptions, strategy: str = "",
                  label_set: Sequence[str] | None = None) -> pd.DataFrame:
-    """Export a sampled batch (or the test set) for annotation (:mod:`activepam.rounds.annotations`)."""
+    """Export a sampled batch (or the test set) for annotation (:mod:`activepam.rounds.export`)."""
     out_dir = Path(out_dir)
     if out_dir.exists():  # a stale export must not mix with this one
         shutil.rmtree(out_dir)
@@ -300,9 +327,7 @@ class Oracle:
         if ev is None or ev.empty:
             return pd.DataFrame(columns=["species", "onset_s", "offset_s", "low_hz", "high_hz"])
         on, off = ev["onset_s"].to_numpy(float), ev["offset_s"].to_numpy(float)
-        overlap = np.minimum(off, end_s) - np.maximum(on, start_s)
-        need = np.minimum(MIN_OVERLAP_S, MIN_CALL_FRACTION * (off - on))
-        hit = ev[overlap >= need - 1e-9].copy()
+        hit = ev[call_present(on, off, start_s, end_s)].copy()
         hit["onset_s"] = hit["onset_s"].clip(lower=start_s)
         hit["offset_s"] = hit["offset_s"].clip(upper=end_s)
         return hit[["species", "onset_s", "offset_s", "low_hz", "high_hz"]]
@@ -348,10 +373,11 @@ def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Or
         if r["Species"] in present or not str(r["Species"]).strip():
             continue  # replaced by the true box(es) below / placeholder deleted
         rows.append({**r, "Present": 0, "Annotator": annotator, "Notes": "wrong suggestion"})
-    for b in boxes:
-        rows.append({"View": "Spectrogram 1", "Channel": 1, "Begin Time (s)": round(b["begin"], 4),
-                     "End Time (s)": round(b["end"], 4), "Low Freq (Hz)": round(b["low"], 1),
-                     "High Freq (Hz)": round(b["high"], 1), "Species": b["species"],
+    for box in boxes:
+        rows.append({"View": "Spectrogram 1", "Channel": 1,
+                     "Begin Time (s)": round(box["begin"], 4),
+                     "End Time (s)": round(box["end"], 4), "Low Freq (Hz)": round(box["low"], 1),
+                     "High Freq (Hz)": round(box["high"], 1), "Species": box["species"],
                      "Present": 1, "Confidence": "", "Annotator": annotator, "Notes": ""})
     if unsure_rate > 0 and rows:
         rng = rng if rng is not None else _unit_rng(0, str(unit.get("unit_id", "")))
@@ -576,23 +602,10 @@ def write_round_metrics(metrics: Mapping[str, Any], species: pd.DataFrame,
     CSVs. NaN is written as null."""
     strata = metrics.get("strata") or {}
     compact = {**metrics, "strata": {k: {"cv": v.get("cv", {})} for k, v in strata.items()}}
-    write_json(_nan_to_none(compact), metrics_out, stage="evaluate")
-    write_json(_nan_to_none({"round": metrics.get("round"), "strata": strata}), strata_out,
-               stage="evaluate")
+    write_json(compact, metrics_out, stage="evaluate")  # NaN -> null: core.io.jsonable
+    write_json({"round": metrics.get("round"), "strata": strata}, strata_out, stage="evaluate")
     write_csv(species, species_out, stage="evaluate")
     write_csv(confusion, confusion_out, stage="evaluate")
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def history(metrics_files: Sequence[str | Path]) -> pd.DataFrame:

@@ -42,7 +42,7 @@ import hashlib
 import io
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from activepam.rounds.annotations import UNSURE
+from activepam.core.labels import UNSURE
+from activepam.core.embeddings import embedding_matrix
 from activepam.core.io import atomic_path, write_json, write_parquet
 from activepam.core.uncertainty import segment_uncertainty, top_k
 
@@ -98,7 +99,7 @@ def concat_labels(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Label tables of several rounds as one (empty frames allowed)."""
     frames = [f for f in frames if len(f)]
     if not frames:
-        from activepam.rounds.annotations import LABEL_COLUMNS
+        from activepam.core.labels import LABEL_COLUMNS
 
         return pd.DataFrame(columns=list(LABEL_COLUMNS))
     return pd.concat(frames, ignore_index=True)
@@ -272,20 +273,7 @@ def answer_counts(cells: pd.DataFrame, by: str = "species",
 # --------------------------------------------------------------------------- features
 
 
-def embedding_array(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """``[n, d]`` float32 matrix of a (fixed-size) list<float> column."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    n = len(column)
-    if n == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    if flat.size % n:
-        raise TrainError("embeddings: rows have different lengths")
-    return flat.reshape(n, flat.size // n)
-
-
-def read_embeddings(path: str | Path, segment_ids: Sequence[str]) -> np.ndarray:
+def read_embeddings(path: str | Path, segment_ids: Iterable[str]) -> np.ndarray:
     """Embeddings of ``segment_ids`` in that order; raises naming the first missing id."""
     ids = [str(s) for s in segment_ids]
     if not ids:
@@ -297,11 +285,11 @@ def read_embeddings(path: str | Path, segment_ids: Sequence[str]) -> np.ndarray:
     if missing:
         raise TrainError(f"{path}: no embedding for segment {missing[0]!r} "
                          f"({len(missing)} missing)")
-    emb = embedding_array(table.column("embedding"))
+    emb = embedding_matrix(table.column("embedding"), path, TrainError)
     return emb[[got[s] for s in ids]]
 
 
-def birdnet_matrix(predictions: str | Path | pd.DataFrame, segment_ids: Sequence[str],
+def birdnet_matrix(predictions: str | Path | pd.DataFrame, segment_ids: Iterable[str],
                    label_set: Sequence[str]) -> np.ndarray:
     """BirdNET confidence ``[n, n_species]`` of the label set (0 when not in the top-k)."""
     ids = pd.Index([str(s) for s in segment_ids])
@@ -547,7 +535,7 @@ def load_model(path: str | Path) -> RoundModel:
     """
     from joblib import numpy_pickle
 
-    class _ModelUnpickler(numpy_pickle.NumpyUnpickler):  # type: ignore[misc]
+    class _ModelUnpickler(numpy_pickle.NumpyUnpickler):
         def find_class(self, module: str, name: str) -> Any:
             module = LEGACY_MODULES.get(module, module)
             if not _model_global(module, name):
@@ -586,7 +574,7 @@ def score_segments(model: RoundModel, segment_ids: Sequence[str], embeddings: st
             rows = ids.get_indexer(batch.column("segment_id").to_pylist())
             ok = rows >= 0
             if ok.any():
-                X = embedding_array(batch.column("embedding"))[ok]
+                X = embedding_matrix(batch.column("embedding"), error=TrainError)[ok]
                 P[rows[ok]] = model.predict(X, P[rows[ok]])
                 seen[rows[ok]] = True
             bar.update(batch.num_rows)
@@ -638,7 +626,7 @@ def train_round(label_files: Sequence[str | Path], segments: str | Path, embeddi
                 opts: TrainOptions = TrainOptions(), top_k_out: int = 10,
                 round_label: str = "") -> RoundModel:
     """Train on the labels of rounds 0..R, save the model, re-score every segment."""
-    from activepam.rounds.annotations import read_labels
+    from activepam.core.labels import read_labels
 
     labels = concat_labels([read_labels(f) for f in label_files])
     seg = pd.read_parquet(segments)

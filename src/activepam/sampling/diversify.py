@@ -209,8 +209,10 @@ def kmeans_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None 
 
 
 def ward_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None = 0,
-                subsample: int = 2000) -> Picked:
-    """Ward clustering of a seeded subsample, nearest-centroid assignment of the rest."""
+                subsample: float = 2000) -> Picked:
+    """Ward clustering of a seeded subsample (``subsample`` rows, or that fraction of the
+    candidates when < 1: McEwen et al. 2025 cluster 20 %), nearest-centroid assignment of the
+    rest."""
     n = len(x)
     k, trivial = _cluster_count(n, q, k, "ward")
     if trivial is not None:
@@ -218,7 +220,8 @@ def ward_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None = 
     from sklearn.cluster import AgglomerativeClustering
 
     rng = np.random.default_rng(seed)
-    m = max(min(n, int(subsample)), k)
+    size = int(np.ceil(subsample * n - 1e-9)) if subsample < 1 else int(subsample)
+    m = max(min(n, size), k)
     sub = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
     sub_labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x[sub])
     centroids = np.zeros((k, x.shape[1]), dtype=np.float64)

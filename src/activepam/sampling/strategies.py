@@ -12,9 +12,9 @@ A strategy is a mapping (a ``sampling.strategies`` entry in params.yaml, a YAML 
                   event_threshold: 0.5}  # recording units only
     diversify: {method: none | kmeans | ward | farthest_first | species_balanced | typiclust,
                 k: null,
-                candidates: 10, pca: null, normalize: false, subsample: 2000,
+                candidates: 10, pca: null, normalize: false, subsample: 2000,  # or < 1
                 min_per_species: 1, seed_with_labelled: true}
-    strata: [site, diel]                 # keys of activepam.core.strata.STRATUM_KEYS or units columns
+    strata: [site, diel]          # keys of activepam.core.strata.STRATUM_KEYS or units columns
     strata_options: {lat_band_width, lat_band_edges, seasons, twilight_low, twilight_high,
                      diel_resolution_s, confidence_bin_width}
     allocation: equal | proportional | divergence
@@ -39,9 +39,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from activepam.sampling.scores import SCORE_METHODS
 from activepam.core.strata import DEFAULT_OPTIONS, STRATUM_KEYS
 from activepam.core.uncertainty import AGGREGATIONS
+from activepam.sampling.scores import SCORE_METHODS
 
 UNITS = ("segment", "recording")
 DIVERSIFY_METHODS = ("none", "kmeans", "ward", "farthest_first", "species_balanced",
@@ -349,7 +349,9 @@ def validate_strategy(spec: Mapping[str, Any], name: str = "custom") -> None:
     _check_number(name, "diversify.k", div["k"], 1, integer=True)
     _check_number(name, "diversify.candidates", div["candidates"], 0)
     _check_number(name, "diversify.pca", div["pca"], 1, integer=True)
-    _check_number(name, "diversify.subsample", div["subsample"], 2, integer=True, optional=False)
+    sub = div["subsample"]  # Ward's subsample: a count >= 2, or a fraction (0, 1) of candidates
+    if not (isinstance(sub, float) and 0 < sub < 1):
+        _check_number(name, "diversify.subsample", sub, 2, integer=True, optional=False)
     _check_number(name, "diversify.min_per_species", div["min_per_species"], 0, integer=True,
                   optional=False)
     for key in ("normalize", "seed_with_labelled"):

@@ -206,6 +206,7 @@ def species_thresholds(verified: pd.DataFrame, pool: pd.DataFrame,
                             "n_verified": len(grp), "n_correct": int(grp["correct"].sum()),
                             "slope": np.nan, "intercept": np.nan, "note": note})
             continue
+        assert scores is not None  # no note: the group has pool scores
         for row in _group_thresholds(grp, scores, opts, rng):
             out.append({**label, **row, "note": "" if row["reachable"] else
                         "target precision not reached at any score"})

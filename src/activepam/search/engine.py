@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from activepam.core.embeddings import embedding_matrix
 from activepam.core.io import atomic_path, write_csv, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,6 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix, dtype=np.float32)
     norm = np.linalg.norm(m, axis=1, keepdims=True)
     return m / np.where(norm > 0, norm, 1.0)
-
-
-def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    from activepam.rounds.train import embedding_array
-
-    return embedding_array(column)
 
 
 def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
@@ -127,9 +122,9 @@ class Queries:
 
 
 def _embed_audio(path: Path, model: Any | None) -> np.ndarray:
+    from activepam.core.io import read_audio
     from activepam.detection import birdnet as bn
     from activepam.detection.detect import window_starts
-    from activepam.core.io import read_audio
 
     audio, _ = read_audio(path, target_sr=bn.SAMPLE_RATE)
     starts = window_starts(len(audio), bn.WINDOW_SAMPLES)
@@ -166,7 +161,7 @@ def load_queries(examples: Sequence[str], files: Sequence[Path], model: Any | No
                               filters=[("segment_id", "in", sorted(left))])
             ids = t["segment_id"].to_pylist()
             if ids:
-                m = _unit_rows(_matrix(t["embedding"]))
+                m = _unit_rows(embedding_matrix(t["embedding"], f, SearchError))
                 for sid, v in zip(ids, m):
                     vectors[sid] = v
                 left -= set(ids)
@@ -217,7 +212,7 @@ def _scan_file(f: Path, q: Queries, top: _TopN, allowed: pa.Array | None,
                 batch["segment_id"], value_set=pa.array(sorted(q.exclude), pa.string()))))
         if batch.num_rows == 0:
             continue
-        sims = _unit_rows(_matrix(batch["embedding"])) @ q.vectors.T
+        sims = _unit_rows(embedding_matrix(batch["embedding"], error=SearchError)) @ q.vectors.T
         best = sims.argmax(axis=1)
         score = sims[np.arange(sims.shape[0]), best]
         sid = batch["segment_id"].to_pylist()
@@ -311,7 +306,7 @@ def update_index(f: Path, dtype: str = "f16", batch_rows: int = 65536) -> dict[s
             batch = batch.filter(pc.is_in(batch["segment_id"], value_set=need))
             if batch.num_rows == 0:
                 continue
-            m = _unit_rows(_matrix(batch["embedding"]))
+            m = _unit_rows(embedding_matrix(batch["embedding"], error=SearchError))
             if index is None:
                 index = Index(ndim=m.shape[1], metric="cos", dtype=dtype)
             keys = np.arange(next_key, next_key + m.shape[0], dtype=np.uint64)
@@ -459,7 +454,7 @@ def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[st
     ``examples`` (segment ids of ``source`` or audio files); NaN for segments without an
     embedding and for the examples themselves (already known).
 
-    ``source`` is an :class:`activepam.sampling.sample_io.EmbeddingSource`; a Parquet-backed one is
+    ``source`` is an :class:`activepam.core.embeddings.EmbeddingSource`; a Parquet-backed one is
     streamed in record batches (memory bounded by ``batch_rows``)."""
     if not examples:
         raise SearchError("score.examples: method similarity needs examples (segment ids or "
@@ -484,7 +479,7 @@ def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[st
             rows = wanted.get_indexer(batch["segment_id"].to_pylist())
             ok = rows >= 0
             if ok.any():
-                m = _unit_rows(_matrix(batch["embedding"]))[ok]
+                m = _unit_rows(embedding_matrix(batch["embedding"], error=SearchError))[ok]
                 out[rows[ok]] = (m @ q.T).max(axis=1)
     else:
         have = source.available(segment_ids.astype(str), "segment_id")

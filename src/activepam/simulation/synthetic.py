@@ -2,7 +2,7 @@
 
 Regenerating the demo audio and running BirdNET for every species-turnover setting would take
 minutes per setting, so the stratified-generalisation sweep draws embeddings directly from the
-demo generator's community model (:mod:`activepam.demo.generate`), without synthesising audio:
+demo generator's community model (:mod:`activepam.demo`), without synthesising audio:
 
 * sites, recording schedule, device deployments and recordings: ``build_sites``, ``schedule``,
   ``build_deployments``, ``build_recordings`` (same seed -> same layout as the demo);
@@ -12,7 +12,7 @@ demo generator's community model (:mod:`activepam.demo.generate`), without synth
   would synthesise for these parameters;
 * call durations are those of each species' nominal template (the demo jitters them a little)
   and levels follow the demo's distance attenuation; the ground truth per 3 s segment comes
-  from the generator's :func:`activepam.demo.generate.segment_truth`.
+  from the generator's :func:`activepam.demo.truth.segment_truth`.
 
 Embeddings replace BirdNET: each species has a random prototype vector; a segment's embedding
 is the sum of its present species' prototypes, each weighted by how audible its loudest call is
@@ -32,8 +32,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from activepam.demo import generate as gen
-from activepam.simulation.simulate import SimDataset
+from activepam.demo.catalogue import Species
+from activepam.demo.layout import (
+    build_deployments,
+    build_recordings,
+    build_sites,
+    build_species,
+    gradient_span,
+    schedule,
+)
+from activepam.demo.params import child_rng, demo_params
+from activepam.demo.recording import Context, plan_calls
+from activepam.demo.synth import synth_call
+from activepam.demo.truth import SEGMENT_S, segment_starts, segment_truth
+from activepam.simulation.dataset import SimDataset
 
 
 @dataclass(frozen=True)
@@ -58,12 +70,12 @@ class EmbeddingSpec:
         return cls(**{k: v for k, v in (params or {}).items() if k in names})
 
 
-def nominal_calls(species: list[gen.Species], sr: int) -> dict[str, tuple[float, float]]:
+def nominal_calls(species: list[Species], sr: int) -> dict[str, tuple[float, float]]:
     """(duration_s, centre frequency in kHz) of each species' unjittered call template."""
     out = {}
     rng = np.random.default_rng(0)
     for s in species:
-        x, low, high = gen.synth_call(s.spec.call_type, s.shape, rng, sr, jitter=False)
+        x, low, high = synth_call(s.spec.call_type, s.shape, rng, sr, jitter=False)
         out[s.label] = (len(x) / sr, math.sqrt(max(low, 1.0) * max(high, 1.0)) / 1000.0)
     return out
 
@@ -71,21 +83,21 @@ def nominal_calls(species: list[gen.Species], sr: int) -> dict[str, tuple[float,
 def call_events(
     demo: Mapping[str, Any] | None = None,
     **overrides: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[gen.Species], dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Species], dict[str, Any]]:
     """Recordings and call events of the demo community, without audio.
 
     Returns ``(recordings, events, species, params)``; recordings have rel_path, recording_id,
     site, country, habitat, lat, lon, device_id, start_time, duration_s; events have rel_path,
     species, onset_s, offset_s, level_db.
     """
-    p = gen.demo_params(demo, **overrides)
+    p = demo_params(demo, **overrides)
     seed = int(p["seed"])
-    sites = gen.build_sites(p, seed)
-    slots = gen.schedule(p)
-    deployments = gen.build_deployments(sites, [t for _, t in slots], seed)
-    recordings = gen.build_recordings(p, sites, deployments, seed)
-    species = gen.build_species(p, sites, seed)
-    ctx = gen.Context(p, seed, tuple(species), gen.gradient_span(sites), Path("."))
+    sites = build_sites(p, seed)
+    slots = schedule(p)
+    deployments = build_deployments(sites, [t for _, t in slots], seed)
+    recordings = build_recordings(p, sites, deployments, seed)
+    species = build_species(p, sites, seed)
+    ctx = Context(p, seed, tuple(species), gradient_span(sites), Path("."))
     sr = int(p["sample_rate"])
     nominal = nominal_calls(species, sr)
     rec_rows, ev_rows = [], []
@@ -104,8 +116,8 @@ def call_events(
                 "duration_s": rec.duration_s,
             }
         )
-        rng = gen.child_rng(seed, "calls", rec.site.name, rec.start.isoformat())
-        for s, onset, distance in gen.plan_calls(rng, ctx, rec):
+        rng = child_rng(seed, "calls", rec.site.name, rec.start.isoformat())
+        for s, onset, distance in plan_calls(rng, ctx, rec):
             dur, centre_khz = nominal[s.label]
             if onset < 0 or onset + dur > rec.duration_s:  # the demo keeps whole calls only
                 continue
@@ -139,7 +151,7 @@ def synthetic_dataset(
     emb = embedding or EmbeddingSpec()
     recs, events, species, p = call_events(demo, **overrides)
     durations = dict(zip(recs["rel_path"], recs["duration_s"]))
-    truth = gen.segment_truth(events, durations)
+    truth = segment_truth(events, durations)
     rng = np.random.default_rng(emb.seed)
     labels = [s.label for s in species]
     sp_index = {s: i for i, s in enumerate(labels)}
@@ -150,7 +162,7 @@ def synthetic_dataset(
     meta, blocks_x, blocks_y = [], [], []
     truth_by_rec = {k: g for k, g in truth.groupby("rel_path", sort=False)}
     for rec in recs.itertuples(index=False):
-        starts = gen.segment_starts(rec.duration_s)
+        starts = segment_starts(rec.duration_s)
         n_seg = len(starts)
         Y = np.zeros((n_seg, len(labels)), dtype=np.uint8)
         W = np.zeros((n_seg, len(labels)))
@@ -163,7 +175,7 @@ def synthetic_dataset(
                 1.0 + np.exp(-(g["level_db"].to_numpy() - emb.level_ref_db) / emb.level_width_db)
             )
             W[seg_i, sp_i] = audible
-        weather = gen.child_rng(emb.seed, "weather", rec.site, rec.start_time.date().isoformat())
+        weather = child_rng(emb.seed, "weather", rec.site, rec.start_time.date().isoformat())
         site_day = weather.normal(0, 1, emb.dim) * scale * emb.background
         X = (
             W @ protos
@@ -182,7 +194,7 @@ def synthetic_dataset(
                     "recording_id": rec.recording_id,
                     "path": rec.rel_path,
                     "start_s": float(s0),
-                    "end_s": float(min(s0 + gen.SEGMENT_S, rec.duration_s)),
+                    "end_s": float(min(s0 + SEGMENT_S, rec.duration_s)),
                     "recording_duration_s": float(rec.duration_s),
                     "device_id": rec.device_id,
                     "site": rec.site,
