@@ -90,6 +90,7 @@ def test_correlate():
     assert np.isnan(correlate([1, 2], [1, 2])["pearson_r"])
 
 
+@pytest.mark.slow
 def test_leave_one_stratum_out_flags_the_stratum_with_its_own_species():
     ds = tiny_dataset(n_rec_per_site=6, n_seg=5)  # sp3 only at site A
     cfg = SimConfig(pca_dims=0, strata=("site",))
@@ -102,6 +103,7 @@ def test_leave_one_stratum_out_flags_the_stratum_with_its_own_species():
     assert {"ap_in", "ap_out", "f1_in", "jsd_pred", "mean_pairwise_jsd"} <= set(loso.columns)
 
 
+@pytest.mark.slow
 def test_stratified_analysis_tables():
     ds = tiny_dataset(n_rec_per_site=4, n_seg=4)
     cfg = SimConfig(pca_dims=0, strata=("site",))
@@ -221,6 +223,7 @@ def test_write_json_is_nan_free(tmp_path):
         "x": None, "arr": [1.0, None]}
 
 
+@pytest.mark.slow
 def test_figures_render(tmp_path):
     from activepam.plots import simulation as figs
 

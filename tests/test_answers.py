@@ -87,6 +87,7 @@ def demo_truth(tmp_path_factory) -> pd.DataFrame:
     return seg
 
 
+@pytest.mark.slow
 def test_density_covers_the_generators_true_prevalence(demo_truth: pd.DataFrame) -> None:
     """A detector of the demo's commonest species (scores: noisy truth), the verification
     design (20 per score bin and site), the generator as the expert: over 40 seeds the 95 %

@@ -35,6 +35,7 @@ def test_model_files_and_labels() -> None:
     assert "Turdus merula_Eurasian Blackbird" in labels
 
 
+@pytest.mark.slow
 def test_predict_shapes_determinism_and_batching(model: bn.BirdNET, noise: np.ndarray) -> None:
     conf, emb = model.predict(noise)
     assert conf.shape == (3, bn.N_SPECIES) and conf.dtype == np.float32
@@ -143,6 +144,7 @@ def whole_model() -> bn.BirdNET:
     return bn.BirdNET(threads=1, batch_size=8, frontend="model")
 
 
+@pytest.mark.slow
 def test_numpy_frontend_matches_whole_model(model: bn.BirdNET, whole_model: bn.BirdNET) -> None:
     assert model.frontend is not None and whole_model.frontend is None
     rng = np.random.default_rng(15)
@@ -160,6 +162,7 @@ def test_numpy_frontend_matches_whole_model(model: bn.BirdNET, whole_model: bn.B
     np.testing.assert_allclose(emb, want_emb, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_short_last_batch_and_parallel_workers_change_nothing(model: bn.BirdNET) -> None:
     rng = np.random.default_rng(3)
     windows = rng.normal(0, 0.05, (19, bn.WINDOW_SAMPLES)).astype(np.float32)
@@ -176,6 +179,7 @@ def test_short_last_batch_and_parallel_workers_change_nothing(model: bn.BirdNET)
         model.submit(windows[:, :100])
 
 
+@pytest.mark.slow
 def test_split_model_cached_and_self_checked(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(bn.CACHE_ENV, str(tmp_path / "cache"))
@@ -202,6 +206,7 @@ def test_split_model_cached_and_self_checked(tmp_path: Path,
     assert [p.shape for p in parts] == [(2 * fe.frames, n) for *_, n in fe.layers]
 
 
+@pytest.mark.slow
 def test_broken_split_falls_back_to_whole_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(model_path: Path | None = None):  # noqa: ANN202
         raise bn.BirdNETError("not BirdNET V2.4's front end")

@@ -36,6 +36,7 @@ def test_missing_section_is_an_error() -> None:
         validate_params(params)
 
 
+@pytest.mark.slow
 def test_misspelt_section_refused_by_workflow_before_any_job(tmp_path: Path) -> None:
     overlay = tmp_path / "typo.yaml"
     overlay.write_text(yaml.safe_dump({"simulaton": {"seeds": [0]}}))

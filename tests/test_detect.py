@@ -101,6 +101,7 @@ def test_recording_ids_from_paths(tmp_path: Path) -> None:
                for i in ids)
 
 
+@pytest.mark.slow
 def test_outputs_contract_and_topk_sorted(audio_dir: Path, model: bn.BirdNET,
                                           tmp_path: Path) -> None:
     files = sorted(str(p) for p in audio_dir.iterdir())
@@ -130,6 +131,7 @@ def test_outputs_contract_and_topk_sorted(audio_dir: Path, model: bn.BirdNET,
     assert list(emb["segment_id"]) == list(seg["segment_id"])
 
 
+@pytest.mark.slow
 def test_inventory_metadata_and_species_list(audio_dir: Path, model: bn.BirdNET,
                                              tmp_path: Path) -> None:
     labels = bn.load_labels()
@@ -154,6 +156,7 @@ def test_inventory_metadata_and_species_list(audio_dir: Path, model: bn.BirdNET,
     assert set(pred["species"]) <= set(labels[100:120])
 
 
+@pytest.mark.slow
 def test_location_filter_per_recording(audio_dir: Path, model: bn.BirdNET,
                                        tmp_path: Path) -> None:
     inv = pd.DataFrame({"recording_id": ["oslo"], "path": [str(audio_dir / "a.wav")],
@@ -200,6 +203,7 @@ def test_edge_cases_quarantined_not_fatal(realdata: Path, model: bn.BirdNET,
     assert not (set(seg["path"]) & set(quar["path"]))
 
 
+@pytest.mark.slow
 def test_mid_decode_failure_is_quarantined(model: bn.BirdNET, tmp_path: Path,
                                            audio_dir: Path) -> None:
     bad = _bad_files(tmp_path / "bad")
@@ -212,6 +216,7 @@ def test_mid_decode_failure_is_quarantined(model: bn.BirdNET, tmp_path: Path,
     assert set(seg["recording_id"]) == {"a"}  # no partial rows of the cut file
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_and_never_duplicates(audio_dir: Path, model: bn.BirdNET,
                                                     tmp_path: Path) -> None:
     files = sorted(str(p) for p in audio_dir.iterdir())
@@ -242,6 +247,7 @@ def test_resume_skips_finished_and_never_duplicates(audio_dir: Path, model: bn.B
     assert fourth["n_processed"] == 3 and fourth["params_hash"] != first["params_hash"]
 
 
+@pytest.mark.slow
 def test_merge_outputs_concatenates_shards(audio_dir: Path, model: bn.BirdNET,
                                            tmp_path: Path) -> None:
     detect_files([str(audio_dir / "a.wav")], tmp_path / "s0", progress=False, model=model)
@@ -276,6 +282,7 @@ def _cli(argv: list[str]) -> int:
     return int(args.func(args))
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_and_quarantine_lines(audio_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     bad = _bad_files(tmp_path / "bad")

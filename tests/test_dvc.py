@@ -101,6 +101,7 @@ def test_dvc_config_is_local_and_offline(repo: Path) -> None:
 # --------------------------------------------------------------------------- deps by construction
 
 
+@pytest.mark.slow
 def test_every_stage_lists_exactly_the_code_its_rules_run() -> None:
     assert dvc_deps.check(REPO) == {}
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -122,6 +123,7 @@ def test_every_stage_lists_exactly_the_code_its_rules_run() -> None:
     assert "src/activepam/simulation" not in need
 
 
+@pytest.mark.slow
 def test_check_names_stage_and_missing_or_unneeded_dep(tmp_path: Path) -> None:
     for rel in ("src", "scripts", "workflow"):
         shutil.copytree(REPO / rel, tmp_path / rel,
@@ -137,6 +139,7 @@ def test_check_names_stage_and_missing_or_unneeded_dep(tmp_path: Path) -> None:
     assert any("src/activepam/search is code none of its rules" in p for p in problems["demo"])
 
 
+@pytest.mark.slow
 def test_static_scan_finds_every_module_a_script_imports() -> None:
     """Import each rule script's top-level imports in a fresh interpreter: every activepam
     module Python loads is in the scan (the scan may find more: lazy imports it reaches)."""
@@ -199,6 +202,7 @@ def _placeholder_project(work: Path) -> list[str]:
     return sorted(stages)
 
 
+@pytest.mark.slow
 @needs_tools
 def test_editing_a_sampling_module_marks_exactly_the_stages_running_it(tmp_path: Path) -> None:
     names = _placeholder_project(tmp_path)

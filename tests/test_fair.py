@@ -67,6 +67,7 @@ def test_context_defaults_to_the_rounds_export_context():
     assert SimConfig.from_params({"context_s": None}).context_s == 4.0
 
 
+@pytest.mark.slow
 def test_recordings_and_segments_spend_the_same_listening_time_per_round():
     ds = tiny_dataset()
     spent = {}
@@ -82,6 +83,7 @@ def test_recordings_and_segments_spend_the_same_listening_time_per_round():
     assert (seg["n_segments"] == 5 * seg["n_units"]).all()
 
 
+@pytest.mark.slow
 def test_summaries_default_to_the_listening_seconds_axis():
     ds = tiny_dataset()
     runs = pd.concat(
@@ -137,6 +139,7 @@ def test_aulc_integrates_the_same_window_for_every_strategy():
 # --------------------------------------------------------------------------- replicates
 
 
+@pytest.mark.slow
 def test_replicates_vary_the_split_and_the_data():
     ds = tiny_dataset()
     cfg = SimConfig(pca_dims=0, strata=("site",), test_fraction=0.34, data_fraction=0.8)

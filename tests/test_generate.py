@@ -220,6 +220,7 @@ def _site_species(out: Path) -> tuple[set[str], set[str]]:
     return by_site.get(sites[0], set()), by_site.get(sites[-1], set())
 
 
+@pytest.mark.slow
 def test_turnover_knob(tmp_path: Path) -> None:
     params = {**TINY, "dates": ["2025-05-15", "2025-07-10"], "recordings_per_day": 6,
               "duration_s": 6, "mp3_fraction": 0.0, "calls_per_minute": 500}

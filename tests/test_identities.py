@@ -264,6 +264,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["add", "copy", "move", "replace"]),
                          st.integers(0, 99), st.integers(0, 99)), min_size=1, max_size=5)
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=OPS)
 def test_ids_survive_any_add_copy_move_replace(ops: list[tuple[str, int, int]]) -> None:

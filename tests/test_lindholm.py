@@ -217,6 +217,7 @@ def test_registered_in_cli() -> None:
     assert "activepam.simulation.lindholm" in cli.COMMAND_MODULES
 
 
+@pytest.mark.slow
 def test_embedding_reduced_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "lh"
     args = _parser().parse_args(["lindholm", "embedding", "--protocol", str(PROTOCOL),
@@ -280,6 +281,7 @@ def test_embedding_unknown_size(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert "lindholm.embedding.huge" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_audio_tiny_through_birdnet(tmp_path: Path) -> None:
     proto = L.read_protocol(PROTOCOL)
     proto["event_ratio"] = 0.5

@@ -300,6 +300,7 @@ def _check_outputs(out: Path, imported: Path, strategies: list[str], keys: list[
     return summary
 
 
+@pytest.mark.slow
 def test_protocol_end_to_end_on_the_wabad_fixture(tmp_path, capsys):
     from activepam.cli import main
     from activepam.datasets.fixtures import WABAD_SITES, write_wabad
@@ -327,6 +328,7 @@ def test_protocol_end_to_end_on_the_wabad_fixture(tmp_path, capsys):
     assert (out / "per_stratum.csv").read_text() == before
 
 
+@pytest.mark.slow
 def test_protocol_end_to_end_on_the_anuraset_fixture(tmp_path, capsys, monkeypatch):
     from activepam.cli import main
     from activepam.datasets.fixtures import write_anuraset

@@ -125,6 +125,7 @@ def small_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", [NB_DETECTIONS, NB_STRATEGIES], ids=lambda p: p.stem)
 def test_notebook_runs_on_small_outputs(
     notebook: Path, small_results: Path, monkeypatch: pytest.MonkeyPatch

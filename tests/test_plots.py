@@ -104,6 +104,7 @@ def test_empty_segments_still_draw(segments: pd.DataFrame, tmp_path) -> None:
     assert all((tmp_path / n).stat().st_size > 0 for n in ("a.png", "b.png", "c.png"))
 
 
+@pytest.mark.slow
 def test_plot_detection_figures_writes_pngs(segments: pd.DataFrame, tmp_path) -> None:
     paths = [tmp_path / "figures" / n for n in ("site_hour.png", "rank.png", "unc.png")]
     plot_detection_figures(segments, *paths, min_confidence=0.1, top_species=8)

@@ -28,6 +28,7 @@ def test_calibration_bins_and_ece() -> None:
     assert E.ece(y2, p) == pytest.approx(expected_calibration_error(y[100:], p[100:]))
 
 
+@pytest.mark.slow
 def test_figures_are_written(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     species = [f"Genus{i} sp_Bird {i}" for i in range(12)]

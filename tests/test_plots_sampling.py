@@ -28,6 +28,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"dir": tmp, "segments": seg, "embeddings": embp}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["stratified_kmeans_entropy", "topk_entropy_files", "random"])
 def test_plot_sample_figures(files: dict[str, Path], strategy: str) -> None:
     out = files["dir"] / strategy

@@ -270,6 +270,7 @@ def test_spectrogram_has_axes_and_export_uses_it(rnd: Path) -> None:
 # --------------------------------------------------------------------------- server
 
 
+@pytest.mark.slow
 def test_state_and_answers_resume(server: Server, rnd: Path) -> None:
     uids = units_of(rnd)
     status, data = request(server.port, "GET", "/api/state?annotator=ann")
@@ -332,6 +333,7 @@ def escape_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [
     "/files/../manifest.csv", "/files/%2e%2e/%2e%2e/%2e%2e/%2e%2e/secret.txt",
     "/files/..%2f..%2f..%2f..%2fsecret.txt",
@@ -352,6 +354,7 @@ def test_paths_outside_the_round_are_refused(escape_server: Server, path: str) -
     assert b"SECRET" not in data and b"root:" not in data
 
 
+@pytest.mark.slow
 def test_paths_inside_the_round_are_served(escape_server: Server) -> None:
     status, data = request(escape_server.port, "GET", "/files/manifest.csv")
     assert status == 200 and data.startswith(b"unit_id,")
@@ -359,6 +362,7 @@ def test_paths_inside_the_round_are_served(escape_server: Server) -> None:
     assert status == 200 and data[:4] == b"RIFF"
 
 
+@pytest.mark.slow
 def test_token_required_off_loopback(rnd: Path) -> None:
     root = rnd.parents[2]
     cmd = [sys.executable, "-m", "activepam", "review", str(rnd), "--host", "0.0.0.0",
@@ -384,6 +388,7 @@ def test_token_required_off_loopback(rnd: Path) -> None:
         s.stop()
 
 
+@pytest.mark.slow
 def test_kill_mid_answer_keeps_every_acknowledged_answer(rnd: Path) -> None:
     root = rnd.parents[2]
     uids = units_of(rnd)
@@ -431,6 +436,7 @@ def test_kill_mid_answer_keeps_every_acknowledged_answer(rnd: Path) -> None:
         s2.stop()
 
 
+@pytest.mark.slow
 def test_concurrent_annotators_lose_no_rows(rnd: Path) -> None:
     root = rnd.parents[2]
     uids = units_of(rnd)
@@ -476,6 +482,7 @@ def journal_import_available() -> bool:
     return hasattr(core_labels, "UNSURE")
 
 
+@pytest.mark.slow
 def test_journal_round_trip_into_labels_import(server: Server, rnd: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     root = rnd.parents[2]

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "results" / "review_screenshots"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 REQUIRED = os.environ.get("ACTIVEPAM_REQUIRE_BROWSER") == "1"
+pytestmark = pytest.mark.slow  # a real browser (about 20 s)
 HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1280,1000",

@@ -144,6 +144,7 @@ def test_unreadable_parameter_files(tmp_path: Path) -> None:
         load_params(tmp_path / "list.yaml")
 
 
+@pytest.mark.slow
 def test_snakemake_reports_bad_config_before_any_work(tmp_path: Path) -> None:
     """`snakemake --configfile bad.yaml` fails at parse time, names the key, creates nothing."""
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
@@ -279,6 +280,7 @@ def test_unwritable_path_names_path_and_stage(tmp_path: Path, obstacle: str) -> 
     assert tmp_files(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["inventory", "detect"])
 def test_cli_unwritable_output_names_path_and_stage(tmp_path: Path, stage: str) -> None:
     """A stage's command line reports an output it cannot write with the path and the stage

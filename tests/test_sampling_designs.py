@@ -105,6 +105,7 @@ def test_verification_design_draws_every_bin_and_site() -> None:
                n=10, predictions=preds)
 
 
+@pytest.mark.slow
 def test_verification_rounds_cover_true_density(tmp_path: Path) -> None:
     """The sampler's verification design + expert answers (the truth) -> call density per site
     whose 95 % interval covers the true share of windows in >= 90 % of 30 seeds."""

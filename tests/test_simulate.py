@@ -324,6 +324,7 @@ def test_run_simulation_budgets(name):
     assert {"cv_macro_ap", "pielou_macro_f1"} <= set(res.metric)
 
 
+@pytest.mark.slow
 def test_run_is_deterministic_and_seed_set_shared_across_strategies():
     ds = tiny_dataset()
     a = run_simulation(ds, resolve_strategy("topk_entropy_files"), 3, CFG)
@@ -441,6 +442,7 @@ def _planned(proc: subprocess.CompletedProcess) -> set[str]:
     return jobs
 
 
+@pytest.mark.slow
 def test_changing_a_key_reruns_only_the_rules_that_read_it(tmp_path):
     """Each simulate.smk rule takes only its keys (RULE_KEYS): after a real run of the dataset,
     run and full-supervision rules, a key only the divergence rules read changes nothing, a

@@ -28,6 +28,7 @@ def _noise(path: Path, seconds: float = 9.0, seed: int = 0) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_auto_prefers_the_label_set_and_keeps_its_full_vector(tmp_path: Path,
                                                              model: bn.BirdNET) -> None:
     labels = bn.load_labels()
@@ -49,6 +50,7 @@ def test_auto_prefers_the_label_set_and_keeps_its_full_vector(tmp_path: Path,
     assert set(pred["species"]) == set(chosen)
 
 
+@pytest.mark.slow
 def test_auto_without_label_set_filters_by_location(tmp_path: Path) -> None:
     sf_ = species_filter_from_config({"species_filter": "auto"}, tmp_path / "missing.csv")
     assert sf_.mode == "location"

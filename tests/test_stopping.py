@@ -43,6 +43,7 @@ def _decisions(rng: np.random.Generator, flips: float, base: np.ndarray) -> np.n
     return out
 
 
+@pytest.mark.slow
 def test_rule_fires_only_after_the_curve_flattens() -> None:
     """A simulated campaign: the metric follows a learning curve with noise, and the models'
     disagreement on the stop set shrinks with the curve's slope. The rule must say continue
@@ -78,6 +79,7 @@ def test_report_is_json_ready() -> None:
     assert d["kappa_history"] == [1.0, 1.0, 1.0] and d["stabilised"] is True
 
 
+@pytest.mark.slow
 def test_rule_stops_near_the_knee_of_simulated_learning_curves() -> None:
     """The project's simulation (oracle AL on a small separable dataset, where the curve
     flattens within a few rounds): the stopping rule says stop at or after the knee of the

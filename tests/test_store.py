@@ -144,6 +144,7 @@ def test_link_store_and_errors(tmp_path: Path) -> None:
         PartitionedEmbeddings(tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_detect_writes_store_from_parts(tmp_path: Path) -> None:
     """detect_files(embedding_store=...) lays the part files out by device/month (float16)."""
     import soundfile as sf

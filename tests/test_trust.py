@@ -101,6 +101,7 @@ def test_one_split_for_rounds_and_simulation() -> None:
         assert not set(ds.units["recording_id"].iloc[split.pool]) & set(want)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=st.lists(st.lists(st.integers(1, 12), min_size=1, max_size=6), min_size=1,
                        max_size=4),

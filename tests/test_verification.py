@@ -50,6 +50,7 @@ def _population(rng: np.random.Generator, n: int = 20000, a: float = 1.0, b: flo
     return scores, p_true
 
 
+@pytest.mark.slow
 def test_threshold_interval_covers_truth_at_nominal_rate() -> None:
     a_true, b_true = 1.0, 1.5
     covered, reached = 0, 0
@@ -124,6 +125,7 @@ def _density_population(rng: np.random.Generator, n: int = 6000):
                          "score": score, "site": site, "truth": present})
 
 
+@pytest.mark.slow
 def test_density_interval_covers_true_prevalence_over_seeds() -> None:
     cover, total, widths = 0, 0, []
     for seed in range(60):
