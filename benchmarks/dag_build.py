@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["results/detect/segments.parquet", "results/indices/indices.parquet"]
 
 
-def make_project(folder: Path, n: int, shard_hours: float, shard_size: int,
-                 duration_s: float) -> int:
+def make_project(
+    folder: Path, n: int, shard_hours: float, shard_size: int, duration_s: float
+) -> int:
     """A temp project with an ``n``-row inventory; returns the number of shards."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -45,7 +46,8 @@ def make_project(folder: Path, n: int, shard_hours: float, shard_size: int,
     raw = folder / "data" / "raw"
     raw.mkdir(parents=True)
     (raw / "sites.csv").write_text(
-        "device_id,site,country,habitat,lat,lon,deployment_start,deployment_end\n")
+        "device_id,site,country,habitat,lat,lon,deployment_start,deployment_end\n"
+    )
     params["data"] = {**params["data"], "raw_dir": str(raw), "sites_csv": str(raw / "sites.csv")}
     params.setdefault("demo", {})["enabled"] = False
     params["detect"]["shard_hours"] = shard_hours
@@ -53,12 +55,15 @@ def make_project(folder: Path, n: int, shard_hours: float, shard_size: int,
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dev = [f"{i % 100:08x}" for i in range(n)]
     t0 = pd.Timestamp("2025-01-01", tz="UTC")
-    inv = pd.DataFrame({
-        "recording_id": [f"{d}_{i:07d}" for i, d in enumerate(dev)],
-        "path": [f"{raw}/{d}/{i:07d}.flac" for i, d in enumerate(dev)],
-        "device_id": dev,
-        "start_time": [t0 + pd.Timedelta(hours=i // 100) for i in range(n)],
-        "duration_s": float(duration_s)})
+    inv = pd.DataFrame(
+        {
+            "recording_id": [f"{d}_{i:07d}" for i, d in enumerate(dev)],
+            "path": [f"{raw}/{d}/{i:07d}.flac" for i, d in enumerate(dev)],
+            "device_id": dev,
+            "start_time": [t0 + pd.Timedelta(hours=i // 100) for i in range(n)],
+            "duration_s": float(duration_s),
+        }
+    )
     inv["shard"] = assign_shards(n, shard_size, inv["duration_s"].to_numpy(), shard_hours)
     out = folder / "results" / "inventory"
     out.mkdir(parents=True)
@@ -71,8 +76,21 @@ def make_project(folder: Path, n: int, shard_hours: float, shard_size: int,
 def dry_run(folder: Path) -> tuple[float, int, float]:
     """(seconds, jobs, peak RSS MB) of ``snakemake -n`` in ``folder``."""
     snake = Path(sys.executable).with_name("snakemake")
-    cmd = [str(snake), "-n", "--rerun-triggers", "mtime", "--cores", "1", "--quiet", "rules",
-           "-d", str(folder), "-s", str(folder / "Snakefile"), *TARGETS]
+    cmd = [
+        str(snake),
+        "-n",
+        "--rerun-triggers",
+        "mtime",
+        "--cores",
+        "1",
+        "--quiet",
+        "rules",
+        "-d",
+        str(folder),
+        "-s",
+        str(folder / "Snakefile"),
+        *TARGETS,
+    ]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
     seconds = time.perf_counter() - t0
@@ -96,10 +114,20 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.workdir / f"n{n}"
         shards = make_project(folder, n, args.shard_hours, args.shard_size, args.duration_s)
         seconds, jobs, peak = dry_run(folder)
-        print(json.dumps({"recordings": n, "audio_hours": round(n * args.duration_s / 3600),
-                          "shard_hours": args.shard_hours, "shards": shards, "jobs": jobs,
-                          "dag_seconds": round(seconds, 1),
-                          "snakemake_peak_rss_mb": round(peak)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "recordings": n,
+                    "audio_hours": round(n * args.duration_s / 3600),
+                    "shard_hours": args.shard_hours,
+                    "shards": shards,
+                    "jobs": jobs,
+                    "dag_seconds": round(seconds, 1),
+                    "snakemake_peak_rss_mb": round(peak),
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

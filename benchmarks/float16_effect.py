@@ -47,11 +47,20 @@ def roundtrip(x: np.ndarray, ids: list[str], root: Path, dtype: str) -> np.ndarr
     rec = np.array([i.split("@")[0] for i in ids], dtype=object)
     sources = {}
     for r, idx in pd.Series(np.arange(len(ids))).groupby(rec).indices.items():
-        sources[r] = pa.table({"segment_id": [ids[i] for i in idx], "start_s": np.zeros(len(idx)),
-                               "embedding": pa.FixedSizeListArray.from_arrays(
-                                   pa.array(x[idx].ravel()), DIM)})
-    meta = pd.DataFrame({"recording_id": list(sources), "device_id": "d0",
-                         "start_time": pd.Timestamp("2025-05-01", tz="UTC")})
+        sources[r] = pa.table(
+            {
+                "segment_id": [ids[i] for i in idx],
+                "start_s": np.zeros(len(idx)),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x[idx].ravel()), DIM),
+            }
+        )
+    meta = pd.DataFrame(
+        {
+            "recording_id": list(sources),
+            "device_id": "d0",
+            "start_time": pd.Timestamp("2025-05-01", tz="UTC"),
+        }
+    )
     write_store(sources, meta, root, dtype=dtype)
     return PartitionedEmbeddings(root).fetch(ids, "segment_id")
 
@@ -84,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     recalls, max_diff, exact_same = [], 0.0, 0
     for q in queries:
         s32, s16 = u32 @ u32[q], u16 @ u16[q]
-        top32 = np.argsort(-s32, kind="stable")[:args.k]
-        top16 = np.argsort(-s16, kind="stable")[:args.k]
+        top32 = np.argsort(-s32, kind="stable")[: args.k]
+        top16 = np.argsort(-s16, kind="stable")[: args.k]
         recalls.append(len(set(top32) & set(top16)) / args.k)
         exact_same += int(np.array_equal(top32, top16))
         max_diff = max(max_diff, float(np.abs(s32 - s16).max()))
@@ -97,20 +106,31 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in (("float32", x32), ("float16", x16)):
         model = fit_round_model(m[tr], y[tr], species)
         p = model.predict(m[te], np.zeros((len(te), args.species)))
-        aps[name] = float(np.mean([average_precision_score(y[te, j], p[:, j])
-                                   for j in range(args.species)]))
-    print(json.dumps({
-        "rows": args.rows, "k": args.k, "queries": args.queries,
-        "recall_at_k_f16_vs_f32": round(float(np.mean(recalls)), 4),
-        "min_recall_at_k": round(float(np.min(recalls)), 4),
-        "identical_topk_order": exact_same, "max_cosine_diff": round(max_diff, 6),
-        "probe_macro_ap_f32": round(aps["float32"], 4),
-        "probe_macro_ap_f16": round(aps["float16"], 4),
-        "probe_macro_ap_diff": round(aps["float16"] - aps["float32"], 5),
-        "store_bytes_ratio_f16": round(
-            sum(f.stat().st_size for f in (args.workdir / "f16").rglob("*.parquet"))
-            / sum(f.stat().st_size for f in (args.workdir / "f32").rglob("*.parquet")), 3),
-        "seconds": round(time.perf_counter() - t0, 1)}))
+        aps[name] = float(
+            np.mean([average_precision_score(y[te, j], p[:, j]) for j in range(args.species)])
+        )
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "k": args.k,
+                "queries": args.queries,
+                "recall_at_k_f16_vs_f32": round(float(np.mean(recalls)), 4),
+                "min_recall_at_k": round(float(np.min(recalls)), 4),
+                "identical_topk_order": exact_same,
+                "max_cosine_diff": round(max_diff, 6),
+                "probe_macro_ap_f32": round(aps["float32"], 4),
+                "probe_macro_ap_f16": round(aps["float16"], 4),
+                "probe_macro_ap_diff": round(aps["float16"] - aps["float32"], 5),
+                "store_bytes_ratio_f16": round(
+                    sum(f.stat().st_size for f in (args.workdir / "f16").rglob("*.parquet"))
+                    / sum(f.stat().st_size for f in (args.workdir / "f32").rglob("*.parquet")),
+                    3,
+                ),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
     return 0
 
 

@@ -7,7 +7,8 @@ resident memory from ``os.wait4`` (``ru_maxrss``):
 
 * ``inventory``: ``activepam inventory FILE --out DIR`` (header probe, tail check);
 * ``detect``: ``activepam detect FILE --out DIR`` (stream, resample, window, BirdNET, parts);
-* ``indices``: :func:`activepam.detection.indices.compute_indices` (whole-recording indices, which the
+* ``indices``: :func:`activepam.detection.indices.compute_indices` (whole-recording indices, which
+the
   stage computes over windows of at most ``MAX_WINDOW_S``).
 
 Prints ONE JSON document: per stage and length the audio hours, wall seconds, speed (x real
@@ -41,8 +42,9 @@ import soundfile as sf
 STAGES = ("inventory", "detect", "indices")
 
 
-def write_long_flac(path: Path, hours: float, sr: int = 48_000, block_s: float = 60.0,
-                    seed: int = 0) -> float:
+def write_long_flac(
+    path: Path, hours: float, sr: int = 48_000, block_s: float = 60.0, seed: int = 0
+) -> float:
     """Write ``hours`` of mono 16-bit FLAC block by block; returns the duration in seconds."""
     rng = np.random.default_rng(seed)
     total = int(round(hours * 3600 * sr))
@@ -51,15 +53,14 @@ def write_long_flac(path: Path, hours: float, sr: int = 48_000, block_s: float =
     call = (0.3 * np.sin(2 * np.pi * (3000 + 1500 * t) * t) * np.hanning(t.size)).astype(np.float32)
     period = 10 * sr  # one 0.5 s chirp every 10 s
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sf.SoundFile(path, "w", samplerate=sr, channels=1, format="FLAC",
-                      subtype="PCM_16") as f:
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, format="FLAC", subtype="PCM_16") as f:
         written = 0
         while written < total:
             n = min(block, total - written)
             x = (0.002 * rng.standard_normal(n)).astype(np.float32)
             for s in range((-written) % period, n, period):
                 m = min(call.size, n - s)
-                x[s:s + m] += call[:m]
+                x[s : s + m] += call[:m]
             f.write(x)
             written += n
     return total / sr
@@ -82,25 +83,47 @@ def stage_command(stage: str, audio: Path, out: Path, threads: int) -> list[str]
     if stage == "inventory":
         return [py, "-m", "activepam", "inventory", str(audio), "--out", str(out)]
     if stage == "detect":
-        return [py, "-m", "activepam", "detect", str(audio), "--out", str(out),
-                "--threads", str(threads), "--no-progress"]
+        return [
+            py,
+            "-m",
+            "activepam",
+            "detect",
+            str(audio),
+            "--out",
+            str(out),
+            "--threads",
+            str(threads),
+            "--no-progress",
+        ]
     if stage == "indices":
-        code = ("import sys; from activepam.detection.indices import compute_indices; "
-                "df = compute_indices(sys.argv[1]); print(len(df), 'rows')")
+        code = (
+            "import sys; from activepam.detection.indices import compute_indices; "
+            "df = compute_indices(sys.argv[1]); print(len(df), 'rows')"
+        )
         return [py, "-c", code, str(audio)]
     raise ValueError(f"unknown stage {stage!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hours", type=float, nargs="+", default=[0.25, 1.0],
-                        help="recording lengths in hours to compare (default: 0.25 1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--hours",
+        type=float,
+        nargs="+",
+        default=[0.25, 1.0],
+        help="recording lengths in hours to compare (default: 0.25 1)",
+    )
     parser.add_argument("--sample-rate", type=int, default=48_000)
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--threads", type=int, default=2, help="detection threads")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where the long files go (default: a temporary folder, removed)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the long files go (default: a temporary folder, removed)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
 
@@ -112,18 +135,27 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             duration = write_long_flac(audio, hours, args.sample_rate)
             gen_s = time.perf_counter() - t0
-            print(f"wrote {audio} ({duration / 3600:g} h, {audio.stat().st_size / 1e6:.0f} MB) "
-                  f"in {gen_s:.0f} s", file=sys.stderr)
+            print(
+                f"wrote {audio} ({duration / 3600:g} h, {audio.stat().st_size / 1e6:.0f} MB) "
+                f"in {gen_s:.0f} s",
+                file=sys.stderr,
+            )
             for stage in args.stages:
                 out = work / f"out_{stage}_{hours:g}h"
                 shutil.rmtree(out, ignore_errors=True)
                 log_path = work / f"{stage}_{hours:g}h.log"
-                wall, rss, rc = run_measured(stage_command(stage, audio, out, args.threads),
-                                             log_path)
-                row = {"stage": stage, "audio_hours": round(duration / 3600, 3),
-                       "sample_rate": args.sample_rate, "wall_s": round(wall, 1),
-                       "x_realtime": round(duration / wall, 1) if wall else None,
-                       "peak_rss_mb": round(rss, 1), "exit_code": rc}
+                wall, rss, rc = run_measured(
+                    stage_command(stage, audio, out, args.threads), log_path
+                )
+                row = {
+                    "stage": stage,
+                    "audio_hours": round(duration / 3600, 3),
+                    "sample_rate": args.sample_rate,
+                    "wall_s": round(wall, 1),
+                    "x_realtime": round(duration / wall, 1) if wall else None,
+                    "peak_rss_mb": round(rss, 1),
+                    "exit_code": rc,
+                }
                 print(json.dumps(row), file=sys.stderr)
                 if rc != 0:
                     row["log_tail"] = log_path.read_text()[-1500:]
@@ -138,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(rows) >= 2:
             growth[stage] = round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 2)
     hours = sorted(args.hours)
-    doc = {"benchmark": "long_file_memory", "hours": hours,
-           "length_ratio": round(hours[-1] / hours[0], 2) if len(hours) > 1 else 1.0,
-           "rss_growth": growth, "runs": results}
+    doc = {
+        "benchmark": "long_file_memory",
+        "hours": hours,
+        "length_ratio": round(hours[-1] / hours[0], 2) if len(hours) > 1 else 1.0,
+        "rss_growth": growth,
+        "runs": results,
+    }
     text = json.dumps(doc, indent=2)
     print(text)
     if args.out:

@@ -51,14 +51,25 @@ def write_store(root: Path, rows: int, seed: int = 0) -> list[Path]:
         emb = centres[lab] + rng.normal(scale=1.2, size=(n, DIM)).astype(np.float32)
         ids = [f"r{(lo + i) // 20:07d}@{3.0 * ((lo + i) % 20):.1f}" for i in range(n)]
         rec = [i.split("@")[0] for i in ids]
-        table = pa.table({"segment_id": ids, "recording_id": rec,
-                          "start_s": [3.0 * ((lo + i) % 20) for i in range(n)],
-                          "embedding": pa.FixedSizeListArray.from_arrays(
-                              pa.array(emb.ravel()), DIM)})
+        table = pa.table(
+            {
+                "segment_id": ids,
+                "recording_id": rec,
+                "start_s": [3.0 * ((lo + i) % 20) for i in range(n)],
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), DIM),
+            }
+        )
         pq.write_table(table, f, row_group_size=20_000)
-        pq.write_table(pa.table({"segment_id": ids, "recording_id": rec,
-                                 "site": [f"s{(lo + i) % 7}" for i in range(n)]}),
-                       folder / "segments.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "segment_id": ids,
+                    "recording_id": rec,
+                    "site": [f"s{(lo + i) % 7}" for i in range(n)],
+                }
+            ),
+            folder / "segments.parquet",
+        )
     return files
 
 
@@ -82,14 +93,18 @@ def run(size: int, k: int, n_queries: int, workdir: Path) -> dict[str, float]:
         approx = S.index_search(files, q, k)
         t_index += time.perf_counter() - t0
         recalls.append(len(set(exact["segment_id"]) & set(approx["segment_id"])) / k)
-    return {"rows": size, "shards": len(files), "queries": n_queries, "k": k,
-            "recall_at_k": round(float(np.mean(recalls)), 4),
-            "exact_seconds": round(t_exact / n_queries, 3),
-            "index_seconds": round(t_index / n_queries, 4),
-            "speedup": round(t_exact / max(t_index, 1e-9), 1),
-            "index_build_seconds": round(build, 1),
-            "exact_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                       / 1024, 1)}
+    return {
+        "rows": size,
+        "shards": len(files),
+        "queries": n_queries,
+        "k": k,
+        "recall_at_k": round(float(np.mean(recalls)), 4),
+        "exact_seconds": round(t_exact / n_queries, 3),
+        "index_seconds": round(t_index / n_queries, 4),
+        "speedup": round(t_exact / max(t_index, 1e-9), 1),
+        "index_build_seconds": round(build, 1),
+        "exact_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

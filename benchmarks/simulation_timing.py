@@ -1,6 +1,7 @@
 """Timing of the simulation mode on a demo-sized dataset (no audio, no BirdNET needed).
 
-Draws the synthetic stand-in of the default demo (activepam.simulation.synthetic: 256 recordings x 20
+Draws the synthetic stand-in of the default demo (activepam.simulation.synthetic: 256 recordings x
+20
 segments, 1024-d embeddings like BirdNET's), then times one run (one strategy x one seed, as one
 Snakemake job does) per strategy, the full-supervision reference and one stratified analysis
 (one divergence-sweep job). Extrapolates the wall time of the default and the full

@@ -84,8 +84,9 @@ def _resolve(node: ast.ImportFrom, mod: _Module | None) -> str:
     return base
 
 
-def _import_binds(nodes: Iterable[ast.AST],
-                  mod: _Module | None) -> dict[str, tuple[str, str | None]]:
+def _import_binds(
+    nodes: Iterable[ast.AST], mod: _Module | None
+) -> dict[str, tuple[str, str | None]]:
     """Names bound by the imports in ``nodes``: alias -> (module, attr or None)."""
     binds: dict[str, tuple[str, str | None]] = {}
     for scope in nodes:
@@ -170,9 +171,16 @@ class _Reach:
         all of whose code runs)."""
         nodes = list(nodes)
         binds = mod.binds if mod is not None else _import_binds(nodes, None)
-        local_defs = {} if mod is not None else {
-            n.name: n for s in nodes for n in ast.walk(s)
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        local_defs = (
+            {}
+            if mod is not None
+            else {
+                n.name: n
+                for s in nodes
+                for n in ast.walk(s)
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            }
+        )
         for scope in nodes:
             for node in ast.walk(scope):
                 if isinstance(node, ast.Import):
@@ -197,11 +205,17 @@ class _Reach:
                 elif isinstance(node, ast.Name):
                     if mod is not None and node.id in mod.defs:
                         self.reach(mod.name, node.id)
-                    elif node.id in binds and binds[node.id][1] is not None \
-                            and node.id not in local_defs:
+                    elif (
+                        node.id in binds
+                        and binds[node.id][1] is not None
+                        and node.id not in local_defs
+                    ):
                         self.reach(*binds[node.id])  # type: ignore[arg-type]
-                elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                        and _MODULE_STR_RE.match(node.value):
+                elif (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and _MODULE_STR_RE.match(node.value)
+                ):
                     self.reach_all(node.value)
 
 
@@ -221,11 +235,10 @@ def rule_table(repo: Path = REPO) -> dict[str, RuleInfo]:
         text = smk.read_text()
         heads = list(_RULE_RE.finditer(text))
         for i, head in enumerate(heads):
-            body = text[head.end():heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+            body = text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else len(text)]
             m = _SCRIPT_RE.search(body)
             script = (smk.parent / m.group(1)).resolve() if m else None
-            mods = script_modules(script, src) if script is not None and script.is_file() \
-                else set()
+            mods = script_modules(script, src) if script is not None and script.is_file() else set()
             table[head.group(1)] = RuleInfo(head.group(1), smk, script, mods)
     return table
 
@@ -236,7 +249,7 @@ def stage_rules(cmd: str) -> list[str]:
     if "--allowed-rules" not in words:
         return []
     out = []
-    for w in words[words.index("--allowed-rules") + 1:]:
+    for w in words[words.index("--allowed-rules") + 1 :]:
         if w.startswith("-"):
             break
         out.append(w)
@@ -247,8 +260,9 @@ def _rel(path: Path, repo: Path) -> str:
     return path.resolve().relative_to(repo.resolve()).as_posix()
 
 
-def required_deps(rules: Iterable[str], table: dict[str, RuleInfo],
-                  repo: Path = REPO) -> dict[str, set[str]]:
+def required_deps(
+    rules: Iterable[str], table: dict[str, RuleInfo], repo: Path = REPO
+) -> dict[str, set[str]]:
     """Dep path -> the rules needing it, for a stage running ``rules``."""
     need: dict[str, set[str]] = {}
 
@@ -265,8 +279,10 @@ def required_deps(rules: Iterable[str], table: dict[str, RuleInfo],
             add(_rel(info.script, repo), name)
         for mod in info.modules:
             parts = mod.split(".")
-            add("src/activepam/__init__.py" if len(parts) == 1
-                else f"src/activepam/{parts[1]}", name)
+            add(
+                "src/activepam/__init__.py" if len(parts) == 1 else f"src/activepam/{parts[1]}",
+                name,
+            )
     return need
 
 
@@ -292,13 +308,15 @@ def check(repo: Path = REPO) -> dict[str, list[str]]:
             if not any(path == d or path.startswith(d + "/") for d in listed):
                 problems.setdefault(name, []).append(
                     f"dvc.yaml: stage {name}: missing dep {path} (used by rule "
-                    f"{', '.join(sorted(rules))})")
+                    f"{', '.join(sorted(rules))})"
+                )
         # code the stage does not run would mark it changed for nothing
         for dep in listed:
             if dep.startswith(_CODE_DIRS) and dep not in need:
                 problems.setdefault(name, []).append(
                     f"dvc.yaml: stage {name}: dep {dep} is code none of its rules "
-                    f"({', '.join(stage_rules(cmd))}) runs")
+                    f"({', '.join(stage_rules(cmd))}) runs"
+                )
     return problems
 
 

@@ -5,5 +5,12 @@ from activepam.detection.steps import gather_detections
 
 with rule_log(snakemake.log[0]):
     i = snakemake.input
-    gather_detections(i.segments, i.predictions, i.embeddings, i.quarantine, i.store,
-                      i.inventory_quarantine, snakemake.output)
+    gather_detections(
+        i.segments,
+        i.predictions,
+        i.embeddings,
+        i.quarantine,
+        i.store,
+        i.inventory_quarantine,
+        snakemake.output,
+    )

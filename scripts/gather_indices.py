@@ -4,5 +4,9 @@ from activepam.core.logs import rule_log
 from activepam.detection.steps import gather_indices
 
 with rule_log(snakemake.log[0]):
-    gather_indices(snakemake.input.shards, snakemake.input.quarantine,
-                   snakemake.output.indices, snakemake.output.quarantine)
+    gather_indices(
+        snakemake.input.shards,
+        snakemake.input.quarantine,
+        snakemake.output.indices,
+        snakemake.output.quarantine,
+    )

@@ -5,5 +5,10 @@ from activepam.detection.steps import plots_detections
 
 with rule_log(snakemake.log[0]):
     o = snakemake.output
-    plots_detections(snakemake.input.segments, o.site_hour, o.rank_frequency, o.uncertainty,
-                     **dict(snakemake.params.items()))
+    plots_detections(
+        snakemake.input.segments,
+        o.site_hour,
+        o.rank_frequency,
+        o.uncertainty,
+        **dict(snakemake.params.items()),
+    )

@@ -5,5 +5,11 @@ from activepam.simulation.steps import run_to_file
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 with rule_log(smk.log[0], smk.threads):
-    run_to_file(smk.input.dataset, smk.wildcards.strategy, int(smk.wildcards.seed),
-                smk.params.simulation, smk.output.run, sampling_params=smk.params.sampling)
+    run_to_file(
+        smk.input.dataset,
+        smk.wildcards.strategy,
+        int(smk.wildcards.seed),
+        smk.params.simulation,
+        smk.output.run,
+        sampling_params=smk.params.sampling,
+    )

@@ -12,7 +12,12 @@ from activepam.simulation.steps import stratified_step  # noqa: E402
 smk = snakemake  # noqa: F821 - injected by Snakemake
 with rule_log(smk.log[0], smk.threads):
     if smk.params.source == "synthetic":
-        stratified_step(smk.params.simulation, dict(smk.output.items()), demo=smk.params.demo,
-                        turnover=float(smk.wildcards.turnover), demo_seed=int(smk.wildcards.dseed))
+        stratified_step(
+            smk.params.simulation,
+            dict(smk.output.items()),
+            demo=smk.params.demo,
+            turnover=float(smk.wildcards.turnover),
+            demo_seed=int(smk.wildcards.dseed),
+        )
     else:
         stratified_step(smk.params.simulation, dict(smk.output.items()), dataset=smk.input.dataset)

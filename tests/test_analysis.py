@@ -208,9 +208,7 @@ def test_learning_curves_interval():
 
 
 def test_jsonable():
-    out = jsonable(
-        {"a": np.float64("nan"), "b": [np.int64(2), float("inf")], "c": np.bool_(True)}
-    )
+    out = jsonable({"a": np.float64("nan"), "b": [np.int64(2), float("inf")], "c": np.bool_(True)})
     assert out == {"a": None, "b": [2, None], "c": True}
 
 
@@ -220,7 +218,9 @@ def test_write_json_is_nan_free(tmp_path):
 
     path = write_json({"x": float("nan"), "arr": np.array([1.0, np.inf])}, tmp_path / "a.json")
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c)) == {
-        "x": None, "arr": [1.0, None]}
+        "x": None,
+        "arr": [1.0, None],
+    }
 
 
 @pytest.mark.slow
@@ -300,9 +300,7 @@ def test_synthetic_dataset_follows_the_generator_and_turnover():
         d = synthetic_dataset(SMALL_DEMO, spec, turnover=turnover)
         codes, labels = pd.factorize(d.units["site"], sort=True)
         return float(
-            np.nanmean(
-                divergence_to_rest(stratum_label_distributions(codes, len(labels), d.Y))
-            )
+            np.nanmean(divergence_to_rest(stratum_label_distributions(codes, len(labels), d.Y)))
         )
 
     assert mean_jsd(1.0) > mean_jsd(0.0)

@@ -44,7 +44,7 @@ def test_predict_shapes_determinism_and_batching(model: bn.BirdNET, noise: np.nd
     conf2, emb2 = model.predict(noise)
     np.testing.assert_array_equal(conf, conf2)
     np.testing.assert_array_equal(emb, emb2)
-    single = np.concatenate([model.predict(noise[i:i + 1])[0] for i in range(3)])
+    single = np.concatenate([model.predict(noise[i : i + 1])[0] for i in range(3)])
     np.testing.assert_allclose(single, conf, atol=1e-5)  # batch size does not change results
 
 
@@ -92,15 +92,17 @@ def test_location_filter_meta_model() -> None:
 
 
 @pytest.fixture(scope="module")
-def soundscape_runs(realdata: Path, model: bn.BirdNET,
-                    tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+def soundscape_runs(
+    realdata: Path, model: bn.BirdNET, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, pd.DataFrame]:
     """Segments of the FLAC and MP3 soundscape through the full detection code path."""
     folder = realdata / "birdnet_soundscape"
     out = tmp_path_factory.mktemp("golden")
     runs = {}
     for ext in ("flac", "mp3"):
-        summary = detect_files([folder / f"soundscape.{ext}"], out / ext, progress=False,
-                               model=model)
+        summary = detect_files(
+            [folder / f"soundscape.{ext}"], out / ext, progress=False, model=model
+        )
         assert summary["n_quarantined"] == 0
         runs[ext] = pd.read_parquet(out / ext / "segments.parquet")
         runs[ext + "_pred"] = pd.read_parquet(out / ext / "predictions.parquet")
@@ -108,8 +110,9 @@ def soundscape_runs(realdata: Path, model: bn.BirdNET,
 
 
 @pytest.mark.realdata
-def test_golden_flac_matches_birdnet_reference(realdata: Path,
-                                               soundscape_runs: dict[str, pd.DataFrame]) -> None:
+def test_golden_flac_matches_birdnet_reference(
+    realdata: Path, soundscape_runs: dict[str, pd.DataFrame]
+) -> None:
     ref = pd.read_csv(realdata / "birdnet_soundscape" / "reference_predictions_birdnet_v2.4.csv")
     seg = soundscape_runs["flac"].set_index("start_s")
     assert len(seg) == 40  # 120 s / 3 s
@@ -149,12 +152,14 @@ def test_numpy_frontend_matches_whole_model(model: bn.BirdNET, whole_model: bn.B
     assert model.frontend is not None and whole_model.frontend is None
     rng = np.random.default_rng(15)
     t = np.arange(bn.WINDOW_SAMPLES) / bn.SAMPLE_RATE
-    windows = np.stack([
-        rng.normal(0, 0.05, bn.WINDOW_SAMPLES),
-        0.3 * np.sin(2 * np.pi * (3000 + 2000 * np.sin(2 * np.pi * t)) * t),
-        np.zeros(bn.WINDOW_SAMPLES),  # silence: the normalisation divides by eps
-        1e-4 * rng.standard_normal(bn.WINDOW_SAMPLES),
-    ]).astype(np.float32)
+    windows = np.stack(
+        [
+            rng.normal(0, 0.05, bn.WINDOW_SAMPLES),
+            0.3 * np.sin(2 * np.pi * (3000 + 2000 * np.sin(2 * np.pi * t)) * t),
+            np.zeros(bn.WINDOW_SAMPLES),  # silence: the normalisation divides by eps
+            1e-4 * rng.standard_normal(bn.WINDOW_SAMPLES),
+        ]
+    ).astype(np.float32)
     logits, emb = model.predict_logits(windows)
     want_logits, want_emb = whole_model.predict_logits(windows)
     # same operators on the same float32/float64 values: identical in practice
@@ -167,11 +172,11 @@ def test_short_last_batch_and_parallel_workers_change_nothing(model: bn.BirdNET)
     rng = np.random.default_rng(3)
     windows = rng.normal(0, 0.05, (19, bn.WINDOW_SAMPLES)).astype(np.float32)
     conf, emb = model.predict(windows)  # 8 + 8 + a short batch of 3, spread over 2 workers
-    one = [model.predict(windows[i:i + 1]) for i in (0, 9, 18)]
+    one = [model.predict(windows[i : i + 1]) for i in (0, 9, 18)]
     for row, (c, e) in zip((0, 9, 18), one):
         np.testing.assert_array_equal(c[0], conf[row])
         np.testing.assert_array_equal(e[0], emb[row])
-    futures = [model.submit(windows[lo:lo + 8]) for lo in range(0, 19, 8)]
+    futures = [model.submit(windows[lo : lo + 8]) for lo in range(0, 19, 8)]
     got = [f.result() for f in futures]
     np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), conf)
     np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), emb)
@@ -180,8 +185,9 @@ def test_short_last_batch_and_parallel_workers_change_nothing(model: bn.BirdNET)
 
 
 @pytest.mark.slow
-def test_split_model_cached_and_self_checked(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_model_cached_and_self_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(bn.CACHE_ENV, str(tmp_path / "cache"))
     calls = []
     real = bn._split_model
@@ -197,8 +203,9 @@ def test_split_model_cached_and_self_checked(tmp_path: Path,
     assert meta["check_max_logit_diff"] <= bn.SPLIT_TOLERANCE
     again = bn.split_model()
     assert len(calls) == 1 and again[0] == source  # the next start-up reads the cache
-    assert {k: v.tolist() for k, v in again[2].items()} == {k: v.tolist()
-                                                             for k, v in params.items()}
+    assert {k: v.tolist() for k, v in again[2].items()} == {
+        k: v.tolist() for k, v in params.items()
+    }
     source.write_bytes(b"truncated")  # a damaged cache file is rebuilt
     assert bn.split_model()[0] == source and len(calls) == 2
     fe = bn.FrontEnd(params)

@@ -41,8 +41,13 @@ def test_misspelt_section_refused_by_workflow_before_any_job(tmp_path: Path) -> 
     overlay = tmp_path / "typo.yaml"
     overlay.write_text(yaml.safe_dump({"simulaton": {"seeds": [0]}}))
     snakemake = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.run([str(snakemake), "-n", "--cores", "1", "--configfile", str(overlay)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "--configfile", str(overlay)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "simulaton: unknown key (did you mean 'simulation'?)" in out

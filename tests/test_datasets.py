@@ -67,14 +67,18 @@ def test_wabad_import_exact(tmp_path: Path) -> None:
     assert meta["year"].tolist() == [f.split("_")[1][:4] for f in files]
     assert (meta["start_s"] == 0).all() and (meta["end_s"] == 60).all()
     assert (meta["recording_duration_s"] == 60).all()
-    expected_t = [dt.datetime.strptime(f[:-4].split("_", 1)[1], "%Y%m%d_%H%M%S")
-                  .replace(tzinfo=dt.UTC) for f in files]
+    expected_t = [
+        dt.datetime.strptime(f[:-4].split("_", 1)[1], "%Y%m%d_%H%M%S").replace(tzinfo=dt.UTC)
+        for f in files
+    ]
     assert meta["segment_time"].dt.to_pydatetime().tolist() == expected_t
     assert meta["Country"].tolist() == [c for s in splits.values() for c in s["df"]["Country"]]
     # species: the first BirdNET label of each of the preprint's 106 scientific names
     labels = fix["labels"]
-    cols = [next(i for i, lab_ in enumerate(labels) if lab_.split("_")[0] == s)
-            for s in PREPRINT_SPECIES]
+    cols = [
+        next(i for i, lab_ in enumerate(labels) if lab_.split("_")[0] == s)
+        for s in PREPRINT_SPECIES
+    ]
     assert len(PREPRINT_SPECIES) == 106 and species == [labels[c] for c in cols]
     Y = np.concatenate([splits[s]["Y"][:, cols] for s in ("train", "validation", "test")])
     assert Y.sum() > 10 and np.array_equal(_dense(meta, lab, species), Y)
@@ -87,14 +91,17 @@ def test_wabad_import_exact(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "out" / "import.json").read_text())
     assert info["derived_species_not_in_preprint"] == ["Fillerus sp0003"]
     # the custom simulation reads the three tables
-    ds = custom_dataset(*(tmp_path / "out" / f for f in
-                          ("embeddings.parquet", "labels.parquet", "metadata.parquet")))
+    ds = custom_dataset(
+        *(
+            tmp_path / "out" / f
+            for f in ("embeddings.parquet", "labels.parquet", "metadata.parquet")
+        )
+    )
     assert ds.n == 26 and ds.Y.sum() == Y.sum() and "split" in ds.units
 
 
 def test_wabad_derived_species_rule_and_spans(tmp_path: Path) -> None:
-    fix = fx.write_wabad(tmp_path / "W", {"train": 12, "validation": 3, "test": 9},
-                         with_times=True)
+    fix = fx.write_wabad(tmp_path / "W", {"train": 12, "validation": 3, "test": 9}, with_times=True)
     import_wabad(tmp_path / "W", tmp_path / "out", species="derived")
     meta, _, _lab, species = _tables(tmp_path / "out")
     tr, te = fix["splits"]["train"]["Y"], fix["splits"]["test"]["Y"]
@@ -202,28 +209,48 @@ def test_malicious_wabad_pickle_refused_by_import_and_cli(tmp_path: Path, capsys
     df, Y, _S = load_pickle(d / "dataframe_train.pkl")
     with open(d / "dataframe_train.pkl", "wb") as f:
         pickle.dump([df, Y, _System(marker)], f)
-    with pytest.raises(UnsafePickleError, match=r"dataframe_train\.pkl: refused global "
-                                                r"'(posix|nt|os)\.system'"):
+    with pytest.raises(
+        UnsafePickleError,
+        match=r"dataframe_train\.pkl: refused global "
+        r"'(posix|nt|os)\.system'",
+    ):
         import_wabad(tmp_path / "W", tmp_path / "out")
-    rc = cli_main(["datasets", "import", "wabad", str(tmp_path / "W"), "--out",
-                   str(tmp_path / "out")])
+    rc = cli_main(
+        ["datasets", "import", "wabad", str(tmp_path / "W"), "--out", str(tmp_path / "out")]
+    )
     assert rc == 2 and "refused global" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "out" / "metadata.parquet").exists()
 
 
 def _sample_objects() -> list[object]:
-    df = pd.DataFrame({
-        "File": ["AIG_20210101_060000.wav", "BAR_20200202_070000.wav"], "i": [1, 2],
-        "f": [0.5, np.nan], "b": [True, False], "o": np.array(["x", None], dtype=object),
-        "t": pd.to_datetime(["2020-01-01", "2020-02-01"]),
-        "tz": pd.to_datetime(["2020-01-01", "2020-02-01"]).tz_localize("UTC"),
-        "c": pd.Categorical(["u", "v"]), "n": pd.array([1, None], dtype="Int64"),
-        "td": pd.to_timedelta([1, 2], unit="s"),
-    })
-    return [df, df.astype({"File": object}), df["File"], df.set_index("File"),
-            df.set_index(["File", "i"]), pd.Index(["a", "b"]), np.zeros((2, 3), np.float32),
-            np.array(["a", "b"]), np.float64(1.5), [df, np.eye(2), np.ones((2, 4))],
-            {"a": (1, 2), "b": {1, 2}}, pd.Timestamp("2020-01-01")]
+    df = pd.DataFrame(
+        {
+            "File": ["AIG_20210101_060000.wav", "BAR_20200202_070000.wav"],
+            "i": [1, 2],
+            "f": [0.5, np.nan],
+            "b": [True, False],
+            "o": np.array(["x", None], dtype=object),
+            "t": pd.to_datetime(["2020-01-01", "2020-02-01"]),
+            "tz": pd.to_datetime(["2020-01-01", "2020-02-01"]).tz_localize("UTC"),
+            "c": pd.Categorical(["u", "v"]),
+            "n": pd.array([1, None], dtype="Int64"),
+            "td": pd.to_timedelta([1, 2], unit="s"),
+        }
+    )
+    return [
+        df,
+        df.astype({"File": object}),
+        df["File"],
+        df.set_index("File"),
+        df.set_index(["File", "i"]),
+        pd.Index(["a", "b"]),
+        np.zeros((2, 3), np.float32),
+        np.array(["a", "b"]),
+        np.float64(1.5),
+        [df, np.eye(2), np.ones((2, 4))],
+        {"a": (1, 2), "b": {1, 2}},
+        pd.Timestamp("2020-01-01"),
+    ]
 
 
 def test_allowlist_covers_installed_pandas_and_numpy() -> None:
@@ -252,8 +279,9 @@ def test_forged_arrow_offsets_refused() -> None:
         pytest.skip("strings are not Arrow-backed in this pandas")
     data = pickle.dumps(pd.Series(["abcdefgh"]), protocol=5)
     needle, forged = (8).to_bytes(8, "little"), (100000).to_bytes(8, "little")
-    candidates = [data[:i] + forged + data[i + 8:] for i in range(len(data))
-                  if data[i:i + 8] == needle]
+    candidates = [
+        data[:i] + forged + data[i + 8 :] for i in range(len(data)) if data[i : i + 8] == needle
+    ]
     bad = next(b for b in candidates if _std_loads_ok(b))  # the offsets, not a length prefix
     with pytest.raises(Exception, match="out of bounds"):
         pickle.loads(bad).array._pa_array.validate(full=True)
@@ -265,18 +293,22 @@ def test_pickle_from_older_numpy_and_pandas_names() -> None:
     """numpy 1.x / pandas 2.x spell the same globals differently; they map to the installed
     objects (a numpy 1 array pickle written by hand)."""
     legacy = pickle.dumps(np.arange(3.0), protocol=2).replace(
-        b"numpy._core.multiarray", b"numpy.core.multiarray")
+        b"numpy._core.multiarray", b"numpy.core.multiarray"
+    )
     assert b"numpy.core.multiarray" in legacy
     assert np.array_equal(loads(legacy, "legacy"), np.arange(3.0))
     # a DataFrame of object columns (pandas 2 style) with the pandas 2.x class paths
-    df = pd.DataFrame({"File": np.array(["AIG_20210101_060000.wav", "b_2"], dtype=object),
-                       "x": [1.0, 2.0]})
+    df = pd.DataFrame(
+        {"File": np.array(["AIG_20210101_060000.wav", "b_2"], dtype=object), "x": [1.0, 2.0]}
+    )
     df.columns = pd.Index(list(df.columns), dtype=object)
     data = pickle.dumps(df, protocol=2)
-    for new, old in ((b"cpandas.core.frame\nDataFrame\n", b"cpandas\nDataFrame\n"),
-                     (b"cpandas.core.indexes.base\nIndex\n", b"cpandas\nIndex\n"),
-                     (b"cpandas.core.indexes.range\nRangeIndex\n", b"cpandas\nRangeIndex\n"),
-                     (b"numpy.core.multiarray", b"numpy._core.multiarray")):
+    for new, old in (
+        (b"cpandas.core.frame\nDataFrame\n", b"cpandas\nDataFrame\n"),
+        (b"cpandas.core.indexes.base\nIndex\n", b"cpandas\nIndex\n"),
+        (b"cpandas.core.indexes.range\nRangeIndex\n", b"cpandas\nRangeIndex\n"),
+        (b"numpy.core.multiarray", b"numpy._core.multiarray"),
+    ):
         assert old in data
         data = data.replace(old, new)
     assert loads(data, "pandas2").equals(df)
@@ -333,8 +365,9 @@ def test_pt_strided_views_bounds_and_byteorder(tmp_path: Path) -> None:
     with pytest.raises(UnsafePickleError, match="reaches element 20 of a storage of 20"):
         T.load_pt(path)
     big = np.arange(6, dtype=">i8")
-    path.write_bytes(_pt_bytes(_View(T._StorageStub("0", "LongStorage", 6), (6,), 0, (1,)),
-                               big, "big"))
+    path.write_bytes(
+        _pt_bytes(_View(T._StorageStub("0", "LongStorage", 6), (6,), 0, (1,)), big, "big")
+    )
     assert T.load_pt_array(path).tolist() == list(range(6))
 
 
@@ -390,17 +423,26 @@ def test_anuraset_import_exact_and_overlap_cost(tmp_path: Path) -> None:
     meta, emb, lab, species = _tables(tmp_path / "out")
     data = pd.concat([fix["splits"][s]["data"] for s in ("train", "test")], ignore_index=True)
     assert res.splits == {"train": 30, "test": 20} and len(species) == 42
-    assert meta["unit_id"].tolist() == [f"{f}@{t:.1f}" for f, t in zip(data["fname"],
-                                                                        data["min_t"])]
+    assert meta["unit_id"].tolist() == [
+        f"{f}@{t:.1f}" for f, t in zip(data["fname"], data["min_t"])
+    ]
     assert meta["recording_id"].tolist() == data["fname"].tolist()
     assert (meta["end_s"] - meta["start_s"] == 3).all()
     assert meta.groupby("recording_id")["split"].nunique().eq(1).all()
     assert meta["site"].tolist() == data["fname"].str.split("_").str[0].tolist()
     assert meta["site"].nunique() == 4
-    by_date = {d: None if pd.isna(p) else p
-               for d, p in zip(meta["fname"].str.split("_").str[1], meta["period"])}
-    assert by_date == {"20191015": "A", "20200110": "B", "20201120": "C", "20200601": None,
-                       "20191201": "B", "20210105": "C"}
+    by_date = {
+        d: None if pd.isna(p) else p
+        for d, p in zip(meta["fname"].str.split("_").str[1], meta["period"])
+    }
+    assert by_date == {
+        "20191015": "A",
+        "20200110": "B",
+        "20201120": "C",
+        "20200601": None,
+        "20191201": "B",
+        "20210105": "C",
+    }
     first = meta.iloc[1]
     assert first["segment_time"] == pd.Timestamp("2019-10-15 00:00:01", tz="UTC")
     Y = np.concatenate([fix["splits"][s]["Y"] for s in ("train", "test")])
@@ -411,8 +453,12 @@ def test_anuraset_import_exact_and_overlap_cost(tmp_path: Path) -> None:
     rec = meta[meta["recording_id"] == meta["recording_id"].iloc[0]]
     assert union_seconds(rec["recording_id"], rec["start_s"], rec["end_s"]) == 7.0
     assert (rec["end_s"] - rec["start_s"]).sum() == 15.0
-    assert union_seconds(rec["recording_id"], rec["start_s"], rec["end_s"], 4.0,
-                         rec["recording_duration_s"]) == 7.0
+    assert (
+        union_seconds(
+            rec["recording_id"], rec["start_s"], rec["end_s"], 4.0, rec["recording_duration_s"]
+        )
+        == 7.0
+    )
     two = rec.iloc[[0, 4]]
     assert union_seconds(two["recording_id"], two["start_s"], two["end_s"], 1.0) == 8.0
 
@@ -426,8 +472,10 @@ def test_anuraset_order_spans_species_columns_and_npy(tmp_path: Path) -> None:
     m2, _, l2, s2 = _tables(tmp_path / "o2")
     assert m1["unit_id"].tolist() == m2["unit_id"].tolist()
     assert s1 == [f"class_{j:02d}" for j in range(42)] and s2 == fix["species"]
-    assert "order within fname" in r2.info["span"]["train"] and r1.info["span"]["train"] == \
-        "columns min_t/max_t"
+    assert (
+        "order within fname" in r2.info["span"]["train"]
+        and r1.info["span"]["train"] == "columns min_t/max_t"
+    )
     assert np.array_equal(_dense(m1, l1, s1), _dense(m2, l2, s2))
     assert not any(c in m2 for c in fix["species"])  # species columns are labels, not strata
     # .npy instead of .pt; an object .npy is refused (allow_pickle=False)
@@ -436,8 +484,12 @@ def test_anuraset_order_spans_species_columns_and_npy(tmp_path: Path) -> None:
     (folder / "embeddings.pt").unlink()
     np.save(folder / "embeddings.npy", X)
     import_anuraset(tmp_path / "A1", tmp_path / "o3")
-    assert np.array_equal(np.stack(pd.read_parquet(tmp_path / "o3" / "embeddings.parquet")
-                                   ["embedding"].to_numpy())[30:], X)
+    assert np.array_equal(
+        np.stack(pd.read_parquet(tmp_path / "o3" / "embeddings.parquet")["embedding"].to_numpy())[
+            30:
+        ],
+        X,
+    )
     np.save(folder / "embeddings.npy", np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
     with pytest.raises(DatasetError, match="embeddings.npy: .*allow_pickle"):
         import_anuraset(tmp_path / "A1", tmp_path / "o4")
@@ -457,16 +509,18 @@ def test_anuraset_recording_in_two_splits_is_an_error(tmp_path: Path) -> None:
 
 def test_baseal_import_exact(tmp_path: Path, capsys) -> None:
     fix = fx.write_baseal(tmp_path / "B")
-    rc = cli_main(["datasets", "import", "baseal", str(tmp_path / "B"), "--out",
-                   str(tmp_path / "out")])
+    rc = cli_main(
+        ["datasets", "import", "baseal", str(tmp_path / "B"), "--out", str(tmp_path / "out")]
+    )
     assert rc == 0 and "16 units (train 12, test 4)" in capsys.readouterr().out
     meta, emb, lab, species = _tables(tmp_path / "out")
     labels, md = fix["labels"], fix["metadata"]
     assert species == ["dog", "rain", "rooster"]
     assert meta["filename"].tolist() == labels["filename"].tolist()
     assert meta["recording_id"].tolist() == md["original_filepath"].str[:-4].tolist()
-    assert meta["unit_id"].tolist() == [f"{r[:-4]}@{s:.1f}" for r, s in
-                                        zip(md["original_filepath"], md["segment_start"])]
+    assert meta["unit_id"].tolist() == [
+        f"{r[:-4]}@{s:.1f}" for r, s in zip(md["original_filepath"], md["segment_start"])
+    ]
     assert meta["split"].tolist() == np.where(labels["validation"], "test", "train").tolist()
     assert meta["site"].tolist() == md["site"].tolist() and "label" not in meta
     Y = np.array([[int(c in str(v).split(";")) for c in species] for v in labels["label"]])
@@ -504,6 +558,11 @@ def test_union_seconds_equals_brute_force() -> None:
     for ctx in (0.0, 2.0):
         grid = np.arange(0, 60, 0.5) + 0.25
         lo, hi = np.maximum(start - ctx, 0), np.minimum(end + ctx, dur)
-        brute = sum(0.5 * ((grid[None, :] > lo[rec == r, None]) &
-                           (grid[None, :] < hi[rec == r, None])).any(0).sum() for r in "abc")
+        brute = sum(
+            0.5
+            * ((grid[None, :] > lo[rec == r, None]) & (grid[None, :] < hi[rec == r, None]))
+            .any(0)
+            .sum()
+            for r in "abc"
+        )
         assert union_seconds(rec, start, end, ctx, dur) == pytest.approx(brute)

@@ -45,8 +45,9 @@ def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _birdnet_reference_starts(n: int, hop: int, size: int = 144_000,
-                              minsize: int = 48_000) -> list[int]:
+def _birdnet_reference_starts(
+    n: int, hop: int, size: int = 144_000, minsize: int = 48_000
+) -> list[int]:
     """BirdNET-Analyzer's split_signal start positions (re-stated for the test)."""
     last = int((n - size + hop - 1) / hop) * hop
     if last < 0:
@@ -59,8 +60,20 @@ def _birdnet_reference_starts(n: int, hop: int, size: int = 144_000,
 @pytest.mark.parametrize("overlap", [0.0, 1.0, 1.5, 2.9])
 def test_window_starts_match_birdnet(overlap: float) -> None:
     hop = int(48_000 * (3 - overlap))
-    for n in [48_000, 60_000, 143_999, 144_000, 144_001, 191_999, 192_000, 300_000,
-              5_760_000, 5_760_000 + 47_999, 5_760_000 + 48_000, 1_234_567]:
+    for n in [
+        48_000,
+        60_000,
+        143_999,
+        144_000,
+        144_001,
+        191_999,
+        192_000,
+        300_000,
+        5_760_000,
+        5_760_000 + 47_999,
+        5_760_000 + 48_000,
+        1_234_567,
+    ]:
         assert list(window_starts(n, hop)) == _birdnet_reference_starts(n, hop), n
     # shorter than 1 s: no window (BirdNET is inconsistent there; we quarantine instead)
     assert window_starts(47_999, hop).size == 0 and window_starts(0, hop).size == 0
@@ -76,14 +89,14 @@ def test_streaming_windower_equals_direct_split(overlap: float) -> None:
     pos = 0
     while pos < sig.size:
         step = int(rng.integers(1, 200_000))
-        got += [(s, w.copy()) for s, w in win.push(sig[pos:pos + step])]
+        got += [(s, w.copy()) for s, w in win.push(sig[pos : pos + step])]
         pos += step
     got += list(win.finish())
     starts = window_starts(sig.size, hop)
     assert [s for s, _ in got] == list(starts)
     padded = np.concatenate([sig, np.zeros(144_000, np.float32)])
     for s, w in got:
-        np.testing.assert_array_equal(w, padded[s:s + 144_000])
+        np.testing.assert_array_equal(w, padded[s : s + 144_000])
 
 
 def test_recording_ids_from_paths(tmp_path: Path) -> None:
@@ -91,19 +104,25 @@ def test_recording_ids_from_paths(tmp_path: Path) -> None:
     for i, rel in enumerate(["x/rec one.wav", "y/rec one.wav", "z/other.flac"]):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / rel, _tone(1.5, 3000 + 100 * i, i), SR)
-    recs = inputs.recordings_from_paths([str(tmp_path / p) for p in
-                                         ["x/rec one.wav", "y/rec one.wav", "z/other.flac",
-                                          "z/other.flac"]])
+    recs = inputs.recordings_from_paths(
+        [
+            str(tmp_path / p)
+            for p in ["x/rec one.wav", "y/rec one.wav", "z/other.flac", "z/other.flac"]
+        ]
+    )
     ids = [r.recording_id for r in recs]
     assert len(ids) == 3 and len(set(ids)) == 3
     assert ids[0] == "rec_one" and ids[1].startswith("rec_one-") and ids[2] == "other"
-    assert all(set(i) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-               for i in ids)
+    assert all(
+        set(i) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+        for i in ids
+    )
 
 
 @pytest.mark.slow
-def test_outputs_contract_and_topk_sorted(audio_dir: Path, model: bn.BirdNET,
-                                          tmp_path: Path) -> None:
+def test_outputs_contract_and_topk_sorted(
+    audio_dir: Path, model: bn.BirdNET, tmp_path: Path
+) -> None:
     files = sorted(str(p) for p in audio_dir.iterdir())
     summary = detect_files(files, tmp_path, top_k=5, progress=False, model=model)
     assert summary["n_finished"] == 3 and summary["n_quarantined"] == 0
@@ -132,20 +151,31 @@ def test_outputs_contract_and_topk_sorted(audio_dir: Path, model: bn.BirdNET,
 
 
 @pytest.mark.slow
-def test_inventory_metadata_and_species_list(audio_dir: Path, model: bn.BirdNET,
-                                             tmp_path: Path) -> None:
+def test_inventory_metadata_and_species_list(
+    audio_dir: Path, model: bn.BirdNET, tmp_path: Path
+) -> None:
     labels = bn.load_labels()
     species = tmp_path / "species.txt"
     species.write_text("\n".join(labels[100:120]) + "\n")
-    inv = pd.DataFrame({
-        "recording_id": ["dev1_20250515T040000Z", "dev2_x"],
-        "path": [str(audio_dir / "a.wav"), str(audio_dir / "b.flac")],
-        "site": ["S1", "S2"], "lat": [59.9, 40.4], "lon": [10.7, -3.7],
-        "start_time": pd.to_datetime(["2025-05-15T04:00:00Z", None], utc=True),
-        "status": ["ok", "ok"],
-    })
-    detect_files(inv, tmp_path / "out", top_k=3, progress=False, model=model,
-                 species_filter=SpeciesFilter("list", species_list=str(species)))
+    inv = pd.DataFrame(
+        {
+            "recording_id": ["dev1_20250515T040000Z", "dev2_x"],
+            "path": [str(audio_dir / "a.wav"), str(audio_dir / "b.flac")],
+            "site": ["S1", "S2"],
+            "lat": [59.9, 40.4],
+            "lon": [10.7, -3.7],
+            "start_time": pd.to_datetime(["2025-05-15T04:00:00Z", None], utc=True),
+            "status": ["ok", "ok"],
+        }
+    )
+    detect_files(
+        inv,
+        tmp_path / "out",
+        top_k=3,
+        progress=False,
+        model=model,
+        species_filter=SpeciesFilter("list", species_list=str(species)),
+    )
     seg = pd.read_parquet(tmp_path / "out" / "segments.parquet")
     assert list(seg["site"].unique()) == ["S1", "S2"]
     row = seg[seg.segment_id == "dev1_20250515T040000Z@3.0"].iloc[0]
@@ -157,13 +187,24 @@ def test_inventory_metadata_and_species_list(audio_dir: Path, model: bn.BirdNET,
 
 
 @pytest.mark.slow
-def test_location_filter_per_recording(audio_dir: Path, model: bn.BirdNET,
-                                       tmp_path: Path) -> None:
-    inv = pd.DataFrame({"recording_id": ["oslo"], "path": [str(audio_dir / "a.wav")],
-                        "lat": [59.9], "lon": [10.7],
-                        "start_time": pd.to_datetime(["2025-06-01T04:00:00Z"], utc=True)})
-    detect_files(inv, tmp_path, top_k=50, progress=False, model=model,
-                 species_filter=SpeciesFilter("location", threshold=0.03))
+def test_location_filter_per_recording(audio_dir: Path, model: bn.BirdNET, tmp_path: Path) -> None:
+    inv = pd.DataFrame(
+        {
+            "recording_id": ["oslo"],
+            "path": [str(audio_dir / "a.wav")],
+            "lat": [59.9],
+            "lon": [10.7],
+            "start_time": pd.to_datetime(["2025-06-01T04:00:00Z"], utc=True),
+        }
+    )
+    detect_files(
+        inv,
+        tmp_path,
+        top_k=50,
+        progress=False,
+        model=model,
+        species_filter=SpeciesFilter("location", threshold=0.03),
+    )
     pred = pd.read_parquet(tmp_path / "predictions.parquet")
     allowed = {bn.load_labels()[i] for i in bn.species_filter_indices(lat=59.9, lon=10.7, week=21)}
     assert set(pred["species"]) <= allowed
@@ -184,8 +225,9 @@ def _bad_files(folder: Path) -> dict[str, Path]:
 
 
 @pytest.mark.realdata
-def test_edge_cases_quarantined_not_fatal(realdata: Path, model: bn.BirdNET,
-                                          tmp_path: Path) -> None:
+def test_edge_cases_quarantined_not_fatal(
+    realdata: Path, model: bn.BirdNET, tmp_path: Path
+) -> None:
     edge = realdata / "edge_cases"
     bad = _bad_files(tmp_path / "bad")
     files = sorted(str(p) for p in edge.iterdir() if p.suffix in (".wav", ".mp3"))
@@ -194,8 +236,15 @@ def test_edge_cases_quarantined_not_fatal(realdata: Path, model: bn.BirdNET,
     quar = pd.read_csv(tmp_path / "out" / "quarantine.csv")
     assert list(quar.columns) == ["path", "stage", "reason"]
     names = {Path(p).name for p in quar["path"]}
-    assert {"empty_2c.wav", "stereo.wav", "veryshort.wav", "short_no_metadata.wav",
-            "zero.wav", "garbage.mp3", "cut.flac"} <= names
+    assert {
+        "empty_2c.wav",
+        "stereo.wav",
+        "veryshort.wav",
+        "short_no_metadata.wav",
+        "zero.wav",
+        "garbage.mp3",
+        "cut.flac",
+    } <= names
     assert quar["reason"].str.len().gt(0).all() and (quar["stage"] == "detect").all()
     seg = pd.read_parquet(tmp_path / "out" / "segments.parquet")
     assert {"metadata", "audiomoth_gps", "silence_10s"} <= set(seg["recording_id"])
@@ -204,8 +253,9 @@ def test_edge_cases_quarantined_not_fatal(realdata: Path, model: bn.BirdNET,
 
 
 @pytest.mark.slow
-def test_mid_decode_failure_is_quarantined(model: bn.BirdNET, tmp_path: Path,
-                                           audio_dir: Path) -> None:
+def test_mid_decode_failure_is_quarantined(
+    model: bn.BirdNET, tmp_path: Path, audio_dir: Path
+) -> None:
     bad = _bad_files(tmp_path / "bad")
     files = [str(bad["cut"]), str(audio_dir / "a.wav")]
     detect_files(files, tmp_path / "out", progress=False, model=model, probe=False)
@@ -217,8 +267,9 @@ def test_mid_decode_failure_is_quarantined(model: bn.BirdNET, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_resume_skips_finished_and_never_duplicates(audio_dir: Path, model: bn.BirdNET,
-                                                    tmp_path: Path) -> None:
+def test_resume_skips_finished_and_never_duplicates(
+    audio_dir: Path, model: bn.BirdNET, tmp_path: Path
+) -> None:
     files = sorted(str(p) for p in audio_dir.iterdir())
     out = tmp_path / "out"
     first = detect_files(files, out, progress=False, model=model)
@@ -235,8 +286,9 @@ def test_resume_skips_finished_and_never_duplicates(audio_dir: Path, model: bn.B
         after = pd.read_parquet(out / f"{kind}.parquet")
         assert len(after) == len(df), kind
         if kind == "embeddings":
-            np.testing.assert_allclose(np.stack(after["embedding"]), np.stack(df["embedding"]),
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                np.stack(after["embedding"]), np.stack(df["embedding"]), atol=1e-5
+            )
             continue
         pd.testing.assert_frame_equal(after, df, check_exact=False, atol=1e-5)
     assert before["segments"]["segment_id"].is_unique
@@ -248,15 +300,21 @@ def test_resume_skips_finished_and_never_duplicates(audio_dir: Path, model: bn.B
 
 
 @pytest.mark.slow
-def test_merge_outputs_concatenates_shards(audio_dir: Path, model: bn.BirdNET,
-                                           tmp_path: Path) -> None:
+def test_merge_outputs_concatenates_shards(
+    audio_dir: Path, model: bn.BirdNET, tmp_path: Path
+) -> None:
     detect_files([str(audio_dir / "a.wav")], tmp_path / "s0", progress=False, model=model)
-    detect_files([str(audio_dir / "b.flac"), str(tmp_path / "nope.wav")], tmp_path / "s1",
-                 progress=False, model=model)
+    detect_files(
+        [str(audio_dir / "b.flac"), str(tmp_path / "nope.wav")],
+        tmp_path / "s1",
+        progress=False,
+        model=model,
+    )
     detect_files([], tmp_path / "s2", progress=False, model=model)  # an empty shard
     inv_q = tmp_path / "inv_quarantine.csv"
     pd.DataFrame([{"path": "x.wav", "stage": "inventory", "reason": "zero-length file"}]).to_csv(
-        inv_q, index=False)
+        inv_q, index=False
+    )
     shards = [tmp_path / s for s in ("s0", "s1", "s2")]
     inputs = {k: [d / f"{k}.parquet" for d in shards] for k in tables.OUTPUT_SCHEMAS}
     inputs["quarantine"] = [inv_q] + [d / "quarantine.csv" for d in shards]
@@ -283,12 +341,21 @@ def _cli(argv: list[str]) -> int:
 
 
 @pytest.mark.slow
-def test_cli_exit_codes_and_quarantine_lines(audio_dir: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_codes_and_quarantine_lines(
+    audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = _bad_files(tmp_path / "bad")
     (tmp_path / "bad" / "long.flac").unlink()
-    rc = _cli(["detect", str(tmp_path / "bad"), str(tmp_path / "missing.wav"),
-               "--out", str(tmp_path / "o1"), "--no-progress"])
+    rc = _cli(
+        [
+            "detect",
+            str(tmp_path / "bad"),
+            str(tmp_path / "missing.wav"),
+            "--out",
+            str(tmp_path / "o1"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     for p in [*bad.values(), tmp_path / "missing.wav"]:
@@ -298,16 +365,28 @@ def test_cli_exit_codes_and_quarantine_lines(audio_dir: Path, tmp_path: Path,
     mixed = tmp_path / "mixed"
     shutil.copytree(tmp_path / "bad", mixed)
     shutil.copy(audio_dir / "a.wav", mixed / "sub_a.wav")
-    rc = _cli(["detect", str(mixed), "--out", str(tmp_path / "o2"), "--top-k", "2",
-               "--batch-size", "2", "--no-progress"])
+    rc = _cli(
+        [
+            "detect",
+            str(mixed),
+            "--out",
+            str(tmp_path / "o2"),
+            "--top-k",
+            "2",
+            "--batch-size",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert len(pd.read_parquet(tmp_path / "o2" / "segments.parquet")) == 3
     assert len(pd.read_parquet(tmp_path / "o2" / "predictions.parquet")) == 6
 
     bad_list = tmp_path / "list.txt"
     bad_list.write_text("Not a species\n")
-    rc = _cli(["detect", str(mixed), "--out", str(tmp_path / "o3"), "--species-list",
-               str(bad_list)])
+    rc = _cli(
+        ["detect", str(mixed), "--out", str(tmp_path / "o3"), "--species-list", str(bad_list)]
+    )
     assert rc == 2
     assert "list.txt:1: 'Not a species'" in capsys.readouterr().err
 
@@ -326,11 +405,14 @@ def test_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
     for i in range(6):
         sf.write(audio / f"r{i}.wav", _tone(30.0, 2000 + 500 * i, i), SR)
     out = tmp_path / "out"
-    code = ("import sys; from activepam.detection.detect import detect_files; "
-            "detect_files(sorted(sys.argv[1:-1]), sys.argv[-1], batch_size=4, progress=False)")
+    code = (
+        "import sys; from activepam.detection.detect import detect_files; "
+        "detect_files(sorted(sys.argv[1:-1]), sys.argv[-1], batch_size=4, progress=False)"
+    )
     files = sorted(str(p) for p in audio.iterdir())
-    proc = subprocess.Popen([sys.executable, "-c", code, *files, str(out)],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *files, str(out)], stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:

@@ -30,11 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 DVC = BIN / "dvc"
 SMK = BIN / "snakemake"
-ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0",
-       "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-needs_tools = pytest.mark.skipif(not DVC.exists() or shutil.which("git") is None,
-                                 reason="needs git and dvc")
+ENV = {
+    **os.environ,
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
+}
+needs_tools = pytest.mark.skipif(
+    not DVC.exists() or shutil.which("git") is None, reason="needs git and dvc"
+)
 
 
 def _load_dvc_deps() -> Any:
@@ -49,22 +56,45 @@ def _load_dvc_deps() -> Any:
 dvc_deps = _load_dvc_deps()
 
 
-def run(cmd: list[str | Path], cwd: Path, env: dict[str, str] | None = None,
-        ok: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    res = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or ENV, capture_output=True,
-                         text=True, timeout=timeout)
+def run(
+    cmd: list[str | Path],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    ok: bool = True,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if ok:
-        assert res.returncode == 0, \
+        assert res.returncode == 0, (
             f"{' '.join(map(str, cmd))} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res
 
 
 def copy_repo(dest: Path) -> None:
     """Tracked and untracked-not-ignored files of the repository (+ a .venv link)."""
     try:
-        listing = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached",
-                                  "--others", "--exclude-standard"], capture_output=True,
-                                 check=True).stdout
+        listing = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: cannot list the repository's files")
     for rel in filter(None, listing.decode().split("\0")):
@@ -93,8 +123,18 @@ def test_dvc_config_is_local_and_offline(repo: Path) -> None:
     assert "remote = local" in cfg and "url = ../../activepam-dvc-remote" in cfg
     assert "analytics = false" in cfg
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    assert {"demo", "detect", "indices", "figures", "sample", "simulate", "testset",
-            "baseline", "export", "round"} <= set(stages)
+    assert {
+        "demo",
+        "detect",
+        "indices",
+        "figures",
+        "sample",
+        "simulate",
+        "testset",
+        "baseline",
+        "export",
+        "round",
+    } <= set(stages)
     assert stages["round"]["foreach"] == "${rounds.plan}"
 
 
@@ -126,12 +166,16 @@ def test_every_stage_lists_exactly_the_code_its_rules_run() -> None:
 @pytest.mark.slow
 def test_check_names_stage_and_missing_or_unneeded_dep(tmp_path: Path) -> None:
     for rel in ("src", "scripts", "workflow"):
-        shutil.copytree(REPO / rel, tmp_path / rel,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            REPO / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     text = (REPO / "dvc.yaml").read_text()
     broken = text.replace("        - src/activepam/sampling\n", "", 1)  # first: sample@
-    broken = broken.replace("      - src/activepam/demo\n",
-                            "      - src/activepam/demo\n      - src/activepam/search\n", 1)
+    broken = broken.replace(
+        "      - src/activepam/demo\n",
+        "      - src/activepam/demo\n      - src/activepam/search\n",
+        1,
+    )
     (tmp_path / "dvc.yaml").write_text(broken)
     problems = dvc_deps.check(tmp_path)
     assert set(problems) == {"demo", "sample"}
@@ -158,7 +202,8 @@ def test_static_scan_finds_every_module_a_script_imports() -> None:
         "    for m in list(sys.modules):\n"
         "        if m.split('.')[0] == 'activepam':\n"
         "            del sys.modules[m]\n"
-        "print(json.dumps(out))\n")
+        "print(json.dumps(out))\n"
+    )
     env = {**ENV, "PYTHONPATH": str(REPO / "src"), "MPLBACKEND": "Agg"}
     res = run([sys.executable, "-c", probe, *map(str, scripts)], REPO, env=env)
     loaded = json.loads(res.stdout)
@@ -174,8 +219,9 @@ def _placeholder_project(work: Path) -> list[str]:
     for rel in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / rel, work / rel)
     for rel in ("src", "scripts", "workflow"):
-        shutil.copytree(REPO / rel, work / rel,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            REPO / rel, work / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     git_dvc_init(work)
     listing = (
         "import json, sys\nfrom dvc.repo import Repo\n"
@@ -183,7 +229,8 @@ def _placeholder_project(work: Path) -> list[str]:
         "for s in Repo('.').index.stages:\n"
         "    out[s.addressing] = {'deps': [d.def_path for d in s.deps],\n"
         "                         'outs': [o.def_path for o in s.outs]}\n"
-        "print(json.dumps(out))\n")
+        "print(json.dumps(out))\n"
+    )
     stages = json.loads(run([BIN / "python", "-c", listing], work).stdout)
     for spec in stages.values():
         for rel in spec["deps"] + spec["outs"]:
@@ -208,9 +255,12 @@ def test_editing_a_sampling_module_marks_exactly_the_stages_running_it(tmp_path:
     names = _placeholder_project(tmp_path)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     table = dvc_deps.rule_table(REPO)
-    users = {name for name, st in stages.items()
-             if "src/activepam/sampling" in dvc_deps.required_deps(
-                 dvc_deps.stage_rules(st.get("do", st)["cmd"]), table)}
+    users = {
+        name
+        for name, st in stages.items()
+        if "src/activepam/sampling"
+        in dvc_deps.required_deps(dvc_deps.stage_rules(st.get("do", st)["cmd"]), table)
+    }
     expected = {n for n in names if n.split("@")[0] in users}
     with open(tmp_path / "src/activepam/sampling/scores.py", "a") as fh:
         fh.write("# an edit\n")
@@ -262,8 +312,9 @@ def test_run_commit_push_clone_pull_agree(tmp_path: Path) -> None:
     copy_repo(work)
     (work / "params.yaml").write_text(yaml.safe_dump(_small_params(), sort_keys=False))
     for stale in ("dvc.lock", "data/labels", "data/rounds", "results"):
-        shutil.rmtree(work / stale, ignore_errors=True) if (work / stale).is_dir() \
-            else (work / stale).unlink(missing_ok=True)
+        shutil.rmtree(work / stale, ignore_errors=True) if (work / stale).is_dir() else (
+            work / stale
+        ).unlink(missing_ok=True)
     git_dvc_init(work)
     env = {**ENV, "PYTHONPATH": str(work / "src"), "MPLBACKEND": "Agg"}
 
@@ -293,8 +344,7 @@ def test_run_commit_push_clone_pull_agree(tmp_path: Path) -> None:
     res = run(["bash", "scripts/dvc_pull.sh"], deep, env=env, ok=False)
     assert res.returncode == 2
     assert str(tmp_path / "elsewhere" / "activepam-dvc-remote") in res.stderr
-    assert "beside the clone" in res.stderr and "dvc remote modify --local local url" \
-        in res.stderr
+    assert "beside the clone" in res.stderr and "dvc remote modify --local local url" in res.stderr
 
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", "--branch", "round-0", str(work), str(clone)], tmp_path)
@@ -304,13 +354,19 @@ def test_run_commit_push_clone_pull_agree(tmp_path: Path) -> None:
     cenv = {**env, "PYTHONPATH": str(clone / "src")}
     res = run(["bash", "scripts/dvc_pull.sh"], clone, env=cenv)
     assert "marked up to date" in res.stdout
-    tracked = ["data/labels/round_00.csv", "data/labels/test.csv",
-               "results/rounds/round_00/model.joblib", "results/rounds/round_00/model.json",
-               "results/rounds/round_00/metrics.json",
-               "results/rounds/round_00/segments_scored.parquet",
-               "results/rounds/round_00/annotation/manifest.csv",
-               "results/inventory/quarantine.csv", "results/inventory/recording_ids.csv",
-               "results/detect/embeddings.parquet", "results/simulation/claims.json"]
+    tracked = [
+        "data/labels/round_00.csv",
+        "data/labels/test.csv",
+        "results/rounds/round_00/model.joblib",
+        "results/rounds/round_00/model.json",
+        "results/rounds/round_00/metrics.json",
+        "results/rounds/round_00/segments_scored.parquet",
+        "results/rounds/round_00/annotation/manifest.csv",
+        "results/inventory/quarantine.csv",
+        "results/inventory/recording_ids.csv",
+        "results/detect/embeddings.parquet",
+        "results/simulation/claims.json",
+    ]
     for rel in tracked:
         assert (clone / rel).read_bytes() == (work / rel).read_bytes(), rel
     assert dvc_status(clone) == {}

@@ -19,14 +19,20 @@ SP = ["A_a", "B_b", "C_c"]
 def segs(n: int = 60) -> pd.DataFrame:
     sites = np.array(["S1"] * 30 + ["S2"] * 20 + ["S3"] * 10)[:n]
     t0 = pd.Timestamp("2025-06-01T00:00:00Z")
-    return pd.DataFrame({
-        "segment_id": [f"r{i // 10}@{3.0 * (i % 10):.1f}" for i in range(n)],
-        "recording_id": [f"r{i // 10}" for i in range(n)], "path": "x.wav",
-        "start_s": [3.0 * (i % 10) for i in range(n)],
-        "end_s": [3.0 * (i % 10) + 3 for i in range(n)],
-        "site": sites, "habitat": np.where(sites == "S1", "forest", "wetland"),
-        "lat": 50.0, "lon": 5.0,
-        "segment_time": [t0 + pd.Timedelta(hours=3 * i) for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "segment_id": [f"r{i // 10}@{3.0 * (i % 10):.1f}" for i in range(n)],
+            "recording_id": [f"r{i // 10}" for i in range(n)],
+            "path": "x.wav",
+            "start_s": [3.0 * (i % 10) for i in range(n)],
+            "end_s": [3.0 * (i % 10) + 3 for i in range(n)],
+            "site": sites,
+            "habitat": np.where(sites == "S1", "forest", "wetland"),
+            "lat": 50.0,
+            "lon": 5.0,
+            "segment_time": [t0 + pd.Timedelta(hours=3 * i) for i in range(n)],
+        }
+    )
 
 
 def test_choose_test_set_whole_recordings_stratified_and_seeded() -> None:
@@ -106,9 +112,15 @@ def test_strata_metrics_and_species() -> None:
     rng = np.random.default_rng(0)
     Y = (rng.random((40, 3)) < 0.3).astype(float)
     P = np.clip(Y * 0.6 + rng.random((40, 3)) * 0.5, 0, 1)
-    metrics, species = ev.evaluate_scores(Y, P, np.full(3, 0.5), s, SP,
-                                          ["site", "habitat", "season", "diel"],
-                                          train_counts={"A_a": {"n_pos": 4, "kind": "probe"}})
+    metrics, species = ev.evaluate_scores(
+        Y,
+        P,
+        np.full(3, 0.5),
+        s,
+        SP,
+        ["site", "habitat", "season", "diel"],
+        train_counts={"A_a": {"n_pos": 4, "kind": "probe"}},
+    )
     assert set(metrics["strata"]) == {"site", "habitat", "season", "diel"}
     assert set(metrics["strata"]["site"]["levels"]) == {"S1", "S2"}
     assert set(metrics["strata"]["diel"]["levels"]) <= {"night", "dawn", "day", "dusk"}
@@ -126,19 +138,41 @@ def test_confusion_pairs() -> None:
 
 
 def test_round_figures(tmp_path: Path) -> None:
-    hist = pd.DataFrame({"round": ["round_00", "round_01"], "n_labelled_units": [50, 100],
-                         "macro_ap": [0.4, 0.6], "baseline_macro_ap": [0.2, 0.2],
-                         "micro_ap": [0.5, 0.7], "baseline_micro_ap": [0.3, 0.3],
-                         "macro_auroc": [0.8, 0.9], "baseline_macro_auroc": [0.6, 0.6],
-                         "macro_f1": [0.3, 0.5], "baseline_macro_f1": [0.1, 0.1]})
+    hist = pd.DataFrame(
+        {
+            "round": ["round_00", "round_01"],
+            "n_labelled_units": [50, 100],
+            "macro_ap": [0.4, 0.6],
+            "baseline_macro_ap": [0.2, 0.2],
+            "micro_ap": [0.5, 0.7],
+            "baseline_micro_ap": [0.3, 0.3],
+            "macro_auroc": [0.8, 0.9],
+            "baseline_macro_auroc": [0.6, 0.6],
+            "macro_f1": [0.3, 0.5],
+            "baseline_macro_f1": [0.1, 0.1],
+        }
+    )
     lev = {"macro_ap": 0.5, "macro_f1": 0.4, "n_units": 10}
-    metrics = {"round": "round_01", "strata": {
-        "site": {"levels": {"S1": lev, "S2": {**lev, "macro_ap": None}},
-                 "cv": {"macro_ap": 0.1, "macro_f1": None}}}}
+    metrics = {
+        "round": "round_01",
+        "strata": {
+            "site": {
+                "levels": {"S1": lev, "S2": {**lev, "macro_ap": None}},
+                "cv": {"macro_ap": 0.1, "macro_f1": None},
+            }
+        },
+    }
     conf = pd.DataFrame({"true": ["A_a", "A_a"], "predicted": ["B_b", "C_c"], "count": [3, 1]})
     out = [tmp_path / f"{n}.png" for n in ("curve", "strata", "confusion", "species")]
-    species = pd.DataFrame({"species": SP, "ap": [0.9, 0.3, np.nan], "train_positives": [12, 0, 0],
-                            "test_positives": [3, 1, 0], "model": ["probe", "birdnet", "birdnet"]})
+    species = pd.DataFrame(
+        {
+            "species": SP,
+            "ap": [0.9, 0.3, np.nan],
+            "train_positives": [12, 0, 0],
+            "test_positives": [3, 1, 0],
+            "model": ["probe", "birdnet", "birdnet"],
+        }
+    )
     pr.plot_round_figures(hist, metrics, conf, *out[:3], species=species, species_out=out[3])
     assert all(p.stat().st_size > 2000 for p in out)
     empty = pr.confusion_figure(conf.iloc[:0])

@@ -120,16 +120,28 @@ def test_aulc_integrates_the_same_window_for_every_strategy():
         for r in range(n_rounds):
             rows.append(
                 {
-                    "strategy": strategy, "unit": "segment", "seed": 0, "round": r,
+                    "strategy": strategy,
+                    "unit": "segment",
+                    "seed": 0,
+                    "round": r,
                     **{c: float(r + 1) for c in BUDGET_COLS},
                     "audio_seconds": 60.0 * (r + 1),
-                    "stratum": "all", "stratum_value": "all", "metric": "macro_ap",
+                    "stratum": "all",
+                    "stratum_value": "all",
+                    "metric": "macro_ap",
                     "value": 0.1 * (r + 1),
                 }
             )
     res = pd.DataFrame(rows)
-    full = pd.DataFrame({"seed": [0], "stratum": ["all"], "stratum_value": ["all"],
-                         "metric": ["macro_ap"], "value": [0.5]})
+    full = pd.DataFrame(
+        {
+            "seed": [0],
+            "stratum": ["all"],
+            "stratum_value": ["all"],
+            "metric": ["macro_ap"],
+            "value": [0.5],
+        }
+    )
     per_run, _, claims = summarise(res, full, {})
     assert claims["window"] == [60.0, 180.0]
     a = per_run.set_index("strategy")["aulc"]
@@ -160,8 +172,9 @@ def test_replicates_vary_the_split_and_the_data():
     # ... and the runs record it
     res = run_simulation(ds, resolve_strategy("random_files"), 1, cfg)
     assert set(res["split_seed"]) == {1} and set(res["data_seed"]) == {1}
-    fixed = SimConfig(pca_dims=0, strata=("site",), test_fraction=0.34, data_fraction=1.0,
-                      vary_split=False)
+    fixed = SimConfig(
+        pca_dims=0, strata=("site",), test_fraction=0.34, data_fraction=1.0, vary_split=False
+    )
     f = [replicate_rows(ds, fixed, s) for s in range(3)]
     assert all(np.array_equal(x.split.test, f[0].split.test) for x in f)
     assert {x.data_seed for x in f} == {-1}
@@ -173,8 +186,13 @@ def test_replicates_vary_the_split_and_the_data():
 def test_bootstrap_interval_stays_on_the_metric_range():
     per_run = pd.DataFrame(
         {
-            "strategy": "s", "unit": "segment", "seed": [0, 1, 2], "metric": "macro_ap",
-            "final": [1.0, 0.98, 0.3], "aulc": [0.02, 0.01, 0.6], "reached_target": True,
+            "strategy": "s",
+            "unit": "segment",
+            "seed": [0, 1, 2],
+            "metric": "macro_ap",
+            "final": [1.0, 0.98, 0.3],
+            "aulc": [0.02, 0.01, 0.6],
+            "reached_target": True,
         }
     )
     summary = strategy_summary(per_run).iloc[0]
@@ -195,17 +213,30 @@ def test_full_supervision_reference_has_its_own_interval_and_per_replicate_ratio
         for r in range(3):
             rows.append(
                 {
-                    "strategy": "s", "unit": "segment", "seed": seed, "round": r,
-                    "split_seed": seed, "data_seed": seed,
+                    "strategy": "s",
+                    "unit": "segment",
+                    "seed": seed,
+                    "round": r,
+                    "split_seed": seed,
+                    "data_seed": seed,
                     **{c: float(r + 1) for c in BUDGET_COLS},
-                    "stratum": "all", "stratum_value": "all", "metric": "macro_ap",
+                    "stratum": "all",
+                    "stratum_value": "all",
+                    "metric": "macro_ap",
                     # replicate 0 ends above its own reference (0.55 > 0.50)
                     "value": level * (0.6 + 0.25 * r),
                 }
             )
     res = pd.DataFrame(rows)
-    full = pd.DataFrame({"seed": [0, 1, 2], "stratum": "all", "stratum_value": "all",
-                         "metric": "macro_ap", "value": [0.50, 0.70, 0.60]})
+    full = pd.DataFrame(
+        {
+            "seed": [0, 1, 2],
+            "stratum": "all",
+            "stratum_value": "all",
+            "metric": "macro_ap",
+            "value": [0.50, 0.70, 0.60],
+        }
+    )
     per_run, summary, claims = summarise(res, full, {"target_fraction": 0.95})
     mean, lo, hi = claims["full_supervision_interval"]
     assert mean == pytest.approx(0.60) and 0.50 <= lo < mean < hi <= 0.70
@@ -237,15 +268,26 @@ def test_loso_correlation_is_per_setting_and_tested_across_settings():
         for j, jsd in enumerate((0.1, 0.2, 0.3, 0.4)):
             rows.append(
                 {
-                    "dataset": "synthetic", "setting": f"t{k}", "key": "lat_band",
-                    "stratum_value": f"b{j}", "jsd_label": offset + jsd,
+                    "dataset": "synthetic",
+                    "setting": f"t{k}",
+                    "key": "lat_band",
+                    "stratum_value": f"b{j}",
+                    "jsd_label": offset + jsd,
                     "drop_ap": offset - 0.1 * jsd + 0.001 * ((j * 7 + k) % 3),
-                    "jsd_pred": offset + jsd, "rel_drop_ap": offset - 0.1 * jsd,
+                    "jsd_pred": offset + jsd,
+                    "rel_drop_ap": offset - 0.1 * jsd,
                 }
             )
     loso = pd.DataFrame(rows)
-    mi = pd.DataFrame({"dataset": "synthetic", "setting": [f"t{k}" for k in range(4)],
-                       "key": "lat_band", "fraction": 0.1, "fraction_corrected": 0.05})
+    mi = pd.DataFrame(
+        {
+            "dataset": "synthetic",
+            "setting": [f"t{k}" for k in range(4)],
+            "key": "lat_band",
+            "fraction": 0.1,
+            "fraction_corrected": 0.05,
+        }
+    )
     out = divergence_summary(loso, mi)
     c = out["correlation"]["lat_band:drop_ap~jsd_label"]
     assert c["n_settings"] == 4 and c["positive_settings"] == 0 and c["mean_r"] < -0.9

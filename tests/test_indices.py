@@ -27,9 +27,66 @@ JURA = "jura_24h/S4A03895_20190522_{}.wav"
 # many more ROIs, spectral peaks, a higher BI and an NDSI rising from -0.94 to -0.22. ADI is
 # slightly *higher* at night (flat low-level noise fills every 1 kHz band evenly), as is usual.
 GOLDEN = {
-    "000000": {"ACI": 294.51054941484654, "ADI": 2.189864255020381, "AEI": 0.0629896285262775, "BI": 47.86448914487698, "NDSI": -0.9413924935698522, "rBA": 0.03018838623527374, "Ht": 0.9671836228749865, "Hf": 0.331508138943058, "H": 0.3206292428354912, "TFSD": 0.7456422849156117, "NP": 4.0, "ROI_count": 1.0, "nROI": 6.0236565420560755, "aROI": 0.04928446261682243, "BGNt": -46.91463976304162, "SNRt": 0.8594350468373051, "ACTtFraction": 0.13286713286713286, "rms_dBFS": -52.49597321268211},  # noqa: E501
-    "050000": {"ACI": 299.35121898446243, "ADI": 2.189755299419967, "AEI": 0.0684078124241524, "BI": 70.93769909035802, "NDSI": -0.8897309781143345, "rBA": 0.05835170358253707, "Ht": 0.9742113094974554, "Hf": 0.3442606960848501, "H": 0.33538266354132734, "TFSD": 0.7564484963170303, "NP": 7.0, "ROI_count": 17.0, "nROI": 102.40216121495328, "aROI": 1.7372773072429908, "BGNt": -45.81066634560513, "SNRt": 0.6119073531938497, "ACTtFraction": 0.0979020979020979, "rms_dBFS": -51.329755204344},  # noqa: E501
-    "060000": {"ACI": 346.25456063755666, "ADI": 2.156659521774166, "AEI": 0.1483333398853455, "BI": 208.89296614045185, "NDSI": -0.21782827991473278, "rBA": 0.642267660379862, "Ht": 0.9141967114026048, "Hf": 0.6682818128913295, "H": 0.6109410356354243, "TFSD": 0.8283451514338313, "NP": 20.0, "ROI_count": 52.0, "nROI": 313.23014018691595, "aROI": 8.724262558411215, "BGNt": -40.898346433598505, "SNRt": 2.0596707674393357, "ACTtFraction": 0.14918414918414918, "rms_dBFS": -47.73192130788714},  # noqa: E501
+    "000000": {
+        "ACI": 294.51054941484654,
+        "ADI": 2.189864255020381,
+        "AEI": 0.0629896285262775,
+        "BI": 47.86448914487698,
+        "NDSI": -0.9413924935698522,
+        "rBA": 0.03018838623527374,
+        "Ht": 0.9671836228749865,
+        "Hf": 0.331508138943058,
+        "H": 0.3206292428354912,
+        "TFSD": 0.7456422849156117,
+        "NP": 4.0,
+        "ROI_count": 1.0,
+        "nROI": 6.0236565420560755,
+        "aROI": 0.04928446261682243,
+        "BGNt": -46.91463976304162,
+        "SNRt": 0.8594350468373051,
+        "ACTtFraction": 0.13286713286713286,
+        "rms_dBFS": -52.49597321268211,
+    },  # noqa: E501
+    "050000": {
+        "ACI": 299.35121898446243,
+        "ADI": 2.189755299419967,
+        "AEI": 0.0684078124241524,
+        "BI": 70.93769909035802,
+        "NDSI": -0.8897309781143345,
+        "rBA": 0.05835170358253707,
+        "Ht": 0.9742113094974554,
+        "Hf": 0.3442606960848501,
+        "H": 0.33538266354132734,
+        "TFSD": 0.7564484963170303,
+        "NP": 7.0,
+        "ROI_count": 17.0,
+        "nROI": 102.40216121495328,
+        "aROI": 1.7372773072429908,
+        "BGNt": -45.81066634560513,
+        "SNRt": 0.6119073531938497,
+        "ACTtFraction": 0.0979020979020979,
+        "rms_dBFS": -51.329755204344,
+    },  # noqa: E501
+    "060000": {
+        "ACI": 346.25456063755666,
+        "ADI": 2.156659521774166,
+        "AEI": 0.1483333398853455,
+        "BI": 208.89296614045185,
+        "NDSI": -0.21782827991473278,
+        "rBA": 0.642267660379862,
+        "Ht": 0.9141967114026048,
+        "Hf": 0.6682818128913295,
+        "H": 0.6109410356354243,
+        "TFSD": 0.8283451514338313,
+        "NP": 20.0,
+        "ROI_count": 52.0,
+        "nROI": 313.23014018691595,
+        "aROI": 8.724262558411215,
+        "BGNt": -40.898346433598505,
+        "SNRt": 2.0596707674393357,
+        "ACTtFraction": 0.14918414918414918,
+        "rms_dBFS": -47.73192130788714,
+    },  # noqa: E501
 }
 
 
@@ -56,8 +113,12 @@ def test_golden_values(jura: dict[str, pd.Series], hour: str) -> None:
     assert row["sample_rate"] == 22000
     check_sane(row, n_bands=9)
     got = np.array([row[c] for c in GOLDEN[hour]], dtype=float)
-    np.testing.assert_allclose(got, list(GOLDEN[hour].values()), rtol=1e-6,
-                               err_msg=f"indices of {JURA.format(hour)} changed")
+    np.testing.assert_allclose(
+        got,
+        list(GOLDEN[hour].values()),
+        rtol=1e-6,
+        err_msg=f"indices of {JURA.format(hour)} changed",
+    )
 
 
 def test_dawn_chorus_vs_night(jura: dict[str, pd.Series]) -> None:
@@ -94,8 +155,9 @@ def test_dc_offset_removed(realdata: Path, tmp_path: Path) -> None:
     shifted = tmp_path / "offset.wav"
     sf.write(shifted, x + np.float32(0.25), sr, subtype="FLOAT")
     a, b = compute_indices(src).iloc[0], compute_indices(shifted).iloc[0]
-    np.testing.assert_allclose(b[list(INDEX_COLUMNS)].astype(float),
-                               a[list(INDEX_COLUMNS)].astype(float), rtol=1e-6)
+    np.testing.assert_allclose(
+        b[list(INDEX_COLUMNS)].astype(float), a[list(INDEX_COLUMNS)].astype(float), rtol=1e-6
+    )
 
 
 def test_dc_offset_arrays() -> None:
@@ -133,16 +195,20 @@ def test_windows(realdata: Path) -> None:
 def test_indices_for_inventory_quarantines_bad_files(realdata: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
-    inventory = pd.DataFrame({
-        "recording_id": ["r0", "bad", "r5"],
-        "path": [str(realdata / JURA.format("000000")), str(bad),
-                 str(realdata / JURA.format("050000"))],
-        "site": ["jura", None, "jura"],
-        "start_time": pd.to_datetime(["2019-05-22 00:00", None, "2019-05-22 05:00"], utc=True),
-        "shard": ["0000", "0000", "0001"],
-    })
-    indices, quarantine = indices_for_inventory(inventory, threads=2, window_s=5,
-                                                progress=False)
+    inventory = pd.DataFrame(
+        {
+            "recording_id": ["r0", "bad", "r5"],
+            "path": [
+                str(realdata / JURA.format("000000")),
+                str(bad),
+                str(realdata / JURA.format("050000")),
+            ],
+            "site": ["jura", None, "jura"],
+            "start_time": pd.to_datetime(["2019-05-22 00:00", None, "2019-05-22 05:00"], utc=True),
+            "shard": ["0000", "0000", "0001"],
+        }
+    )
+    indices, quarantine = indices_for_inventory(inventory, threads=2, window_s=5, progress=False)
     assert indices["recording_id"].tolist() == ["r0", "r0", "r5", "r5"]
     assert indices["window_time"].iloc[1] == pd.Timestamp("2019-05-22 00:00:05", tz="UTC")
     assert quarantine["path"].tolist() == [str(bad)]
@@ -156,11 +222,21 @@ def test_indices_for_inventory_quarantines_bad_files(realdata: Path, tmp_path: P
     inventory.to_parquet(inv_path)
     sh = tmp_path / "shards"
     for shard in ("0000", "0001", "0002"):
-        steps.indices_shard(inv_path, shard, sh / f"{shard}.parquet", sh / f"{shard}.q.csv",
-                            window_s=0, anthro_band=[0, 1000], bio_band=[1000, 10000])
-    n = steps.gather_indices([sh / f"{s}.parquet" for s in ("0001", "0000", "0002")],
-                             [sh / f"{s}.q.csv" for s in ("0000", "0001", "0002")],
-                             tmp_path / "indices.parquet", tmp_path / "quarantine.csv")
+        steps.indices_shard(
+            inv_path,
+            shard,
+            sh / f"{shard}.parquet",
+            sh / f"{shard}.q.csv",
+            window_s=0,
+            anthro_band=[0, 1000],
+            bio_band=[1000, 10000],
+        )
+    n = steps.gather_indices(
+        [sh / f"{s}.parquet" for s in ("0001", "0000", "0002")],
+        [sh / f"{s}.q.csv" for s in ("0000", "0001", "0002")],
+        tmp_path / "indices.parquet",
+        tmp_path / "quarantine.csv",
+    )
     table = pq.read_table(tmp_path / "indices.parquet")
     assert n == 2 and table.schema.equals(INDICES_SCHEMA)
     assert table.column("recording_id").to_pylist() == ["r0", "r5"]

@@ -54,32 +54,59 @@ def _segments(n: int = 30, seed: int = 0) -> pd.DataFrame:
     rec = [f"r{i // 5}" for i in range(n)]
     start = [3.0 * (i % 5) for i in range(n)]
     top1 = rng.uniform(0.05, 0.95, n)
-    return pd.DataFrame({
-        "segment_id": [f"{r}@{s:.1f}" for r, s in zip(rec, start)], "recording_id": rec,
-        "path": [f"audio/{r}.wav" for r in rec], "start_s": start,
-        "end_s": [s + 3.0 for s in start], "top1_species": "Sp_A", "top1_confidence": top1,
-        "top2_confidence": top1 / 2, "margin": top1 / 2,
-        "max_binary_entropy": rng.uniform(0.1, 0.9, n), "mean_binary_entropy": 0.1,
-    })
+    return pd.DataFrame(
+        {
+            "segment_id": [f"{r}@{s:.1f}" for r, s in zip(rec, start)],
+            "recording_id": rec,
+            "path": [f"audio/{r}.wav" for r in rec],
+            "start_s": start,
+            "end_s": [s + 3.0 for s in start],
+            "top1_species": "Sp_A",
+            "top1_confidence": top1,
+            "top2_confidence": top1 / 2,
+            "margin": top1 / 2,
+            "max_binary_entropy": rng.uniform(0.1, 0.9, n),
+            "mean_binary_entropy": 0.1,
+        }
+    )
 
 
 def _embeddings(ids: list[str], path: Path) -> Path:
     mat = np.random.default_rng(1).normal(size=(len(ids), 4)).astype(np.float32)
-    pq.write_table(pa.table({
-        "segment_id": ids,
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(mat.ravel()), 4)}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "segment_id": ids,
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(mat.ravel()), 4),
+            }
+        ),
+        path,
+    )
     return path
 
 
 def _sample_cli(tmp_path: Path, segs: pd.DataFrame, strategy: str, *extra: str) -> int:
     seg_path = tmp_path / "segments.parquet"
     segs.to_parquet(seg_path)
-    return cli_main(["sample", "--segments", str(seg_path), "--strategy", strategy,
-                     "--n", "5", "--out", str(tmp_path / "sample.csv"), *extra])
+    return cli_main(
+        [
+            "sample",
+            "--segments",
+            str(seg_path),
+            "--strategy",
+            strategy,
+            "--n",
+            "5",
+            "--out",
+            str(tmp_path / "sample.csv"),
+            *extra,
+        ]
+    )
 
 
-def test_sample_with_foreign_embeddings_fails_clearly(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_sample_with_foreign_embeddings_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     segs = _segments()
     emb = _embeddings([f"other@{i}.0" for i in range(30)], tmp_path / "emb.parquet")
     rc = _sample_cli(tmp_path, segs, "kmeans_entropy", "--embeddings", str(emb))
@@ -88,16 +115,18 @@ def test_sample_with_foreign_embeddings_fails_clearly(tmp_path: Path,
     assert "none of the 30 segment_ids" in err and "emb.parquet" in err
 
 
-def test_sample_all_nan_scores_fail_naming_the_column(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_sample_all_nan_scores_fail_naming_the_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     segs = _segments().assign(max_binary_entropy=np.nan)
     assert _sample_cli(tmp_path, segs, "max_entropy") == 1
     err = capsys.readouterr().err
     assert "column 'max_binary_entropy': 30 of 30 rows are not finite (30 NaN, 0 inf)" in err
 
 
-def test_sample_nonfinite_scores_excluded_with_counts(tmp_path: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_sample_nonfinite_scores_excluded_with_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     segs = _segments()
     segs.loc[[0, 1], "max_binary_entropy"] = np.inf
     segs.loc[[2], "max_binary_entropy"] = np.nan
@@ -111,25 +140,40 @@ def test_sample_nonfinite_scores_excluded_with_counts(tmp_path: Path,
 
 def test_sample_rejects_bad_n(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        cli_main(["sample", "--segments", "x.parquet", "--strategy", "random", "--n", "0",
-                  "--out", str(tmp_path / "s.csv")])
+        cli_main(
+            [
+                "sample",
+                "--segments",
+                "x.parquet",
+                "--strategy",
+                "random",
+                "--n",
+                "0",
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
     assert "argument --n: must be an integer >= 1, got '0'" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- item 13: detect
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got '0'"),
-    (["--batch-size", "-3"], "argument --batch-size: must be an integer >= 1, got '-3'"),
-    (["--threads", "0"], "argument --threads: must be an integer >= 1"),
-    (["--top-k", "0"], "argument --top-k: must be an integer in [1, 6522]"),
-    (["--overlap", "3"], "argument --overlap: must be a finite number in [0, 2.9]"),
-    (["--sensitivity", "nan"], "argument --sensitivity: must be a finite number in [0.5, 1.5]"),
-    (["--week", "0"], "argument --week: must be an integer in [1, 48] or -1"),
-])
-def test_detect_arguments_validated_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             argv: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got '0'"),
+        (["--batch-size", "-3"], "argument --batch-size: must be an integer >= 1, got '-3'"),
+        (["--threads", "0"], "argument --threads: must be an integer >= 1"),
+        (["--top-k", "0"], "argument --top-k: must be an integer in [1, 6522]"),
+        (["--overlap", "3"], "argument --overlap: must be a finite number in [0, 2.9]"),
+        (["--sensitivity", "nan"], "argument --sensitivity: must be a finite number in [0.5, 1.5]"),
+        (["--week", "0"], "argument --week: must be an integer in [1, 48] or -1"),
+    ],
+)
+def test_detect_arguments_validated_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     wav = _wav(tmp_path / "a.wav")
     with pytest.raises(SystemExit) as exc:
         cli_main(["detect", str(wav), "--out", str(tmp_path / "o"), *argv])
@@ -142,8 +186,9 @@ def test_detect_files_refuses_bad_batch_size(tmp_path: Path) -> None:
     wav = _wav(tmp_path / "a.wav")
     for bad in (0, -1):
         with pytest.raises(DetectError, match="batch_size must be >= 1"):
-            detect_files([str(wav)], tmp_path / "o", batch_size=bad, model=FakeModel(),
-                         progress=False)
+            detect_files(
+                [str(wav)], tmp_path / "o", batch_size=bad, model=FakeModel(), progress=False
+            )
 
 
 def test_inventory_arguments_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,8 +216,12 @@ def test_permission_denied_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert probe_audio(locked).reason == f"permission denied: {locked}"
     res = build_inventory([tmp_path / "audio"], progress=False, threads=1)
     assert res.quarantine["reason"].tolist() == [f"permission denied: {locked}"]
-    summary = detect_files([str(locked), str(tmp_path / "audio" / "ok.wav")], tmp_path / "o",
-                           model=FakeModel(), progress=False)
+    summary = detect_files(
+        [str(locked), str(tmp_path / "audio" / "ok.wav")],
+        tmp_path / "o",
+        model=FakeModel(),
+        progress=False,
+    )
     assert summary["quarantine"][0]["reason"] == f"permission denied: {locked}"
     assert summary["n_finished"] == 1
 
@@ -187,15 +236,31 @@ def test_permission_denied_for_real_as_nobody(tmp_path: Path) -> None:
     try:
         locked = _wav(work / "locked.wav")
         locked.chmod(0o000)
-        code = ("import sys; from activepam.detection.probe import probe_audio; "
-                "print(probe_audio(sys.argv[1]).reason)")
+        code = (
+            "import sys; from activepam.detection.probe import probe_audio; "
+            "print(probe_audio(sys.argv[1]).reason)"
+        )
         import activepam.detection.probe
 
         src = Path(activepam.detection.probe.__file__).resolve().parents[2]  # the code under test
         env = dict(os.environ, PYTHONPATH=str(src))
-        proc = subprocess.run([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                               str(REPO / ".venv" / "bin" / "python"), "-c", code, str(locked)],
-                              capture_output=True, text=True, env=env, timeout=60, check=False)
+        proc = subprocess.run(
+            [
+                setpriv,
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                str(REPO / ".venv" / "bin" / "python"),
+                "-c",
+                code,
+                str(locked),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
         if proc.returncode != 0:
             pytest.skip(f"nobody cannot run the venv here: {proc.stderr.strip()[-200:]}")
         assert proc.stdout.strip() == f"permission denied: {locked}"
@@ -203,8 +268,9 @@ def test_permission_denied_for_real_as_nobody(tmp_path: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_nonfinite_samples_are_counted_and_reported(tmp_path: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_nonfinite_samples_are_counted_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     sr = 48_000
     x = (0.1 * np.random.default_rng(0).standard_normal(4 * sr)).astype("float32")
     x[100:110] = np.nan
@@ -214,8 +280,9 @@ def test_nonfinite_samples_are_counted_and_reported(tmp_path: Path,
     sf.write(bad, x, sr, subtype="FLOAT")
     clean = _wav(tmp_path / "clean.wav", seed=2)
     with caplog.at_level(logging.WARNING):
-        summary = detect_files([str(bad), str(clean)], tmp_path / "o", model=FakeModel(),
-                               progress=False)
+        summary = detect_files(
+            [str(bad), str(clean)], tmp_path / "o", model=FakeModel(), progress=False
+        )
     assert summary["nonfinite"] == {str(bad): 12}
     assert f"{bad}: 12 NaN/inf samples" in caplog.text
     seg = pd.read_parquet(tmp_path / "o" / "segments.parquet")
@@ -240,13 +307,20 @@ def test_make_never_reinstalls_into_a_linked_venv(tmp_path: Path) -> None:
         pytest.skip("make not installed")
     clone = _clone_with_linked_venv(tmp_path)
     for target in ("venv", "test", "run"):
-        proc = subprocess.run(["make", "-n", target], cwd=clone, capture_output=True, text=True,
-                              timeout=60, check=False)
+        proc = subprocess.run(
+            ["make", "-n", target],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "pip install" not in proc.stdout, (target, proc.stdout)
         assert ".installed" not in proc.stdout
-    proc = subprocess.run(["make", "venv"], cwd=clone, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        ["make", "venv"], cwd=clone, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0
     assert "not reinstalling" in proc.stderr and str(clone / "src") in proc.stderr
 
@@ -257,6 +331,7 @@ def test_make_still_installs_a_missing_own_venv(tmp_path: Path) -> None:
         pytest.skip("make not installed")
     clone = _clone_with_linked_venv(tmp_path)
     (clone / ".venv").unlink()
-    proc = subprocess.run(["make", "-n", "venv"], cwd=clone, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        ["make", "-n", "venv"], cwd=clone, capture_output=True, text=True, timeout=60, check=False
+    )
     assert "pip install --quiet --no-deps -e ." in proc.stdout

@@ -49,8 +49,13 @@ PARSE_TABLE = [
     ("2025-05-15T04_00_00Z", UTC, None, "2025-05-15 04:00:00", "tabmon_iso"),
     ("2025-05-15T23_59_58.250Z", UTC, None, "2025-05-15 23:59:58.250", "tabmon_iso"),
     ("S4A03895_20190522_000000", UTC, "S4A03895", "2019-05-22 00:00:00", "prefix_date_time"),
-    ("S4A03895_20190522_060000", "Europe/Paris", "S4A03895", "2019-05-22 04:00:00",
-     "prefix_date_time"),
+    (
+        "S4A03895_20190522_060000",
+        "Europe/Paris",
+        "S4A03895",
+        "2019-05-22 04:00:00",
+        "prefix_date_time",
+    ),
     ("my_rec-01_20240101_123456", UTC, "my_rec-01", "2024-01-01 12:34:56", "prefix_date_time"),
     ("20190522_050000", UTC, None, "2019-05-22 05:00:00", "audiomoth"),
     ("20190522_050000", "Europe/Paris", None, "2019-05-22 05:00:00", "audiomoth"),  # always UTC
@@ -62,8 +67,9 @@ PARSE_TABLE = [
 
 
 @pytest.mark.parametrize(("stem", "tz", "device", "start", "pattern"), PARSE_TABLE)
-def test_parse_filename(stem: str, tz: str, device: str | None, start: str | None,
-                        pattern: str | None) -> None:
+def test_parse_filename(
+    stem: str, tz: str, device: str | None, start: str | None, pattern: str | None
+) -> None:
     info = parse_filename(stem, tz)
     assert info.device_id == device
     assert info.pattern == pattern
@@ -79,14 +85,19 @@ def test_parse_filename_bad_timezone() -> None:
         parse_filename("S4A03895_20190522_060000", "Mars/Olympus")
 
 
-@pytest.mark.parametrize(("rel", "device"), [
-    ("proj_demo/bugg_RPiID-10000000d642707c/conf_6f40914/2025-05-15T04_00_00.000Z.mp3",
-     "10000000d642707c"),
-    ("jura/S4A03895_20190522_000000.wav", "S4A03895"),
-    ("bugg_RPiID-A1/S4A03895_20190522_000000.wav", "A1"),  # the folder wins
-    ("moth/20190522_050000.WAV", None),
-    ("x/soundscape.flac", None),
-])
+@pytest.mark.parametrize(
+    ("rel", "device"),
+    [
+        (
+            "proj_demo/bugg_RPiID-10000000d642707c/conf_6f40914/2025-05-15T04_00_00.000Z.mp3",
+            "10000000d642707c",
+        ),
+        ("jura/S4A03895_20190522_000000.wav", "S4A03895"),
+        ("bugg_RPiID-A1/S4A03895_20190522_000000.wav", "A1"),  # the folder wins
+        ("moth/20190522_050000.WAV", None),
+        ("x/soundscape.flac", None),
+    ],
+)
 def test_device_from_path(rel: str, device: str | None) -> None:
     assert device_from_path(rel) == device
 
@@ -114,20 +125,32 @@ def test_read_sites_ok(tmp_path: Path) -> None:
     assert sites["line"].tolist() == [2, 3, 4]
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    (["D1,A,NO,forest,60,10,not-a-date,"], r"sites\.csv:2: deployment_start 'not-a-date'"),
-    (["D1,A,NO,forest,60,10,2025-01-01,", "D1,B,NO,forest,60,10,2025-13-01,"],
-     r"sites\.csv:3: deployment_start '2025-13-01'"),
-    (["D1,A,NO,forest,60,10,2025-01-01,2025-03-01", "D1,B,NO,forest,60,10,2025-02-01,"],
-     r"sites\.csv:3: deployment of device 'D1' overlaps the one on line 2"),
-    (["D1,A,NO,forest,60,10,2025-01-01,", "D1,B,NO,forest,60,10,2025-02-01,"],
-     r"sites\.csv:3: .*overlaps the one on line 2 .*open end"),
-    (["D1,A,NO,forest,60,10,2025-03-01,2025-01-01"], r"sites\.csv:2: deployment_end .* not after"),
-    (["D1,A,NO,forest,north,10,2025-01-01,"], r"sites\.csv:2: lat 'north' is not a number"),
-    (["D1,A,NO,forest,95,10,2025-01-01,"], r"sites\.csv:2: lat 95.0 is outside"),
-    ([",A,NO,forest,60,10,2025-01-01,"], r"sites\.csv:2: device_id is empty"),
-    (["D1,A,NO,forest,60,10,,"], r"sites\.csv:2: deployment_start is empty"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["D1,A,NO,forest,60,10,not-a-date,"], r"sites\.csv:2: deployment_start 'not-a-date'"),
+        (
+            ["D1,A,NO,forest,60,10,2025-01-01,", "D1,B,NO,forest,60,10,2025-13-01,"],
+            r"sites\.csv:3: deployment_start '2025-13-01'",
+        ),
+        (
+            ["D1,A,NO,forest,60,10,2025-01-01,2025-03-01", "D1,B,NO,forest,60,10,2025-02-01,"],
+            r"sites\.csv:3: deployment of device 'D1' overlaps the one on line 2",
+        ),
+        (
+            ["D1,A,NO,forest,60,10,2025-01-01,", "D1,B,NO,forest,60,10,2025-02-01,"],
+            r"sites\.csv:3: .*overlaps the one on line 2 .*open end",
+        ),
+        (
+            ["D1,A,NO,forest,60,10,2025-03-01,2025-01-01"],
+            r"sites\.csv:2: deployment_end .* not after",
+        ),
+        (["D1,A,NO,forest,north,10,2025-01-01,"], r"sites\.csv:2: lat 'north' is not a number"),
+        (["D1,A,NO,forest,95,10,2025-01-01,"], r"sites\.csv:2: lat 95.0 is outside"),
+        ([",A,NO,forest,60,10,2025-01-01,"], r"sites\.csv:2: device_id is empty"),
+        (["D1,A,NO,forest,60,10,,"], r"sites\.csv:2: deployment_start is empty"),
+    ],
+)
 def test_read_sites_errors(tmp_path: Path, rows: list[str], message: str) -> None:
     with pytest.raises(SitesError, match=message):
         read_sites(write_sites(tmp_path / "sites.csv", rows))
@@ -136,8 +159,11 @@ def test_read_sites_errors(tmp_path: Path, rows: list[str], message: str) -> Non
 def test_read_sites_missing_columns(tmp_path: Path) -> None:
     path = tmp_path / "sites.csv"
     path.write_text("device_id,site,lat,lon\nD1,A,1,2\n")
-    with pytest.raises(SitesError, match=r"sites\.csv: missing column\(s\) country, habitat, "
-                                         r"deployment_start, deployment_end"):
+    with pytest.raises(
+        SitesError,
+        match=r"sites\.csv: missing column\(s\) country, habitat, "
+        r"deployment_start, deployment_end",
+    ):
         read_sites(path)
     with pytest.raises(SitesError, match="not found"):
         read_sites(tmp_path / "nope.csv")
@@ -145,12 +171,22 @@ def test_read_sites_missing_columns(tmp_path: Path) -> None:
 
 def test_resolve_deployments_moving_device(tmp_path: Path) -> None:
     sites = read_sites(write_sites(tmp_path / "sites.csv", MOVING))
-    recs = pd.DataFrame({
-        "device_id": ["D1", "D1", "D1", "D1", "D2", "D2", "D3", "D1", None],
-        "start_time": [ts("2025-02-01 05:00"), ts("2025-05-01 00:00"), ts("2025-04-30 23:59"),
-                       ts("2024-12-31 23:00"), ts("2025-03-15"), ts("2025-04-01 00:00"),
-                       ts("2025-03-15"), pd.NaT, ts("2025-03-15")],
-    })
+    recs = pd.DataFrame(
+        {
+            "device_id": ["D1", "D1", "D1", "D1", "D2", "D2", "D3", "D1", None],
+            "start_time": [
+                ts("2025-02-01 05:00"),
+                ts("2025-05-01 00:00"),
+                ts("2025-04-30 23:59"),
+                ts("2024-12-31 23:00"),
+                ts("2025-03-15"),
+                ts("2025-04-01 00:00"),
+                ts("2025-03-15"),
+                pd.NaT,
+                ts("2025-03-15"),
+            ],
+        }
+    )
     out = resolve_deployments(recs, sites)
     assert [None if pd.isna(v) else v for v in out["site"]][:6] == ["A", "B", "A", None, "C", None]
     assert out["site"].iloc[6:].isna().all()  # unknown device, no time, no device
@@ -231,16 +267,23 @@ def test_probe_reasons(tmp_path: Path) -> None:
 
 
 def test_edge_cases_quarantined(realdata: Path) -> None:
-    res = build_inventory([realdata / "edge_cases"], min_duration_s=1.0, threads=2,
-                          progress=False)
+    res = build_inventory([realdata / "edge_cases"], min_duration_s=1.0, threads=2, progress=False)
     reasons = {Path(p).name: r for p, r in zip(res.quarantine["path"], res.quarantine["reason"])}
     assert reasons["empty_2c.wav"].startswith("empty: header only")
     for name in ("veryshort.wav", "stereo.wav", "short_no_metadata.wav"):
         assert reasons[name].startswith("too short"), name
-    assert set(res.inventory["rel_path"]) == {"audiomoth_gps.wav", "metadata.wav",
-                                              "silence_10s.mp3"}
-    n_audio = len([p for p in (realdata / "edge_cases").iterdir()
-                   if p.suffix.lower() in (".wav", ".flac", ".mp3", ".ogg")])
+    assert set(res.inventory["rel_path"]) == {
+        "audiomoth_gps.wav",
+        "metadata.wav",
+        "silence_10s.mp3",
+    }
+    n_audio = len(
+        [
+            p
+            for p in (realdata / "edge_cases").iterdir()
+            if p.suffix.lower() in (".wav", ".flac", ".mp3", ".ogg")
+        ]
+    )
     assert len(res.inventory) + len(res.quarantine) == n_audio  # nothing dropped
     assert (res.quarantine["stage"] == "inventory").all()
     assert res.warnings["no_start_time"] == 3
@@ -254,13 +297,22 @@ def test_real_wav_cut_in_half(realdata: Path, tmp_path: Path) -> None:
 
 
 def test_jura_inventory_with_sites(realdata: Path, tmp_path: Path) -> None:
-    sites = write_sites(tmp_path / "sites.csv", [
-        "S4A03895,jura-a,FR,forest,46.5,6.1,2019-05-01T00:00:00Z,2019-05-22T12:00:00Z",
-        "S4A03895,jura-b,FR,forest,46.6,6.2,2019-05-22T12:00:00Z,",
-    ])
-    res = run_inventory([realdata / "jura_24h"], sites, tmp_path / "out" / "inventory.parquet",
-                        tmp_path / "out" / "quarantine.csv", shard_size=10, threads=2,
-                        progress=False)
+    sites = write_sites(
+        tmp_path / "sites.csv",
+        [
+            "S4A03895,jura-a,FR,forest,46.5,6.1,2019-05-01T00:00:00Z,2019-05-22T12:00:00Z",
+            "S4A03895,jura-b,FR,forest,46.6,6.2,2019-05-22T12:00:00Z,",
+        ],
+    )
+    res = run_inventory(
+        [realdata / "jura_24h"],
+        sites,
+        tmp_path / "out" / "inventory.parquet",
+        tmp_path / "out" / "quarantine.csv",
+        shard_size=10,
+        threads=2,
+        progress=False,
+    )
     inv = res.inventory
     hourly = inv[inv["device_id"] == "S4A03895"].set_index("recording_id")
     assert len(hourly) == 24
@@ -274,7 +326,10 @@ def test_jura_inventory_with_sites(realdata: Path, tmp_path: Path) -> None:
     assert tuple(table.schema.names) == INVENTORY_COLUMNS
     assert str(table.schema.field("start_time").type) == "timestamp[us, tz=UTC]"
     assert pd.read_csv(tmp_path / "out" / "quarantine.csv").columns.tolist() == [
-        "path", "stage", "reason"]
+        "path",
+        "stage",
+        "reason",
+    ]
 
 
 def test_tabmon_layout_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -285,15 +340,31 @@ def test_tabmon_layout_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     write_tone(raw / "other" / "notes_without_time.WAV")
     (raw / "other" / "broken.mp3").write_bytes(b"\x00" * 100)
     (raw / "readme.txt").write_text("not scanned")
-    sites = write_sites(tmp_path / "sites.csv",
-                        ["10000000abc,S01,NO,forest,60.1,10.2,2025-01-01T00:00:00Z,"])
-    rc = cli_main(["inventory", str(raw), "--sites", str(sites), "--out", str(tmp_path / "o"),
-                   "--shard-size", "2", "--threads", "2"])
+    sites = write_sites(
+        tmp_path / "sites.csv", ["10000000abc,S01,NO,forest,60.1,10.2,2025-01-01T00:00:00Z,"]
+    )
+    rc = cli_main(
+        [
+            "inventory",
+            str(raw),
+            "--sites",
+            str(sites),
+            "--out",
+            str(tmp_path / "o"),
+            "--shard-size",
+            "2",
+            "--threads",
+            "2",
+        ]
+    )
     assert rc == 0
     assert "3 recordings" in capsys.readouterr().out
     inv = pd.read_parquet(tmp_path / "o" / "inventory.parquet")
-    assert inv["recording_id"].tolist() == ["notes_without_time", "10000000abc_20250515T040000Z",
-                                            "10000000abc_20250515T050000Z"]
+    assert inv["recording_id"].tolist() == [
+        "notes_without_time",
+        "10000000abc_20250515T040000Z",
+        "10000000abc_20250515T050000Z",
+    ]
     assert inv["site"].tolist()[1:] == ["S01", "S01"]
     assert inv["shard"].tolist() == ["0000", "0000", "0001"]
     assert inv["status"].eq("ok").all() and inv["format"].tolist() == ["wav", "flac", "flac"]
@@ -305,8 +376,12 @@ def test_tabmon_layout_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_cli_reports_bad_sites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_tone(tmp_path / "raw" / "a.flac")
     bad = write_sites(tmp_path / "sites.csv", ["D1,A,NO,forest,60,10,yesterday,"])
-    assert cli_main(["inventory", str(tmp_path / "raw"), "--sites", str(bad),
-                     "--out", str(tmp_path / "o")]) == 1
+    assert (
+        cli_main(
+            ["inventory", str(tmp_path / "raw"), "--sites", str(bad), "--out", str(tmp_path / "o")]
+        )
+        == 1
+    )
     assert "sites.csv:2: deployment_start 'yesterday'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

@@ -35,8 +35,11 @@ from activepam.rounds.history import (
 from activepam.rounds.importing import import_labels
 from activepam.rounds.tables import RAVEN_COLUMNS, TABLE_SUFFIX
 
-LABELS = ["Turdus merula_Common Blackbird", "Erithacus rubecula_European Robin",
-          "Parus major_Great Tit"]
+LABELS = [
+    "Turdus merula_Common Blackbird",
+    "Erithacus rubecula_European Robin",
+    "Parus major_Great Tit",
+]
 HEADER = "\t".join(RAVEN_COLUMNS)
 
 
@@ -44,12 +47,24 @@ def manifest_for(stems: list[str], annotators: list[str] | None = None) -> pd.Da
     """Segment units ``<stem>@4.0`` (4-7 s) whose 11 s clips are named ``<stem>.wav``."""
     rows = []
     for i, s in enumerate(stems):
-        rows.append({"unit_id": f"{s}@4.0", "unit_type": "segment", "recording_id": s,
-                     "path": f"data/raw/x/{s}.wav", "start_s": 4.0, "end_s": 7.0,
-                     "clip_start_s": 0.0, "clip_end_s": 11.0, "target_begin_s": 4.0,
-                     "target_end_s": 7.0, "clip_file": f"all/{s}.wav",
-                     "table_file": f"all/{s}{TABLE_SUFFIX}", "batch": "all",
-                     "annotator": (annotators or [""])[i % len(annotators or [""])]})
+        rows.append(
+            {
+                "unit_id": f"{s}@4.0",
+                "unit_type": "segment",
+                "recording_id": s,
+                "path": f"data/raw/x/{s}.wav",
+                "start_s": 4.0,
+                "end_s": 7.0,
+                "clip_start_s": 0.0,
+                "clip_end_s": 11.0,
+                "target_begin_s": 4.0,
+                "target_end_s": 7.0,
+                "clip_file": f"all/{s}.wav",
+                "table_file": f"all/{s}{TABLE_SUFFIX}",
+                "batch": "all",
+                "annotator": (annotators or [""])[i % len(annotators or [""])],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -58,13 +73,21 @@ def raven(path: Path, rows: list[list[object]]) -> Path:
     return path
 
 
-def sel(begin: float, end: float, species: str, present: object = 1, annotator: str = "ann",
-        n: int = 1, view: str = "Spectrogram 1") -> list[object]:
+def sel(
+    begin: float,
+    end: float,
+    species: str,
+    present: object = 1,
+    annotator: str = "ann",
+    n: int = 1,
+    view: str = "Spectrogram 1",
+) -> list[object]:
     return [n, view, 1, begin, end, 500, 5000, species, present, "", annotator, ""]
 
 
-def csv_file(path: Path, rows: list[str], header: str = "unit_id,species,present,annotator"
-             ) -> Path:
+def csv_file(
+    path: Path, rows: list[str], header: str = "unit_id,species,present,annotator"
+) -> Path:
     path.write_text(header + "\n" + "".join(r + "\n" for r in rows))
     return path
 
@@ -77,9 +100,15 @@ def problems(exc: pytest.ExceptionInfo[LabelImportError]) -> str:
 
 
 def test_blank_question_mark_and_unknown_present_are_unanswered(tmp_path: Path) -> None:
-    t = raven(tmp_path / f"recA{TABLE_SUFFIX}", [
-        sel(4.5, 5.5, LABELS[0], ""), sel(4.5, 5.5, LABELS[1], "?", n=2),
-        sel(4.5, 5.5, LABELS[2], "xyz", n=3), sel(5.0, 6.0, LABELS[0], 1, n=4)])
+    t = raven(
+        tmp_path / f"recA{TABLE_SUFFIX}",
+        [
+            sel(4.5, 5.5, LABELS[0], ""),
+            sel(4.5, 5.5, LABELS[1], "?", n=2),
+            sel(4.5, 5.5, LABELS[2], "xyz", n=3),
+            sel(5.0, 6.0, LABELS[0], 1, n=4),
+        ],
+    )
     with pytest.raises(LabelImportError) as exc:
         import_labels([t], manifest_for(["recA"]), LABELS, round_id=0)
     text = problems(exc)
@@ -96,8 +125,10 @@ def test_blank_question_mark_and_unknown_present_are_unanswered(tmp_path: Path) 
 
 def test_skip_unanswered_leaves_the_whole_unit_out(tmp_path: Path) -> None:
     m = manifest_for(["recA", "recB"])
-    a = raven(tmp_path / f"recA{TABLE_SUFFIX}", [sel(4.5, 5.5, LABELS[0], 1),
-                                                   sel(4.5, 5.5, LABELS[1], "", n=2)])
+    a = raven(
+        tmp_path / f"recA{TABLE_SUFFIX}",
+        [sel(4.5, 5.5, LABELS[0], 1), sel(4.5, 5.5, LABELS[1], "", n=2)],
+    )
     b = raven(tmp_path / f"recB{TABLE_SUFFIX}", [sel(4.5, 5.5, LABELS[2], 0)])
     res = import_labels([a, b], m, LABELS, round_id=0, skip_unanswered=True)
     # recA's explicit row is left out too: otherwise LABELS[1] would become absent (closed world)
@@ -119,16 +150,24 @@ def test_table_without_present_column_means_present(tmp_path: Path) -> None:
 
 
 def test_same_annotator_present_and_absent_is_a_conflict(tmp_path: Path) -> None:
-    c = csv_file(tmp_path / "x.csv", [f"recA@4.0,{LABELS[0]},1,ann", f"recA@4.0,{LABELS[1]},1,ann",
-                                      f"recA@4.0,{LABELS[0]},0,ann"])
+    c = csv_file(
+        tmp_path / "x.csv",
+        [
+            f"recA@4.0,{LABELS[0]},1,ann",
+            f"recA@4.0,{LABELS[1]},1,ann",
+            f"recA@4.0,{LABELS[0]},0,ann",
+        ],
+    )
     res = import_labels([c], manifest_for(["recA"]), LABELS, round_id=0)
     assert list(res.labels["conflict"]) == [1, 0, 1]
     conf = res.conflicts
     assert conf[["unit_id", "species", "kind", "present_by", "absent_by"]].values.tolist() == [
-        ["recA@4.0", LABELS[0], "same_annotator", "ann", "ann"]]
+        ["recA@4.0", LABELS[0], "same_annotator", "ann", "ann"]
+    ]
     assert conf["sources"].iloc[0] == "x.csv:2;x.csv:4"
-    assert any("annotator ann answered present and absent (x.csv:2;x.csv:4)" in n
-               for n in res.notes)
+    assert any(
+        "annotator ann answered present and absent (x.csv:2;x.csv:4)" in n for n in res.notes
+    )
     out = write_labels(res, tmp_path / "labels" / "round_00.csv")
     back = read_labels(out)
     assert list(back["conflict"]) == [1, 0, 1]
@@ -139,10 +178,12 @@ def test_same_annotator_present_and_absent_is_a_conflict(tmp_path: Path) -> None
 
 
 def test_view_pairs_merge_but_reused_selection_numbers_are_kept(tmp_path: Path) -> None:
-    rows = [sel(4.5, 5.5, LABELS[0], n=1),
-            sel(5.0, 6.0, LABELS[1], n=1, view="Waveform 1"),  # reused number, other content
-            sel(6.0, 6.5, LABELS[2], n=2),
-            sel(6.0, 6.5, LABELS[2], n=2, view="Waveform 1")]  # a true view pair
+    rows = [
+        sel(4.5, 5.5, LABELS[0], n=1),
+        sel(5.0, 6.0, LABELS[1], n=1, view="Waveform 1"),  # reused number, other content
+        sel(6.0, 6.5, LABELS[2], n=2),
+        sel(6.0, 6.5, LABELS[2], n=2, view="Waveform 1"),
+    ]  # a true view pair
     t = raven(tmp_path / f"recA{TABLE_SUFFIX}", rows)
     res = import_labels([t], manifest_for(["recA"]), LABELS, round_id=0)
     assert list(res.labels["species"]) == [LABELS[0], LABELS[1], LABELS[2]]
@@ -160,25 +201,43 @@ def test_view_pairs_with_differing_measurements_are_one_selection(tmp_path: Path
         "1\tSpectrogram 1\t1\t4.709509878\t5.096397225\t1739.012\t3798.813\t-75.87\t"
         "Parus major\t1\n"
         "2\tWaveform 1\t1\t5.5\t6.5\t1587.060\t4136.485\t\tParus major\t0\n"
-        "2\tSpectrogram 1\t1\t5.5\t6.5\t1587.060\t4136.485\t-71.2\tErithacus rubecula\t1\n")
+        "2\tSpectrogram 1\t1\t5.5\t6.5\t1587.060\t4136.485\t-71.2\tErithacus rubecula\t1\n"
+    )
     res = import_labels([t], manifest_for(["recA"]), LABELS, round_id=0)
     assert res.labels[["species", "present", "source_line"]].values.tolist() == [
-        [LABELS[2], 1, 3], [LABELS[2], 0, 4], [LABELS[1], 1, 5]]
+        [LABELS[2], 1, 3],
+        [LABELS[2], 0, 4],
+        [LABELS[1], 1, 5],
+    ]
 
 
 # --------------------------------------------------------------------------- 4. header only
 
 
-def test_header_only_csv_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_header_only_csv_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = csv_file(tmp_path / "x.csv", [])
     with pytest.raises(LabelImportError, match="x.csv:1: header only"):
         import_labels([c], manifest_for(["recA"]), LABELS, round_id=0)
     monkeypatch.chdir(tmp_path)
     manifest_for(["recA"]).to_csv("manifest.csv", index=False)
     pd.DataFrame({"species": LABELS}).to_csv("species.csv", index=False)
-    rc = cli_main(["labels", "import", "x.csv", "--round", "0", "--manifest", "manifest.csv",
-                   "--label-set", "species.csv", "--params", "none.yaml"])
+    rc = cli_main(
+        [
+            "labels",
+            "import",
+            "x.csv",
+            "--round",
+            "0",
+            "--manifest",
+            "manifest.csv",
+            "--label-set",
+            "species.csv",
+            "--params",
+            "none.yaml",
+        ]
+    )
     assert rc == 1 and "header only" in capsys.readouterr().err
     assert not (tmp_path / "data" / "labels" / "round_00.csv").exists()
     # an empty Raven table (header only) still means "no species"
@@ -212,12 +271,15 @@ def test_round_twice_second_annotator_forced_partial_batch_and_restore(tmp_path:
     assert len(lab) == 9 and set(lab["annotator"]) == {"ann", "bob"}
     assert len(pd.read_csv(out.with_name("round_00.conflicts.csv"))) == 3  # ann vs bob
     # a partial re-answer by ann: refused without --force, replaces only its 2 pairs with it
-    partial = csv_file(tmp_path / "ann_fix.csv", [f"rec{i}@4.0,{LABELS[2]},1,ann"
-                                                  for i in range(2)])
+    partial = csv_file(
+        tmp_path / "ann_fix.csv", [f"rec{i}@4.0,{LABELS[2]},1,ann" for i in range(2)]
+    )
     with pytest.raises(LabelImportError) as exc:
         run_import([partial], 0, manifest, species, out)
-    assert "ann_fix.csv:2: unit 'rec0@4.0' annotator 'ann' already answered (from ann.csv:2)" \
+    assert (
+        "ann_fix.csv:2: unit 'rec0@4.0' annotator 'ann' already answered (from ann.csv:2)"
         in problems(exc)
+    )
     run_import([partial], 0, manifest, species, out, force=True)
     lab = read_labels(out)
     assert len(lab) == 9  # nothing lost: 4 untouched ann rows + 2 replaced + bob's 3
@@ -231,14 +293,20 @@ def test_round_twice_second_annotator_forced_partial_batch_and_restore(tmp_path:
     assert log[2]["pairs_replaced"] == 2 and log[2]["force"] is True
     hdir = history_dir(out)
     assert sorted(p.name for p in hdir.glob("*.csv")) == [
-        "0001.csv", "0001.round.csv", "0002.csv", "0002.round.csv", "0003.csv",
-        "0003.round.csv"]
+        "0001.csv",
+        "0001.round.csv",
+        "0002.csv",
+        "0002.round.csv",
+        "0003.csv",
+        "0003.round.csv",
+    ]
     assert len(pd.read_csv(hdir / "0003.csv")) == 2  # the rows of that import only
     # restore the state before the forced import, then the first one; both are undoable
     restore_labels(out, 2)
     back = read_labels(out)
     assert len(back) == 9 and back[back["annotator"] == "ann"]["species"].tolist() == [
-        LABELS[i % 3] for i in range(6)]
+        LABELS[i % 3] for i in range(6)
+    ]
     restore_labels(out, 1)
     assert out.read_bytes() == first
     restore_labels(out, 3)
@@ -252,8 +320,10 @@ def test_concurrent_imports_of_different_annotators_lose_nothing(tmp_path: Path)
     manifest, species = _setup_round(tmp_path)
     out = tmp_path / "labels" / "round_00.csv"
     names = ["ann", "bob", "eve", "kim"]
-    files = [csv_file(tmp_path / f"{a}.csv", [f"rec{i}@4.0,{LABELS[i % 3]},1,{a}"
-                                              for i in range(6)]) for a in names]
+    files = [
+        csv_file(tmp_path / f"{a}.csv", [f"rec{i}@4.0,{LABELS[i % 3]},1,{a}" for i in range(6)])
+        for a in names
+    ]
     errors: list[BaseException] = []
 
     def work(f: Path) -> None:
@@ -277,8 +347,12 @@ def test_round_file_edited_by_hand_is_adopted_into_history(tmp_path: Path) -> No
     manifest, species = _setup_round(tmp_path)
     out = tmp_path / "labels" / "round_00.csv"
     out.parent.mkdir()
-    old = import_labels([csv_file(tmp_path / "a.csv", ["rec0@4.0,,0,ann"])],
-                           read_manifest(manifest), LABELS, round_id=0)
+    old = import_labels(
+        [csv_file(tmp_path / "a.csv", ["rec0@4.0,,0,ann"])],
+        read_manifest(manifest),
+        LABELS,
+        round_id=0,
+    )
     write_labels(old, out)  # a round file from before histories existed
     run_import([csv_file(tmp_path / "b.csv", ["rec1@4.0,,0,bob"])], 0, manifest, species, out)
     assert [e["action"] for e in read_history(out)] == ["adopt", "import"]
@@ -287,8 +361,9 @@ def test_round_file_edited_by_hand_is_adopted_into_history(tmp_path: Path) -> No
     assert read_labels(out)["unit_id"].tolist() == ["rec0@4.0"]
 
 
-def test_cli_history_and_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_history_and_restore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     _setup_round(tmp_path)
     csv_file(tmp_path / "a.csv", ["rec0@4.0,,0,ann"])
@@ -310,8 +385,10 @@ def test_cli_history_and_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 # --------------------------------------------------------------------------- 6. encodings
 
 
-@pytest.mark.parametrize("encoding, bom", [("utf-8", b""), ("utf-16", b""),
-                                           ("utf-16-le", b""), ("utf-8", b"\xef\xbb\xbf")])
+@pytest.mark.parametrize(
+    "encoding, bom",
+    [("utf-8", b""), ("utf-16", b""), ("utf-16-le", b""), ("utf-8", b"\xef\xbb\xbf")],
+)
 def test_semicolons_and_utf16_are_read(tmp_path: Path, encoding: str, bom: bytes) -> None:
     c = tmp_path / "x.csv"
     text = "unit_id;species;present;annotator\nrecA@4.0;Erithacus rubecula;1;zoë\n"
@@ -322,8 +399,9 @@ def test_semicolons_and_utf16_are_read(tmp_path: Path, encoding: str, bom: bytes
 
 def test_utf16_raven_table_and_header_shown_when_columns_missing(tmp_path: Path) -> None:
     t = tmp_path / f"recA{TABLE_SUFFIX}"
-    t.write_bytes((HEADER + "\n" + "\t".join(map(str, sel(4.5, 5.5, LABELS[0]))) + "\n")
-                  .encode("utf-16"))
+    t.write_bytes(
+        (HEADER + "\n" + "\t".join(map(str, sel(4.5, 5.5, LABELS[0]))) + "\n").encode("utf-16")
+    )
     assert len(import_labels([t], manifest_for(["recA"]), LABELS, round_id=0).labels) == 1
     c = tmp_path / "x.csv"
     c.write_bytes("unit;species\nrecA@4.0;x\n".encode("utf-16"))
@@ -340,16 +418,19 @@ def test_already_labelled_units_all_listed_and_counted(tmp_path: Path) -> None:
     stems = [f"r{i:02d}" for i in range(70)]
     m = manifest_for(stems)
     c = csv_file(tmp_path / "x.csv", [f"{s}@4.0,,0,ann" for s in stems])
-    out = write_labels(import_labels([c], m, LABELS, round_id=0),
-                          tmp_path / "labels" / "round_00.csv")
+    out = write_labels(
+        import_labels([c], m, LABELS, round_id=0), tmp_path / "labels" / "round_00.csv"
+    )
     c2 = csv_file(tmp_path / "y.csv", [f"{s}@4.0,,0,bob" for s in stems] + ["r00@4.0,,0,eve"])
     prev = previous_label_units(out.parent, "round_01")
     with pytest.raises(LabelImportError) as exc:
         import_labels([c2], m, LABELS, round_id=1, previous=prev)
     text = problems(exc)
-    assert exc.value.summary == [f"70 of 70 unit(s) of this import were already labelled in "
-                                 f"{out.as_posix()} (units are labelled in one round only; "
-                                 "listed below)"]
+    assert exc.value.summary == [
+        f"70 of 70 unit(s) of this import were already labelled in "
+        f"{out.as_posix()} (units are labelled in one round only; "
+        "listed below)"
+    ]
     assert len(exc.value.problems) == 70 and str(exc.value).startswith("70 problem(s)")
     assert all("was already labelled in" in p for p in exc.value.problems)
     assert f"y.csv:71: unit 'r69@4.0' was already labelled in {out.as_posix()}" in text
@@ -361,15 +442,19 @@ def test_already_labelled_units_all_listed_and_counted(tmp_path: Path) -> None:
 
 
 def test_species_suggestions_by_scientific_and_common_name() -> None:
-    labels = ["Turdus merula_Common Blackbird", "Fringilla coelebs_Common Chaffinch",
-              "Parus major_Great Tit"]
+    labels = [
+        "Turdus merula_Common Blackbird",
+        "Fringilla coelebs_Common Chaffinch",
+        "Parus major_Great Tit",
+    ]
     r = SpeciesResolver(labels)
     msg = r.error("Corvus corax_Common Raven")
     assert "not in the label set" in msg and "Fringilla" not in msg
     assert r.suggest("Common Raven") is None  # "Common" alone is no similarity
     r2 = SpeciesResolver(labels + ["Corvus corone_Carrion Crow"])
-    assert "closest in the label set: 'Corvus corone_Carrion Crow'" in \
-        r2.error("Corvus corax_Common Raven")
+    assert "closest in the label set: 'Corvus corone_Carrion Crow'" in r2.error(
+        "Corvus corax_Common Raven"
+    )
     assert r.suggest("Blackbird") == labels[0]
     assert r.suggest("Parus majr") == labels[2]
 
@@ -379,10 +464,13 @@ def test_species_suggestions_by_scientific_and_common_name() -> None:
 
 def test_unsure_from_csv_raven_and_read_back(tmp_path: Path) -> None:
     m = manifest_for(["recA", "recB"])
-    c = csv_file(tmp_path / "x.csv", [f"recA@4.0,{LABELS[0]},unsure,ann",
-                                      f"recA@4.0,{LABELS[1]},P,ann"])
-    t = raven(tmp_path / f"recB{TABLE_SUFFIX}", [sel(4.5, 5.5, LABELS[2], "maybe"),
-                                                   sel(4.5, 5.5, LABELS[0], "A", n=2)])
+    c = csv_file(
+        tmp_path / "x.csv", [f"recA@4.0,{LABELS[0]},unsure,ann", f"recA@4.0,{LABELS[1]},P,ann"]
+    )
+    t = raven(
+        tmp_path / f"recB{TABLE_SUFFIX}",
+        [sel(4.5, 5.5, LABELS[2], "maybe"), sel(4.5, 5.5, LABELS[0], "A", n=2)],
+    )
     res = import_labels([c, t], m, LABELS, round_id=0)
     assert list(res.labels["present"]) == [UNSURE, 1, UNSURE, 0]
     assert UNSURE == -1 and LABEL_VALUES == (1, 0, -1)
@@ -396,29 +484,44 @@ def test_unsure_from_csv_raven_and_read_back(tmp_path: Path) -> None:
 
 def test_unsure_is_neither_present_nor_absent_between_annotators(tmp_path: Path) -> None:
     m = manifest_for(["recA", "recB"])
-    c = csv_file(tmp_path / "x.csv", [
-        f"recA@4.0,{LABELS[0]},1,ann", f"recA@4.0,{LABELS[0]},unsure,bob",  # not a conflict
-        f"recB@4.0,{LABELS[0]},1,ann", f"recB@4.0,{LABELS[0]},0,bob",
-        f"recB@4.0,{LABELS[0]},unsure,eve"])
+    c = csv_file(
+        tmp_path / "x.csv",
+        [
+            f"recA@4.0,{LABELS[0]},1,ann",
+            f"recA@4.0,{LABELS[0]},unsure,bob",  # not a conflict
+            f"recB@4.0,{LABELS[0]},1,ann",
+            f"recB@4.0,{LABELS[0]},0,bob",
+            f"recB@4.0,{LABELS[0]},unsure,eve",
+        ],
+    )
     res = import_labels([c], m, LABELS, round_id=0)
     conf = res.conflicts
     assert conf[["unit_id", "kind", "present_by", "absent_by", "unsure_by"]].values.tolist() == [
-        ["recB@4.0", "annotators", "ann", "bob", "eve"]]
+        ["recB@4.0", "annotators", "ann", "bob", "eve"]
+    ]
     assert (res.labels["conflict"] == 0).all()
-    same = csv_file(tmp_path / "s.csv", [f"recA@4.0,{LABELS[0]},1,ann",
-                                         f"recA@4.0,{LABELS[0]},u,ann"])
+    same = csv_file(
+        tmp_path / "s.csv", [f"recA@4.0,{LABELS[0]},1,ann", f"recA@4.0,{LABELS[0]},u,ann"]
+    )
     assert import_labels([same], m, LABELS, round_id=0).conflicts["kind"].tolist() == [
-        "same_annotator"]
+        "same_annotator"
+    ]
 
 
 def test_all_unsure_units_may_be_labelled_again(tmp_path: Path) -> None:
     m = manifest_for(["recA", "recB"])
-    c = csv_file(tmp_path / "x.csv", [f"recA@4.0,{LABELS[0]},unsure,ann",
-                                      f"recA@4.0,{LABELS[1]},unsure,ann",
-                                      f"recB@4.0,{LABELS[0]},unsure,ann",
-                                      f"recB@4.0,{LABELS[1]},0,ann"])
-    out = write_labels(import_labels([c], m, LABELS, round_id=0),
-                          tmp_path / "labels" / "round_00.csv")
+    c = csv_file(
+        tmp_path / "x.csv",
+        [
+            f"recA@4.0,{LABELS[0]},unsure,ann",
+            f"recA@4.0,{LABELS[1]},unsure,ann",
+            f"recB@4.0,{LABELS[0]},unsure,ann",
+            f"recB@4.0,{LABELS[1]},0,ann",
+        ],
+    )
+    out = write_labels(
+        import_labels([c], m, LABELS, round_id=0), tmp_path / "labels" / "round_00.csv"
+    )
     prev = previous_label_units(out.parent, "round_01")
     assert prev == {out.as_posix(): {"recB@4.0"}}
     again = csv_file(tmp_path / "y.csv", [f"recA@4.0,{LABELS[0]},1,bob"])
@@ -438,33 +541,46 @@ def test_journal_last_event_wins_and_clear_removes(tmp_path: Path) -> None:
     jdir = tmp_path / "journal"
     jdir.mkdir()
     t = "2026-12-01T10:00:0{}Z"
-    csv_file(jdir / "ann.journal.csv", [
-        f"recA@4.0,{LABELS[0]},1,ann,,,{t.format(1)},1",
-        f"recA@4.0,{LABELS[0]},0,ann,,second thoughts,{t.format(2)},2",   # supersedes seq 1
-        f"recA@4.0,{LABELS[1]},unsure,ann,0.4,,{t.format(3)},3",
-        f"recB@4.0,{LABELS[2]},1,ann,,,{t.format(5)},5",
-        f"recB@4.0,{LABELS[2]},clear,ann,,,{t.format(6)},6",             # withdrawn
-        f"recC@4.0,{LABELS[2]},1,,,,{t.format(4)},4",                    # annotator from name
-        f"recA@4.0,{LABELS[1]},1,ann,,,{t.format(0)},0",                 # older (seq 0)
-    ], header=JOURNAL_HEADER)
-    csv_file(jdir / "bob.journal.csv", [f"recA@4.0,,0,bob,,,{t.format(1)},1"],
-             header=JOURNAL_HEADER)
+    csv_file(
+        jdir / "ann.journal.csv",
+        [
+            f"recA@4.0,{LABELS[0]},1,ann,,,{t.format(1)},1",
+            f"recA@4.0,{LABELS[0]},0,ann,,second thoughts,{t.format(2)},2",  # supersedes seq 1
+            f"recA@4.0,{LABELS[1]},unsure,ann,0.4,,{t.format(3)},3",
+            f"recB@4.0,{LABELS[2]},1,ann,,,{t.format(5)},5",
+            f"recB@4.0,{LABELS[2]},clear,ann,,,{t.format(6)},6",  # withdrawn
+            f"recC@4.0,{LABELS[2]},1,,,,{t.format(4)},4",  # annotator from name
+            f"recA@4.0,{LABELS[1]},1,ann,,,{t.format(0)},0",  # older (seq 0)
+        ],
+        header=JOURNAL_HEADER,
+    )
+    csv_file(
+        jdir / "bob.journal.csv", [f"recA@4.0,,0,bob,,,{t.format(1)},1"], header=JOURNAL_HEADER
+    )
     csv_file(jdir / "eve.journal.csv", [], header=JOURNAL_HEADER)  # opened, nothing answered
     res = import_labels([jdir], m, LABELS, round_id=0)
-    got = res.labels[["unit_id", "species", "present", "annotator", "notes", "source_file",
-                      "source_line"]].values.tolist()
+    got = res.labels[
+        ["unit_id", "species", "present", "annotator", "notes", "source_file", "source_line"]
+    ].values.tolist()
     assert got == [
         ["recA@4.0", LABELS[0], 0, "ann", "second thoughts", "ann.journal.csv", 3],
         ["recA@4.0", LABELS[1], -1, "ann", "", "ann.journal.csv", 4],
         ["recC@4.0", LABELS[2], 1, "ann", "", "ann.journal.csv", 7],
-        ["recA@4.0", "", 0, "bob", "", "bob.journal.csv", 2]]
+        ["recA@4.0", "", 0, "bob", "", "bob.journal.csv", 2],
+    ]
     assert res.labels["confidence"].iloc[1] == pytest.approx(0.4)
     assert (res.labels["conflict"] == 0).all()  # superseded events are not conflicts
-    assert any("ann.journal.csv: journal of 7 event(s): 3 superseded by a later answer, 1 "
-               "answer(s) cleared, 3 kept" in n for n in res.notes)
+    assert any(
+        "ann.journal.csv: journal of 7 event(s): 3 superseded by a later answer, 1 "
+        "answer(s) cleared, 3 kept" in n
+        for n in res.notes
+    )
     assert any("eve.journal.csv: journal has no answers yet" in n for n in res.notes)
-    bad = csv_file(tmp_path / "bad.journal.csv", [f"recA@4.0,{LABELS[0]},,ann,,,{t.format(1)},x"],
-                   header=JOURNAL_HEADER)
+    bad = csv_file(
+        tmp_path / "bad.journal.csv",
+        [f"recA@4.0,{LABELS[0]},,ann,,,{t.format(1)},x"],
+        header=JOURNAL_HEADER,
+    )
     with pytest.raises(LabelImportError) as exc:
         import_labels([bad], m, LABELS, round_id=0)
     assert "bad.journal.csv:2: seq 'x' is not an integer" in problems(exc)
@@ -486,40 +602,62 @@ def test_birdnet_analyzer_review_folders(tmp_path: Path) -> None:
     _clip(root / "Common Blackbird" / "Negative" / "0.301_2_recB_4.50s_7.50s.wav")
     _clip(root / "Common Blackbird" / "0.290_3_recC_4.00s_7.00s.wav")  # not reviewed yet
     _clip(root / "European Robin" / "Positive" / "recA.wav")  # one of our exported clips
-    res = import_birdnet_review(root, m, LABELS, round_id=0, species_from_folder=True,
-                                   annotator="kim")
+    res = import_birdnet_review(
+        root, m, LABELS, round_id=0, species_from_folder=True, annotator="kim"
+    )
     lab = res.labels
     answered = lab[lab["present"] != UNSURE].set_index("source_file")
     assert answered[["unit_id", "species", "present", "annotator"]].sort_index().to_dict(
-        "index") == {
-        "Common Blackbird/Negative/0.301_2_recB_4.50s_7.50s.wav":
-            {"unit_id": "recB@4.0", "species": LABELS[0], "present": 0, "annotator": "kim"},
-        "Common Blackbird/Positive/0.812_1_recA_4.00s_7.00s.wav":
-            {"unit_id": "recA@4.0", "species": LABELS[0], "present": 1, "annotator": "kim"},
-        "European Robin/Positive/recA.wav":
-            {"unit_id": "recA@4.0", "species": LABELS[1], "present": 1, "annotator": "kim"}}
-    assert answered.loc["Common Blackbird/Negative/0.301_2_recB_4.50s_7.50s.wav",
-                        "sel_begin_s"] == pytest.approx(4.5)
+        "index"
+    ) == {
+        "Common Blackbird/Negative/0.301_2_recB_4.50s_7.50s.wav": {
+            "unit_id": "recB@4.0",
+            "species": LABELS[0],
+            "present": 0,
+            "annotator": "kim",
+        },
+        "Common Blackbird/Positive/0.812_1_recA_4.00s_7.00s.wav": {
+            "unit_id": "recA@4.0",
+            "species": LABELS[0],
+            "present": 1,
+            "annotator": "kim",
+        },
+        "European Robin/Positive/recA.wav": {
+            "unit_id": "recA@4.0",
+            "species": LABELS[1],
+            "present": 1,
+            "annotator": "kim",
+        },
+    }
+    assert answered.loc[
+        "Common Blackbird/Negative/0.301_2_recB_4.50s_7.50s.wav", "sel_begin_s"
+    ] == pytest.approx(4.5)
     # one species reviewed per clip: the other label-set species are unsure, not absent
     unsure = lab[lab["present"] == UNSURE]
     assert sorted(map(tuple, unsure[["unit_id", "species"]].values.tolist())) == [
-        ("recA@4.0", LABELS[2]), ("recB@4.0", LABELS[1]), ("recB@4.0", LABELS[2])]
+        ("recA@4.0", LABELS[2]),
+        ("recB@4.0", LABELS[1]),
+        ("recB@4.0", LABELS[2]),
+    ]
     assert (lab["conflict"] == 0).all()
     assert any("1 clip(s) not reviewed yet" in n for n in res.notes)
-    closed = import_birdnet_review(root, m, LABELS, round_id=0, species_from_folder=True,
-                                      closed_world=True)
+    closed = import_birdnet_review(
+        root, m, LABELS, round_id=0, species_from_folder=True, closed_world=True
+    )
     assert (closed.labels["present"] != UNSURE).all() and len(closed.labels) == 3
     flat = tmp_path / "flat"
     _clip(flat / "Positive" / "0.900_1_recC_4.00s_7.00s.wav")
-    one = import_birdnet_review(flat, m, LABELS, round_id=0, species="Great Tit",
-                                   closed_world=True)
+    one = import_birdnet_review(flat, m, LABELS, round_id=0, species="Great Tit", closed_world=True)
     assert one.labels[["unit_id", "species", "present"]].values.tolist() == [
-        ["recC@4.0", LABELS[2], 1]]
+        ["recC@4.0", LABELS[2], 1]
+    ]
     with pytest.raises(LabelImportError, match="no species folder"):
         import_birdnet_review(flat, m, LABELS, round_id=0, species_from_folder=True)
     _clip(flat / "Negative" / "0.500_2_recZ_1.00s_4.00s.wav")
-    with pytest.raises(LabelImportError, match="Negative/0.500_2_recZ_1.00s_4.00s.wav: no "
-                       "unit of this round's manifest matches"):
+    with pytest.raises(
+        LabelImportError,
+        match="Negative/0.500_2_recZ_1.00s_4.00s.wav: no unit of this round's manifest matches",
+    ):
         import_birdnet_review(flat, m, LABELS, round_id=0, species="Great Tit")
 
 
@@ -527,12 +665,30 @@ def test_cli_import_birdnet_review(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     _setup_round(tmp_path)
     _clip(tmp_path / "rev" / "Great Tit" / "Positive" / "0.700_1_rec2_4.00s_7.00s.wav")
-    args = ["labels", "import-birdnet-review", "rev", "--round", "0", "--species-from-folder",
-            "--manifest", "manifest.csv", "--label-set", "species.csv", "--annotator", "kim",
-            "--params", "none.yaml"]
+    args = [
+        "labels",
+        "import-birdnet-review",
+        "rev",
+        "--round",
+        "0",
+        "--species-from-folder",
+        "--manifest",
+        "manifest.csv",
+        "--label-set",
+        "species.csv",
+        "--annotator",
+        "kim",
+        "--params",
+        "none.yaml",
+    ]
     assert cli_main(args) == 0
     lab = read_labels("data/labels/round_00.csv")
     assert lab.loc[lab["present"] == 1, ["unit_id", "species"]].values.tolist() == [
-        ["rec2@4.0", LABELS[2]]]
-    assert json.loads(Path("data/labels/history/round_00/log.jsonl").read_text()
-                      .splitlines()[0])["action"] == "birdnet"
+        ["rec2@4.0", LABELS[2]]
+    ]
+    assert (
+        json.loads(Path("data/labels/history/round_00/log.jsonl").read_text().splitlines()[0])[
+            "action"
+        ]
+        == "birdnet"
+    )

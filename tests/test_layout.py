@@ -40,21 +40,29 @@ ALLOWED: dict[str, frozenset[str]] = {
 #: documented exceptions to :data:`ALLOWED`: (importer, imported) -> reason
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("detection", "plots"): "detection/steps.py draws the detect stage's figures "
-                            "(plots.detections, imported inside the plot step)",
+    "(plots.detections, imported inside the plot step)",
     ("sampling", "plots"): "sampling/steps.py draws the sample stage's figures (plots.sampling)",
     ("plots", "simulation"): "plots/simulation.py reads the simulation summaries/claims it draws",
     ("rounds", "plots"): "round steps (answers, steps) draw the round figures",
     ("rounds", "review"): "rounds/export.py draws the exported spectrogram PNGs with the review "
-                          "page's renderer (review.spectrogram), so both show the same image",
+    "page's renderer (review.spectrogram), so both show the same image",
     ("review", "rounds"): "the review page serves an exported round: ExportOptions, "
-                          "MAX_SPECTROGRAM_S and read_manifest of rounds.export",
+    "MAX_SPECTROGRAM_S and read_manifest of rounds.export",
     ("simulation", "datasets"): "simulation/loop.py costs recording units with "
-                                "datasets.union_seconds",
+    "datasets.union_seconds",
     ("simulation", "plots"): "simulation/mcewen.py draws the protocol report's figures",
 }
 #: stage subpackages, each with a ``cli.py`` holding its ``register(subparsers)``
-STAGES: tuple[str, ...] = ("demo", "detection", "sampling", "rounds", "simulation", "search",
-                           "review", "datasets")
+STAGES: tuple[str, ...] = (
+    "demo",
+    "detection",
+    "sampling",
+    "rounds",
+    "simulation",
+    "search",
+    "review",
+    "datasets",
+)
 #: stages whose ``cli.py`` is not written yet (issue 9 follow-ups); the lead removes an entry
 #: when its package is done (the strict xfail then turns into a failure as a reminder)
 CLI_PENDING: frozenset[str] = frozenset({"search"})
@@ -85,8 +93,9 @@ def imports_of(path: Path) -> list[tuple[int, str, bool]]:
             names = [a.name for a in node.names]
         else:
             continue
-        out.extend((node.lineno, n, id(node) not in lazy) for n in names
-                   if n.split(".")[0] == "activepam")
+        out.extend(
+            (node.lineno, n, id(node) not in lazy) for n in names if n.split(".")[0] == "activepam"
+        )
     return out
 
 
@@ -107,13 +116,16 @@ def package_edges(eager_only: bool = False) -> dict[tuple[str, str], list[str]]:
     return edges
 
 
-def violations(edges: dict[tuple[str, str], list[str]],
-               exceptions: dict[tuple[str, str], str] = EXCEPTIONS
-               ) -> tuple[list[str], list[tuple[str, str]]]:
+def violations(
+    edges: dict[tuple[str, str], list[str]], exceptions: dict[tuple[str, str], str] = EXCEPTIONS
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Imports breaking :data:`ALLOWED` that ``exceptions`` does not document, and the
     exceptions no import uses any more."""
-    bad = [f"{a} -> {b}: " + "; ".join(where) for (a, b), where in sorted(edges.items())
-           if b not in ALLOWED[a] and (a, b) not in exceptions]
+    bad = [
+        f"{a} -> {b}: " + "; ".join(where)
+        for (a, b), where in sorted(edges.items())
+        if b not in ALLOWED[a] and (a, b) not in exceptions
+    ]
     return bad, sorted(k for k in exceptions if k not in edges)
 
 
@@ -141,25 +153,37 @@ def cycles(edges: dict[tuple[str, str], list[str]]) -> list[list[str]]:
 
 def test_scanner_sees_lazy_and_eager_imports(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
-    f.write_text("import os\nfrom activepam.core import io\nimport activepam.rounds.export\n"
-                 "def g():\n    from activepam.review.spectrogram import render_png\n"
-                 "from . import sibling\n")
-    assert imports_of(f) == [(2, "activepam.core", True), (3, "activepam.rounds.export", True),
-                             (5, "activepam.review.spectrogram", False)]
+    f.write_text(
+        "import os\nfrom activepam.core import io\nimport activepam.rounds.export\n"
+        "def g():\n    from activepam.review.spectrogram import render_png\n"
+        "from . import sibling\n"
+    )
+    assert imports_of(f) == [
+        (2, "activepam.core", True),
+        (3, "activepam.rounds.export", True),
+        (5, "activepam.review.spectrogram", False),
+    ]
 
 
 def test_violations_flag_undocumented_and_stale() -> None:
-    edges = {("core", "rounds"): ["core/x.py:3 activepam.rounds.export"],
-             ("rounds", "core"): ["rounds/y.py:1 activepam.core.io"],
-             ("review", "rounds"): ["review/z.py:9 activepam.rounds.export"]}
+    edges = {
+        ("core", "rounds"): ["core/x.py:3 activepam.rounds.export"],
+        ("rounds", "core"): ["rounds/y.py:1 activepam.core.io"],
+        ("review", "rounds"): ["review/z.py:9 activepam.rounds.export"],
+    }
     bad, stale = violations(edges, {("review", "rounds"): "why", ("plots", "rounds"): "old"})
     assert bad == ["core -> rounds: core/x.py:3 activepam.rounds.export"]
     assert stale == [("plots", "rounds")]
 
 
 def test_cycle_finder() -> None:
-    e: dict[tuple[str, str], list[str]] = {("a", "b"): [], ("b", "c"): [], ("c", "a"): [],
-                                           ("c", "d"): [], ("d", "c"): []}
+    e: dict[tuple[str, str], list[str]] = {
+        ("a", "b"): [],
+        ("b", "c"): [],
+        ("c", "a"): [],
+        ("c", "d"): [],
+        ("d", "c"): [],
+    }
     assert cycles(e) == [["a", "b", "c", "a"], ["c", "d", "c"]]
     assert cycles({("a", "b"): [], ("b", "c"): []}) == []
 
@@ -178,8 +202,9 @@ def test_every_subpackage_is_layered() -> None:
 
 def test_imports_follow_the_layers() -> None:
     bad, stale = violations(package_edges())
-    assert not bad, "imports across the layers (fix, or document in EXCEPTIONS):\n  " + \
-        "\n  ".join(bad)
+    assert not bad, "imports across the layers (fix, or document in EXCEPTIONS):\n  " + "\n  ".join(
+        bad
+    )
     assert not stale, f"EXCEPTIONS no longer used (remove them): {stale}"
 
 
@@ -189,19 +214,28 @@ def test_no_import_cycle_at_import_time() -> None:
     assert not found, " / ".join(" -> ".join(c) for c in found)
 
 
-@pytest.mark.xfail(strict=True, reason="known cycles through function-level imports: "
-                   "rounds <-> review (export draws PNGs with review.spectrogram; review serves "
-                   "rounds.export's manifest) and the stage steps drawing their figures "
-                   "(detection/sampling/simulation -> plots -> sampling/simulation); the fix "
-                   "is a renderer below both layers")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known cycles through function-level imports: "
+    "rounds <-> review (export draws PNGs with review.spectrogram; review serves "
+    "rounds.export's manifest) and the stage steps drawing their figures "
+    "(detection/sampling/simulation -> plots -> sampling/simulation); the fix "
+    "is a renderer below both layers",
+)
 def test_no_subpackage_cycle_even_through_lazy_imports() -> None:
     found = cycles(package_edges())
     assert not found, " / ".join(" -> ".join(c) for c in found)
 
 
-@pytest.mark.parametrize("pkg", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"{p}/cli.py not written yet"))
-    if p in CLI_PENDING else p for p in STAGES])
+@pytest.mark.parametrize(
+    "pkg",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"{p}/cli.py not written yet"))
+        if p in CLI_PENDING
+        else p
+        for p in STAGES
+    ],
+)
 def test_stage_has_a_cli_module(pkg: str) -> None:
     path = SRC / pkg / "cli.py"
     assert path.is_file(), f"{path} missing"

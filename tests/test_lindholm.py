@@ -78,8 +78,9 @@ def test_embedding_frames_seeded() -> None:
 def test_audio_file_snr_exact(snr: float) -> None:
     tm = A.class_templates(5)
     assert [t[1] for t in tm] == ["warble", "downsweep", "trill", "whistle", "chirp"]
-    ev = pd.DataFrame({"file": [0, 0], "cls": [2, 5], "onset_s": [1.0, 4.0],
-                       "offset_s": [2.5, 4.7]})
+    ev = pd.DataFrame(
+        {"file": [0, 0], "cls": [2, 5], "onset_s": [1.0, 4.0], "offset_s": [2.5, 4.7]}
+    )
     mix, bg, sig = A.synth_file(ev, tm, snr, np.random.default_rng(0))
     assert len(mix) == 480_000
     np.testing.assert_allclose(mix, bg + sig, atol=1e-7)
@@ -98,8 +99,14 @@ def test_window_starts_and_labels() -> None:
     st = A.window_starts_s(10.0, 0.5)
     np.testing.assert_allclose(st, np.arange(15) * 0.5)
     assert len(A.window_starts_s(10.0, 3.0)) == 3
-    ev = pd.DataFrame({"file": [0, 0, 1], "cls": [1, 2, 3], "onset_s": [0.2, 3.4, 8.0],
-                       "offset_s": [1.2, 5.4, 9.9]})
+    ev = pd.DataFrame(
+        {
+            "file": [0, 0, 1],
+            "cls": [1, 2, 3],
+            "onset_s": [0.2, 3.4, 8.0],
+            "offset_s": [1.2, 5.4, 9.9],
+        }
+    )
     y = A.window_labels(ev, 3, np.array([0.0, 2.0, 3.0, 7.0]))
     # window [0,3): event 1 fully inside (1.0 s >= 0.5 x 1.0); [2,5): 1.6 s of event 2's 2.0 s;
     # [3,6): all of event 2; [7,10) of file 1: event 3 (1.9 s of 1.9 s); file 2: background
@@ -108,8 +115,9 @@ def test_window_starts_and_labels() -> None:
     ev1 = pd.DataFrame({"file": [0], "cls": [1], "onset_s": [2.6], "offset_s": [3.8]})
     np.testing.assert_array_equal(A.window_labels(ev1, 1, np.array([0.0, 0.5, 1.0])), [[0, 1, 1]])
     # two events in one window: the larger overlap wins
-    ev2 = pd.DataFrame({"file": [0, 0], "cls": [1, 2], "onset_s": [0.1, 1.0],
-                        "offset_s": [0.6, 2.8]})
+    ev2 = pd.DataFrame(
+        {"file": [0, 0], "cls": [1, 2], "onset_s": [0.1, 1.0], "offset_s": [0.6, 2.8]}
+    )
     assert A.window_labels(ev2, 1, np.array([0.0]))[0, 0] == 2
 
 
@@ -155,11 +163,12 @@ def test_file_scores_hand_made_and_match_core_aggregate() -> None:
     assert me[0] == pytest.approx(0.7) and math.isnan(me[1])
     for i in range(2):
         for method, k in (("topk", 2), ("mean", 10), ("median", 10)):
-            assert L.file_scores(H[i:i + 1], ev[i:i + 1], method, k)[0] == pytest.approx(
-                aggregate(H[i], method, k))
+            assert L.file_scores(H[i : i + 1], ev[i : i + 1], method, k)[0] == pytest.approx(
+                aggregate(H[i], method, k)
+            )
         conf = np.where(ev[i], 1.0, 0.0)
         a = aggregate(H[i], "mean_event", event_threshold=0.5, event_conf=conf)
-        b = L.file_scores(H[i:i + 1], ev[i:i + 1], "mean_event")[0]
+        b = L.file_scores(H[i : i + 1], ev[i : i + 1], "mean_event")[0]
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b)
     with pytest.raises(L.LindholmError, match="unknown aggregation"):
         L.file_scores(H, ev, "max")
@@ -220,9 +229,22 @@ def test_registered_in_cli() -> None:
 @pytest.mark.slow
 def test_embedding_reduced_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "lh"
-    args = _parser().parse_args(["lindholm", "embedding", "--protocol", str(PROTOCOL),
-                                 "--size", "ci", "--files", "250", "--seeds", "2",
-                                 "--out", str(out)])
+    args = _parser().parse_args(
+        [
+            "lindholm",
+            "embedding",
+            "--protocol",
+            str(PROTOCOL),
+            "--size",
+            "ci",
+            "--files",
+            "250",
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert args.func(args) == 0
     text = capsys.readouterr().out
     res = pd.read_parquet(out / "results.parquet")
@@ -230,18 +252,38 @@ def test_embedding_reduced_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (out / "table.md").read_text().strip() == text.strip()
     # every strategy x K, every round, both replicates
     runs = set(map(tuple, res[["strategy", "k"]].drop_duplicates().to_numpy().tolist()))
-    assert runs == {("topk", 1), ("topk", 3), ("topk", 5), ("topk", 10), ("topk", 20),
-                    ("mean", -1), ("median", -1), ("mean_event", -1), ("random", -1)}
+    assert runs == {
+        ("topk", 1),
+        ("topk", 3),
+        ("topk", 5),
+        ("topk", 10),
+        ("topk", 20),
+        ("mean", -1),
+        ("median", -1),
+        ("mean_event", -1),
+        ("random", -1),
+    }
     assert res.groupby(["strategy", "k"])["replicate"].nunique().eq(2).all()
     assert len(full) == 2 and (full["n_labelled"] == 200).all()
     # strategies share the seed set: round 0 identical; labelled counts follow the schedule
     r0 = res[res["round"] == 0].groupby("replicate")["event_iou"].nunique()
     assert (r0 == 1).all()
-    assert sorted(res["n_labelled"].unique()) == [n for _, n in L.schedule(
-        L.ALConfig.from_params(L.read_protocol(PROTOCOL)), 200)]
+    assert sorted(res["n_labelled"].unique()) == [
+        n for _, n in L.schedule(L.ALConfig.from_params(L.read_protocol(PROTOCOL)), 200)
+    ]
     # the printed table: a row per strategy x K, intervals inside [0, 1] around the mean
-    for label in ("Top-1", "Top-3", "Top-5", "Top-10", "Top-20", "Mean (= Top-all)", "Median",
-                  "Mean Event Entropy", "Random", "full supervision"):
+    for label in (
+        "Top-1",
+        "Top-3",
+        "Top-5",
+        "Top-10",
+        "Top-20",
+        "Mean (= Top-all)",
+        "Median",
+        "Mean Event Entropy",
+        "Random",
+        "full supervision",
+    ):
         assert text.count(f"| {label} ") == 2, label  # IoU and macro AP tables
     table = "\n".join(line for line in text.splitlines() if line.startswith("|"))
     cells = re.findall(r"(\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]", table)
@@ -256,8 +298,9 @@ def test_embedding_reduced_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert full["event_iou"].nunique() == 2
     assert "Event files among the labelled files at 8.0%" in text
     # the saved run re-prints the same tables and verdicts without running anything
-    again = _parser().parse_args(["lindholm", "report", "--protocol", str(PROTOCOL),
-                                  "--out", str(out)])
+    again = _parser().parse_args(
+        ["lindholm", "report", "--protocol", str(PROTOCOL), "--out", str(out)]
+    )
     assert again.func(again) == 0
     printed = capsys.readouterr().out
     body = text.split("\n", 1)[1].rsplit("wall time", 1)[0]
@@ -275,8 +318,18 @@ def test_protocol_unknown_key_named(tmp_path: Path) -> None:
 
 
 def test_embedding_unknown_size(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = _parser().parse_args(["lindholm", "embedding", "--protocol", str(PROTOCOL),
-                                 "--size", "huge", "--out", str(tmp_path)])
+    args = _parser().parse_args(
+        [
+            "lindholm",
+            "embedding",
+            "--protocol",
+            str(PROTOCOL),
+            "--size",
+            "huge",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert args.func(args) == 2
     assert "lindholm.embedding.huge" in capsys.readouterr().err
 

@@ -42,7 +42,8 @@ def test_support_weighted_ap_macro_ap_and_f1_over_the_classes_present():
     # the simulation's rows carry the same numbers
     ms = macro_scores(Y_HAND, P_HAND, 0.5)
     assert (ms["weighted_ap"], ms["macro_ap"], ms["macro_f1"]) == pytest.approx(
-        (sc["mAP"], sc["cmAP"], sc["F1-macro"]))
+        (sc["mAP"], sc["cmAP"], sc["F1-macro"])
+    )
 
 
 def test_stratum_scores_agree_with_scikit_learn_on_random_strata():
@@ -55,11 +56,14 @@ def test_stratum_scores_agree_with_scikit_learn_on_random_strata():
     present = Y.sum(axis=0) > 0
     sc = mcewen.stratum_scores(Y, P)
     assert sc["mAP"] == pytest.approx(
-        average_precision_score(Y[:, present], P[:, present], average="weighted"))
+        average_precision_score(Y[:, present], P[:, present], average="weighted")
+    )
     assert sc["cmAP"] == pytest.approx(
-        average_precision_score(Y[:, present], P[:, present], average="macro"))
+        average_precision_score(Y[:, present], P[:, present], average="macro")
+    )
     assert sc["F1-macro"] == pytest.approx(
-        f1_score(Y[:, present], P[:, present] > 0.5, average="macro", zero_division=0))
+        f1_score(Y[:, present], P[:, present] > 0.5, average="macro", zero_division=0)
+    )
     assert sc["mAP"] != pytest.approx(sc["cmAP"])  # the two definitions differ here
 
 
@@ -148,13 +152,16 @@ def test_overlays_are_valid_and_map_the_protocol():
     assert (cfg.cold_start, cfg.budget_unit, cfg.data_fraction) == (True, "units", 1.0)
     assert cfg.strata == ("site", "year")
     assert cfg.stratum_metrics == ("weighted_ap", "macro_ap", "macro_f1")
-    anura = simulation_params(_overlaid(load_params(ROOT / "params.yaml"),
-                                        [str(OVERLAY), str(ANURA)]))
+    anura = simulation_params(
+        _overlaid(load_params(ROOT / "params.yaml"), [str(OVERLAY), str(ANURA)])
+    )
     acfg = SimConfig.from_params(anura)
     assert (acfg.seed_size, acfg.batch_size, acfg.rounds) == (20, 20, 25)
     assert acfg.strata == ("site", "period") and anura["strategies"] == sim["strategies"]
-    assert mcewen.OVERLAYS["anuraset"] == (str(OVERLAY.relative_to(ROOT)),
-                                           str(ANURA.relative_to(ROOT)))
+    assert mcewen.OVERLAYS["anuraset"] == (
+        str(OVERLAY.relative_to(ROOT)),
+        str(ANURA.relative_to(ROOT)),
+    )
 
 
 def _pool(n_per_site: int = 20, seed: int = 0) -> tuple[SimDataset, np.ndarray]:
@@ -162,11 +169,24 @@ def _pool(n_per_site: int = 20, seed: int = 0) -> tuple[SimDataset, np.ndarray]:
     rows = []
     for s in ("A", "B", "C"):
         for i in range(n_per_site):
-            rows.append({"unit_id": f"{s}{i:02d}@0.0", "recording_id": f"{s}{i:02d}",
-                         "start_s": 0.0, "end_s": 3.0, "recording_duration_s": 3.0, "site": s})
+            rows.append(
+                {
+                    "unit_id": f"{s}{i:02d}@0.0",
+                    "recording_id": f"{s}{i:02d}",
+                    "start_s": 0.0,
+                    "end_s": 3.0,
+                    "recording_duration_s": 3.0,
+                    "site": s,
+                }
+            )
     n = len(rows)
-    ds = SimDataset(pd.DataFrame(rows), rng.normal(size=(n, 5)).astype(np.float32),
-                    np.zeros((n, 4), dtype=np.uint8), ["a", "b", "c", "d"], "pool")
+    ds = SimDataset(
+        pd.DataFrame(rows),
+        rng.normal(size=(n, 5)).astype(np.float32),
+        np.zeros((n, 4), dtype=np.uint8),
+        ["a", "b", "c", "d"],
+        "pool",
+    )
     return ds, rng.random((n, 4))
 
 
@@ -221,8 +241,11 @@ def test_subsample_fraction_is_validated():
     from activepam.sampling.strategies import StrategyError, resolve_strategy
 
     def spec(sub):
-        return {"sampling": {"strategies": {"w": {"base": "ward_entropy",
-                                                  "diversify": {"subsample": sub}}}}}
+        return {
+            "sampling": {
+                "strategies": {"w": {"base": "ward_entropy", "diversify": {"subsample": sub}}}
+            }
+        }
 
     assert resolve_strategy("w", spec(0.2))["diversify"]["subsample"] == 0.2
     assert resolve_strategy("w", spec(500))["diversify"]["subsample"] == 500
@@ -240,16 +263,27 @@ def _reduced(tmp_path: Path, size: int) -> Path:
     return p
 
 
-def _check_outputs(out: Path, imported: Path, strategies: list[str], keys: list[str],
-                   seeds: list[int], per_round: int, rounds: int) -> dict:
+def _check_outputs(
+    out: Path,
+    imported: Path,
+    strategies: list[str],
+    keys: list[str],
+    seeds: list[int],
+    per_round: int,
+    rounds: int,
+) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     for name in summary["files"].values():
         assert (out / name).exists(), name
     for key in keys:
         for s in strategies:
             assert (out / "figures" / f"per_stratum_{key}_{s}.png").stat().st_size > 1000
-    for f in ("jsd_label_site.png", "jsd_pred_site.png", "exclusion_drop_ap.png",
-              "exclusion_drop_f1.png"):
+    for f in (
+        "jsd_label_site.png",
+        "jsd_pred_site.png",
+        "exclusion_drop_ap.png",
+        "exclusion_drop_f1.png",
+    ):
         assert (out / "figures" / f).stat().st_size > 1000
     res = pd.read_parquet(out / "results.parquet")
     assert set(res["strategy"]) == set(strategies) and set(res["seed"]) == set(seeds)
@@ -273,7 +307,8 @@ def _check_outputs(out: Path, imported: Path, strategies: list[str], keys: list[
     # stratified spends every batch evenly over the sites (water-filling: differences <= 1)
     meta = pd.read_parquet(imported / "metadata.parquet").set_index("unit_id")
     st = sel[sel["strategy"] == "stratified"].assign(
-        site=lambda d: meta.loc[d["unit_id"], "site"].to_numpy())
+        site=lambda d: meta.loc[d["unit_id"], "site"].to_numpy()
+    )
     counts = st.groupby(["seed", "round", "site"]).size().unstack(fill_value=0)
     assert counts.shape[1] == meta.loc[meta["split"] == "train", "site"].nunique()
     assert (counts.max(axis=1) - counts.min(axis=1)).le(1).all()
@@ -307,17 +342,39 @@ def test_protocol_end_to_end_on_the_wabad_fixture(tmp_path, capsys):
 
     write_wabad(tmp_path / "raw", sizes={"train": 150, "validation": 6, "test": 60}, seed=1)
     imported = tmp_path / "wabad"
-    assert main(["datasets", "import", "wabad", str(tmp_path / "raw"), "--out",
-                 str(imported)]) == 0
+    assert main(["datasets", "import", "wabad", str(tmp_path / "raw"), "--out", str(imported)]) == 0
     out = tmp_path / "out"
-    argv = ["mcewen2025", "--params", str(ROOT / "params.yaml"), "--overlay", str(OVERLAY),
-            "--overlay", str(_reduced(tmp_path, 12)), "--imported", str(imported),
-            "--rounds", "2", "--seed", "0", "--seed", "1", "--out", str(out)]
+    argv = [
+        "mcewen2025",
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--overlay",
+        str(OVERLAY),
+        "--overlay",
+        str(_reduced(tmp_path, 12)),
+        "--imported",
+        str(imported),
+        "--rounds",
+        "2",
+        "--seed",
+        "0",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "published F1" in text and "0.236-0.262" in text and "1.537" in text
-    summary = _check_outputs(out, imported, ["binary", "cluster", "stratified", "random"],
-                             ["site", "year"], [0, 1], per_round=12, rounds=2)
+    summary = _check_outputs(
+        out,
+        imported,
+        ["binary", "cluster", "stratified", "random"],
+        ["site", "year"],
+        [0, 1],
+        per_round=12,
+        rounds=2,
+    )
     assert summary["dataset"] == "wabad" and summary["published"]["mi_bits"] == 1.537
     sites = {r["stratum_value"] for r in summary["per_stratum"]["site"]}
     assert sites == set(WABAD_SITES)
@@ -335,18 +392,38 @@ def test_protocol_end_to_end_on_the_anuraset_fixture(tmp_path, capsys, monkeypat
 
     write_anuraset(tmp_path / "raw", recordings={"train": 18, "test": 6}, windows=8, seed=2)
     imported = tmp_path / "anuraset"
-    assert main(["datasets", "import", "anuraset", str(tmp_path / "raw"), "--out",
-                 str(imported)]) == 0
+    assert (
+        main(["datasets", "import", "anuraset", str(tmp_path / "raw"), "--out", str(imported)]) == 0
+    )
     out = tmp_path / "out"
     # no --overlay: import.json says anuraset, so both protocol overlays apply (run from the
     # repository root, as the README's command)
     monkeypatch.chdir(ROOT)
-    assert main(["mcewen2025", "--imported", str(imported), "--rounds", "3", "--seed", "0",
-                 "--strategy", "stratified", "--strategy", "binary", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "mcewen2025",
+                "--imported",
+                str(imported),
+                "--rounds",
+                "3",
+                "--seed",
+                "0",
+                "--strategy",
+                "stratified",
+                "--strategy",
+                "binary",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "0.497" in text and "0.482" in text and "1.644" in text
-    summary = _check_outputs(out, imported, ["stratified", "binary"], ["site", "period"], [0],
-                             per_round=20, rounds=3)
+    summary = _check_outputs(
+        out, imported, ["stratified", "binary"], ["site", "period"], [0], per_round=20, rounds=3
+    )
     assert summary["protocol"]["strata"] == ["site", "period"]
     periods = {r["stratum_value"] for r in summary["per_stratum"]["period"]}
     assert periods <= {"A", "B", "C", "unknown"} and len(periods) >= 2
@@ -356,8 +433,22 @@ def test_bad_import_folder_is_a_clear_error(tmp_path, capsys):
     from activepam.cli import main
 
     (tmp_path / "empty").mkdir()
-    assert main(["mcewen2025", "--params", str(ROOT / "params.yaml"), "--overlay", str(OVERLAY),
-                 "--imported", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "mcewen2025",
+                "--params",
+                str(ROOT / "params.yaml"),
+                "--overlay",
+                str(OVERLAY),
+                "--imported",
+                str(tmp_path / "empty"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "embeddings.parquet, labels.parquet, metadata.parquet not found" in err
     assert "activepam datasets import" in err

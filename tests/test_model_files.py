@@ -25,8 +25,9 @@ def toy_model() -> tuple[tr.RoundModel, np.ndarray]:
     return tr.fit_round_model(X, Y, SP, tr.TrainOptions(calibrate_min=20), "h"), X
 
 
-def test_model_pickled_under_the_old_module_path_loads(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_pickled_under_the_old_module_path_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A model written by a version before the layout names ``activepam.train.RoundModel``."""
     model, X = toy_model()
     legacy = types.ModuleType("activepam.train")

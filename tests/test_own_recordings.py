@@ -24,17 +24,31 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (REPO / ".venv" / "bin" / "snakemake").exists(),
-                                 reason="needs the project's .venv")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (REPO / ".venv" / "bin" / "snakemake").exists(), reason="needs the project's .venv"
+    ),
+]
 
 
 def _copy_repo(dest: Path) -> None:
     """Tracked and untracked-not-ignored files of the repository (+ a .venv link)."""
     try:
-        listing = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached",
-                                  "--others", "--exclude-standard"], capture_output=True,
-                                 check=True).stdout
+        listing = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: cannot list the repository's files")
     for rel in filter(None, listing.decode().split("\0")):
@@ -51,44 +65,66 @@ def _write_recordings(raw: Path, seed: int = 0) -> None:
     sr = 32000
     t = np.arange(9 * sr) / sr
     raw.mkdir(parents=True)
-    for i, (dev, ext) in enumerate([("devA", "wav"), ("devA", "flac"), ("devB", "wav"),
-                                    ("devB", "flac")]):
+    for i, (dev, ext) in enumerate(
+        [("devA", "wav"), ("devA", "flac"), ("devB", "wav"), ("devB", "flac")]
+    ):
         x = 0.02 * rng.normal(size=t.size)
         for k in range(3):
             on = 1 + 3 * k + rng.uniform(0, 0.5)
             m = (t > on) & (t < on + 0.8)
             x[m] += 0.2 * np.sin(2 * np.pi * (2500 + 700 * k) * t[m])
         sf.write(raw / f"{dev}_20250515_{4 + i:02d}0000.{ext}", x.astype(np.float32), sr)
-    pd.DataFrame({"device_id": ["devA", "devB"], "site": ["siteA", "siteB"],
-                  "country": ["FR", "FR"], "habitat": ["forest", "wetland"],
-                  "lat": [46.9, 47.2], "lon": [6.4, 6.0],
-                  "deployment_start": ["2025-01-01T00:00:00Z"] * 2,
-                  "deployment_end": ["", ""]}).to_csv(raw / "sites.csv", index=False)
+    pd.DataFrame(
+        {
+            "device_id": ["devA", "devB"],
+            "site": ["siteA", "siteB"],
+            "country": ["FR", "FR"],
+            "habitat": ["forest", "wetland"],
+            "lat": [46.9, 47.2],
+            "lon": [6.4, 6.0],
+            "deployment_start": ["2025-01-01T00:00:00Z"] * 2,
+            "deployment_end": ["", ""],
+        }
+    ).to_csv(raw / "sites.csv", index=False)
 
 
 def _make_run(root: Path, raw: str, extra: dict | None = None) -> subprocess.CompletedProcess:
-    overlay = {"data": {"raw_dir": raw, "sites_csv": f"{raw}/sites.csv"},
-               "demo": {"enabled": False},
-               "rounds": {"test_size": 6, "n_per_round": 4, "spectrograms": False},
-               **(extra or {})}
+    overlay = {
+        "data": {"raw_dir": raw, "sites_csv": f"{raw}/sites.csv"},
+        "demo": {"enabled": False},
+        "rounds": {"test_size": 6, "n_per_round": 4, "spectrograms": False},
+        **(extra or {}),
+    }
     (root / "own.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "MPLBACKEND": "Agg"}
     if shutil.which("make"):
         cmd = ["make", "run", "CONFIG=own.yaml"]
     else:  # the same call as the Makefile's run target
-        cmd = [str(root / ".venv/bin/snakemake"), "--cores", "2", "--profile",
-               "profiles/default", "--configfile", "own.yaml"]
+        cmd = [
+            str(root / ".venv/bin/snakemake"),
+            "--cores",
+            "2",
+            "--profile",
+            "profiles/default",
+            "--configfile",
+            "own.yaml",
+        ]
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1500)
 
 
 def _check_waiting(root: Path, res: subprocess.CompletedProcess) -> None:
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
-    for path in ("results/inventory/inventory.parquet", "results/detect/segments.parquet",
-                 "results/indices/indices.parquet", "results/figures/detections_site_hour.png",
-                 "results/rounds/test/annotation/manifest.csv",
-                 "results/rounds/round_00/annotation/manifest.csv",
-                 "data/rounds/round_00.settings.json", "data/rounds/test.settings.json"):
+    for path in (
+        "results/inventory/inventory.parquet",
+        "results/detect/segments.parquet",
+        "results/indices/indices.parquet",
+        "results/figures/detections_site_hour.png",
+        "results/rounds/test/annotation/manifest.csv",
+        "results/rounds/round_00/annotation/manifest.csv",
+        "data/rounds/round_00.settings.json",
+        "data/rounds/test.settings.json",
+    ):
         assert (root / path).exists(), path
     assert not (root / "results/rounds/round_00/model.json").exists()  # waits for labels
     assert not (root / "results/rounds/round_01").exists()
@@ -120,8 +156,16 @@ def test_make_run_on_jura_recordings(tmp_path: Path, realdata: Path) -> None:
     raw.mkdir(parents=True)
     for name in sorted(p.name for p in src.glob("S4A03895_*.wav"))[4:10]:  # 04:00-09:00
         (raw / name).symlink_to(src / name)
-    pd.DataFrame({"device_id": ["S4A03895"], "site": ["jura"], "country": ["FR"],
-                  "habitat": ["forest"], "lat": [46.55], "lon": [6.1],
-                  "deployment_start": ["2019-01-01T00:00:00Z"],
-                  "deployment_end": [""]}).to_csv(raw / "sites.csv", index=False)
+    pd.DataFrame(
+        {
+            "device_id": ["S4A03895"],
+            "site": ["jura"],
+            "country": ["FR"],
+            "habitat": ["forest"],
+            "lat": [46.55],
+            "lon": [6.1],
+            "deployment_start": ["2019-01-01T00:00:00Z"],
+            "deployment_end": [""],
+        }
+    ).to_csv(raw / "sites.csv", index=False)
     _check_waiting(root, _make_run(root, "data/raw/jura"))

@@ -18,41 +18,58 @@ from activepam.plots.detections import (
 )
 
 SPECIES = [
-    "Turdus merula_Eurasian Blackbird", "Erithacus rubecula_European Robin",
-    "Fringilla coelebs_Common Chaffinch", "Parus major_Great Tit",
-    "Phylloscopus collybita_Common Chiffchaff", "Sylvia atricapilla_Eurasian Blackcap",
-    "Troglodytes troglodytes_Eurasian Wren", "Cuculus canorus_Common Cuckoo",
-    "Strix aluco_Tawny Owl", "Columba palumbus_Common Wood-Pigeon",
+    "Turdus merula_Eurasian Blackbird",
+    "Erithacus rubecula_European Robin",
+    "Fringilla coelebs_Common Chaffinch",
+    "Parus major_Great Tit",
+    "Phylloscopus collybita_Common Chiffchaff",
+    "Sylvia atricapilla_Eurasian Blackcap",
+    "Troglodytes troglodytes_Eurasian Wren",
+    "Cuculus canorus_Common Cuckoo",
+    "Strix aluco_Tawny Owl",
+    "Columba palumbus_Common Wood-Pigeon",
 ]
 
 
 def synthetic_segments(n: int = 600, seed: int = 0) -> pd.DataFrame:
     """Segments table with the CONTRACTS.md columns: 4 sites, long-tailed species."""
     rng = np.random.default_rng(seed)
-    sites = pd.DataFrame({"site": ["S01", "S02", "S03", "S04"], "lat": [60.1, 55.0, 46.2, 40.3],
-                          "country": ["NO", "DK", "FR", "ES"]})
+    sites = pd.DataFrame(
+        {
+            "site": ["S01", "S02", "S03", "S04"],
+            "lat": [60.1, 55.0, 46.2, 40.3],
+            "country": ["NO", "DK", "FR", "ES"],
+        }
+    )
     site_idx = rng.integers(0, len(sites), n)
     p = 1 / np.arange(1, len(SPECIES) + 1) ** 1.5
     top1 = rng.beta(0.8, 2.0, n)
     top2 = top1 * rng.uniform(0, 1, n)
-    start = pd.Timestamp("2025-05-15", tz="UTC") + pd.to_timedelta(
-        rng.integers(0, 24, n), unit="h")
+    start = pd.Timestamp("2025-05-15", tz="UTC") + pd.to_timedelta(rng.integers(0, 24, n), unit="h")
     ent = lambda q: -(q * np.log2(q) + (1 - q) * np.log2(1 - q))  # noqa: E731
-    return pd.DataFrame({
-        "segment_id": [f"r{i}@0.0" for i in range(n)],
-        "recording_id": [f"r{i}" for i in range(n)],
-        "path": [f"r{i}.flac" for i in range(n)],
-        "start_s": 0.0, "end_s": 3.0,
-        "top1_species": rng.choice(SPECIES, n, p=p / p.sum()),
-        "top1_confidence": top1, "top2_confidence": top2, "margin": top1 - top2,
-        "max_binary_entropy": ent(np.clip(top1, 1e-6, 1 - 1e-6)),
-        "mean_binary_entropy": rng.uniform(0, 0.05, n),
-        "device_id": sites["site"].to_numpy()[site_idx],
-        "site": sites["site"].to_numpy()[site_idx],
-        "country": sites["country"].to_numpy()[site_idx], "habitat": "forest",
-        "lat": sites["lat"].to_numpy()[site_idx], "lon": 5.0,
-        "start_time": start, "segment_time": start,
-    })
+    return pd.DataFrame(
+        {
+            "segment_id": [f"r{i}@0.0" for i in range(n)],
+            "recording_id": [f"r{i}" for i in range(n)],
+            "path": [f"r{i}.flac" for i in range(n)],
+            "start_s": 0.0,
+            "end_s": 3.0,
+            "top1_species": rng.choice(SPECIES, n, p=p / p.sum()),
+            "top1_confidence": top1,
+            "top2_confidence": top2,
+            "margin": top1 - top2,
+            "max_binary_entropy": ent(np.clip(top1, 1e-6, 1 - 1e-6)),
+            "mean_binary_entropy": rng.uniform(0, 0.05, n),
+            "device_id": sites["site"].to_numpy()[site_idx],
+            "site": sites["site"].to_numpy()[site_idx],
+            "country": sites["country"].to_numpy()[site_idx],
+            "habitat": "forest",
+            "lat": sites["lat"].to_numpy()[site_idx],
+            "lon": 5.0,
+            "start_time": start,
+            "segment_time": start,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +111,12 @@ def test_figures_are_figures(segments: pd.DataFrame) -> None:
     assert ax.get_yscale() == "log"
     assert len(ax.get_xticklabels()) == 5
     fig = uncertainty_histograms(segments)
-    assert [a.get_title() for a in fig.axes] == ["max_binary_entropy", "mean_binary_entropy",
-                                                 "margin", "top1_confidence"]
+    assert [a.get_title() for a in fig.axes] == [
+        "max_binary_entropy",
+        "mean_binary_entropy",
+        "margin",
+        "top1_confidence",
+    ]
 
 
 def test_empty_segments_still_draw(segments: pd.DataFrame, tmp_path) -> None:

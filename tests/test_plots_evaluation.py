@@ -35,8 +35,14 @@ def test_figures_are_written(tmp_path: Path) -> None:
     P = rng.uniform(size=(300, 12))
     Y = (rng.uniform(size=P.shape) < P * 0.5).astype(float)
     assert E.reliability_diagram(Y, P, species, tmp_path / "rel.png").stat().st_size > 10000
-    per = pd.DataFrame({"species": species, "n_train_positive": rng.integers(0, 60, 12),
-                        "ap": rng.uniform(size=12), "strata_covered": rng.integers(0, 5, 12)})
+    per = pd.DataFrame(
+        {
+            "species": species,
+            "n_train_positive": rng.integers(0, 60, 12),
+            "ap": rng.uniform(size=12),
+            "strata_covered": rng.integers(0, 5, 12),
+        }
+    )
     assert E.long_tail(per, tmp_path / "tail.png").stat().st_size > 5000
     scores = pd.DataFrame(P[:, :5], columns=species[:5])
     scores["site"] = rng.choice(["A", "B", "C"], size=300)

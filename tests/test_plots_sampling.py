@@ -9,11 +9,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from activepam.plots.sampling import (composition_figure, composition_table,
-                                      plot_sample_figures, uncertainty_figure)
-from activepam.sampling.files import run_sampling
 from test_sampling import make_segments
+
+from activepam.plots.sampling import (
+    composition_figure,
+    composition_table,
+    plot_sample_figures,
+    uncertainty_figure,
+)
+from activepam.sampling.files import run_sampling
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +27,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     seg, embp = tmp / "segments.parquet", tmp / "embeddings.parquet"
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), seg)
     arr = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), emb.shape[1])
-    pq.write_table(pa.table({"segment_id": df["segment_id"], "recording_id": df["recording_id"],
-                             "embedding": arr}), embp)
+    pq.write_table(
+        pa.table(
+            {"segment_id": df["segment_id"], "recording_id": df["recording_id"], "embedding": arr}
+        ),
+        embp,
+    )
     return {"dir": tmp, "segments": seg, "embeddings": embp}
 
 
@@ -32,12 +40,27 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("strategy", ["stratified_kmeans_entropy", "topk_entropy_files", "random"])
 def test_plot_sample_figures(files: dict[str, Path], strategy: str) -> None:
     out = files["dir"] / strategy
-    run_sampling(files["segments"], strategy, n=12, embeddings=files["embeddings"],
-                 out=out / "sample.csv", progress=False)
-    paths = plot_sample_figures(out / "sample.csv", files["segments"], strategy, out / "figures",
-                                embeddings=files["embeddings"], map_points=200)
-    assert [Path(p).name for p in paths] == ["composition.png", "uncertainty.png",
-                                             "embedding_map.png"]
+    run_sampling(
+        files["segments"],
+        strategy,
+        n=12,
+        embeddings=files["embeddings"],
+        out=out / "sample.csv",
+        progress=False,
+    )
+    paths = plot_sample_figures(
+        out / "sample.csv",
+        files["segments"],
+        strategy,
+        out / "figures",
+        embeddings=files["embeddings"],
+        map_points=200,
+    )
+    assert [Path(p).name for p in paths] == [
+        "composition.png",
+        "uncertainty.png",
+        "embedding_map.png",
+    ]
     for p in paths:
         assert Path(p).stat().st_size > 5000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from activepam.rounds.train import TrainOptions, fit_round_model
 from activepam.core.uncertainty import binary_entropy
+from activepam.rounds.train import TrainOptions, fit_round_model
 
 
 def _rare(n: int, prevalence: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -37,16 +37,36 @@ def split_dataset(n_rec: int = 12, n_seg: int = 4, dim: int = 6, seed: int = 0) 
             y = (rng.random(3) < [0.5, 0.4, 0.3]).astype(np.uint8)
             X.append(y @ protos + rng.normal(0, 0.5, dim))
             Y.append(y)
-            rows.append({"unit_id": f"{rec}@{3.0 * k:.1f}", "recording_id": rec,
-                         "start_s": 3.0 * k, "end_s": 3.0 * k + 3.0,
-                         "recording_duration_s": 3.0 * n_seg, "site": f"S{r % 2}",
-                         "year": None if r == 0 else str(2019 + r % 3), "split": split})
-    return SimDataset(pd.DataFrame(rows), np.asarray(X, np.float32), np.asarray(Y, np.uint8),
-                      ["a", "b", "c"], "split")
+            rows.append(
+                {
+                    "unit_id": f"{rec}@{3.0 * k:.1f}",
+                    "recording_id": rec,
+                    "start_s": 3.0 * k,
+                    "end_s": 3.0 * k + 3.0,
+                    "recording_duration_s": 3.0 * n_seg,
+                    "site": f"S{r % 2}",
+                    "year": None if r == 0 else str(2019 + r % 3),
+                    "split": split,
+                }
+            )
+    return SimDataset(
+        pd.DataFrame(rows),
+        np.asarray(X, np.float32),
+        np.asarray(Y, np.uint8),
+        ["a", "b", "c"],
+        "split",
+    )
 
 
-CFG = SimConfig(seed_size=4, batch_size=4, rounds=2, pca_dims=0, strata=("site", "year"),
-                budget_unit="units", data_fraction=1.0)
+CFG = SimConfig(
+    seed_size=4,
+    batch_size=4,
+    rounds=2,
+    pca_dims=0,
+    strata=("site", "year"),
+    budget_unit="units",
+    data_fraction=1.0,
+)
 
 
 # --------------------------------------------------------------------------- 1. split
@@ -88,9 +108,18 @@ def test_predefined_split_errors():
 
 def _overlapping() -> SimDataset:
     """One train recording of five 3 s windows with a 1 s hop (0-3 ... 4-7), one test one."""
-    rows = [{"unit_id": f"{rec}@{k}", "recording_id": rec, "start_s": float(k),
-             "end_s": k + 3.0, "recording_duration_s": 7.0, "split": split}
-            for rec, split in (("T", "train"), ("E", "test")) for k in range(5)]
+    rows = [
+        {
+            "unit_id": f"{rec}@{k}",
+            "recording_id": rec,
+            "start_s": float(k),
+            "end_s": k + 3.0,
+            "recording_duration_s": 7.0,
+            "split": split,
+        }
+        for rec, split in (("T", "train"), ("E", "test"))
+        for k in range(5)
+    ]
     Y = np.tile(np.array([[1], [0]], np.uint8), (5, 1))
     X = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
     return SimDataset(pd.DataFrame(rows), X, Y, ["a"], "hop")
@@ -98,8 +127,16 @@ def _overlapping() -> SimDataset:
 
 @pytest.mark.parametrize("cost, seconds", [("clip", 15.0), ("union", 7.0)])
 def test_overlapping_windows_cost_their_union(cost, seconds):
-    cfg = SimConfig(seed_size=5, batch_size=1, rounds=0, pca_dims=0, strata=(),
-                    budget_unit="units", context_s=0.0, segment_cost=cost)
+    cfg = SimConfig(
+        seed_size=5,
+        batch_size=1,
+        rounds=0,
+        pca_dims=0,
+        strata=(),
+        budget_unit="units",
+        context_s=0.0,
+        segment_cost=cost,
+    )
     res = run_simulation(_overlapping(), resolve_strategy("random"), 0, cfg)
     assert res["n_units"].iloc[0] == 5
     assert res["audio_seconds"].iloc[0] == pytest.approx(seconds)
@@ -131,18 +168,28 @@ def test_free_columns_are_strata_for_evaluation_and_sampling():
     rows = evaluate(ds.Y, np.full(ds.Y.shape, 0.5), values)
     assert {v for k, v, _, _ in rows if k == "year"} == {"2019", "2020", "2021", "unknown", "all"}
     # a strategy may name a free column; a malformed name is refused when resolving
-    spec = resolve_strategy("by_year", {"sampling": {"strategies": {"by_year": {
-        "base": "random", "strata": ["year"], "allocation": "equal"}}}})
+    spec = resolve_strategy(
+        "by_year",
+        {
+            "sampling": {
+                "strategies": {
+                    "by_year": {"base": "random", "strata": ["year"], "allocation": "equal"}
+                }
+            }
+        },
+    )
     assert spec["strata"] == ["year"]
     with pytest.raises(StrategyError, match="neither one of"):
-        resolve_strategy("bad", {"sampling": {"strategies": {"bad": {
-            "base": "random", "strata": ["year!"]}}}})
+        resolve_strategy(
+            "bad", {"sampling": {"strategies": {"bad": {"base": "random", "strata": ["year!"]}}}}
+        )
     seg = ds.units.rename(columns={"unit_id": "segment_id"})
     out = sampling.sample(seg, spec, n=8, seed=0)
     picked = seg.set_index("segment_id").loc[out["unit_id"], "year"].fillna("unknown")
     assert picked.value_counts().to_dict() == {"2019": 2, "2020": 2, "2021": 2, "unknown": 2}
-    typo = resolve_strategy("typo", {"sampling": {"strategies": {"typo": {
-        "base": "random", "strata": ["yeer"]}}}})
+    typo = resolve_strategy(
+        "typo", {"sampling": {"strategies": {"typo": {"base": "random", "strata": ["yeer"]}}}}
+    )
     with pytest.raises(StrataError, match="unknown key 'yeer'"):  # caught at sampling time
         sampling.sample(seg, typo, n=4, seed=0)
 
@@ -153,13 +200,18 @@ def test_free_columns_are_strata_for_evaluation_and_sampling():
 def test_custom_dataset_reads_species_csv_beside_labels(tmp_path):
     ds = split_dataset()
     pd.DataFrame({"unit_id": ds.units["unit_id"], "embedding": list(ds.X)}).to_parquet(
-        tmp_path / "embeddings.parquet")
+        tmp_path / "embeddings.parquet"
+    )
     ds.units.to_parquet(tmp_path / "metadata.parquet")
-    lab = pd.DataFrame({"unit_id": ds.units["unit_id"].iloc[:2], "species": ["b", "a"],
-                        "present": 1})
+    lab = pd.DataFrame(
+        {"unit_id": ds.units["unit_id"].iloc[:2], "species": ["b", "a"], "present": 1}
+    )
     lab.to_parquet(tmp_path / "labels.parquet")
-    args = (tmp_path / "embeddings.parquet", tmp_path / "labels.parquet",
-            tmp_path / "metadata.parquet")
+    args = (
+        tmp_path / "embeddings.parquet",
+        tmp_path / "labels.parquet",
+        tmp_path / "metadata.parquet",
+    )
     assert custom_dataset(*args).species == ["a", "b"]
     pd.DataFrame({"species": ["c", "b", "a", "z"]}).to_csv(tmp_path / "species.csv", index=False)
     got = custom_dataset(*args)
@@ -217,8 +269,9 @@ def test_positives_and_sampling_time_columns():
     expected = int(ds.Y[ds.units["unit_id"].isin(seed_ids).to_numpy()].sum())
     assert res.loc[res["round"] == 0, "n_positives"].iloc[0] == expected
     assert res.groupby("round")["n_positives"].first().is_monotonic_increasing
-    timed = run_simulation(ds, resolve_strategy("random"), 0,
-                               SimConfig(**{**CFG.__dict__, "timing": True}))
+    timed = run_simulation(
+        ds, resolve_strategy("random"), 0, SimConfig(**{**CFG.__dict__, "timing": True})
+    )
     first = timed.groupby("round")["sampling_s"].first()
     assert first.iloc[0] == 0.0 and (first.iloc[1:] > 0).all()
 
@@ -232,9 +285,20 @@ def test_baseal_aulc_by_hand():
     assert baseal_aulc([100, 50], [0.6, 0.4]) == pytest.approx(0.35)  # order-free
     assert baseal_aulc([50, 100, 150], [0.5, 0.5, 0.5]) == pytest.approx(0.5 * (1 - 50 / 300))
     assert np.isnan(baseal_aulc([], []))
-    res = pd.DataFrame({"strategy": "s", "seed": 0, "round": [0, 1], "n_units": [50, 100],
-                        "stratum": "all", "stratum_value": "all", "metric": "macro_ap",
-                        "value": [0.4, 0.6], "n_positives": [7, 12], "sampling_s": [0.0, 0.5]})
+    res = pd.DataFrame(
+        {
+            "strategy": "s",
+            "seed": 0,
+            "round": [0, 1],
+            "n_units": [50, 100],
+            "stratum": "all",
+            "stratum_value": "all",
+            "metric": "macro_ap",
+            "value": [0.4, 0.6],
+            "n_positives": [7, 12],
+            "sampling_s": [0.0, 0.5],
+        }
+    )
     row = protocol_summary(res).iloc[0]
     assert row["baseal_aulc"] == pytest.approx(0.35) and row["aulc"] == pytest.approx(0.5)
     assert row["n_labelled"] == 100 and row["n_positives"] == 12
@@ -275,7 +339,11 @@ def test_biodcase2026_overlay_is_valid_and_maps_the_protocol():
     assert s["strategies"] == ["random", "margin", "coreset", "typiclust"]
     assert s["seeds"] == [0, 1, 2, 3, 4]
     assert (cfg.cold_start, cfg.probe, cfg.budget_unit, cfg.timing) == (
-        True, "baseal_mlp", "units", True)
+        True,
+        "baseal_mlp",
+        "units",
+        True,
+    )
     assert cfg.seed_size + cfg.batch_size * cfg.rounds == 500 and cfg.batch_size == 50
     spec = resolve_strategy("coreset", s["presets"], params)
     assert spec.strategy["diversify"]["method"] == "farthest_first"
@@ -288,12 +356,28 @@ def test_biodcase2026_runs_end_to_end_on_the_baseal_fixture(tmp_path, capsys):
 
     write_baseal(tmp_path / "raw", n_files=40, segments=3)
     imported = tmp_path / "imported"
-    assert main(["datasets", "import", "baseal", str(tmp_path / "raw"), "--out",
-                 str(imported)]) == 0
+    assert (
+        main(["datasets", "import", "baseal", str(tmp_path / "raw"), "--out", str(imported)]) == 0
+    )
     out = tmp_path / "res.parquet"
-    argv = ["simulate", "--params", str(ROOT / "params.yaml"), "--overlay", str(OVERLAY),
-            "--imported", str(imported), "--rounds", "1", "--seed", "0", "--seed", "1",
-            "--summary", "--out", str(out)]
+    argv = [
+        "simulate",
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--overlay",
+        str(OVERLAY),
+        "--imported",
+        str(imported),
+        "--rounds",
+        "1",
+        "--seed",
+        "0",
+        "--seed",
+        "1",
+        "--summary",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "baseal_aulc" in text

@@ -32,10 +32,19 @@ SHOTS = REPO / "results" / "review_screenshots"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 REQUIRED = os.environ.get("ACTIVEPAM_REQUIRE_BROWSER") == "1"
 pytestmark = pytest.mark.slow  # a real browser (about 20 s)
-HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
-                  "--autoplay-policy=no-user-gesture-required", "--mute-audio")
+HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
+)
 
 
 def _need_browser() -> None:
@@ -79,7 +88,8 @@ class Page:
         from selenium.webdriver.support.ui import WebDriverWait
 
         return WebDriverWait(self.d, timeout, poll_frequency=0.1).until(
-            lambda _d: cond(), message=f"timed out waiting for {what}")
+            lambda _d: cond(), message=f"timed out waiting for {what}"
+        )
 
     def js(self, script: str) -> Any:
         return self.d.execute_script(script)
@@ -95,27 +105,40 @@ class Page:
         self.saved()
 
     def saved(self, timeout: float = 30.0) -> None:
-        self.wait(lambda: self.js("const s = document.getElementById('save-status');"
-                                  "return s.dataset.pending === '0'"
-                                  " && s.className === 'status ok'"),
-                  "every answer saved", timeout)
+        self.wait(
+            lambda: self.js(
+                "const s = document.getElementById('save-status');"
+                "return s.dataset.pending === '0'"
+                " && s.className === 'status ok'"
+            ),
+            "every answer saved",
+            timeout,
+        )
 
     def unit(self) -> str:
         return str(self.js("return document.body.dataset.unit"))
 
     def rows(self) -> list[tuple[str, str]]:
-        return [tuple(r) for r in self.js(
-            "return [...document.querySelectorAll('#rows-body tr')]"
-            ".map(r => [r.dataset.species, r.dataset.answer])")]
+        return [
+            tuple(r)
+            for r in self.js(
+                "return [...document.querySelectorAll('#rows-body tr')]"
+                ".map(r => [r.dataset.species, r.dataset.answer])"
+            )
+        ]
 
     def status(self) -> str:
         return str(self.js("return document.getElementById('save-status').textContent"))
 
     def shot(self, name: str, spectrogram: bool = True) -> Path:
         if spectrogram:
-            self.wait(lambda: self.js("const i = document.getElementById('spec');"
-                                      "return i.complete && i.naturalWidth > 0"),
-                      "the spectrogram")
+            self.wait(
+                lambda: self.js(
+                    "const i = document.getElementById('spec');"
+                    "return i.complete && i.naturalWidth > 0"
+                ),
+                "the spectrogram",
+            )
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / name
         self.d.save_screenshot(str(path))
@@ -140,8 +163,12 @@ def test_label_five_clips_with_the_keyboard(tmp_path: Path, driver: Any) -> None
         assert page.rows() == [(L[0], ""), (L[2], "")]  # the model's suggestions
         page.shot("01_first_clip.png")
         page.keys(" ")  # space plays the target
-        page.wait(lambda: page.js("const a = document.getElementById('audio');"
-                                  "return !a.paused || a.currentTime > 3.0"), "playback")
+        page.wait(
+            lambda: page.js(
+                "const a = document.getElementById('audio');return !a.paused || a.currentTime > 3.0"
+            ),
+            "playback",
+        )
         page.keys(" ")
         # clip 1: present, absent (the selection moves down after each answer)
         page.keys("1", "0")
@@ -153,8 +180,13 @@ def test_label_five_clips_with_the_keyboard(tmp_path: Path, driver: Any) -> None
         # clip 3: both suggestions absent, then add a species by typing part of its name
         assert page.unit() == uids[2]
         page.keys("0", "0", "a", "chaffinch")
-        page.wait(lambda: "Common Chaffinch" in page.js(
-            "return document.getElementById('add-hint').textContent"), "type-ahead hint")
+        page.wait(
+            lambda: (
+                "Common Chaffinch"
+                in page.js("return document.getElementById('add-hint').textContent")
+            ),
+            "type-ahead hint",
+        )
         page.keys(Keys.ENTER)
         assert page.rows() == [(L[2], "0"), (L[4], "0"), (L[3], "1")]
         page.saved()
@@ -170,7 +202,8 @@ def test_label_five_clips_with_the_keyboard(tmp_path: Path, driver: Any) -> None
         assert page.rows() == [(L[4], "0"), (L[1], "1")]
         page.saved()
         assert "5 of 6 answered" in page.js(
-            "return document.getElementById('progress-text').textContent")
+            "return document.getElementById('progress-text').textContent"
+        )
 
         # reload: the page resumes at the first clip not answered yet, answers intact
         driver.refresh()
@@ -206,29 +239,67 @@ def test_label_five_clips_with_the_keyboard(tmp_path: Path, driver: Any) -> None
     events = jr.read_events(journal)
     state = jr.state_of(events).answers
     assert state == {
-        uids[0]: {L[0]: "1", L[2]: "0"}, uids[1]: {L[1]: "1", L[3]: "unsure"},
-        uids[2]: {L[2]: "0", L[4]: "0", L[3]: "1"}, uids[3]: {L[3]: "0", L[0]: "0"},
-        uids[4]: {L[4]: "0", L[1]: "1"}, uids[5]: {L[0]: "1", L[2]: "0"}}
+        uids[0]: {L[0]: "1", L[2]: "0"},
+        uids[1]: {L[1]: "1", L[3]: "unsure"},
+        uids[2]: {L[2]: "0", L[4]: "0", L[3]: "1"},
+        uids[3]: {L[3]: "0", L[0]: "0"},
+        uids[4]: {L[4]: "0", L[1]: "1"},
+        uids[5]: {L[0]: "1", L[2]: "0"},
+    }
 
     # import the journal with the CLI, exactly as an expert would
     if not hasattr(core_labels, "UNSURE"):
-        msg = ("ROUND-TRIP NOT CHECKED: `activepam labels import` does not read journals yet "
-               "(activepam.core.labels.UNSURE missing)")
+        msg = (
+            "ROUND-TRIP NOT CHECKED: `activepam labels import` does not read journals yet "
+            "(activepam.core.labels.UNSURE missing)"
+        )
         pytest.fail(msg) if REQUIRED else pytest.skip(msg)
-    res = subprocess.run([sys.executable, "-m", "activepam", "labels", "import",
-                          str(journal.parent), "--round", "0", "--label-set", str(labels),
-                          "--params", "none.yaml"], cwd=root, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "activepam",
+            "labels",
+            "import",
+            str(journal.parent),
+            "--round",
+            "0",
+            "--label-set",
+            str(labels),
+            "--params",
+            "none.yaml",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     lab = core_labels.read_labels(root / "data" / "labels" / "round_00.csv")
-    got = sorted(zip(lab["unit_id"], lab["species"], lab["present"].astype(int),
-                     lab["annotator"], lab["notes"]))
+    got = sorted(
+        zip(
+            lab["unit_id"],
+            lab["species"],
+            lab["present"].astype(int),
+            lab["annotator"],
+            lab["notes"],
+        )
+    )
     u = core_labels.UNSURE
-    assert got == sorted([
-        (uids[0], L[0], 1, "ann", ""), (uids[0], L[2], 0, "ann", ""),
-        (uids[1], L[1], 1, "ann", ""), (uids[1], L[3], u, "ann", ""),
-        (uids[2], L[2], 0, "ann", ""), (uids[2], L[4], 0, "ann", ""),
-        (uids[2], L[3], 1, "ann", ""),
-        (uids[3], L[3], 0, "ann", "wind noise"), (uids[3], L[0], 0, "ann", "wind noise"),
-        (uids[4], L[4], 0, "ann", ""), (uids[4], L[1], 1, "ann", ""),
-        (uids[5], L[0], 1, "ann", ""), (uids[5], L[2], 0, "ann", "")])
+    assert got == sorted(
+        [
+            (uids[0], L[0], 1, "ann", ""),
+            (uids[0], L[2], 0, "ann", ""),
+            (uids[1], L[1], 1, "ann", ""),
+            (uids[1], L[3], u, "ann", ""),
+            (uids[2], L[2], 0, "ann", ""),
+            (uids[2], L[4], 0, "ann", ""),
+            (uids[2], L[3], 1, "ann", ""),
+            (uids[3], L[3], 0, "ann", "wind noise"),
+            (uids[3], L[0], 0, "ann", "wind noise"),
+            (uids[4], L[4], 0, "ann", ""),
+            (uids[4], L[1], 1, "ann", ""),
+            (uids[5], L[0], 1, "ann", ""),
+            (uids[5], L[2], 0, "ann", ""),
+        ]
+    )

@@ -6,9 +6,9 @@ Tests that run BirdNET or a Snakemake workflow are marked slow.
 
 from __future__ import annotations
 
-import importlib
 import copy
 import errno
+import importlib
 import os
 import re
 import shutil
@@ -51,8 +51,9 @@ def corrupt_middle(path: Path, nbytes: int = 20_000, seed: int = 0) -> Path:
     """Overwrite bytes in the middle of a file: the header stays valid, decoding fails midway."""
     data = bytearray(path.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + nbytes] = np.random.default_rng(seed).integers(0, 256, nbytes,
-                                                                  dtype=np.uint8).tobytes()
+    data[mid : mid + nbytes] = (
+        np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8).tobytes()
+    )
     path.write_bytes(bytes(data))
     return path
 
@@ -68,8 +69,9 @@ def tmp_files(root: Path) -> list[Path]:
 
 
 def activepam_cli(*args: str, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "activepam", *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [PY, "-m", "activepam", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def repo_params() -> dict[str, Any]:
@@ -94,16 +96,19 @@ def test_repo_params_yaml_is_valid() -> None:
     load_params(REPO / "params.yaml")
 
 
-@pytest.mark.parametrize("key, value", [
-    ("detect.batch_size", 0),
-    ("detect.shard_size", "ten"),
-    ("detect.overlap_s", 3.0),
-    ("detect.species_filter", "everywhere"),
-    ("demo.n_sites", -1),
-    ("inventory.extensions", ["flac"]),
-    ("indices.bio_band", [1000]),
-    ("demo.countries", [False, "DK"]),  # what an unquoted NO turns into
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("detect.batch_size", 0),
+        ("detect.shard_size", "ten"),
+        ("detect.overlap_s", 3.0),
+        ("detect.species_filter", "everywhere"),
+        ("demo.n_sites", -1),
+        ("inventory.extensions", ["flac"]),
+        ("indices.bio_band", [1000]),
+        ("demo.countries", [False, "DK"]),  # what an unquoted NO turns into
+    ],
+)
 def test_bad_value_names_key_and_file(tmp_path: Path, key: str, value: Any) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(set_key(repo_params(), key, value)))
@@ -152,9 +157,13 @@ def test_snakemake_reports_bad_config_before_any_work(tmp_path: Path) -> None:
     smk = Path(PY).parent / "snakemake"
     if not smk.exists():
         pytest.skip(f"{smk} not installed")
-    proc = subprocess.run([str(smk), "-s", str(REPO / "Snakefile"), "--cores", "1",
-                           "--configfile", "bad.yaml"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [str(smk), "-s", str(REPO / "Snakefile"), "--cores", "1", "--configfile", "bad.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "detect.batch_size" in out and "minimum of 1" in out
@@ -168,13 +177,13 @@ def test_snakemake_reports_bad_config_before_any_work(tmp_path: Path) -> None:
 
 def _frame(n: int = 2000) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"segment_id": [f"r@{i * 3.0:.1f}" for i in range(n)],
-                         "x": rng.random(n)})
+    return pd.DataFrame({"segment_id": [f"r@{i * 3.0:.1f}" for i in range(n)], "x": rng.random(n)})
 
 
 @pytest.mark.parametrize("where", ["write", "rename"])
-def test_disk_full_names_path_and_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        where: str) -> None:
+def test_disk_full_names_path_and_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     target = tmp_path / "results" / "detect" / "segments.parquet"
 
     def enospc(*_a: Any, **_k: Any) -> None:
@@ -218,29 +227,45 @@ def test_real_file_size_limit_names_path_and_stage(tmp_path: Path) -> None:
 def _nobody_can_import(setpriv: str, tmp_path: Path) -> bool:
     """Can `nobody` run the venv's python and import activepam? Not when the clone sits in a
     folder only root may enter (e.g. a `mktemp -d`)."""
-    probe = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", PY,
-                            "-c", "import activepam.core.io"], capture_output=True, timeout=60,
-                           cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)})
+    probe = subprocess.run(
+        [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            PY,
+            "-c",
+            "import activepam.core.io",
+        ],
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     return probe.returncode == 0
 
 
-def test_permission_denied_names_path_and_stage(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_permission_denied_names_path_and_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Writing into a folder the user may not write to (run as `nobody` when we are root,
     since root bypasses permission bits). Where `nobody` cannot reach the checkout, the kernel's
     EACCES is raised in-process at the same call (os.replace) instead."""
     outdir = tmp_path / "readonly"
     outdir.mkdir()
     target = outdir / "inventory.parquet"
-    code = ("import sys; from activepam.core.io import StageIOError, write_csv; import pandas as pd\n"
-            "try:\n"
-            f"    write_csv(pd.DataFrame({{'a': [1]}}), {str(target)!r}, stage='inventory')\n"
-            "except StageIOError as exc:\n"
-            "    print(exc, file=sys.stderr); sys.exit(3)\n")
+    code = (
+        "import sys; from activepam.core.io import StageIOError, write_csv; import pandas as pd\n"
+        "try:\n"
+        f"    write_csv(pd.DataFrame({{'a': [1]}}), {str(target)!r}, stage='inventory')\n"
+        "except StageIOError as exc:\n"
+        "    print(exc, file=sys.stderr); sys.exit(3)\n"
+    )
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         tmp_path.chmod(0o755)
         if setpriv is None or not _nobody_can_import(setpriv, tmp_path):
+
             def denied(src: str, dst: str) -> None:
                 raise PermissionError(errno.EACCES, "Permission denied", str(dst))
 
@@ -258,8 +283,7 @@ def test_permission_denied_names_path_and_stage(tmp_path: Path,
         outdir.chmod(0o500)
         cmd = [PY, "-c", code]
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env,
-                          cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     outdir.chmod(0o755)
     assert proc.returncode == 3, proc.stderr
     assert str(target) in proc.stderr and "[inventory]" in proc.stderr
@@ -315,10 +339,20 @@ def test_sigkill_detection_then_resume(tmp_path: Path) -> None:
     for i in range(8):
         write_noise(audio / f"rec{i:02d}.{'flac' if i % 2 else 'wav'}", seconds, seed=i)
     out = tmp_path / "killed"
-    args = ["detect", str(audio), "--out", str(out), "--threads", "1", "--batch-size", "8",
-            "--no-progress"]
-    proc = subprocess.Popen([PY, "-m", "activepam", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        "detect",
+        str(audio),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        [PY, "-m", "activepam", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 180
     try:
         while not list(out.glob("parts/*/*.segments.parquet")):
@@ -354,11 +388,13 @@ def test_sigkill_detection_then_resume(tmp_path: Path) -> None:
     clean = tmp_path / "clean"
     assert activepam_cli(*args[:2], "--out", str(clean), *args[4:]).returncode == 0
     for kind in ("segments", "predictions", "embeddings"):
-        assert table_digest(out / f"{kind}.parquet").digest == \
-            table_digest(clean / f"{kind}.parquet").digest, kind
+        assert (
+            table_digest(out / f"{kind}.parquet").digest
+            == table_digest(clean / f"{kind}.parquet").digest
+        ), kind
 
 
-# --------------------------------------------------------------------------- corrupt file in a shard
+# ---------------------------------------------------------------------- corrupt file in a shard
 
 
 @pytest.mark.slow
@@ -368,12 +404,14 @@ def test_corrupt_file_mid_shard_is_quarantined_not_fatal(tmp_path: Path) -> None
     seconds = 30.0
     paths = [write_noise(tmp_path / "audio" / f"r{i}.flac", seconds, seed=i) for i in range(5)]
     corrupt_middle(paths[2])
-    inv = pd.DataFrame({
-        "recording_id": [f"dev1_2025051{i}T000000Z" for i in range(5)],
-        "path": [str(p) for p in paths],
-        "status": "ok",
-        "shard": ["0000"] * 5,
-    })
+    inv = pd.DataFrame(
+        {
+            "recording_id": [f"dev1_2025051{i}T000000Z" for i in range(5)],
+            "path": [str(p) for p in paths],
+            "status": "ok",
+            "shard": ["0000"] * 5,
+        }
+    )
     extra = write_noise(tmp_path / "audio" / "other_shard.flac", 6.0, seed=9)
     inv.loc[len(inv)] = ["dev2_20250510T000000Z", str(extra), "ok", "0001"]
     inv_path = tmp_path / "inventory.parquet"
@@ -382,9 +420,15 @@ def test_corrupt_file_mid_shard_is_quarantined_not_fatal(tmp_path: Path) -> None
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())["detect"]
     from activepam.detection.steps import DETECT_KEYS, detect_shard
 
-    detect_shard(inv_path, "0000", out, tmp_path / "parts",
-                 **{k: cfg[k] for k in (*DETECT_KEYS, "batch_size") if k in cfg}, threads=1,
-                 progress=False)
+    detect_shard(
+        inv_path,
+        "0000",
+        out,
+        tmp_path / "parts",
+        **{k: cfg[k] for k in (*DETECT_KEYS, "batch_size") if k in cfg},
+        threads=1,
+        progress=False,
+    )
 
     seg = _segments(out)
     assert sorted(seg["path"].unique()) == sorted(str(p) for i, p in enumerate(paths) if i != 2)
@@ -411,28 +455,43 @@ def test_detect_part_files_stay_inside_parts_dir(tmp_path: Path, rid: str) -> No
         rid = str(tmp_path / "abs" / "escaped")
     work = tmp_path / "project"
     wav = write_noise(work / "audio" / "a.wav", 3.0)
-    inv = pd.DataFrame({"recording_id": [rid], "path": [str(wav)], "status": ["ok"],
-                        "shard": ["0000"]})
+    inv = pd.DataFrame(
+        {"recording_id": [rid], "path": [str(wav)], "status": ["ok"], "shard": ["0000"]}
+    )
     before = set(tmp_path.rglob("*"))
     try:
-        detect.detect_files(inv, work / "out", threads=1, parts_dir=work / "parts",
-                            progress=False)
+        detect.detect_files(inv, work / "out", threads=1, parts_dir=work / "parts", progress=False)
     except (detect.DetectError, ValueError) as exc:  # rejecting the id is fine too
         assert rid in str(exc)
     allowed = (work / "parts", work / "out")
-    outside = sorted(p for p in set(tmp_path.rglob("*")) - before
-                     if p.is_file() and not any(p.resolve().is_relative_to(a) for a in allowed))
+    outside = sorted(
+        p
+        for p in set(tmp_path.rglob("*")) - before
+        if p.is_file() and not any(p.resolve().is_relative_to(a) for a in allowed)
+    )
     assert outside == [], f"files written outside parts_dir/out_dir: {outside}"
 
 
-# --------------------------------------------------------------------------- workflow kill and resume
+# ---------------------------------------------------------------------- workflow kill and resume
 
 
 def _copy_repo(dest: Path) -> None:
     """Tracked and untracked-not-ignored files of the repository into ``dest`` (+ .venv link)."""
     try:
-        listing = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
-                                  "--exclude-standard"], capture_output=True, check=True).stdout
+        listing = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: cannot list the repository's files")
     for rel in filter(None, listing.decode().split("\0")):
@@ -454,11 +513,20 @@ def test_workflow_sigkill_during_detection_resumes(tmp_path: Path) -> None:
     work = tmp_path / "repo"
     _copy_repo(work)
     env = {**os.environ, "PYTHONPATH": str(work / "src")}
-    cmd = [str(smk), "results/detect/segments.parquet", "--profile", "profiles/default",
-           "--configfile", "params/ci_small.yaml", "--cores", "2"]
+    cmd = [
+        str(smk),
+        "results/detect/segments.parquet",
+        "--profile",
+        "profiles/default",
+        "--configfile",
+        "params/ci_small.yaml",
+        "--cores",
+        "2",
+    ]
     with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     parts = work / "results" / "detect" / "parts"
     deadline = time.monotonic() + 300
     try:
@@ -474,8 +542,14 @@ def test_workflow_sigkill_during_detection_resumes(tmp_path: Path) -> None:
     assert not (work / "results" / "detect" / "segments.parquet").exists()
     finished = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in parts.glob("*/*.parquet")}
 
-    subprocess.run([str(smk), "--unlock", "--configfile", "params/ci_small.yaml", "--cores", "1"],
-                   cwd=work, env=env, capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [str(smk), "--unlock", "--configfile", "params/ci_small.yaml", "--cores", "1"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     rerun = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
 
@@ -496,9 +570,19 @@ def test_workflow_sigkill_during_detection_resumes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- path safety: labels
 
 
-@pytest.mark.parametrize("value", ["../data/labels/round_00.csv", "a/../../b.wav", "..",
-                                   "/etc/passwd", "~/clips/a.wav", "C:\\clips\\a.wav",
-                                   "\\\\server\\share\\a.wav", "a\\..\\..\\b.wav"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "../data/labels/round_00.csv",
+        "a/../../b.wav",
+        "..",
+        "/etc/passwd",
+        "~/clips/a.wav",
+        "C:\\clips\\a.wav",
+        "\\\\server\\share\\a.wav",
+        "a\\..\\..\\b.wav",
+    ],
+)
 def test_safe_relpath_rejects_escaping_paths(value: str) -> None:
     ann = importlib.import_module("activepam.rounds.importing")
     with pytest.raises(ValueError, match="labels.csv:3"):
@@ -517,11 +601,19 @@ def test_export_writes_only_inside_out_dir(tmp_path: Path) -> None:
     ann = importlib.import_module("activepam.rounds.export")
     wav = write_noise(tmp_path / "project" / "audio" / "rec.wav", 12.0)
     ids = ["../../escaped", str(tmp_path / "abs_escaped"), "..", "a/../../../escaped2"]
-    sample = pd.DataFrame({"unit_id": ids, "unit_type": "segment", "recording_id": "rec",
-                           "path": str(wav), "start_s": [0.0, 3.0, 6.0, 9.0],
-                           "end_s": [3.0, 6.0, 9.0, 12.0]})
-    preds = pd.DataFrame(columns=["segment_id", "recording_id", "start_s", "end_s", "rank",
-                                  "species", "confidence"])
+    sample = pd.DataFrame(
+        {
+            "unit_id": ids,
+            "unit_type": "segment",
+            "recording_id": "rec",
+            "path": str(wav),
+            "start_s": [0.0, 3.0, 6.0, 9.0],
+            "end_s": [3.0, 6.0, 9.0, 12.0],
+        }
+    )
+    preds = pd.DataFrame(
+        columns=["segment_id", "recording_id", "start_s", "end_s", "rank", "species", "confidence"]
+    )
     out = tmp_path / "project" / "results" / "rounds" / "round_00" / "annotation"
     before = set(tmp_path.rglob("*"))
     opts = ann.ExportOptions(annotators=("../../mallory", "/tmp/eve"), spectrograms=False)
@@ -535,14 +627,31 @@ def test_export_writes_only_inside_out_dir(tmp_path: Path) -> None:
 
 
 def _label_case(tmp_path: Path, extra_col: str, value: str) -> tuple[Path, pd.DataFrame]:
-    manifest = pd.DataFrame({
-        "unit_id": ["u1"], "unit_type": ["segment"], "recording_id": ["rec"],
-        "path": ["data/raw/rec.wav"], "start_s": [0.0], "end_s": [3.0], "clip_start_s": [0.0],
-        "clip_end_s": [7.0], "clip_file": ["all/u1.wav"], "table_file": ["all/u1.txt"],
-        "batch": ["all"], "annotator": [""]})
+    manifest = pd.DataFrame(
+        {
+            "unit_id": ["u1"],
+            "unit_type": ["segment"],
+            "recording_id": ["rec"],
+            "path": ["data/raw/rec.wav"],
+            "start_s": [0.0],
+            "end_s": [3.0],
+            "clip_start_s": [0.0],
+            "clip_end_s": [7.0],
+            "clip_file": ["all/u1.wav"],
+            "table_file": ["all/u1.txt"],
+            "batch": ["all"],
+            "annotator": [""],
+        }
+    )
     labels = tmp_path / "labels.csv"
-    pd.DataFrame({"unit_id": ["u1"], "species": ["Turdus merula_Eurasian Blackbird"],
-                  "present": [1], extra_col: [value]}).to_csv(labels, index=False)
+    pd.DataFrame(
+        {
+            "unit_id": ["u1"],
+            "species": ["Turdus merula_Eurasian Blackbird"],
+            "present": [1],
+            extra_col: [value],
+        }
+    ).to_csv(labels, index=False)
     return labels, manifest
 
 
@@ -560,10 +669,26 @@ def test_label_import_raven_begin_path_with_dotdot_is_refused(tmp_path: Path) ->
     ann = importlib.import_module("activepam.rounds.importing")
     _, manifest = _label_case(tmp_path, "notes", "")
     table = tmp_path / "u1.Table.1.selections.txt"
-    header = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Species",
-              "Present", "Begin Path"]
-    row = ["1", "Spectrogram 1", "1", "4.0", "5.0", "Turdus merula_Eurasian Blackbird", "1",
-           "../../secret/u1.wav"]
+    header = [
+        "Selection",
+        "View",
+        "Channel",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Species",
+        "Present",
+        "Begin Path",
+    ]
+    row = [
+        "1",
+        "Spectrogram 1",
+        "1",
+        "4.0",
+        "5.0",
+        "Turdus merula_Eurasian Blackbird",
+        "1",
+        "../../secret/u1.wav",
+    ]
     table.write_text("\t".join(header) + "\n" + "\t".join(row) + "\n")
     with pytest.raises(ann.LabelImportError) as err:
         ann.import_labels([table], manifest, ["Turdus merula_Eurasian Blackbird"], round_id=0)

@@ -32,16 +32,29 @@ from test_rounds_e2e import SITES, build_toy_project
 
 REPO = Path(__file__).resolve().parents[1]
 SMK = Path(sys.executable).with_name("snakemake")
-ROUND_RULES = ["rounds_test_set", "rounds_export_test", "round_sample", "round_export",
-               "round_simulated_labels", "round_train", "rounds_baseline", "round_evaluate",
-               "round_answers", "round_plots"]
-PLAN = {"00": "results/detect/segments.parquet",
-        "01": "results/rounds/round_00/segments_scored.parquet",
-        "02": "results/rounds/round_01/segments_scored.parquet",
-        "03": "results/rounds/round_02/segments_scored.parquet"}
+ROUND_RULES = [
+    "rounds_test_set",
+    "rounds_export_test",
+    "round_sample",
+    "round_export",
+    "round_simulated_labels",
+    "round_train",
+    "rounds_baseline",
+    "round_evaluate",
+    "round_answers",
+    "round_plots",
+]
+PLAN = {
+    "00": "results/detect/segments.parquet",
+    "01": "results/rounds/round_00/segments_scored.parquet",
+    "02": "results/rounds/round_01/segments_scored.parquet",
+    "03": "results/rounds/round_02/segments_scored.parquet",
+}
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not SMK.exists(), reason="snakemake not installed in the venv")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SMK.exists(), reason="snakemake not installed in the venv"),
+]
 
 
 def _project(root: Path) -> dict:
@@ -49,22 +62,39 @@ def _project(root: Path) -> dict:
     for name in ("Snakefile",):
         shutil.copy(REPO / name, root / name)
     for name in ("workflow", "scripts", "profiles"):
-        shutil.copytree(REPO / name, root / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     p = build_toy_project(root, n_rec_per_site=3, duration_s=30.0)
     inv = pd.read_parquet(p["inventory"])
     inv["shard"] = "0000"
     inv.to_parquet(p["inventory"])
-    pd.DataFrame([{"device_id": f"dev{i}", "site": s, "country": "NO", "habitat": h, "lat": la,
-                   "lon": lo, "deployment_start": "2025-01-01T00:00:00Z", "deployment_end": ""}
-                  for i, (s, h, la, lo) in enumerate(SITES)]).to_csv(p["raw"] / "sites.csv",
-                                                                     index=False)
+    pd.DataFrame(
+        [
+            {
+                "device_id": f"dev{i}",
+                "site": s,
+                "country": "NO",
+                "habitat": h,
+                "lat": la,
+                "lon": lo,
+                "deployment_start": "2025-01-01T00:00:00Z",
+                "deployment_end": "",
+            }
+            for i, (s, h, la, lo) in enumerate(SITES)
+        ]
+    ).to_csv(p["raw"] / "sites.csv", index=False)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"] = {"raw_dir": "data/raw/toy", "sites_csv": "data/raw/toy/sites.csv"}
     params["demo"]["enabled"] = False
-    params["rounds"].update(plan={"00": PLAN["00"]}, strategy="max_entropy",
-                            n_per_round=12, test_size=15, context_s=2.0, spectrograms=False,
-                            annotators=["ann", "bob"], simulated_annotator=True)
+    params["rounds"].update(
+        plan={"00": PLAN["00"]},
+        strategy="max_entropy",
+        n_per_round=12,
+        test_size=15,
+        context_s=2.0,
+        spectrograms=False,
+        annotators=["ann", "bob"],
+        simulated_annotator=True,
+    )
     params["train"]["calibrate_min"] = 8
     params["evaluate"]["thresholds"]["n_boot"] = 20
     params["evaluate"]["stopping"]["stop_set"] = 100
@@ -80,15 +110,29 @@ def _write_params(root: Path, params: dict) -> None:
 
 def _targets(params: dict) -> list[str]:
     """Metrics and learning curve of every planned round (the DVC stage round@RR's targets)."""
-    return [f"results/rounds/round_{r}/{name}" for r in params["rounds"]["plan"]
-            for name in ("metrics.json", "learning_curve.png")]
+    return [
+        f"results/rounds/round_{r}/{name}"
+        for r in params["rounds"]["plan"]
+        for name in ("metrics.json", "learning_curve.png")
+    ]
 
 
-def _smk(root: Path, params: dict, *extra: str, check: bool = True,
-         targets: list[str] | None = None) -> subprocess.CompletedProcess:
+def _smk(
+    root: Path, params: dict, *extra: str, check: bool = True, targets: list[str] | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MPLBACKEND": "Agg"}
-    cmd = [str(SMK), "--profile", "profiles/default", "--cores", "2", "--allowed-rules",
-           *ROUND_RULES, *extra, "--", *(targets if targets is not None else _targets(params))]
+    cmd = [
+        str(SMK),
+        "--profile",
+        "profiles/default",
+        "--cores",
+        "2",
+        "--allowed-rules",
+        *ROUND_RULES,
+        *extra,
+        "--",
+        *(targets if targets is not None else _targets(params)),
+    ]
     res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     if check:
         assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
@@ -107,9 +151,14 @@ def _jobs(output: str) -> list[tuple[str, str]]:
 
 
 def _fingerprint(folder: Path) -> dict[str, tuple[int, str]]:
-    return {str(f.relative_to(folder)): (f.stat().st_mtime_ns,
-                                         hashlib.sha256(f.read_bytes()).hexdigest())
-            for f in sorted(folder.rglob("*")) if f.is_file()}
+    return {
+        str(f.relative_to(folder)): (
+            f.stat().st_mtime_ns,
+            hashlib.sha256(f.read_bytes()).hexdigest(),
+        )
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +174,7 @@ def test_exported_round_freezes_its_settings(project: tuple[Path, dict]) -> None
     root, params = project
     for rid in ("00",):
         s = json.loads((root / f"data/rounds/round_{rid}.settings.json").read_text())
-        assert (s["round"], s["strategy"], s["n"], s["seed"]) == (rid, "max_entropy", 12,
-                                                                  int(rid))
+        assert (s["round"], s["strategy"], s["n"], s["seed"]) == (rid, "max_entropy", 12, int(rid))
         assert s["spec"]["name"] == "max_entropy" and s["scores"] == PLAN[rid]
         assert s["export"]["annotators"] == ["ann", "bob"] and s["export"]["context_s"] == 2.0
         assert s["exported"]["units"] == 12
@@ -143,8 +191,9 @@ def test_appending_a_round_runs_only_the_new_round(project: tuple[Path, dict]) -
     ann0 = root / "results/rounds/round_00/annotation"
     saved = ann0 / "ann" / "expert_saved.Table.1.selections.txt"  # an expert's work in progress
     saved.write_text("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tSpecies\n")
-    before = {d: _fingerprint(root / f"results/rounds/{d}/annotation")
-              for d in ("round_00", "test")}
+    before = {
+        d: _fingerprint(root / f"results/rounds/{d}/annotation") for d in ("round_00", "test")
+    }
     labels0 = (root / "data/labels/round_00.csv").read_bytes()
 
     params["rounds"]["plan"]["01"] = PLAN["01"]
@@ -202,8 +251,12 @@ def test_labelled_rounds_are_locked(project: tuple[Path, dict]) -> None:
     assert "round 00 is labelled" in out and "activepam rounds unfreeze 00" in out, out[-3000:]
 
     jobs = _jobs(_smk(root, params, "-n", "--forceall").stdout)
-    assert jobs and not {r for r, _ in jobs} & {"round_sample", "round_export",
-                                               "rounds_test_set", "rounds_export_test"}
+    assert jobs and not {r for r, _ in jobs} & {
+        "round_sample",
+        "round_export",
+        "rounds_test_set",
+        "rounds_export_test",
+    }
 
     sample1 = root / "results/rounds/round_01/sample.parquet"
     kept = sample1.read_bytes()
@@ -222,13 +275,23 @@ def test_labelled_rounds_are_locked(project: tuple[Path, dict]) -> None:
     params["rounds"]["plan"]["02"] = PLAN["02"]
     _write_params(root, params)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    cli = [sys.executable, "-c", "from activepam.cli import build_parser; import sys; "
-           "a = build_parser(('activepam.rounds.freeze',)).parse_args(sys.argv[1:]); "
-           "sys.exit(a.func(a))"]
+    cli = [
+        sys.executable,
+        "-c",
+        "from activepam.cli import build_parser; import sys; "
+        "a = build_parser(('activepam.rounds.freeze',)).parse_args(sys.argv[1:]); "
+        "sys.exit(a.func(a))",
+    ]
 
     def unfreeze(rid: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*cli, "rounds", "unfreeze", rid], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [*cli, "rounds", "unfreeze", rid],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     refused = unfreeze("01")
     assert refused.returncode == 1 and "activepam rounds unfreeze 02" in refused.stderr
@@ -241,8 +304,7 @@ def test_labelled_rounds_are_locked(project: tuple[Path, dict]) -> None:
     archived = [p.name for p in (root / "data/rounds/archive/round_01.1").iterdir()]
     assert any(n.endswith("round_01.csv") for n in archived), archived
     assert any(n.endswith("annotation") for n in archived), archived
-    jobs = _jobs(_smk(root, params, "-n",
-                      targets=["results/rounds/round_01/annotation"]).stdout)
+    jobs = _jobs(_smk(root, params, "-n", targets=["results/rounds/round_01/annotation"]).stdout)
     assert ("round_sample", "r=01") in jobs and ("round_export", "r=01") in jobs
     assert all(w in ("r=01", "name=round_01") for _, w in jobs), jobs
     assert _fingerprint(ann0) == before

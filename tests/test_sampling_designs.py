@@ -21,15 +21,21 @@ from activepam.sampling.verification import _sigmoid
 
 def _segments(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    seg = pd.DataFrame({
-        "segment_id": [f"r{i // 20:03d}@{3.0 * (i % 20):.1f}" for i in range(n)],
-        "recording_id": [f"r{i // 20:03d}" for i in range(n)], "path": "x.wav",
-        "start_s": [3.0 * (i % 20) for i in range(n)],
-        "end_s": [3.0 * (i % 20) + 3 for i in range(n)],
-        "top1_species": rng.choice(["A", "B", "C"], n), "top1_confidence": rng.uniform(size=n),
-        "max_binary_entropy": rng.uniform(size=n),
-        "site": np.where(np.arange(n) // 20 % 3 == 0, "s1", np.where(np.arange(n) // 20 % 3 == 1,
-                                                                    "s2", "s3"))})
+    seg = pd.DataFrame(
+        {
+            "segment_id": [f"r{i // 20:03d}@{3.0 * (i % 20):.1f}" for i in range(n)],
+            "recording_id": [f"r{i // 20:03d}" for i in range(n)],
+            "path": "x.wav",
+            "start_s": [3.0 * (i % 20) for i in range(n)],
+            "end_s": [3.0 * (i % 20) + 3 for i in range(n)],
+            "top1_species": rng.choice(["A", "B", "C"], n),
+            "top1_confidence": rng.uniform(size=n),
+            "max_binary_entropy": rng.uniform(size=n),
+            "site": np.where(
+                np.arange(n) // 20 % 3 == 0, "s1", np.where(np.arange(n) // 20 % 3 == 1, "s2", "s3")
+            ),
+        }
+    )
     cluster = rng.integers(0, 5, n)
     emb = rng.normal(size=(5, 24))[cluster] + 0.4 * rng.normal(size=(n, 24))
     return seg, cluster, emb
@@ -39,8 +45,9 @@ def test_nearest_to_examples_finds_the_examples_cluster(tmp_path: Path) -> None:
     seg, cluster, emb = _segments()
     frame = pd.DataFrame({"segment_id": seg["segment_id"], "embedding": list(emb)})
     ex = [seg["segment_id"][0], seg["segment_id"][1]]
-    out = sample(seg, {"base": "nearest_examples", "score": {"examples": ex}}, n=30, seed=0,
-                 embeddings=frame)
+    out = sample(
+        seg, {"base": "nearest_examples", "score": {"examples": ex}}, n=30, seed=0, embeddings=frame
+    )
     idx = seg.set_index("segment_id").index.get_indexer(out["unit_id"])
     assert not set(out["unit_id"]) & set(ex)
     targets = {cluster[0], cluster[1]}
@@ -48,19 +55,39 @@ def test_nearest_to_examples_finds_the_examples_cluster(tmp_path: Path) -> None:
     assert out["reason"].str.startswith("similarity").all()
     assert (np.diff(out["score"]) <= 1e-9).all()
     # composes with strata (equal per site) and k-means diversification
-    st = sample(seg, {"base": "nearest_examples_stratified", "score": {"examples": ex}}, n=30,
-                seed=0, embeddings=frame)
+    st = sample(
+        seg,
+        {"base": "nearest_examples_stratified", "score": {"examples": ex}},
+        n=30,
+        seed=0,
+        embeddings=frame,
+    )
     assert st.groupby("stratum").size().tolist() == [10, 10, 10]
     # the Parquet store is streamed and gives the same scores as the in-memory table
     f = tmp_path / "embeddings.parquet"
-    pq.write_table(pa.table({"segment_id": seg["segment_id"],
-                             "recording_id": seg["recording_id"], "start_s": seg["start_s"],
-                             "embedding": pa.FixedSizeListArray.from_arrays(
-                                 pa.array(emb.astype(np.float32).ravel()), 24)}), f)
+    pq.write_table(
+        pa.table(
+            {
+                "segment_id": seg["segment_id"],
+                "recording_id": seg["recording_id"],
+                "start_s": seg["start_s"],
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(emb.astype(np.float32).ravel()), 24
+                ),
+            }
+        ),
+        f,
+    )
     seg_file = tmp_path / "segments.parquet"
     seg.to_parquet(seg_file)
-    from_file = run_sampling(seg_file, {"base": "nearest_examples", "score": {"examples": ex}},
-                             n=30, seed=0, embeddings=f, progress=False)
+    from_file = run_sampling(
+        seg_file,
+        {"base": "nearest_examples", "score": {"examples": ex}},
+        n=30,
+        seed=0,
+        embeddings=f,
+        progress=False,
+    )
     assert from_file["unit_id"].tolist() == out["unit_id"].tolist()
 
 
@@ -72,25 +99,38 @@ def test_nearest_to_examples_errors() -> None:
     with pytest.raises(StrategyError, match="needs examples"):
         sample(seg, "nearest_examples", n=3, embeddings=frame)
     with pytest.raises(StrategyError, match="neither an audio file nor a segment"):
-        sample(seg, {"base": "nearest_examples", "score": {"examples": ["zz@0.0"]}}, n=3,
-               embeddings=frame)
+        sample(
+            seg,
+            {"base": "nearest_examples", "score": {"examples": ["zz@0.0"]}},
+            n=3,
+            embeddings=frame,
+        )
 
 
-def _predictions(seg: pd.DataFrame, truth: np.ndarray, rng: np.random.Generator,
-                 species: str = "A") -> pd.DataFrame:
+def _predictions(
+    seg: pd.DataFrame, truth: np.ndarray, rng: np.random.Generator, species: str = "A"
+) -> pd.DataFrame:
     score = _sigmoid(rng.normal(np.where(truth, 1.0, -1.0), 1.2))
-    return pd.DataFrame({"segment_id": seg["segment_id"], "species": species,
-                         "confidence": score})
+    return pd.DataFrame({"segment_id": seg["segment_id"], "species": species, "confidence": score})
 
 
 def test_verification_design_draws_every_bin_and_site() -> None:
     seg, _, _ = _segments()
     rng = np.random.default_rng(1)
-    preds = pd.concat([_predictions(seg, rng.uniform(size=len(seg)) < p, rng, sp)
-                       for sp, p in (("A", 0.2), ("B", 0.1))])
-    out = sample(seg, {"base": "verification", "verification": {"species": ["A", "B"],
-                                                                "n_per_bin": 3}},
-                 n=10, seed=0, predictions=preds, labelled=["r000@0.0"])
+    preds = pd.concat(
+        [
+            _predictions(seg, rng.uniform(size=len(seg)) < p, rng, sp)
+            for sp, p in (("A", 0.2), ("B", 0.1))
+        ]
+    )
+    out = sample(
+        seg,
+        {"base": "verification", "verification": {"species": ["A", "B"], "n_per_bin": 3}},
+        n=10,
+        seed=0,
+        predictions=preds,
+        labelled=["r000@0.0"],
+    )
     cells = out.groupby(["design_species", "site", "design_bin"]).size()
     assert len(cells) == 2 * 3 * 5 and (cells <= 3).all()  # every species x site x bin
     assert (cells == 3).mean() > 0.8  # a top bin may hold fewer windows in one site
@@ -101,8 +141,12 @@ def test_verification_design_draws_every_bin_and_site() -> None:
     with pytest.raises(StrategyError, match="needs the per-species predictions"):
         sample(seg, "verification", n=10)
     with pytest.raises(StrategyError, match="verification.quantiles"):
-        sample(seg, {"base": "verification", "verification": {"quantiles": [0.9, 0.5]}},
-               n=10, predictions=preds)
+        sample(
+            seg,
+            {"base": "verification", "verification": {"quantiles": [0.9, 0.5]}},
+            n=10,
+            predictions=preds,
+        )
 
 
 @pytest.mark.slow
@@ -118,12 +162,15 @@ def test_verification_rounds_cover_true_density(tmp_path: Path) -> None:
         rng = np.random.default_rng(seed)
         truth = rng.uniform(size=len(seg)) < base
         preds = _predictions(seg, truth, rng)
-        drawn = sample(seg, {"base": "verification", "verification": {"species": ["A"],
-                                                                      "n_per_bin": 20}},
-                       n=10, seed=seed, predictions=preds)
+        drawn = sample(
+            seg,
+            {"base": "verification", "verification": {"species": ["A"], "n_per_bin": 20}},
+            n=10,
+            seed=seed,
+            predictions=preds,
+        )
         t = dict(zip(seg["segment_id"], truth))
-        labels = _labels([(u, "oracle", "A" if t[u] else "", int(t[u]))
-                          for u in drawn["unit_id"]])
+        labels = _labels([(u, "oracle", "A" if t[u] else "", int(t[u])) for u in drawn["unit_id"]])
         est = round_density(drawn, labels, preds, seg, ["A", "B"], strata=["site"], seed=seed)
         share = pd.Series(truth).groupby(seg["site"]).mean()
         for row in est.itertuples():
@@ -170,19 +217,43 @@ def test_typiclust_strategy_runs_without_scores() -> None:
 def test_verification_design_in_computed_strata() -> None:
     """Strata of the design may be computed keys (diel, season), not only columns."""
     seg, _, _ = _segments(600)
-    seg = seg.assign(lat=60.0, lon=10.0, segment_time=pd.Timestamp("2025-05-15T00:00:00Z")
-                     + pd.to_timedelta(np.arange(600) * 137, unit="s"))
+    seg = seg.assign(
+        lat=60.0,
+        lon=10.0,
+        segment_time=pd.Timestamp("2025-05-15T00:00:00Z")
+        + pd.to_timedelta(np.arange(600) * 137, unit="s"),
+    )
     rng = np.random.default_rng(2)
     preds = _predictions(seg, rng.uniform(size=len(seg)) < 0.2, rng)
-    out = sample(seg, {"base": "verification", "verification": {"species": ["A"], "n_per_bin": 2,
-                                                                "strata": ["diel"]}},
-                 n=10, seed=0, predictions=preds)
+    out = sample(
+        seg,
+        {
+            "base": "verification",
+            "verification": {"species": ["A"], "n_per_bin": 2, "strata": ["diel"]},
+        },
+        n=10,
+        seed=0,
+        predictions=preds,
+    )
     assert set(out["diel"]) <= {"night", "dawn", "day", "dusk"} and out["diel"].nunique() >= 3
     assert out["design_strata"].iloc[0] == "diel"
-    labels = pd.DataFrame({"unit_id": out["unit_id"], "unit_type": "segment",
-                           "recording_id": out["recording_id"], "path": "x.wav", "start_s": 0.0,
-                           "end_s": 3.0, "species": "", "present": 0, "in_target": 1,
-                           "annotator": "a", "source_file": "f", "source_line": 2, "notes": ""})
+    labels = pd.DataFrame(
+        {
+            "unit_id": out["unit_id"],
+            "unit_type": "segment",
+            "recording_id": out["recording_id"],
+            "path": "x.wav",
+            "start_s": 0.0,
+            "end_s": 3.0,
+            "species": "",
+            "present": 0,
+            "in_target": 1,
+            "annotator": "a",
+            "source_file": "f",
+            "source_line": 2,
+            "notes": "",
+        }
+    )
     est = round_density(out, labels, preds, seg, ["A"], seed=0)
     assert set(est["stratum"]) == {f"diel={d}" for d in out["diel"].unique()}
 
@@ -194,9 +265,14 @@ def test_verification_design_excludes_whole_labelled_recordings() -> None:
     rng = np.random.default_rng(3)
     preds = _predictions(seg, rng.uniform(size=len(seg)) < 0.2, rng)
     banned = ["r000", "r001", "r002"]
-    out = sample(seg, {"base": "verification", "verification": {"species": ["A"],
-                                                                "n_per_bin": 20}},
-                 n=10, seed=0, predictions=preds, labelled=banned)
+    out = sample(
+        seg,
+        {"base": "verification", "verification": {"species": ["A"], "n_per_bin": 20}},
+        n=10,
+        seed=0,
+        predictions=preds,
+        labelled=banned,
+    )
     assert not set(out["recording_id"]) & set(banned)
     std = sample(seg, "random", n=200, seed=0, labelled=banned)
     assert not set(std["recording_id"]) & set(banned)

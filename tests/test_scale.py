@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from activepam.core.store import write_store
 from activepam.detection import birdnet as bn
 from activepam.detection.inventory import assign_shards
-from activepam.sampling.outofcore import outofcore_sample
 from activepam.sampling.engine import sample
-from activepam.core.store import write_store
+from activepam.sampling.outofcore import outofcore_sample
 from activepam.sampling.strategies import StrategyError
 
 DIM = 1024
@@ -26,15 +26,27 @@ def _segments(n_rec: int = 60, seg: int = 10, seed: int = 3) -> pd.DataFrame:
     for r in range(n_rec):
         site = list(sites)[r % 3]
         start = pd.Timestamp("2025-01-01", tz="UTC") + pd.Timedelta(
-            minutes=int(rng.integers(0, 365 * 24 * 60)))
+            minutes=int(rng.integers(0, 365 * 24 * 60))
+        )
         for k in range(seg):
-            rows.append({"segment_id": f"r{r:03d}@{3.0 * k:.1f}", "recording_id": f"r{r:03d}",
-                         "path": f"/a/r{r:03d}.wav", "start_s": 3.0 * k, "end_s": 3.0 * k + 3,
-                         "top1_species": "A_a", "top1_confidence": rng.uniform(),
-                         "max_binary_entropy": rng.uniform(), "device_id": f"d{r % 3}",
-                         "site": site, "lat": sites[site][0], "lon": sites[site][1],
-                         "start_time": start,
-                         "segment_time": start + pd.Timedelta(seconds=3.0 * k)})
+            rows.append(
+                {
+                    "segment_id": f"r{r:03d}@{3.0 * k:.1f}",
+                    "recording_id": f"r{r:03d}",
+                    "path": f"/a/r{r:03d}.wav",
+                    "start_s": 3.0 * k,
+                    "end_s": 3.0 * k + 3,
+                    "top1_species": "A_a",
+                    "top1_confidence": rng.uniform(),
+                    "max_binary_entropy": rng.uniform(),
+                    "device_id": f"d{r % 3}",
+                    "site": site,
+                    "lat": sites[site][0],
+                    "lon": sites[site][1],
+                    "start_time": start,
+                    "segment_time": start + pd.Timedelta(seconds=3.0 * k),
+                }
+            )
     df = pd.DataFrame(rows)
     for c in ("start_time", "segment_time"):
         df[c] = df[c].astype("datetime64[us, UTC]")
@@ -47,8 +59,15 @@ def test_outofcore_equals_in_memory_top_scores(tmp_path: Path) -> None:
     df.to_parquet(path)
     labelled = df["segment_id"].iloc[:15].tolist()
     stats: dict = {}
-    ooc = outofcore_sample(path, "stratified_entropy", n=40, labelled=labelled,
-                           memory_limit="200MB", temp_dir=tmp_path, stats=stats)
+    ooc = outofcore_sample(
+        path,
+        "stratified_entropy",
+        n=40,
+        labelled=labelled,
+        memory_limit="200MB",
+        temp_dir=tmp_path,
+        stats=stats,
+    )
     mem = sample(df, "stratified_entropy", n=40, labelled=labelled)
     assert sorted(ooc["unit_id"]) == sorted(mem["unit_id"])
     assert dict(zip(ooc["unit_id"], ooc["stratum"])) == dict(zip(mem["unit_id"], mem["stratum"]))
@@ -65,9 +84,13 @@ def test_outofcore_kmeans_fetches_by_partition(tmp_path: Path) -> None:
     emb = rng.normal(0, 1, (len(df), DIM)).astype(np.float32)
     sources = {}
     for rid, idx in df.groupby("recording_id").indices.items():
-        sources[rid] = pa.table({
-            "segment_id": df["segment_id"].iloc[idx].tolist(), "start_s": df["start_s"].iloc[idx],
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb[idx].ravel()), DIM)})
+        sources[rid] = pa.table(
+            {
+                "segment_id": df["segment_id"].iloc[idx].tolist(),
+                "start_s": df["start_s"].iloc[idx],
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb[idx].ravel()), DIM),
+            }
+        )
     meta = df.drop_duplicates("recording_id")[["recording_id", "device_id", "start_time"]]
     write_store(sources, meta, tmp_path / "store", row_group_size=4)
     strategy = {"base": "stratified_kmeans_entropy", "strata": ["site"], "n": 9}
@@ -99,8 +122,9 @@ def test_shards_by_audio_hours() -> None:
         assign_shards(2, 2, None, shard_hours=1)
 
 
-def test_patched_model_cached_by_model_hash(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_patched_model_cached_by_model_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = tmp_path / "model.tflite"
     model.write_bytes(b"model-v1")
     monkeypatch.setenv(bn.CACHE_ENV, str(tmp_path / "cache"))

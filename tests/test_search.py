@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from activepam.search import engine as S
 from activepam.cli import main as cli_main
+from activepam.search import engine as S
 
 
 def _write_shard(folder: Path, ids: list[str], emb: np.ndarray, sites: list[str]) -> Path:
@@ -21,11 +21,19 @@ def _write_shard(folder: Path, ids: list[str], emb: np.ndarray, sites: list[str]
     rec = [i.split("@")[0] for i in ids]
     start = [float(i.split("@")[1]) for i in ids]
     flat = pa.array(emb.astype(np.float32).ravel())
-    table = pa.table({"segment_id": ids, "recording_id": rec, "start_s": start,
-                      "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.shape[1])})
+    table = pa.table(
+        {
+            "segment_id": ids,
+            "recording_id": rec,
+            "start_s": start,
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.shape[1]),
+        }
+    )
     pq.write_table(table, folder / "embeddings.parquet")
-    pq.write_table(pa.table({"segment_id": ids, "recording_id": rec, "site": sites}),
-                   folder / "segments.parquet")
+    pq.write_table(
+        pa.table({"segment_id": ids, "recording_id": rec, "site": sites}),
+        folder / "segments.parquet",
+    )
     return folder / "embeddings.parquet"
 
 
@@ -100,12 +108,21 @@ def test_index_recall_and_incremental_update(store, tmp_path: Path) -> None:
     keep = list(range(1000, 1900))
     new = 0.3 * rng.normal(size=(50, 64)) + emb[1000]  # near-copies of one call
     new_ids = [f"new{i:03d}@0.0" for i in range(50)]
-    f1 = _write_shard(folder / "shards" / "0001", [ids[i] for i in keep] + new_ids,
-                      np.vstack([emb[keep], new]), [sites[i] for i in keep] + ["s9"] * 50)
+    f1 = _write_shard(
+        folder / "shards" / "0001",
+        [ids[i] for i in keep] + new_ids,
+        np.vstack([emb[keep], new]),
+        [sites[i] for i in keep] + ["s9"] * 50,
+    )
     assert not S.index_is_fresh(f1)
     upd = S.build_indexes(folder)
-    assert upd[1] == {"file": str(f1), "action": "updated", "added": 50, "removed": 100,
-                      "kept": 900}
+    assert upd[1] == {
+        "file": str(f1),
+        "action": "updated",
+        "added": 50,
+        "removed": 100,
+        "kept": 900,
+    }
     assert upd[0]["action"] == upd[2]["action"] == "fresh"
     hits = S.search(folder, [ids[1000]], k=30)
     assert hits["method"].iloc[0] == "index"
@@ -119,8 +136,20 @@ def test_index_recall_and_incremental_update(store, tmp_path: Path) -> None:
 def test_cli_writes_hits(store, tmp_path: Path, capsys) -> None:
     folder, _, ids, _ = store
     out = tmp_path / "hits.csv"
-    rc = cli_main(["search", "--store", str(folder), "--example", ids[3], "--k", "7",
-                   "--build-index", "--out", str(out)])
+    rc = cli_main(
+        [
+            "search",
+            "--store",
+            str(folder),
+            "--example",
+            ids[3],
+            "--k",
+            "7",
+            "--build-index",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out)
     assert len(df) == 7 and list(df.columns) == list(S.HIT_COLUMNS)
@@ -137,21 +166,36 @@ def test_same_species_calls_found_above_chance_on_generated_audio(tmp_path: Path
     from activepam.detection.detect import detect_files
 
     raw = tmp_path / "raw"
-    g.generate_demo(raw, {"n_sites": 2, "countries": ["NO", "ES"], "dates": ["2025-05-15"],
-                          "recordings_per_day": 6, "duration_s": 30, "mp3_fraction": 0.0,
-                          "calls_per_minute": 80, "n_species": 6}, seed=3, progress=False)
+    g.generate_demo(
+        raw,
+        {
+            "n_sites": 2,
+            "countries": ["NO", "ES"],
+            "dates": ["2025-05-15"],
+            "recordings_per_day": 6,
+            "duration_s": 30,
+            "mp3_fraction": 0.0,
+            "calls_per_minute": 80,
+            "n_species": 6,
+        },
+        seed=3,
+        progress=False,
+    )
     recs = pd.read_csv(raw / "recordings.csv")
-    inv = pd.DataFrame({"recording_id": [f"r{i}" for i in range(len(recs))],
-                        "path": [str(raw / p) for p in recs["rel_path"]]})
+    inv = pd.DataFrame(
+        {
+            "recording_id": [f"r{i}" for i in range(len(recs))],
+            "path": [str(raw / p) for p in recs["rel_path"]],
+        }
+    )
     detect_files(inv, tmp_path / "det", threads=2, progress=False)
     truth = pd.read_parquet(raw / "ground_truth.parquet")
     rid = dict(zip(recs["rel_path"], inv["recording_id"]))
-    truth["segment_id"] = [f"{rid[p]}@{s:.1f}" for p, s in zip(truth["rel_path"],
-                                                              truth["start_s"])]
+    truth["segment_id"] = [f"{rid[p]}@{s:.1f}" for p, s in zip(truth["rel_path"], truth["start_s"])]
     segs = pd.read_parquet(tmp_path / "det" / "segments.parquet")["segment_id"]
     by_species = truth.groupby("species")["segment_id"].apply(set)
     lifts = []
-    for sp, holders in by_species.items():
+    for _sp, holders in by_species.items():
         holders = holders & set(segs)
         if len(holders) < 4:
             continue
@@ -167,10 +211,13 @@ def test_same_species_calls_found_above_chance_on_generated_audio(tmp_path: Path
     seg = truth.iloc[0]
     audio, sr = sf.read(raw / seg["rel_path"])
     clip = tmp_path / "clip.wav"
-    sf.write(clip, audio[int(seg["start_s"] * sr): int((seg["start_s"] + 3) * sr)], sr)
-    fig = S.plot_hits(S.search(tmp_path / "det", [sorted(by_species.iloc[0])[0]], k=8,
-                               exact=True), tmp_path / "det" / "segments.parquet",
-                      [sorted(by_species.iloc[0])[0]], tmp_path / "hits.png")
+    sf.write(clip, audio[int(seg["start_s"] * sr) : int((seg["start_s"] + 3) * sr)], sr)
+    fig = S.plot_hits(
+        S.search(tmp_path / "det", [sorted(by_species.iloc[0])[0]], k=8, exact=True),
+        tmp_path / "det" / "segments.parquet",
+        [sorted(by_species.iloc[0])[0]],
+        tmp_path / "hits.png",
+    )
     assert fig.stat().st_size > 20000
     hits = S.search(tmp_path / "det", [str(clip)], k=3, exact=True)
     assert hits["segment_id"].iloc[0] == seg["segment_id"]

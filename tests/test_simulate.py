@@ -331,16 +331,19 @@ def test_run_is_deterministic_and_seed_set_shared_across_strategies():
     b = run_simulation(ds, resolve_strategy("topk_entropy_files"), 3, CFG)
     pd.testing.assert_frame_equal(a, b)
     c = run_simulation(ds, resolve_strategy("random_files"), 3, CFG)
-    r0 = (
-        lambda df: df[df["round"] == 0].drop(columns="strategy").reset_index(drop=True)
-    )  # noqa: E731
+    r0 = lambda df: df[df["round"] == 0].drop(columns="strategy").reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(r0(a), r0(c))
 
 
 def test_run_stops_when_pool_is_exhausted():
     ds = tiny_dataset(n_rec_per_site=3)
     cfg = SimConfig(
-        seed_size=2, batch_size=3, rounds=10, pca_dims=0, strata=("site",), test_fraction=0.34,
+        seed_size=2,
+        batch_size=3,
+        rounds=10,
+        pca_dims=0,
+        strata=("site",),
+        test_fraction=0.34,
         budget_unit="units",
     )
     res = run_simulation(ds, resolve_strategy("random_files"), 0, cfg)
@@ -426,8 +429,18 @@ def _smk(tmp_path: Path, overlay: dict, *args: str) -> subprocess.CompletedProce
     path = tmp_path / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
     snakemake = Path(sys.executable).with_name("snakemake")
-    cmd = [str(snakemake), *args, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores",
-           "1", "--configfile", str(path)]  # --configfile last: it takes several values
+    cmd = [
+        str(snakemake),
+        *args,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(tmp_path),
+        "--cores",
+        "1",
+        "--configfile",
+        str(path),
+    ]  # --configfile last: it takes several values
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
@@ -449,28 +462,47 @@ def test_changing_a_key_reruns_only_the_rules_that_read_it(tmp_path):
     probe key reruns the run and the reference but not the dataset."""
     ds = tiny_dataset(n_rec_per_site=3)
     pd.DataFrame({"unit_id": ds.units.unit_id, "embedding": list(ds.X)}).to_parquet(
-        tmp_path / "emb.parquet")
-    rows = [(u, ds.species[j], 1) for u, y in zip(ds.units.unit_id, ds.Y)
-            for j in np.flatnonzero(y)]
+        tmp_path / "emb.parquet"
+    )
+    rows = [
+        (u, ds.species[j], 1) for u, y in zip(ds.units.unit_id, ds.Y) for j in np.flatnonzero(y)
+    ]
     pd.DataFrame(rows, columns=["unit_id", "species", "present"]).to_csv(
-        tmp_path / "labels.csv", index=False)
+        tmp_path / "labels.csv", index=False
+    )
     ds.units.to_parquet(tmp_path / "meta.parquet")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    sim = {"dataset": "custom", "embeddings": str(tmp_path / "emb.parquet"),
-           "labels": str(tmp_path / "labels.csv"), "metadata": str(tmp_path / "meta.parquet"),
-           "strategies": ["random_files"], "seeds": [0], "rounds": 1, "seed_size": 2,
-           "batch_size": 2, "budget_unit": "units", "pca_dims": 0, "strata": ["site"],
-           "test_fraction": 0.34, "stratified": {"permutations": 2},
-           "divergence": {"turnovers": [0.5], "seeds": [0], "embedding": {"noise": 0.5}}}
+    sim = {
+        "dataset": "custom",
+        "embeddings": str(tmp_path / "emb.parquet"),
+        "labels": str(tmp_path / "labels.csv"),
+        "metadata": str(tmp_path / "meta.parquet"),
+        "strategies": ["random_files"],
+        "seeds": [0],
+        "rounds": 1,
+        "seed_size": 2,
+        "batch_size": 2,
+        "budget_unit": "units",
+        "pca_dims": 0,
+        "strata": ["site"],
+        "test_fraction": 0.34,
+        "stratified": {"permutations": 2},
+        "divergence": {"turnovers": [0.5], "seeds": [0], "embedding": {"noise": 0.5}},
+    }
     base = {"demo": {"enabled": False}, "simulation": sim}
-    targets = ["results/simulation/runs/random_files/0.parquet",
-               "results/simulation/full_supervision.parquet"]
+    targets = [
+        "results/simulation/runs/random_files/0.parquet",
+        "results/simulation/full_supervision.parquet",
+    ]
     done = _smk(tmp_path, base, *targets)
     assert done.returncode == 0, done.stdout + done.stderr
     assert _planned(_smk(tmp_path, base, "-n", *targets)) == set()
-    divergence_only = {**sim, "divergence": {**sim["divergence"], "embedding": {"noise": 0.9}},
-                       "stratified": {"permutations": 3}, "claim": {"strategy": "a",
-                                                                    "baseline": "b"}}
+    divergence_only = {
+        **sim,
+        "divergence": {**sim["divergence"], "embedding": {"noise": 0.9}},
+        "stratified": {"permutations": 3},
+        "claim": {"strategy": "a", "baseline": "b"},
+    }
     planned = _planned(_smk(tmp_path, {**base, "simulation": divergence_only}, "-n", *targets))
     assert planned == set(), planned
     probe = {**sim, "probe_C": 0.5}

@@ -29,19 +29,25 @@ def _noise(path: Path, seconds: float = 9.0, seed: int = 0) -> Path:
 
 
 @pytest.mark.slow
-def test_auto_prefers_the_label_set_and_keeps_its_full_vector(tmp_path: Path,
-                                                             model: bn.BirdNET) -> None:
+def test_auto_prefers_the_label_set_and_keeps_its_full_vector(
+    tmp_path: Path, model: bn.BirdNET
+) -> None:
     labels = bn.load_labels()
     label_set = tmp_path / "species.csv"
     chosen = labels[200:224]
     pd.DataFrame({"species": chosen}).to_csv(label_set, index=False)
     sf_ = species_filter_from_config({"species_filter": "auto"}, label_set)
     assert sf_.mode == "list" and len(sf_.indices()) == 24
-    inv = pd.DataFrame({"recording_id": ["r1"], "path": [str(_noise(tmp_path / "a.wav"))],
-                        "lat": [48.0], "lon": [7.0],
-                        "start_time": pd.to_datetime(["2025-05-15T04:00:00Z"], utc=True)})
-    detect_files(inv, tmp_path / "out", top_k=5, progress=False, model=model,
-                 species_filter=sf_)
+    inv = pd.DataFrame(
+        {
+            "recording_id": ["r1"],
+            "path": [str(_noise(tmp_path / "a.wav"))],
+            "lat": [48.0],
+            "lon": [7.0],
+            "start_time": pd.to_datetime(["2025-05-15T04:00:00Z"], utc=True),
+        }
+    )
+    detect_files(inv, tmp_path / "out", top_k=5, progress=False, model=model, species_filter=sf_)
     seg = pd.read_parquet(tmp_path / "out" / "segments.parquet")
     assert (seg["species_set"] == "label set (24)").all()
     pred = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
@@ -68,19 +74,25 @@ def test_auto_without_label_set_filters_by_location(tmp_path: Path) -> None:
 
 
 @pytest.mark.realdata
-def test_french_forest_uncertainty_ignores_impossible_species(realdata: Path, tmp_path: Path,
-                                                             model: bn.BirdNET) -> None:
+def test_french_forest_uncertainty_ignores_impossible_species(
+    realdata: Path, tmp_path: Path, model: bn.BirdNET
+) -> None:
     """24 h of a Jura spruce forest (May): over all 6522 species, the most uncertain species
     include out-of-range ones; with the default (location/week) set none of them can occur."""
     files = sorted((realdata / "jura_24h").glob("S4A03895_*.wav"))[:8]
-    inv = pd.DataFrame({"recording_id": [f.stem for f in files], "path": list(map(str, files)),
-                        "lat": 46.6, "lon": 6.1,
-                        "start_time": pd.to_datetime("2019-05-22T00:00:00Z", utc=True)})
+    inv = pd.DataFrame(
+        {
+            "recording_id": [f.stem for f in files],
+            "path": list(map(str, files)),
+            "lat": 46.6,
+            "lon": 6.1,
+            "start_time": pd.to_datetime("2019-05-22T00:00:00Z", utc=True),
+        }
+    )
     out = {}
     for mode in ("none", "auto"):
         sf_ = species_filter_from_config({"species_filter": mode}, tmp_path / "no_label_set.csv")
-        detect_files(inv, tmp_path / mode, top_k=3, progress=False, model=model,
-                     species_filter=sf_)
+        detect_files(inv, tmp_path / mode, top_k=3, progress=False, model=model, species_filter=sf_)
         out[mode] = pd.read_parquet(tmp_path / mode / "predictions.parquet")
     allowed = {bn.load_labels()[i] for i in bn.species_filter_indices(lat=46.6, lon=6.1, week=20)}
     assert set(out["auto"]["species"]) <= allowed

@@ -55,8 +55,10 @@ def test_rule_fires_only_after_the_curve_flattens() -> None:
     slope = np.abs(np.gradient(_curve(n), n)) * 50  # metric change per batch
     decisions = [_decisions(rng, min(0.3, 3 * s), base) for s in slope]
     opts = StoppingOptions(kappa_threshold=0.97, window=3, min_gain=0.005)
-    recs = [stopping_report(n[: i + 1], metric[: i + 1], decisions[: i + 1], opts).recommendation
-            for i in range(n.size)]
+    recs = [
+        stopping_report(n[: i + 1], metric[: i + 1], decisions[: i + 1], opts).recommendation
+        for i in range(n.size)
+    ]
     assert recs[0] == "not enough rounds"
     # knee: the first round after which one more batch gains less than min_gain (true curve)
     knee = int(np.argmax(slope < opts.min_gain))
@@ -96,17 +98,25 @@ def test_rule_stops_near_the_knee_of_simulated_learning_curves() -> None:
     from activepam.simulation.strategies import resolve_strategy
 
     ds = tiny_dataset(n_rec_per_site=10, n_seg=10, seed=2)
-    cfg = SimConfig(seed_size=4, batch_size=4, rounds=14, pca_dims=0, strata=("site",),
-                        test_fraction=0.34, budget_unit="units")
+    cfg = SimConfig(
+        seed_size=4,
+        batch_size=4,
+        rounds=14,
+        pca_dims=0,
+        strata=("site",),
+        test_fraction=0.34,
+        budget_unit="units",
+    )
     spec = resolve_strategy("random")
     res = pd.concat([run_simulation(ds, spec, seed, cfg) for seed in range(4)])
     kap = res[res["metric"] == "stop_kappa"]
     assert len(kap) == 4 * 14 and kap["value"].between(-1, 1).all()
-    stops = simulated_stops(res, StoppingOptions(kappa_threshold=0.9, window=3, min_gain=0.01),
-                            axis="n_units")
+    stops = simulated_stops(
+        res, StoppingOptions(kappa_threshold=0.9, window=3, min_gain=0.01), axis="n_units"
+    )
     assert len(stops) == 4 and stops["knee_round"].notna().all()
     fired = stops.dropna(subset=["stop_round"])
     assert len(fired) >= 3
     late = fired["stop_round"] - fired["knee_round"]
     assert (late >= -1).all()  # not while the curve is still steep
-    assert (late <= 6).all()   # and not long after it flattened
+    assert (late <= 6).all()  # and not long after it flattened

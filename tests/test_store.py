@@ -27,8 +27,9 @@ from activepam.sampling.sources import ArrayEmbeddings, embedding_source
 DIM = 1024
 
 
-def _recordings(n_rec: int = 12, seg: int = 5, seed: int = 0) -> tuple[dict, pd.DataFrame,
-                                                                         pd.DataFrame]:
+def _recordings(
+    n_rec: int = 12, seg: int = 5, seed: int = 0
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Per-recording embedding tables, their metadata and the segments table."""
     rng = np.random.default_rng(seed)
     sources, meta, rows = {}, [], []
@@ -38,29 +39,43 @@ def _recordings(n_rec: int = 12, seg: int = 5, seed: int = 0) -> tuple[dict, pd.
         starts = np.arange(seg) * 3.0
         ids = [f"{rid}@{s:.1f}" for s in starts]
         emb = rng.normal(0, 1, (seg, DIM)).astype(np.float32)
-        sources[rid] = pa.table({
-            "segment_id": ids, "recording_id": [rid] * seg, "start_s": starts,
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), DIM)})
+        sources[rid] = pa.table(
+            {
+                "segment_id": ids,
+                "recording_id": [rid] * seg,
+                "start_s": starts,
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), DIM),
+            }
+        )
         meta.append({"recording_id": rid, "device_id": f"dev{r % 3}", "start_time": start})
         for i, s in zip(ids, starts):
-            rows.append({"segment_id": i, "recording_id": rid, "start_s": s, "end_s": s + 3,
-                         "site": f"site{r % 3}", "top1_species": "A_a",
-                         "top1_confidence": rng.uniform(), "max_binary_entropy": rng.uniform()})
+            rows.append(
+                {
+                    "segment_id": i,
+                    "recording_id": rid,
+                    "start_s": s,
+                    "end_s": s + 3,
+                    "site": f"site{r % 3}",
+                    "top1_species": "A_a",
+                    "top1_confidence": rng.uniform(),
+                    "max_binary_entropy": rng.uniform(),
+                }
+            )
     return sources, pd.DataFrame(meta), pd.DataFrame(rows)
 
 
 def _matrix(sources: dict) -> tuple[np.ndarray, list[str]]:
     tabs = list(sources.values())
     ids = [i for t in tabs for i in t["segment_id"].to_pylist()]
-    mat = np.vstack([t["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, DIM)
-                     for t in tabs])
+    mat = np.vstack(
+        [t["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, DIM) for t in tabs]
+    )
     return mat, ids
 
 
 def test_layout_sorted_row_groups_and_duckdb(tmp_path: Path) -> None:
     sources, meta, _ = _recordings()
-    counts = write_store(sources, meta, tmp_path, dtype="float16", shard="0007",
-                         row_group_size=4)
+    counts = write_store(sources, meta, tmp_path, dtype="float16", shard="0007", row_group_size=4)
     assert sum(counts.values()) == 60
     files = store_files(tmp_path)
     assert {f.name for _, _, f in files} == {"part-0007.parquet"}
@@ -71,11 +86,18 @@ def test_layout_sorted_row_groups_and_duckdb(tmp_path: Path) -> None:
         assert ids == sorted(ids)
         assert all(pf.metadata.row_group(i).num_rows <= 4 for i in range(pf.num_row_groups))
         assert pf.schema_arrow.field("embedding").type.value_type == pa.float16()
-    got = duckdb.sql(f"SELECT device_id, month, count(*) AS n FROM read_parquet("
-                     f"'{duckdb_glob(tmp_path)}', hive_partitioning = true) "
-                     "WHERE device_id = 'dev1' GROUP BY ALL ORDER BY month").df()
-    expect = meta[meta["device_id"] == "dev1"].assign(
-        month=lambda d: d["start_time"].map(month_of)).groupby("month").size() * 5
+    got = duckdb.sql(
+        f"SELECT device_id, month, count(*) AS n FROM read_parquet("
+        f"'{duckdb_glob(tmp_path)}', hive_partitioning = true) "
+        "WHERE device_id = 'dev1' GROUP BY ALL ORDER BY month"
+    ).df()
+    expect = (
+        meta[meta["device_id"] == "dev1"]
+        .assign(month=lambda d: d["start_time"].map(month_of))
+        .groupby("month")
+        .size()
+        * 5
+    )
     assert got["n"].tolist() == expect.tolist()
     assert got["month"].tolist() == expect.index.tolist()
 
@@ -96,8 +118,9 @@ def test_fetch_matches_source_and_prunes_row_groups(tmp_path: Path) -> None:
     hint = PartitionedEmbeddings(tmp_path)
     where = {r: (d, month_of(t)) for r, d, t in meta.itertuples(index=False)}
     parts = [where[i.split("@")[0]] for i in want[:2]]
-    np.testing.assert_array_equal(hint.fetch(want[:2], "segment_id", partitions=parts),
-                                  mat[[3, 17]])
+    np.testing.assert_array_equal(
+        hint.fetch(want[:2], "segment_id", partitions=parts), mat[[3, 17]]
+    )
     assert hint._index == {}  # no id scan
     # recording ids: mean of the recording's segments
     rec = store.fetch(["dev1_rec01"], "recording_id")
@@ -154,23 +177,33 @@ def test_detect_writes_store_from_parts(tmp_path: Path) -> None:
 
     t = np.arange(int(4.0 * 22_050)) / 22_050
     for name, f0 in (("a", 3000), ("b", 5000)):
-        sf.write(tmp_path / f"{name}.wav", (0.2 * np.sin(2 * np.pi * f0 * t)).astype(np.float32),
-                 22_050)
-    inv = pd.DataFrame({
-        "recording_id": ["devA_r1", "devB_r2"],
-        "path": [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")],
-        "device_id": ["devA", None],
-        "start_time": pd.to_datetime(["2025-05-15T04:00:00Z", None], utc=True),
-        "status": ["ok", "ok"]})
+        sf.write(
+            tmp_path / f"{name}.wav", (0.2 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), 22_050
+        )
+    inv = pd.DataFrame(
+        {
+            "recording_id": ["devA_r1", "devB_r2"],
+            "path": [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")],
+            "device_id": ["devA", None],
+            "start_time": pd.to_datetime(["2025-05-15T04:00:00Z", None], utc=True),
+            "status": ["ok", "ok"],
+        }
+    )
     model = bn.BirdNET(threads=1, batch_size=2)
-    detect_files(inv, tmp_path / "out", progress=False, model=model,
-                 embedding_store=tmp_path / "store", embedding_dtype="float16", shard="0003")
+    detect_files(
+        inv,
+        tmp_path / "out",
+        progress=False,
+        model=model,
+        embedding_store=tmp_path / "store",
+        embedding_dtype="float16",
+        shard="0003",
+    )
     files = {(d, m): f for d, m, f in store_files(tmp_path / "store")}
     assert set(files) == {("devA", "2025-05"), ("unknown", "unknown")}
     assert files[("devA", "2025-05")].name == "part-0003.parquet"
     ref = pd.read_parquet(tmp_path / "out" / "embeddings.parquet")
-    got = PartitionedEmbeddings(tmp_path / "store").fetch(ref["segment_id"].tolist(),
-                                                          "segment_id")
+    got = PartitionedEmbeddings(tmp_path / "store").fetch(ref["segment_id"].tolist(), "segment_id")
     np.testing.assert_allclose(got, np.stack(ref["embedding"].to_numpy()), rtol=2e-3, atol=2e-3)
 
 
@@ -180,7 +213,9 @@ def test_embedding_matrix_is_the_one_column_conversion() -> None:
 
     fixed = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 3)
     assert embedding_matrix(pa.chunked_array([fixed[:1], fixed[1:]])).tolist() == [
-        [0, 1, 2], [3, 4, 5]]
+        [0, 1, 2],
+        [3, 4, 5],
+    ]
     assert embedding_matrix(fixed[:0]).shape == (0, 3)
     assert embedding_matrix(pa.array([[1.0, 2.0]])).dtype == np.float32
     with pytest.raises(EmbeddingError, match="emb.parquet: embeddings have different lengths"):

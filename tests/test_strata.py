@@ -9,9 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepam.core.strata import (StrataError, allocate, build_strata, confidence_bin, diel_period,
-                              divergence_weights, jensen_shannon, lat_band, pairwise_jsd, season,
-                              solar_elevation, species_distributions, to_unix_seconds)
+from activepam.core.strata import (
+    StrataError,
+    allocate,
+    build_strata,
+    confidence_bin,
+    diel_period,
+    divergence_weights,
+    jensen_shannon,
+    lat_band,
+    pairwise_jsd,
+    season,
+    solar_elevation,
+    species_distributions,
+    to_unix_seconds,
+)
 
 
 def _ts(*stamps: str) -> np.ndarray:
@@ -29,15 +41,21 @@ def test_solar_elevation_matches_astral() -> None:
     lat, lon = rng.uniform(-65, 70, 50), rng.uniform(-180, 180, 50)
     secs = rng.uniform(0, 365 * 86400, 50) + pd.Timestamp("2025-01-01", tz="UTC").timestamp()
     ours = solar_elevation(lat, lon, secs)
-    ref = [elevation(Observer(a, o), dt.datetime.fromtimestamp(t, dt.timezone.utc),
-                     with_refraction=False) for a, o, t in zip(lat, lon, secs)]
+    ref = [
+        elevation(Observer(a, o), dt.datetime.fromtimestamp(t, dt.UTC), with_refraction=False)
+        for a, o, t in zip(lat, lon, secs)
+    ]
     assert np.max(np.abs(ours - np.array(ref))) < 0.05
 
 
 def test_diel_known_cases_lat48_june() -> None:
     # lat 48 N, lon 0 in June: solar noon ~12:00 UTC, sunrise ~04:00, sunset ~20:00 UTC
-    t = _ts("2025-06-21T12:00:00Z", "2025-06-21T00:00:00Z", "2025-06-21T04:00:00Z",
-            "2025-06-21T20:00:00Z")
+    t = _ts(
+        "2025-06-21T12:00:00Z",
+        "2025-06-21T00:00:00Z",
+        "2025-06-21T04:00:00Z",
+        "2025-06-21T20:00:00Z",
+    )
     out = diel_period(np.full(4, 48.0), np.zeros(4), t)
     assert list(out) == ["day", "night", "dawn", "dusk"]
 
@@ -102,16 +120,29 @@ def test_confidence_bins() -> None:
 
 
 def test_build_strata_combination_and_unknown() -> None:
-    units = pd.DataFrame({
-        "site": ["A", "A", "B", None],
-        "lat": [48.0, 48.0, 48.0, 48.0], "lon": [0.0, 0.0, 0.0, 0.0],
-        "segment_time": pd.to_datetime(["2025-06-21T12:00:00Z", "2025-06-21T00:00:00Z",
-                                        "2025-06-21T12:00:00Z", "2025-06-21T12:00:00Z"]),
-    })
+    units = pd.DataFrame(
+        {
+            "site": ["A", "A", "B", None],
+            "lat": [48.0, 48.0, 48.0, 48.0],
+            "lon": [0.0, 0.0, 0.0, 0.0],
+            "segment_time": pd.to_datetime(
+                [
+                    "2025-06-21T12:00:00Z",
+                    "2025-06-21T00:00:00Z",
+                    "2025-06-21T12:00:00Z",
+                    "2025-06-21T12:00:00Z",
+                ]
+            ),
+        }
+    )
     st = build_strata(units, ["site", "diel"])
     labels = [st.labels[c] for c in st.codes]
-    assert labels == ["site=A|diel=day", "site=A|diel=night", "site=B|diel=day",
-                      "site=unknown|diel=day"]
+    assert labels == [
+        "site=A|diel=day",
+        "site=A|diel=night",
+        "site=B|diel=day",
+        "site=unknown|diel=day",
+    ]
     assert build_strata(units, []).labels == ["all"]
     with pytest.raises(StrataError, match="unknown key"):
         build_strata(units, ["planet"])
@@ -120,8 +151,15 @@ def test_build_strata_combination_and_unknown() -> None:
 
 
 def test_recording_time_is_midpoint() -> None:
-    recs = pd.DataFrame({"recording_id": ["r"], "lat": [48.0], "lon": [0.0], "duration_s": [7200.0],
-                         "start_time": pd.to_datetime(["2025-06-21T03:00:00Z"])})
+    recs = pd.DataFrame(
+        {
+            "recording_id": ["r"],
+            "lat": [48.0],
+            "lon": [0.0],
+            "duration_s": [7200.0],
+            "start_time": pd.to_datetime(["2025-06-21T03:00:00Z"]),
+        }
+    )
     # midpoint 04:00 UTC -> dawn (start 03:00 would be night-ish)
     assert build_strata(recs, ["diel"]).labels == ["diel=dawn"]
 

@@ -27,8 +27,7 @@ def test_binary_entropy_hand_values() -> None:
 
 
 def test_segment_uncertainty_hand_values() -> None:
-    scores = np.array([[0.5, 0.25, 0.0, 1.0],
-                       [0.1, 0.4, 0.4, 0.2]], dtype=np.float32)
+    scores = np.array([[0.5, 0.25, 0.0, 1.0], [0.1, 0.4, 0.4, 0.2]], dtype=np.float32)
     u = segment_uncertainty(scores)
     np.testing.assert_array_equal(u["top1_index"], [3, 1])
     np.testing.assert_allclose(u["top1_confidence"], [1.0, 0.4], rtol=1e-6)
@@ -53,8 +52,7 @@ def test_segment_uncertainty_edge_shapes() -> None:
 
 
 def test_top_k_sorted_desc_ties_by_index() -> None:
-    s = np.array([[0.1, 0.9, 0.5, 0.9, 0.2],
-                  [0.3, 0.3, 0.3, 0.3, 0.3]], dtype=np.float32)
+    s = np.array([[0.1, 0.9, 0.5, 0.9, 0.2], [0.3, 0.3, 0.3, 0.3, 0.3]], dtype=np.float32)
     idx, val = top_k(s, 3)
     np.testing.assert_array_equal(idx, [[1, 3, 2], [0, 1, 2]])
     np.testing.assert_allclose(val, [[0.9, 0.9, 0.5], [0.3, 0.3, 0.3]], rtol=1e-6)
@@ -63,12 +61,15 @@ def test_top_k_sorted_desc_ties_by_index() -> None:
     assert np.all(np.diff(val, axis=1) <= 0)
 
 
-@pytest.mark.parametrize(("method", "expected"), [
-    ("topk", (0.9 + 0.5) / 2),
-    ("mean", (0.1 + 0.5 + 0.3 + 0.9) / 4),
-    ("median", 0.4),
-    ("max", 0.9),
-])
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("topk", (0.9 + 0.5) / 2),
+        ("mean", (0.1 + 0.5 + 0.3 + 0.9) / 4),
+        ("median", 0.4),
+        ("max", 0.9),
+    ],
+)
 def test_aggregate_hand_values(method: str, expected: float) -> None:
     assert aggregate([0.1, 0.5, 0.3, 0.9], method, k=2) == pytest.approx(expected)
 
@@ -82,8 +83,9 @@ def test_aggregate_topk_fewer_than_k_is_mean_and_nan_ignored() -> None:
 def test_aggregate_mean_event() -> None:
     values = [0.8, 0.2, 0.6, 0.4]
     conf = [0.9, 0.1, 0.5, 0.49]
-    assert aggregate(values, "mean_event", event_threshold=0.5,
-                     event_conf=conf) == pytest.approx(0.7)
+    assert aggregate(values, "mean_event", event_threshold=0.5, event_conf=conf) == pytest.approx(
+        0.7
+    )
     assert math.isnan(aggregate(values, "mean_event", event_threshold=0.95, event_conf=conf))
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate(values, "mode")
@@ -95,8 +97,13 @@ def _segments(seed: int = 0) -> pd.DataFrame:
     rows = []
     for r, k in enumerate(n):
         for _ in range(k):
-            rows.append({"recording_id": f"rec{r:02d}", "max_binary_entropy": rng.random(),
-                         "top1_confidence": rng.random()})
+            rows.append(
+                {
+                    "recording_id": f"rec{r:02d}",
+                    "max_binary_entropy": rng.random(),
+                    "top1_confidence": rng.random(),
+                }
+            )
     df = pd.DataFrame(rows)
     df.loc[3, "max_binary_entropy"] = np.nan
     return df
@@ -110,8 +117,13 @@ def test_aggregate_recordings_matches_aggregate(method: str) -> None:
     assert out["recording_id"].is_unique
     for rid, grp in seg.groupby("recording_id"):
         row = out.set_index("recording_id").loc[rid]
-        want = aggregate(grp["max_binary_entropy"].to_numpy(), method, k=5, event_threshold=0.5,
-                         event_conf=grp["top1_confidence"].to_numpy())
+        want = aggregate(
+            grp["max_binary_entropy"].to_numpy(),
+            method,
+            k=5,
+            event_threshold=0.5,
+            event_conf=grp["top1_confidence"].to_numpy(),
+        )
         assert row["n_segments"] == len(grp)
         if math.isnan(want):
             assert math.isnan(row["score"])

@@ -23,8 +23,12 @@ from activepam.sampling.strategies import StrategyError, resolve_strategy
 UNSURE = getattr(core_labels, "UNSURE", -1)
 SP = ["A_a", "B_b", "C_c"]
 KEYS = ["site", "habitat", "season", "diel"]
-SITES = {"r0": ("S1", "forest"), "r1": ("S1", "forest"), "r2": ("S2", "wetland"),
-         "r3": ("S2", "wetland")}
+SITES = {
+    "r0": ("S1", "forest"),
+    "r1": ("S1", "forest"),
+    "r2": ("S2", "wetland"),
+    "r3": ("S2", "wetland"),
+}
 
 
 def segments(n_seg: int = 12) -> pd.DataFrame:
@@ -33,26 +37,63 @@ def segments(n_seg: int = 12) -> pd.DataFrame:
     rows = []
     for r, (site, habitat) in SITES.items():
         for s in range(n_seg):
-            rows.append({"segment_id": f"{r}@{3.0 * s:.1f}", "recording_id": r,
-                         "path": f"{r}.wav", "start_s": 3.0 * s, "end_s": 3.0 * s + 3,
-                         "top1_species": "A_a", "top1_confidence": np.float32(0.5),
-                         "top2_confidence": np.float32(0.2), "margin": np.float32(0.3),
-                         "max_binary_entropy": np.float32(1.0),
-                         "mean_binary_entropy": np.float32(0.5), "device_id": f"d{r}",
-                         "site": site, "country": "NO", "habitat": habitat, "lat": 60.0,
-                         "lon": 10.0, "start_time": t0,
-                         "segment_time": t0 + pd.Timedelta(seconds=3.0 * s)})
+            rows.append(
+                {
+                    "segment_id": f"{r}@{3.0 * s:.1f}",
+                    "recording_id": r,
+                    "path": f"{r}.wav",
+                    "start_s": 3.0 * s,
+                    "end_s": 3.0 * s + 3,
+                    "top1_species": "A_a",
+                    "top1_confidence": np.float32(0.5),
+                    "top2_confidence": np.float32(0.2),
+                    "margin": np.float32(0.3),
+                    "max_binary_entropy": np.float32(1.0),
+                    "mean_binary_entropy": np.float32(0.5),
+                    "device_id": f"d{r}",
+                    "site": site,
+                    "country": "NO",
+                    "habitat": habitat,
+                    "lat": 60.0,
+                    "lon": 10.0,
+                    "start_time": t0,
+                    "segment_time": t0 + pd.Timedelta(seconds=3.0 * s),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def row(unit: str, species: str, present: int, annotator: str = "ann", unit_type: str = "segment",
-        begin: float = np.nan, end: float = np.nan, conflict: int = 0) -> dict:
+def row(
+    unit: str,
+    species: str,
+    present: int,
+    annotator: str = "ann",
+    unit_type: str = "segment",
+    begin: float = np.nan,
+    end: float = np.nan,
+    conflict: int = 0,
+) -> dict:
     rec, start = (unit.split("@")[0], float(unit.split("@")[1])) if "@" in unit else (unit, 0.0)
-    return {"unit_id": unit, "unit_type": unit_type, "recording_id": rec, "path": f"{rec}.wav",
-            "start_s": start, "end_s": start + 3 if unit_type == "segment" else 36.0,
-            "species": species, "present": present, "sel_begin_s": begin, "sel_end_s": end,
-            "in_target": 1, "annotator": annotator, "confidence": np.nan, "notes": "",
-            "round": "round_00", "source_file": "x.csv", "source_line": 2, "conflict": conflict}
+    return {
+        "unit_id": unit,
+        "unit_type": unit_type,
+        "recording_id": rec,
+        "path": f"{rec}.wav",
+        "start_s": start,
+        "end_s": start + 3 if unit_type == "segment" else 36.0,
+        "species": species,
+        "present": present,
+        "sel_begin_s": begin,
+        "sel_end_s": end,
+        "in_target": 1,
+        "annotator": annotator,
+        "confidence": np.nan,
+        "notes": "",
+        "round": "round_00",
+        "source_file": "x.csv",
+        "source_line": 2,
+        "conflict": conflict,
+    }
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -70,8 +111,9 @@ def toy(n: int = 40, d: int = 6, seed: int = 3) -> tuple[list[str], np.ndarray, 
     return ids, X, truth
 
 
-def answers(ids: list[str], truth: np.ndarray, unsure: dict[str, str] | None = None,
-            drop: str | None = None) -> pd.DataFrame:
+def answers(
+    ids: list[str], truth: np.ndarray, unsure: dict[str, str] | None = None, drop: str | None = None
+) -> pd.DataFrame:
     """Label rows of the toy: present species per unit (``""`` row when none); ``unsure``
     turns (unit -> species) into an unsure answer; ``drop`` leaves a unit out."""
     out = []
@@ -101,8 +143,13 @@ def test_unsure_cell_is_left_out_of_that_species_fit() -> None:
     u = next(i for i, t in zip(ids, truth) if t[0] == 1 and t[1] == 1)  # has A and B
     with_unsure = fit(answers(ids, truth, unsure={u: "A_a"}), ids, X)
     without = fit(answers(ids, truth, drop=u), ids, X)
-    as_absent = fit(answers(ids, truth, drop=u).pipe(
-        lambda f: pd.concat([f, frame([row(u, "B_b", 1)])], ignore_index=True)), ids, X)
+    as_absent = fit(
+        answers(ids, truth, drop=u).pipe(
+            lambda f: pd.concat([f, frame([row(u, "B_b", 1)])], ignore_index=True)
+        ),
+        ids,
+        X,
+    )
     grid = np.random.default_rng(9).normal(0, 2, (50, X.shape[1])).astype(np.float32)
     zeros = np.zeros((len(grid), len(SP)))
     p_uns, p_wo, p_abs = (m.predict(grid, zeros)[:, 0] for m in (with_unsure, without, as_absent))
@@ -110,18 +157,26 @@ def test_unsure_cell_is_left_out_of_that_species_fit() -> None:
     assert with_unsure.thresholds[0] == without.thresholds[0]
     assert np.abs(p_uns - p_abs).max() > 1e-3  # not the probe that took it as absent
     a, b = with_unsure.species["A_a"], with_unsure.species["B_b"]
-    assert (a.n_pos, a.n_neg, a.n_masked) == (without.species["A_a"].n_pos,
-                                              without.species["A_a"].n_neg, 1)
+    assert (a.n_pos, a.n_neg, a.n_masked) == (
+        without.species["A_a"].n_pos,
+        without.species["A_a"].n_neg,
+        1,
+    )
     assert b.n_pos == without.species["B_b"].n_pos + 1 and b.n_masked == 0  # B still learns
 
 
 def test_targets_mask_unsure_and_conflict_votes() -> None:
-    lab = frame([
-        row("r0@0.0", "A_a", UNSURE), row("r0@0.0", "B_b", 1),       # A unsure, C absent
-        row("r0@3.0", "A_a", UNSURE, "ann"), row("r0@3.0", "A_a", 1, "bob"),  # bob decides
-        row("r0@6.0", "B_b", 1, conflict=1), row("r0@6.0", "B_b", 0, conflict=1),
-        row("r1", "C_c", UNSURE, unit_type="recording", begin=3.5, end=4.5),  # -> r1@3.0
-    ])
+    lab = frame(
+        [
+            row("r0@0.0", "A_a", UNSURE),
+            row("r0@0.0", "B_b", 1),  # A unsure, C absent
+            row("r0@3.0", "A_a", UNSURE, "ann"),
+            row("r0@3.0", "A_a", 1, "bob"),  # bob decides
+            row("r0@6.0", "B_b", 1, conflict=1),
+            row("r0@6.0", "B_b", 0, conflict=1),
+            row("r1", "C_c", UNSURE, unit_type="recording", begin=3.5, end=4.5),  # -> r1@3.0
+        ]
+    )
     sid, Y = tr.segment_targets(lab, segments(), SP)
     y = dict(zip(sid, Y))
     np.testing.assert_array_equal(y["r0@0.0"], [np.nan, 1, 0])
@@ -132,9 +187,16 @@ def test_targets_mask_unsure_and_conflict_votes() -> None:
 
 
 def test_label_cells_and_counts() -> None:
-    lab = frame([row("r0@0.0", "A_a", UNSURE), row("r0@0.0", "B_b", 1),
-                 row("r0@3.0", "", 0), row("r0@3.0", "A_a", 1, "bob"),
-                 row("r0@6.0", "B_b", 1, conflict=1), row("r0@6.0", "B_b", 0, conflict=1)])
+    lab = frame(
+        [
+            row("r0@0.0", "A_a", UNSURE),
+            row("r0@0.0", "B_b", 1),
+            row("r0@3.0", "", 0),
+            row("r0@3.0", "A_a", 1, "bob"),
+            row("r0@6.0", "B_b", 1, conflict=1),
+            row("r0@6.0", "B_b", 0, conflict=1),
+        ]
+    )
     cells = tr.label_cells(lab, SP)
     assert len(cells) == 4 * 3  # (unit, annotator) pairs x label set: closed world
     counts = tr.answer_counts(cells, index=SP)
@@ -153,11 +215,29 @@ def write_project(root: Path) -> dict[str, Path]:
     ids, X, truth = toy(n=len(seg), seed=5)
     p = {k: root / f"{k}.parquet" for k in ("segments", "embeddings", "predictions")}
     seg.to_parquet(p["segments"])
-    pq.write_table(pa.table({"segment_id": ids, "embedding": pa.FixedSizeListArray.from_arrays(
-        pa.array(X.ravel(), pa.float32()), X.shape[1])}), p["embeddings"])
-    pd.DataFrame({"segment_id": ids, "recording_id": seg["recording_id"], "path": seg["path"],
-                  "start_s": seg["start_s"], "end_s": seg["end_s"], "rank": 1,
-                  "species": "A_a", "confidence": np.float32(0.4)}).to_parquet(p["predictions"])
+    pq.write_table(
+        pa.table(
+            {
+                "segment_id": ids,
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(X.ravel(), pa.float32()), X.shape[1]
+                ),
+            }
+        ),
+        p["embeddings"],
+    )
+    pd.DataFrame(
+        {
+            "segment_id": ids,
+            "recording_id": seg["recording_id"],
+            "path": seg["path"],
+            "start_s": seg["start_s"],
+            "end_s": seg["end_s"],
+            "rank": 1,
+            "species": "A_a",
+            "confidence": np.float32(0.4),
+        }
+    ).to_parquet(p["predictions"])
     test_ids = [i for i in ids if i.endswith(("@0.0", "@3.0", "@6.0", "@9.0"))]
     train_ids = [i for i in ids if i not in test_ids][:24]
     train = pd.Series(list(truth), index=ids)
@@ -166,8 +246,13 @@ def write_project(root: Path) -> dict[str, Path]:
     lab = answers(train_ids, np.stack(train[train_ids]), unsure={u_a: "A_a", u_b: "B_b"})
     p["labels"] = root / "round_00.csv"
     lab.to_csv(p["labels"], index=False)
-    t = seg.set_index("segment_id").loc[test_ids].reset_index().rename(
-        columns={"segment_id": "unit_id"}).assign(unit_type="segment")
+    t = (
+        seg.set_index("segment_id")
+        .loc[test_ids]
+        .reset_index()
+        .rename(columns={"segment_id": "unit_id"})
+        .assign(unit_type="segment")
+    )
     p["test_set"] = root / "test_set.csv"
     t.to_csv(p["test_set"], index=False)
     tl = answers(test_ids, np.stack(train[test_ids]))
@@ -181,9 +266,19 @@ def write_project(root: Path) -> dict[str, Path]:
 def test_train_round_and_metrics_count_unsure(tmp_path: Path) -> None:
     p = write_project(tmp_path)
     d = tmp_path / "round_00"
-    model = tr.train_round([p["labels"]], p["segments"], p["embeddings"], p["predictions"], SP,
-                           d / "model.joblib", d / "model.json", d / "scored.parquet",
-                           d / "pred.parquet", tr.TrainOptions(), round_label="round_00")
+    model = tr.train_round(
+        [p["labels"]],
+        p["segments"],
+        p["embeddings"],
+        p["predictions"],
+        SP,
+        d / "model.joblib",
+        d / "model.json",
+        d / "scored.parquet",
+        d / "pred.parquet",
+        tr.TrainOptions(),
+        round_label="round_00",
+    )
     labels = read_labels(p["labels"])
     side = json.loads((d / "model.json").read_text())
     assert side["species"]["A_a"]["n_unsure"] == 1 and side["species"]["B_b"]["n_unsure"] == 1
@@ -199,16 +294,34 @@ def test_train_round_and_metrics_count_unsure(tmp_path: Path) -> None:
     assert tr.training_hash(labels[labels["present"] != UNSURE]) != side["training_hash"]
     assert model.summary()["A_a"]["n_unsure"] == 1
 
-    common = dict(test_set=p["test_set"], test_labels=p["test_labels"],
-                  embeddings=p["embeddings"], predictions=p["predictions"], label_set=SP,
-                  keys=KEYS)
+    common = dict(
+        test_set=p["test_set"],
+        test_labels=p["test_labels"],
+        embeddings=p["embeddings"],
+        predictions=p["predictions"],
+        label_set=SP,
+        keys=KEYS,
+    )
     base, *_ = rd.evaluate_model(None, **common)
     (tmp_path / "baseline.json").write_text(json.dumps({"overall": base["overall"]}))
     metrics, species, confusion = rd.round_metrics(
-        "00", d / "model.joblib", d / "model.json", tmp_path / "baseline.json",
-        round_labels=p["labels"], segments=p["segments"], **common)
-    rd.write_round_metrics(metrics, species, confusion, d / "metrics.json", d / "species.csv",
-                           d / "confusion.csv", d / "strata.json")
+        "00",
+        d / "model.joblib",
+        d / "model.json",
+        tmp_path / "baseline.json",
+        round_labels=p["labels"],
+        segments=p["segments"],
+        **common,
+    )
+    rd.write_round_metrics(
+        metrics,
+        species,
+        confusion,
+        d / "metrics.json",
+        d / "species.csv",
+        d / "confusion.csv",
+        d / "strata.json",
+    )
     m = json.loads((d / "metrics.json").read_text())
     rl = m["labels"]["round"]
     assert rl["n_unsure"] == 2 and rl["n_units"] == n_units and rl["n_units_unsure"] == 2
@@ -232,10 +345,16 @@ def test_train_round_and_metrics_count_unsure(tmp_path: Path) -> None:
 def test_reoffer_unsure_units_to_another_annotator(tmp_path: Path) -> None:
     seg = segments(2)
     seg.to_parquet(tmp_path / "scores.parquet")
-    lab = frame([row("r0@0.0", "A_a", UNSURE, "ann"),                          # all unsure
-                 row("r0@3.0", "A_a", UNSURE, "ann"), row("r0@3.0", "B_b", 1, "ann"),  # settled
-                 row("r1@0.0", "", 0, "bob"),
-                 row("r2@0.0", "B_b", UNSURE, "ann"), row("r2@0.0", "C_c", UNSURE, "bob")])
+    lab = frame(
+        [
+            row("r0@0.0", "A_a", UNSURE, "ann"),  # all unsure
+            row("r0@3.0", "A_a", UNSURE, "ann"),
+            row("r0@3.0", "B_b", 1, "ann"),  # settled
+            row("r1@0.0", "", 0, "bob"),
+            row("r2@0.0", "B_b", UNSURE, "ann"),
+            row("r2@0.0", "C_c", UNSURE, "bob"),
+        ]
+    )
     lab.to_csv(tmp_path / "round_00.csv", index=False)
     files = [tmp_path / "round_00.csv"]
     assert rd.unsure_units(files) == {"r0@0.0": {"ann"}, "r2@0.0": {"ann", "bob"}}
@@ -246,8 +365,16 @@ def test_reoffer_unsure_units_to_another_annotator(tmp_path: Path) -> None:
         resolve_strategy({"reoffer_unsure": "yes"})
 
     exclude = rd.excluded_units(files, None, reoffer_unsure=True)
-    sample = rd.sample_round(tmp_path / "scores.parquet", "random", 6, 0, None, exclude,
-                             tmp_path / "sample.parquet", reoffer=rd.unsure_units(files))
+    sample = rd.sample_round(
+        tmp_path / "scores.parquet",
+        "random",
+        6,
+        0,
+        None,
+        exclude,
+        tmp_path / "sample.parquet",
+        reoffer=rd.unsure_units(files),
+    )
     by = dict(zip(sample["unit_id"], sample["unsure_by"]))
     assert by["r0@0.0"] == "ann" and by["r2@0.0"] == "ann;bob" and by["r3@0.0"] == ""
     again = sample["unit_id"] == "r0@0.0"
@@ -258,15 +385,19 @@ def test_reoffer_unsure_units_to_another_annotator(tmp_path: Path) -> None:
         sf.write(tmp_path / f"{r}.wav", np.zeros(8000 * 6, dtype=np.float32), 8000)
     sample = sample.assign(path=[str(tmp_path / f"{r}.wav") for r in sample["recording_id"]])
     for first in ("r0@0.0", "r2@0.0"):  # rank 1 goes to "ann" round-robin
-        ordered = pd.concat([sample[sample["unit_id"] == first],
-                             sample[sample["unit_id"] != first]], ignore_index=True)
+        ordered = pd.concat(
+            [sample[sample["unit_id"] == first], sample[sample["unit_id"] != first]],
+            ignore_index=True,
+        )
         ordered["rank"] = np.arange(1, len(ordered) + 1)
         plain = assign_batches(ordered.drop(columns="unsure_by"), ["ann", "bob"])
         assert plain.iloc[0] == "ann"
-        opts = rd.export_options({"annotators": ["ann", "bob"], "spectrograms": False,
-                                  "context_s": 0.0})
-        man = rd.export_round(ordered, _empty_predictions(tmp_path), tmp_path / f"ann_{first}",
-                              "01", opts)
+        opts = rd.export_options(
+            {"annotators": ["ann", "bob"], "spectrograms": False, "context_s": 0.0}
+        )
+        man = rd.export_round(
+            ordered, _empty_predictions(tmp_path), tmp_path / f"ann_{first}", "01", opts
+        )
         got = dict(zip(man["unit_id"], man["annotator"]))
         if first == "r0@0.0":
             assert got["r0@0.0"] == "bob"
@@ -279,23 +410,38 @@ def test_reoffer_unsure_units_to_another_annotator(tmp_path: Path) -> None:
 def _empty_predictions(root: Path) -> Path:
     path = root / "pred.parquet"
     if not path.exists():
-        pd.DataFrame({"segment_id": pd.Series([], dtype=str),
-                      "recording_id": pd.Series([], dtype=str), "path": pd.Series([], dtype=str),
-                      "start_s": pd.Series([], dtype=float), "end_s": pd.Series([], dtype=float),
-                      "rank": pd.Series([], dtype=int), "species": pd.Series([], dtype=str),
-                      "confidence": pd.Series([], dtype=np.float32)}).to_parquet(path)
+        pd.DataFrame(
+            {
+                "segment_id": pd.Series([], dtype=str),
+                "recording_id": pd.Series([], dtype=str),
+                "path": pd.Series([], dtype=str),
+                "start_s": pd.Series([], dtype=float),
+                "end_s": pd.Series([], dtype=float),
+                "rank": pd.Series([], dtype=int),
+                "species": pd.Series([], dtype=str),
+                "confidence": pd.Series([], dtype=np.float32),
+            }
+        ).to_parquet(path)
     return path
 
 
 def test_defaults_unchanged(tmp_path: Path) -> None:
     assert resolve_strategy("max_entropy")["reoffer_unsure"] is False
     frame([row("r0@0.0", "A_a", UNSURE, "ann"), row("r1@0.0", "A_a", 1)]).to_csv(
-        tmp_path / "round_00.csv", index=False)
+        tmp_path / "round_00.csv", index=False
+    )
     files = [tmp_path / "round_00.csv"]
     assert rd.excluded_units(files, None) == ["r0@0.0", "r1@0.0"]
     segments(2).to_parquet(tmp_path / "scores.parquet")
-    s = rd.sample_round(tmp_path / "scores.parquet", "random", 4, 0, None,
-                        rd.excluded_units(files, None), tmp_path / "s.parquet")
+    s = rd.sample_round(
+        tmp_path / "scores.parquet",
+        "random",
+        4,
+        0,
+        None,
+        rd.excluded_units(files, None),
+        tmp_path / "s.parquet",
+    )
     assert "unsure_by" not in s.columns and not {"r0@0.0", "r1@0.0"} & set(s["unit_id"])
     t = pd.DataFrame({"rank": [1, 2, 3]})
     assert assign_batches(t, ["ann", "bob"]).tolist() == ["ann", "bob", "ann"]
@@ -309,30 +455,64 @@ class _Truth:
     """Oracle stand-in: A calls in every span."""
 
     def calls(self, recording_id: str, a: float, b: float) -> pd.DataFrame:
-        return pd.DataFrame({"species": ["A_a"], "onset_s": [a + 0.5], "offset_s": [a + 1.5],
-                             "low_hz": [1000.0], "high_hz": [2000.0]})
+        return pd.DataFrame(
+            {
+                "species": ["A_a"],
+                "onset_s": [a + 0.5],
+                "offset_s": [a + 1.5],
+                "low_hz": [1000.0],
+                "high_hz": [2000.0],
+            }
+        )
 
 
 def _prefilled() -> pd.DataFrame:
-    return pd.DataFrame({"Selection": [1, 2], "View": "Spectrogram 1", "Channel": 1,
-                         "Begin Time (s)": [4.0, 4.0], "End Time (s)": [7.0, 7.0],
-                         "Low Freq (Hz)": 0, "High Freq (Hz)": 12000,
-                         "Species": ["A_a", "B_b"], "Present": "?", "Confidence": "0.5",
-                         "Annotator": "", "Notes": ""})
+    return pd.DataFrame(
+        {
+            "Selection": [1, 2],
+            "View": "Spectrogram 1",
+            "Channel": 1,
+            "Begin Time (s)": [4.0, 4.0],
+            "End Time (s)": [7.0, 7.0],
+            "Low Freq (Hz)": 0,
+            "High Freq (Hz)": 12000,
+            "Species": ["A_a", "B_b"],
+            "Present": "?",
+            "Confidence": "0.5",
+            "Annotator": "",
+            "Notes": "",
+        }
+    )
 
 
 def test_simulated_annotator_writes_explicit_values_and_optional_unsure() -> None:
-    unit = {"unit_id": "r0@6.0", "unit_type": "segment", "recording_id": "r0", "start_s": 6.0,
-            "end_s": 9.0, "clip_start_s": 2.0, "clip_end_s": 13.0}
+    unit = {
+        "unit_id": "r0@6.0",
+        "unit_type": "segment",
+        "recording_id": "r0",
+        "start_s": 6.0,
+        "end_s": 9.0,
+        "clip_start_s": 2.0,
+        "clip_end_s": 13.0,
+    }
     plain = rd.completed_table(unit, _prefilled(), _Truth(), "ann")
     assert dict(zip(plain["Species"], plain["Present"])) == {"B_b": 0, "A_a": 1}
     assert rd.completed_table(unit, _prefilled(), _Truth(), "ann", unsure_rate=0.0).equals(plain)
     allu = rd.completed_table(unit, _prefilled(), _Truth(), "ann", unsure_rate=1.0)
     assert set(allu["Present"]) == {"unsure"} and len(allu) == len(plain)
-    draws = [tuple(rd.completed_table(unit, _prefilled(), _Truth(), "ann", 0.5,
-                                      rd._unit_rng(s, "r0@6.0"))["Present"]) for s in range(20)]
-    assert draws[0] == tuple(rd.completed_table(unit, _prefilled(), _Truth(), "ann", 0.5,
-                                                rd._unit_rng(0, "r0@6.0"))["Present"])
+    draws = [
+        tuple(
+            rd.completed_table(unit, _prefilled(), _Truth(), "ann", 0.5, rd._unit_rng(s, "r0@6.0"))[
+                "Present"
+            ]
+        )
+        for s in range(20)
+    ]
+    assert draws[0] == tuple(
+        rd.completed_table(unit, _prefilled(), _Truth(), "ann", 0.5, rd._unit_rng(0, "r0@6.0"))[
+            "Present"
+        ]
+    )
     assert len(set(draws)) > 1  # seeded, and the seed matters
     with pytest.raises(rd.RoundsError, match="simulated_unsure"):
         rd.completed_table(unit, _prefilled(), _Truth(), "ann", unsure_rate=1.5)
@@ -365,35 +545,60 @@ def test_unsure_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def play(r: str, n: int, unsure: float) -> pd.DataFrame:
         """rules round_sample -> round_export -> round_simulated_labels of round ``r``."""
         d = Path(f"results/rounds/round_{r}")
-        steps.round_sample(scores=p["segments"], labels=rd.label_files("labels", r, False),
-                           test_set=test_set, embeddings=p["embeddings"],
-                           predictions=p["predictions"], sample=d / "sample.parquet",
-                           settings={"spec": spec, "n": n, "seed": int(r)})
-        man = steps.round_export(units=d / "sample.parquet", predictions=p["predictions"],
-                                 label_set=p["species"], annotation=d / "annotation",
-                                 settings={"round": r, "strategy": "again", "export": export},
-                                 settings_file=f"data/rounds/round_{r}.settings.json")
-        steps.round_simulated_labels(annotation=d / "annotation", events=p["events"],
-                                     inventory=p["inventory"], label_set=p["species"],
-                                     completed=d / "simulated", labels=f"labels/round_{r}.csv",
-                                     round_id=r, unsure=unsure, seed=1)
+        steps.round_sample(
+            scores=p["segments"],
+            labels=rd.label_files("labels", r, False),
+            test_set=test_set,
+            embeddings=p["embeddings"],
+            predictions=p["predictions"],
+            sample=d / "sample.parquet",
+            settings={"spec": spec, "n": n, "seed": int(r)},
+        )
+        man = steps.round_export(
+            units=d / "sample.parquet",
+            predictions=p["predictions"],
+            label_set=p["species"],
+            annotation=d / "annotation",
+            settings={"round": r, "strategy": "again", "export": export},
+            settings_file=f"data/rounds/round_{r}.settings.json",
+        )
+        steps.round_simulated_labels(
+            annotation=d / "annotation",
+            events=p["events"],
+            inventory=p["inventory"],
+            label_set=p["species"],
+            completed=d / "simulated",
+            labels=f"labels/round_{r}.csv",
+            round_id=r,
+            unsure=unsure,
+            seed=1,
+        )
         return man
 
     d0 = Path("results/rounds/round_00")
     play("00", 10, unsure=0.6)
     tables = list((d0 / "simulated").rglob("*.txt"))
-    cells = pd.concat([pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False)["Present"]
-                       for t in tables])
+    cells = pd.concat(
+        [pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False)["Present"] for t in tables]
+    )
     assert set(cells) <= {"0", "1", "unsure"} and "unsure" in set(cells)
     lab0 = read_labels("labels/round_00.csv")
     assert (lab0["present"] == UNSURE).any()
-    steps.round_train(labels=["labels/round_00.csv"], segments=p["segments"],
-                      embeddings=p["embeddings"], predictions=p["predictions"],
-                      label_set=p["species"], model=d0 / "model.joblib",
-                      sidecar=d0 / "model.json", scored=d0 / "scored.parquet",
-                      round_predictions=d0 / "pred.parquet", round_id="00",
-                      train={"calibrate_min": 1000, "cv_folds": 2}, default_threshold=0.5,
-                      top_k=10)
+    steps.round_train(
+        labels=["labels/round_00.csv"],
+        segments=p["segments"],
+        embeddings=p["embeddings"],
+        predictions=p["predictions"],
+        label_set=p["species"],
+        model=d0 / "model.joblib",
+        sidecar=d0 / "model.json",
+        scored=d0 / "scored.parquet",
+        round_predictions=d0 / "pred.parquet",
+        round_id="00",
+        train={"calibrate_min": 1000, "cv_folds": 2},
+        default_threshold=0.5,
+        top_k=10,
+    )
     side = json.loads((d0 / "model.json").read_text())
     n_unsure = int((tr.label_cells(lab0, species)["answer"] == "unsure").sum())
     assert side["answers"]["n_unsure"] == n_unsure > 0

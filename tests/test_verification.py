@@ -12,8 +12,17 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from activepam.sampling.verification import (
-    ThresholdOptions, VerificationError, _sigmoid, assign_bins, call_density, fit_logistic,
-    logit, plot_thresholds, precision_threshold, score_bins, species_thresholds,
+    ThresholdOptions,
+    VerificationError,
+    _sigmoid,
+    assign_bins,
+    call_density,
+    fit_logistic,
+    logit,
+    plot_thresholds,
+    precision_threshold,
+    score_bins,
+    species_thresholds,
     verification_design,
 )
 
@@ -28,8 +37,7 @@ def test_fit_logistic_matches_sklearn_unpenalised() -> None:
     assert b == pytest.approx(ref.coef_[0, 0], abs=2e-3)
     # batched fits with counts equal the single fit on the repeated rows
     counts = rng.integers(0, 3, size=(3, 400)).astype(float)
-    batch = fit_logistic(np.broadcast_to(x, counts.shape), np.broadcast_to(y, counts.shape),
-                         counts)
+    batch = fit_logistic(np.broadcast_to(x, counts.shape), np.broadcast_to(y, counts.shape), counts)
     rep = fit_logistic(np.repeat(x, counts[1].astype(int)), np.repeat(y, counts[1].astype(int)))
     assert batch[1] == pytest.approx(rep, abs=1e-6)
 
@@ -62,8 +70,11 @@ def test_threshold_interval_covers_truth_at_nominal_rate() -> None:
         pick = rng.choice(pool.size, size=250, replace=False)
         correct = (rng.uniform(size=pick.size) < p_true[pick]).astype(int)
         ver = pd.DataFrame({"species": "A", "score": pool[pick], "correct": correct})
-        out = species_thresholds(ver, pd.DataFrame({"species": "A", "score": pool}),
-                                 options=ThresholdOptions(targets=(0.9,), n_boot=200, seed=seed))
+        out = species_thresholds(
+            ver,
+            pd.DataFrame({"species": "A", "score": pool}),
+            options=ThresholdOptions(targets=(0.9,), n_boot=200, seed=seed),
+        )
         row = out.iloc[0]
         if row.reachable:
             reached += 1
@@ -77,28 +88,43 @@ def test_thresholds_per_site_and_degenerate_groups() -> None:
     pool, p = _population(rng, n=4000)
     site = np.where(np.arange(pool.size) % 2 == 0, "s1", "s2")
     pick = rng.choice(pool.size, 300, replace=False)
-    ver = pd.DataFrame({"species": "A", "site": site[pick], "score": pool[pick],
-                        "correct": (rng.uniform(size=300) < p[pick]).astype(int)})
-    ver = pd.concat([ver, pd.DataFrame({"species": "B", "site": "s1", "score": [0.9] * 12,
-                                        "correct": [1] * 12})])
+    ver = pd.DataFrame(
+        {
+            "species": "A",
+            "site": site[pick],
+            "score": pool[pick],
+            "correct": (rng.uniform(size=300) < p[pick]).astype(int),
+        }
+    )
+    ver = pd.concat(
+        [
+            ver,
+            pd.DataFrame({"species": "B", "site": "s1", "score": [0.9] * 12, "correct": [1] * 12}),
+        ]
+    )
     pool_df = pd.DataFrame({"species": "A", "site": site, "score": pool})
     pool_df = pd.concat([pool_df, pd.DataFrame({"species": "B", "site": "s1", "score": [0.9]})])
-    out = species_thresholds(ver, pool_df, by=["site"],
-                             options=ThresholdOptions(n_boot=50))
+    out = species_thresholds(ver, pool_df, by=["site"], options=ThresholdOptions(n_boot=50))
     assert set(out["group"]) == {"site=s1", "site=s2"}
     b = out[out["species"] == "B"]
-    assert b["threshold"].isna().all() and "every verified detection is correct" in b["note"].iloc[0]
+    assert (
+        b["threshold"].isna().all() and "every verified detection is correct" in b["note"].iloc[0]
+    )
     a = out[(out["species"] == "A") & (out["target_precision"] == 0.85)]
     assert a["reachable"].all() and (a["threshold_lo"] <= a["threshold"]).all()
 
 
 def test_threshold_errors_name_the_column() -> None:
     with pytest.raises(VerificationError, match="lacks column.*correct"):
-        species_thresholds(pd.DataFrame({"species": ["A"], "score": [0.5]}),
-                           pd.DataFrame({"species": ["A"], "score": [0.5]}))
+        species_thresholds(
+            pd.DataFrame({"species": ["A"], "score": [0.5]}),
+            pd.DataFrame({"species": ["A"], "score": [0.5]}),
+        )
     with pytest.raises(VerificationError, match="correct must be 0 or 1"):
-        species_thresholds(pd.DataFrame({"species": ["A"], "score": [0.5], "correct": [2]}),
-                           pd.DataFrame({"species": ["A"], "score": [0.5]}))
+        species_thresholds(
+            pd.DataFrame({"species": ["A"], "score": [0.5], "correct": [2]}),
+            pd.DataFrame({"species": ["A"], "score": [0.5]}),
+        )
 
 
 def test_bins_and_design() -> None:
@@ -107,8 +133,14 @@ def test_bins_and_design() -> None:
     assert edges[0] == -np.inf and edges[-1] == np.inf and len(edges) == 6
     bins = assign_bins(scores, edges)
     assert bins.min() == 0 and bins.max() == 4
-    pool = pd.DataFrame({"unit_id": [f"u{i}" for i in range(101)], "species": "A",
-                         "score": scores, "site": np.where(scores < 0.3, "x", "y")})
+    pool = pd.DataFrame(
+        {
+            "unit_id": [f"u{i}" for i in range(101)],
+            "species": "A",
+            "score": scores,
+            "site": np.where(scores < 0.3, "x", "y"),
+        }
+    )
     d = verification_design(pool, n_per_bin=3, strata=["site"], seed=0)
     assert (d.groupby(["site", "bin"]).size() <= 3).all()
     assert set(d["bin"]) == {0, 1, 2, 3, 4}
@@ -121,8 +153,15 @@ def _density_population(rng: np.random.Generator, n: int = 6000):
     present = (rng.uniform(size=n) < np.vectorize(base.get)(site)).astype(int)
     # an imperfect model: positives score higher on average, with much overlap
     score = _sigmoid(rng.normal(loc=np.where(present, 1.0, -1.0), scale=1.3))
-    return pd.DataFrame({"unit_id": [f"u{i}" for i in range(n)], "species": "A",
-                         "score": score, "site": site, "truth": present})
+    return pd.DataFrame(
+        {
+            "unit_id": [f"u{i}" for i in range(n)],
+            "species": "A",
+            "score": score,
+            "site": site,
+            "truth": present,
+        }
+    )
 
 
 @pytest.mark.slow
@@ -159,10 +198,17 @@ def test_plot_thresholds(tmp_path) -> None:
     rng = np.random.default_rng(0)
     pool, p = _population(rng, n=2000)
     pick = rng.choice(pool.size, 200, replace=False)
-    ver = pd.DataFrame({"species": "Turdus merula_Eurasian Blackbird", "score": pool[pick],
-                        "correct": (rng.uniform(size=200) < p[pick]).astype(int)})
-    thr = species_thresholds(ver, pd.DataFrame({"species": ver["species"].iloc[0],
-                                                "score": pool}),
-                             options=ThresholdOptions(n_boot=30))
+    ver = pd.DataFrame(
+        {
+            "species": "Turdus merula_Eurasian Blackbird",
+            "score": pool[pick],
+            "correct": (rng.uniform(size=200) < p[pick]).astype(int),
+        }
+    )
+    thr = species_thresholds(
+        ver,
+        pd.DataFrame({"species": ver["species"].iloc[0], "score": pool}),
+        options=ThresholdOptions(n_boot=30),
+    )
     out = plot_thresholds(ver, thr, tmp_path / "thresholds.png")
     assert out.stat().st_size > 5000

@@ -1,1 +1,2 @@
-"""Shared core under every stage: io, config, logs, hashing, strata, uncertainty, evaluation metrics, the embedding store."""
+"""Shared core under every stage: io, config, logs, hashing, strata, uncertainty, evaluation
+metrics, the embedding store."""

@@ -12,8 +12,9 @@ import math
 from collections.abc import Callable
 
 
-def int_range(lo: int | None = None, hi: int | None = None,
-              also: tuple[int, ...] = ()) -> Callable[[str], int]:
+def int_range(
+    lo: int | None = None, hi: int | None = None, also: tuple[int, ...] = ()
+) -> Callable[[str], int]:
     """Integer in ``[lo, hi]`` (either bound may be open); values in ``also`` are accepted."""
     what = _describe("an integer", lo, hi, also)
 
@@ -41,8 +42,11 @@ def float_range(lo: float | None = None, hi: float | None = None) -> Callable[[s
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not math.isfinite(value) or (lo is not None and value < lo) or \
-                (hi is not None and value > hi):
+        if (
+            not math.isfinite(value)
+            or (lo is not None and value < lo)
+            or (hi is not None and value > hi)
+        ):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
 

@@ -48,20 +48,23 @@ def _message(error: jsonschema.ValidationError) -> str:
 _NO_FILL = "x-activepam-no-defaults"
 
 
-def _fill_properties(validator: Any, properties: dict[str, Any], instance: Any,
-                     schema: dict[str, Any]) -> Any:
+def _fill_properties(
+    validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Any:
     """``properties`` that first sets every missing key with a ``default`` (a deep copy)."""
     if isinstance(instance, dict) and not schema.get(_NO_FILL):
         for key, sub in properties.items():
             if isinstance(sub, dict) and "default" in sub and key not in instance:
                 instance[key] = copy.deepcopy(sub["default"])
     yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](
-        validator, properties, instance, schema)
+        validator, properties, instance, schema
+    )
 
 
 #: Draft 2020-12 validation that fills defaults of declared properties while validating
 FillingValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"properties": _fill_properties})
+    jsonschema.Draft202012Validator, {"properties": _fill_properties}
+)
 
 
 def _marked(schema: Any, below_user_map: bool = False) -> Any:
@@ -74,10 +77,13 @@ def _marked(schema: Any, below_user_map: bool = False) -> Any:
             if key == "properties" and isinstance(sub, dict):
                 for prop in sub.values():
                     _marked(prop, below_user_map)
-            elif key in ("additionalProperties", "items", "prefixItems", "oneOf", "anyOf",
-                         "allOf"):
-                _marked(sub, True if key in ("additionalProperties", "items", "prefixItems")
-                        else below_user_map)
+            elif key in ("additionalProperties", "items", "prefixItems", "oneOf", "anyOf", "allOf"):
+                _marked(
+                    sub,
+                    True
+                    if key in ("additionalProperties", "items", "prefixItems")
+                    else below_user_map,
+                )
     elif isinstance(schema, list):
         for sub in schema:
             _marked(sub, below_user_map)
@@ -100,8 +106,9 @@ def schema_defaults(section: str, schema_path: Path | str = SCHEMA_PATH) -> dict
     return copy.deepcopy(_section_defaults(section, str(schema_path)))
 
 
-def validate_params(params: dict[str, Any], schema_path: Path | str = SCHEMA_PATH,
-                    source: str = "params.yaml") -> dict[str, Any]:
+def validate_params(
+    params: dict[str, Any], schema_path: Path | str = SCHEMA_PATH, source: str = "params.yaml"
+) -> dict[str, Any]:
     """Validate ``params`` in place; raise :class:`ConfigError` listing every bad key.
 
     Missing keys the schema declares with a ``default:`` are filled in (:data:`FillingValidator`;
@@ -117,8 +124,9 @@ def validate_params(params: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     return params
 
 
-def load_params(path: Path | str = "params.yaml",
-                schema_path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
+def load_params(
+    path: Path | str = "params.yaml", schema_path: Path | str = SCHEMA_PATH
+) -> dict[str, Any]:
     """Read a YAML parameter file and validate it."""
     path = Path(path)
     if not path.exists():

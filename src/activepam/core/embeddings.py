@@ -24,8 +24,11 @@ class EmbeddingError(ValueError):
     """An embedding column or file cannot be read as a matrix (the message names the source)."""
 
 
-def embedding_matrix(column: pa.Array | pa.ChunkedArray, source: str | Path = "embeddings",
-                     error: type[Exception] = EmbeddingError) -> np.ndarray:
+def embedding_matrix(
+    column: pa.Array | pa.ChunkedArray,
+    source: str | Path = "embeddings",
+    error: type[Exception] = EmbeddingError,
+) -> np.ndarray:
     """``[n, d]`` float32 matrix of a (fixed-size) list<float> column.
 
     An empty column gives ``(0, list_size)`` for a fixed-size list, else ``(0, 0)``. Rows of
@@ -49,8 +52,9 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray, source: str | Path = "e
         lengths = pc.list_value_length(arr)
         lo, hi = pc.min_max(lengths).values()
         if lo.as_py() != hi.as_py():
-            raise error(f"{source}: embeddings have different lengths "
-                        f"({lo.as_py()} to {hi.as_py()} values)")
+            raise error(
+                f"{source}: embeddings have different lengths ({lo.as_py()} to {hi.as_py()} values)"
+            )
         dim = int(lo.as_py())
     flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     return flat.reshape(n, dim)

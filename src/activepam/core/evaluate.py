@@ -49,9 +49,26 @@ from activepam.core.metrics import (
 METRICS: tuple[str, ...] = ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece")
 #: columns of test_set.csv
 TEST_SET_COLUMNS: tuple[str, ...] = (
-    "unit_id", "unit_type", "recording_id", "path", "start_s", "end_s", "device_id", "site",
-    "country", "habitat", "lat", "lon", "segment_time", "start_time", "top1_species",
-    "top1_confidence", "top2_confidence", "margin", "max_binary_entropy", "mean_binary_entropy",
+    "unit_id",
+    "unit_type",
+    "recording_id",
+    "path",
+    "start_s",
+    "end_s",
+    "device_id",
+    "site",
+    "country",
+    "habitat",
+    "lat",
+    "lon",
+    "segment_time",
+    "start_time",
+    "top1_species",
+    "top1_confidence",
+    "top2_confidence",
+    "margin",
+    "max_binary_entropy",
+    "mean_binary_entropy",
 )
 
 
@@ -62,8 +79,9 @@ class EvaluationError(ValueError):
 # --------------------------------------------------------------------------- test set
 
 
-def split_by_recording(units: pd.DataFrame, size: float, seed: int = 0, by: str = "site",
-                       keep_pool: bool = True) -> list[str]:
+def split_by_recording(
+    units: pd.DataFrame, size: float, seed: int = 0, by: str = "site", keep_pool: bool = True
+) -> list[str]:
     """Test recordings of a held-out split: whole recordings, seeded, stratified by ``by``.
 
     The one split of the project (the rounds' test set and the simulation's pool/test split).
@@ -92,11 +110,17 @@ def split_by_recording(units: pd.DataFrame, size: float, seed: int = 0, by: str 
     if target > total:
         raise EvaluationError(f"test size {size:g} segments but there are only {total} segments")
     rec_ids = units["recording_id"].astype(str)
-    groups = (units[by].astype(object).where(units[by].notna(), "unknown").astype(str)
-              if by in units else pd.Series("all", index=units.index))
-    recs = (pd.DataFrame({"recording_id": rec_ids.to_numpy(), "group": groups.to_numpy()})
-            .groupby("recording_id", sort=True)
-            .agg(group=("group", "first"), n=("group", "size")).reset_index())
+    groups = (
+        units[by].astype(object).where(units[by].notna(), "unknown").astype(str)
+        if by in units
+        else pd.Series("all", index=units.index)
+    )
+    recs = (
+        pd.DataFrame({"recording_id": rec_ids.to_numpy(), "group": groups.to_numpy()})
+        .groupby("recording_id", sort=True)
+        .agg(group=("group", "first"), n=("group", "size"))
+        .reset_index()
+    )
     rng = np.random.default_rng(seed)
     group_names = sorted(recs["group"].unique())
     group_rank = dict(zip(group_names, rng.permutation(len(group_names))))
@@ -113,8 +137,10 @@ def split_by_recording(units: pd.DataFrame, size: float, seed: int = 0, by: str 
         ranks.append(np.full(len(key), group_rank[g]))
     key, rid, rank = (np.concatenate(a) if a else np.zeros(0) for a in (keys, ids, ranks))
     if len(key) == 0:
-        raise EvaluationError(f"cannot hold out whole recordings: every {by} group has a single "
-                              "recording (it stays in the pool)")
+        raise EvaluationError(
+            f"cannot hold out whole recordings: every {by} group has a single "
+            "recording (it stays in the pool)"
+        )
     order = np.lexsort((rank, key))
     seg_of = recs.set_index("recording_id")["n"]
     cum = np.cumsum(seg_of.loc[rid[order]].to_numpy(dtype=np.float64))
@@ -122,8 +148,9 @@ def split_by_recording(units: pd.DataFrame, size: float, seed: int = 0, by: str 
     return sorted(str(r) for r in rid[order][:k])
 
 
-def choose_test_set(segments: pd.DataFrame, n: int, seed: int = 0,
-                    by: str = "site") -> pd.DataFrame:
+def choose_test_set(
+    segments: pd.DataFrame, n: int, seed: int = 0, by: str = "site"
+) -> pd.DataFrame:
     """The rounds' test set: every segment of the recordings :func:`split_by_recording` holds
     out for ``n`` segments (``rounds.test_size``), stratified by ``by``, sorted by unit id."""
     if "segment_id" not in segments:
@@ -141,8 +168,9 @@ def choose_test_set(segments: pd.DataFrame, n: int, seed: int = 0,
 # --------------------------------------------------------------------------- metrics
 
 
-def summary_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
-                    bins: int = 10) -> dict[str, float]:
+def summary_metrics(
+    Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, bins: int = 10
+) -> dict[str, float]:
     """Headline metrics (:data:`METRICS`) plus ``n_units``, ``n_species_evaluated``,
     ``n_positives``."""
     Y, P = np.asarray(Y, dtype=float), np.asarray(P, dtype=float)
@@ -160,33 +188,44 @@ def summary_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
     return {
         "macro_ap": finite_mean(aps),
         "micro_ap": average_precision(yf, pf) if len(yf) else float("nan"),
-        "macro_auroc": finite_mean(aucs), "macro_f1": finite_mean(f1s),
+        "macro_auroc": finite_mean(aucs),
+        "macro_f1": finite_mean(f1s),
         "ece": expected_calibration_error(yf, pf, bins),
-        "n_units": int(len(Y)), "n_species_evaluated": int(len(aps)),
+        "n_units": int(len(Y)),
+        "n_species_evaluated": int(len(aps)),
         "n_positives": int(yf.sum()),
     }
 
 
-def per_species_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
-                        label_set: Sequence[str],
-                        train_counts: Mapping[str, Mapping[str, Any]] | None = None
-                        ) -> pd.DataFrame:
+def per_species_metrics(
+    Y: np.ndarray,
+    P: np.ndarray,
+    thresholds: np.ndarray,
+    label_set: Sequence[str],
+    train_counts: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
     """AP, AUROC, F1, test positives/prevalence and training label counts per species."""
     rows = []
     for j, sp in enumerate(label_set):
         m = ~np.isnan(Y[:, j])
         y, p = Y[m, j].astype(int), P[m, j]
         tc = (train_counts or {}).get(sp, {})
-        rows.append({
-            "species": sp, "ap": average_precision(y, p), "auroc": auroc(y, p),
-            "f1": f1_score(y, p >= thresholds[j]),
-            "threshold": float(thresholds[j]), "test_positives": int(y.sum()),
-            "test_prevalence": float(y.mean()) if len(y) else float("nan"),
-            "train_positives": int(tc.get("n_pos", 0)), "train_negatives": int(tc.get("n_neg", 0)),
-            "train_unsure": int(tc.get("n_unsure", 0)),
-            "train_conflict": int(tc.get("n_conflict", 0)),
-            "model": tc.get("kind", ""),
-        })
+        rows.append(
+            {
+                "species": sp,
+                "ap": average_precision(y, p),
+                "auroc": auroc(y, p),
+                "f1": f1_score(y, p >= thresholds[j]),
+                "threshold": float(thresholds[j]),
+                "test_positives": int(y.sum()),
+                "test_prevalence": float(y.mean()) if len(y) else float("nan"),
+                "train_positives": int(tc.get("n_pos", 0)),
+                "train_negatives": int(tc.get("n_neg", 0)),
+                "train_unsure": int(tc.get("n_unsure", 0)),
+                "train_conflict": int(tc.get("n_conflict", 0)),
+                "model": tc.get("kind", ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -209,8 +248,9 @@ def stratum_labels(units: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return out
 
 
-def stratum_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, levels: pd.DataFrame,
-                    bins: int = 10) -> dict[str, Any]:
+def stratum_metrics(
+    Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, levels: pd.DataFrame, bins: int = 10
+) -> dict[str, Any]:
     """For each stratum key: metrics per level and their coefficient of variation."""
     out: dict[str, Any] = {}
     for key in levels.columns:
@@ -219,26 +259,36 @@ def stratum_metrics(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, levels
         for lev in sorted(set(col)):
             m = col == lev
             per_level[str(lev)] = summary_metrics(Y[m], P[m], thresholds, bins)
-        cv = {name: coefficient_of_variation([v[name] for v in per_level.values()])
-              for name in METRICS}
+        cv = {
+            name: coefficient_of_variation([v[name] for v in per_level.values()])
+            for name in METRICS
+        }
         out[key] = {"levels": per_level, "cv": cv}
     return out
 
 
-def evaluate_scores(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
-                    units: pd.DataFrame, label_set: Sequence[str], keys: Sequence[str],
-                    bins: int = 10,
-                    train_counts: Mapping[str, Mapping[str, Any]] | None = None
-                    ) -> tuple[dict[str, Any], pd.DataFrame]:
+def evaluate_scores(
+    Y: np.ndarray,
+    P: np.ndarray,
+    thresholds: np.ndarray,
+    units: pd.DataFrame,
+    label_set: Sequence[str],
+    keys: Sequence[str],
+    bins: int = 10,
+    train_counts: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """``(metrics dict, per-species table)`` of scores ``P`` on the test set."""
     levels = stratum_labels(units.reset_index(drop=True), keys)
-    metrics = {"overall": summary_metrics(Y, P, thresholds, bins),
-               "strata": stratum_metrics(Y, P, thresholds, levels, bins)}
+    metrics = {
+        "overall": summary_metrics(Y, P, thresholds, bins),
+        "strata": stratum_metrics(Y, P, thresholds, levels, bins),
+    }
     return metrics, per_species_metrics(Y, P, thresholds, label_set, train_counts)
 
 
-def confusion_pairs(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
-                    label_set: Sequence[str]) -> pd.DataFrame:
+def confusion_pairs(
+    Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, label_set: Sequence[str]
+) -> pd.DataFrame:
     """Counts of (true species, predicted species) confusions on the test set.
 
     A segment confuses ``a`` with ``b`` when ``a`` is present and missed (score below its
@@ -253,7 +303,9 @@ def confusion_pairs(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
         for a in missed.tolist():
             for b in false.tolist():
                 rows[(label_set[a], label_set[b])] = rows.get((label_set[a], label_set[b]), 0) + 1
-    df = pd.DataFrame([(a, b, c) for (a, b), c in rows.items()],
-                      columns=["true", "predicted", "count"])
-    return df.sort_values(["count", "true", "predicted"], ascending=[False, True, True],
-                          kind="stable").reset_index(drop=True)
+    df = pd.DataFrame(
+        [(a, b, c) for (a, b), c in rows.items()], columns=["true", "predicted", "count"]
+    )
+    return df.sort_values(
+        ["count", "true", "predicted"], ascending=[False, True, True], kind="stable"
+    ).reset_index(drop=True)

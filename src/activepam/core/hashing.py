@@ -11,7 +11,8 @@ hashes the contents only:
   :data:`RUN_COLUMNS` (no pipeline table should have one; the digest lists what it ignored)
   plus any given ``ignore`` patterns (``fnmatch`` style).
 
-``python -m activepam.core.hashing A B`` (or ``activepam digest A B``) compares every Parquet file under
+``python -m activepam.core.hashing A B`` (or ``activepam digest A B``) compares every Parquet file
+under
 two results folders and exits non-zero naming the files that differ.
 
 Audio files are identified by a :class:`FileKey` (:func:`file_key`): size, ``mtime_ns`` and the
@@ -41,8 +42,17 @@ import pyarrow.parquet as pq
 
 #: column-name patterns that record run time/place rather than results (ignored by default)
 RUN_COLUMNS: tuple[str, ...] = (
-    "created_at", "processed_at", "written_at", "run_id", "run_started*", "run_finished*",
-    "elapsed_s", "wall_s", "cpu_s", "hostname", "host",
+    "created_at",
+    "processed_at",
+    "written_at",
+    "run_id",
+    "run_started*",
+    "run_finished*",
+    "elapsed_s",
+    "wall_s",
+    "cpu_s",
+    "hostname",
+    "host",
 )
 
 
@@ -56,8 +66,12 @@ class TableDigest:
     ignored: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, object]:
-        return {"digest": self.digest, "rows": self.rows, "columns": list(self.columns),
-                "ignored": list(self.ignored)}
+        return {
+            "digest": self.digest,
+            "rows": self.rows,
+            "columns": list(self.columns),
+            "ignored": list(self.ignored),
+        }
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -82,8 +96,9 @@ def _canonical_type(t: pa.DataType) -> pa.DataType:
 
 
 def _is_sortable(t: pa.DataType) -> bool:
-    return not (pa.types.is_nested(t) or pa.types.is_dictionary(t) and
-                pa.types.is_nested(t.value_type))
+    return not (
+        pa.types.is_nested(t) or pa.types.is_dictionary(t) and pa.types.is_nested(t.value_type)
+    )
 
 
 def _round(arr: pa.Array, decimals: int | None) -> pa.Array:
@@ -92,7 +107,7 @@ def _round(arr: pa.Array, decimals: int | None) -> pa.Array:
     return arr
 
 
-def _hash_array(h: "hashlib._Hash", arr: pa.Array, decimals: int | None) -> None:
+def _hash_array(h: hashlib._Hash, arr: pa.Array, decimals: int | None) -> None:
     """Feed one (combined, canonically typed) column into ``h``."""
     t = arr.type
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
@@ -109,8 +124,12 @@ def _hash_array(h: "hashlib._Hash", arr: pa.Array, decimals: int | None) -> None
             h.update(len(raw).to_bytes(8, "little"))
             h.update(raw)
         return
-    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or \
-            pa.types.is_duration(t):
+    if (
+        pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+        or pa.types.is_time(t)
+        or pa.types.is_duration(t)
+    ):
         arr = arr.cast(pa.int64() if t.bit_width == 64 else pa.int32())
     arr = _round(arr, decimals)
     if pa.types.is_boolean(arr.type):
@@ -129,8 +148,9 @@ def _hash_array(h: "hashlib._Hash", arr: pa.Array, decimals: int | None) -> None
     h.update(np.ascontiguousarray(values).tobytes())
 
 
-def canonical_table(table: pa.Table, ignore: Sequence[str] = (),
-                    keys: Sequence[str] | None = None) -> tuple[pa.Table, tuple[str, ...]]:
+def canonical_table(
+    table: pa.Table, ignore: Sequence[str] = (), keys: Sequence[str] | None = None
+) -> tuple[pa.Table, tuple[str, ...]]:
     """Drop ignored columns, decode dictionaries, order columns by name and rows by ``keys``.
 
     Returns the canonical table and the names of the dropped columns.
@@ -154,8 +174,12 @@ def canonical_table(table: pa.Table, ignore: Sequence[str] = (),
     return out, dropped
 
 
-def digest_table(table: pa.Table, ignore: Sequence[str] = (), keys: Sequence[str] | None = None,
-                 float_decimals: int | None = None) -> TableDigest:
+def digest_table(
+    table: pa.Table,
+    ignore: Sequence[str] = (),
+    keys: Sequence[str] | None = None,
+    float_decimals: int | None = None,
+) -> TableDigest:
     """Content digest of an Arrow table (see the module docstring)."""
     canon, dropped = canonical_table(table, ignore, keys)
     h = hashlib.sha256()
@@ -163,13 +187,18 @@ def digest_table(table: pa.Table, ignore: Sequence[str] = (), keys: Sequence[str
     for name in canon.column_names:
         col = canon.column(name)
         h.update(f"{name}:{col.type}\n".encode())
-        _hash_array(h, col.combine_chunks() if col.num_chunks != 1 else col.chunk(0),
-                    float_decimals)
+        _hash_array(
+            h, col.combine_chunks() if col.num_chunks != 1 else col.chunk(0), float_decimals
+        )
     return TableDigest(h.hexdigest(), canon.num_rows, tuple(canon.column_names), dropped)
 
 
-def table_digest(path: str | Path, ignore: Sequence[str] = (), keys: Sequence[str] | None = None,
-                 float_decimals: int | None = None) -> TableDigest:
+def table_digest(
+    path: str | Path,
+    ignore: Sequence[str] = (),
+    keys: Sequence[str] | None = None,
+    float_decimals: int | None = None,
+) -> TableDigest:
     """Content digest of the Parquet file at ``path``, independent of writer and row order."""
     try:
         table = pq.read_table(path)
@@ -178,9 +207,13 @@ def table_digest(path: str | Path, ignore: Sequence[str] = (), keys: Sequence[st
     return digest_table(table, ignore, keys, float_decimals)
 
 
-def folder_digests(root: str | Path, pattern: str = "**/*.parquet", exclude: Sequence[str] = (),
-                   ignore: Sequence[str] = (), float_decimals: int | None = None,
-                   ) -> dict[str, TableDigest]:
+def folder_digests(
+    root: str | Path,
+    pattern: str = "**/*.parquet",
+    exclude: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+    float_decimals: int | None = None,
+) -> dict[str, TableDigest]:
     """Digest of every Parquet file under ``root`` (keys: POSIX paths relative to ``root``)."""
     root = Path(root)
     out: dict[str, TableDigest] = {}
@@ -191,10 +224,15 @@ def folder_digests(root: str | Path, pattern: str = "**/*.parquet", exclude: Seq
     return out
 
 
-def compare_folders(a: str | Path, b: str | Path, pattern: str = "**/*.parquet",
-                    exclude: Sequence[str] = (), ignore: Sequence[str] = (),
-                    require: Sequence[str] = (), float_decimals: int | None = None,
-                    ) -> list[str]:
+def compare_folders(
+    a: str | Path,
+    b: str | Path,
+    pattern: str = "**/*.parquet",
+    exclude: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+    require: Sequence[str] = (),
+    float_decimals: int | None = None,
+) -> list[str]:
     """Differences between the Parquet contents of two folders, one line each (empty = same)."""
     da = folder_digests(a, pattern, exclude, ignore, float_decimals)
     db = folder_digests(b, pattern, exclude, ignore, float_decimals)
@@ -204,8 +242,10 @@ def compare_folders(a: str | Path, b: str | Path, pattern: str = "**/*.parquet",
         if rel not in da or rel not in db:
             problems.append(f"{rel}: only in {b if rel not in da else a}")
         elif da[rel].digest != db[rel].digest:
-            problems.append(f"{rel}: contents differ ({da[rel].rows} vs {db[rel].rows} rows, "
-                            f"{da[rel].digest[:12]} vs {db[rel].digest[:12]})")
+            problems.append(
+                f"{rel}: contents differ ({da[rel].rows} vs {db[rel].rows} rows, "
+                f"{da[rel].digest[:12]} vs {db[rel].digest[:12]})"
+            )
     return problems
 
 
@@ -263,17 +303,37 @@ def file_key(path: str | os.PathLike[str], known: FileKey | None = None) -> File
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", type=Path,
-                   help="one Parquet file or folder: print digests; two folders: compare them")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="one Parquet file or folder: print digests; two folders: compare them",
+    )
     p.add_argument("--pattern", default="**/*.parquet", help="files compared under a folder")
-    p.add_argument("--exclude", action="append", default=[],
-                   help="relative-path glob of files to skip (repeatable)")
-    p.add_argument("--ignore", action="append", default=[],
-                   help="column-name glob to leave out of the digest (repeatable)")
-    p.add_argument("--require", action="append", default=[],
-                   help="relative path that must exist in both folders (repeatable)")
-    p.add_argument("--float-decimals", type=int, default=None,
-                   help="round floats to this many decimals before hashing (default: exact)")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        help="relative-path glob of files to skip (repeatable)",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        help="column-name glob to leave out of the digest (repeatable)",
+    )
+    p.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        help="relative path that must exist in both folders (repeatable)",
+    )
+    p.add_argument(
+        "--float-decimals",
+        type=int,
+        default=None,
+        help="round floats to this many decimals before hashing (default: exact)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -283,20 +343,32 @@ def _run(args: argparse.Namespace) -> int:
             print(f"activepam digest: {p}: not found", file=sys.stderr)
             return 2
     if len(paths) == 2 and all(p.is_dir() for p in paths):
-        problems = compare_folders(paths[0], paths[1], args.pattern, args.exclude, args.ignore,
-                                   args.require, args.float_decimals)
-        n = len(folder_digests(paths[0], args.pattern, args.exclude, args.ignore,
-                               args.float_decimals))
+        problems = compare_folders(
+            paths[0],
+            paths[1],
+            args.pattern,
+            args.exclude,
+            args.ignore,
+            args.require,
+            args.float_decimals,
+        )
+        n = len(
+            folder_digests(paths[0], args.pattern, args.exclude, args.ignore, args.float_decimals)
+        )
         for line in problems:
             print(f"DIFF {line}")
-        print(f"{'DIFFERENT' if problems else 'SAME'}: {n} Parquet file(s) under {paths[0]} "
-              f"vs {paths[1]}", file=sys.stderr)
+        print(
+            f"{'DIFFERENT' if problems else 'SAME'}: {n} Parquet file(s) under {paths[0]} "
+            f"vs {paths[1]}",
+            file=sys.stderr,
+        )
         return 1 if problems else 0
     out: dict[str, object] = {}
     for p in paths:
         if p.is_dir():
-            for rel, d in folder_digests(p, args.pattern, args.exclude, args.ignore,
-                                         args.float_decimals).items():
+            for rel, d in folder_digests(
+                p, args.pattern, args.exclude, args.ignore, args.float_decimals
+            ).items():
                 out[str(p / rel)] = d.to_dict()
         else:
             out[str(p)] = table_digest(p, args.ignore, float_decimals=args.float_decimals).to_dict()
@@ -306,15 +378,22 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``activepam digest``."""
-    p = subparsers.add_parser("digest", help="content digests of Parquet files; compare runs",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "digest",
+        help="content digests of Parquet files; compare runs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(p)
     p.set_defaults(func=_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m activepam.core.hashing", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m activepam.core.hashing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(parser)
     return _run(parser.parse_args(argv))
 

@@ -65,14 +65,17 @@ def atomic_path(path: str | os.PathLike[str], stage: str = "activepam") -> Itera
         tmp_path.unlink(missing_ok=True)
         if isinstance(exc, StageIOError):
             raise
-        raise StageIOError(exc.errno, f"[{stage}] cannot write {path}: {exc.strerror or exc}") from exc
+        raise StageIOError(
+            exc.errno, f"[{stage}] cannot write {path}: {exc.strerror or exc}"
+        ) from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def write_parquet(data: pd.DataFrame | pa.Table, path: str | os.PathLike[str],
-                  stage: str = "activepam") -> Path:
+def write_parquet(
+    data: pd.DataFrame | pa.Table, path: str | os.PathLike[str], stage: str = "activepam"
+) -> Path:
     """Write a DataFrame or Arrow table to Parquet atomically (zstd compressed)."""
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
     with atomic_path(path, stage) as tmp:
@@ -80,8 +83,9 @@ def write_parquet(data: pd.DataFrame | pa.Table, path: str | os.PathLike[str],
     return Path(path)
 
 
-def write_csv(df: pd.DataFrame, path: str | os.PathLike[str], stage: str = "activepam",
-              **kwargs: Any) -> Path:
+def write_csv(
+    df: pd.DataFrame, path: str | os.PathLike[str], stage: str = "activepam", **kwargs: Any
+) -> Path:
     """Write a DataFrame to CSV atomically."""
     kwargs.setdefault("index", False)
     with atomic_path(path, stage) as tmp:
@@ -98,8 +102,12 @@ def write_text(text: str, path: str | os.PathLike[str], stage: str = "activepam"
 
 def write_json(obj: Any, path: str | os.PathLike[str], stage: str = "activepam") -> Path:
     """Write JSON atomically (sorted keys, indented, NaN-free: :func:`jsonable`)."""
-    return write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False,
-                                 default=_json_default) + "\n", path, stage)
+    return write_text(
+        json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+        + "\n",
+        path,
+        stage,
+    )
 
 
 def jsonable(obj: Any) -> Any:
@@ -138,7 +146,9 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], stage: str = "plots", dpi: int = 120) -> Path:
+def save_figure(
+    fig: Any, path: str | os.PathLike[str], stage: str = "plots", dpi: int = 120
+) -> Path:
     """Save a matplotlib figure atomically (format from the suffix) and close it."""
     import matplotlib.pyplot as plt
 
@@ -178,8 +188,9 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
 
 
-def iter_audio_blocks(path: str | os.PathLike[str], target_sr: int | None = None,
-                      block_s: float = 60.0) -> Iterator[np.ndarray]:
+def iter_audio_blocks(
+    path: str | os.PathLike[str], target_sr: int | None = None, block_s: float = 60.0
+) -> Iterator[np.ndarray]:
     """Stream a file as mono float32 blocks, resampled to ``target_sr`` with soxr (HQ).
 
     Memory stays bounded by ``block_s`` whatever the file's length.
@@ -202,7 +213,9 @@ def iter_audio_blocks(path: str | os.PathLike[str], target_sr: int | None = None
                 break
 
 
-def read_audio(path: str | os.PathLike[str], target_sr: int | None = None) -> tuple[np.ndarray, int]:
+def read_audio(
+    path: str | os.PathLike[str], target_sr: int | None = None
+) -> tuple[np.ndarray, int]:
     """Read a whole file as mono float32, optionally resampled; returns ``(samples, rate)``."""
     blocks = list(iter_audio_blocks(path, target_sr))
     if target_sr is None:

@@ -27,9 +27,26 @@ import pandas as pd
 
 #: columns of ``data/labels/round_RR.csv``
 LABEL_COLUMNS: tuple[str, ...] = (
-    "unit_id", "unit_type", "recording_id", "path", "start_s", "end_s", "species", "present",
-    "sel_begin_s", "sel_end_s", "low_hz", "high_hz", "in_target", "annotator", "confidence",
-    "notes", "round", "source_file", "source_line", "conflict",
+    "unit_id",
+    "unit_type",
+    "recording_id",
+    "path",
+    "start_s",
+    "end_s",
+    "species",
+    "present",
+    "sel_begin_s",
+    "sel_end_s",
+    "low_hz",
+    "high_hz",
+    "in_target",
+    "annotator",
+    "confidence",
+    "notes",
+    "round",
+    "source_file",
+    "source_line",
+    "conflict",
 )
 #: ``species`` value of the row that records a reviewed unit with no species present
 NO_SPECIES = ""
@@ -49,15 +66,17 @@ UNREVIEWED = "?"
 class LabelImportError(ValueError):
     """Label files failed validation; the message lists every problem as ``file:line: msg``."""
 
-    def __init__(self, problems: Sequence[str], limit: int = 60,
-                 summary: Sequence[str] = ()) -> None:
+    def __init__(
+        self, problems: Sequence[str], limit: int = 60, summary: Sequence[str] = ()
+    ) -> None:
         self.problems = list(problems)
         #: counts over the problems (e.g. "3 unanswered row(s) in 1 file(s)"), shown first
         self.summary = list(summary)
         shown = self.problems[:limit]
         more = len(self.problems) - len(shown)
         msg = f"{len(self.problems)} problem(s) in the label files:\n  " + "\n  ".join(
-            [*self.summary, *shown])
+            [*self.summary, *shown]
+        )
         if more:
             msg += f"\n  ... and {more} more (the CLI lists them all)"
         super().__init__(msg)
@@ -65,7 +84,8 @@ class LabelImportError(ValueError):
     def full(self) -> str:
         """The message with every problem (no limit)."""
         return f"{len(self.problems)} problem(s) in the label files:\n  " + "\n  ".join(
-            [*self.summary, *self.problems])
+            [*self.summary, *self.problems]
+        )
 
 
 def round_name(round_id: int | str) -> str:
@@ -81,8 +101,9 @@ def round_name(round_id: int | str) -> str:
     return f"round_{r:02d}"
 
 
-def clip_window(start_s: float, end_s: float, duration_s: float, context_s: float,
-                unit_type: str = "segment") -> tuple[float, float]:
+def clip_window(
+    start_s: float, end_s: float, duration_s: float, context_s: float, unit_type: str = "segment"
+) -> tuple[float, float]:
     """Clip span in the recording: the unit +- ``context_s`` clipped to ``[0, duration_s]``;
     the whole recording for recording units."""
     if unit_type == "recording":
@@ -110,13 +131,19 @@ def unanswered_why(value: Any, column: str = "Present") -> str:
     """Why a Present cell is unanswered (for the ``file:line`` message)."""
     text = str(value if value is not None else "").strip()
     if text == "":
-        return (f"{column} is blank: unanswered (every row, also a newly drawn selection, must "
-                "now carry an explicit value: 1 present, 0 absent or unsure)")
+        return (
+            f"{column} is blank: unanswered (every row, also a newly drawn selection, must "
+            "now carry an explicit value: 1 present, 0 absent or unsure)"
+        )
     if text == UNREVIEWED:
-        return (f"{column} is '?' (model suggestion not reviewed): unanswered; set 1 (present), "
-                "0 (absent) or unsure, or delete the row")
-    return (f"{column} {text!r} is not a known answer (1/yes/present, 0/no/absent, "
-            "unsure/maybe/u): unanswered")
+        return (
+            f"{column} is '?' (model suggestion not reviewed): unanswered; set 1 (present), "
+            "0 (absent) or unsure, or delete the row"
+        )
+    return (
+        f"{column} {text!r} is not a known answer (1/yes/present, 0/no/absent, "
+        "unsure/maybe/u): unanswered"
+    )
 
 
 def read_label_set(path: str | Path) -> list[str]:
@@ -130,8 +157,9 @@ def read_label_set(path: str | Path) -> list[str]:
     if path.suffix.lower() == ".csv":
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
         if "species" not in df.columns:
-            raise ValueError(f"{path}: label set CSV needs a 'species' column "
-                             f"(found: {', '.join(df.columns)})")
+            raise ValueError(
+                f"{path}: label set CSV needs a 'species' column (found: {', '.join(df.columns)})"
+            )
         labels = [s.strip() for s in df["species"]]
     else:
         labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
@@ -151,8 +179,21 @@ def label_set_path(params: Mapping[str, Any]) -> Path:
 
 
 #: words of common names too generic to make a name similar on their own
-_GENERIC_WORDS = frozenset({"common", "eurasian", "european", "northern", "southern", "great",
-                            "lesser", "little", "american", "western", "eastern"})
+_GENERIC_WORDS = frozenset(
+    {
+        "common",
+        "eurasian",
+        "european",
+        "northern",
+        "southern",
+        "great",
+        "lesser",
+        "little",
+        "american",
+        "western",
+        "eastern",
+    }
+)
 
 
 class SpeciesResolver:
@@ -204,8 +245,9 @@ class SpeciesResolver:
             l_sci, l_com = (p.strip() for p in low.split("_", 1)) if "_" in low else (low, low)
             s_sci, s_com = ratio(q_sci, l_sci), ratio(q_com, l_com)
             if both:
-                score = max(ratio(text, low), (s_sci + s_com) / 2,
-                            *(s for s in (s_sci, s_com) if s >= 0.8))
+                score = max(
+                    ratio(text, low), (s_sci + s_com) / 2, *(s for s in (s_sci, s_com) if s >= 0.8)
+                )
             else:
                 score = max(s_sci, s_com, ratio(text, low))
                 if set(text.split()) - _GENERIC_WORDS and set(text.split()) <= set(l_com.split()):
@@ -241,21 +283,54 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: label file not found")
-    df = pd.read_csv(path, dtype={"unit_id": str, "recording_id": str, "species": str,
-                                  "annotator": str, "notes": str, "round": str,
-                                  "source_file": str, "path": str},
-                     keep_default_na=False,
-                     na_values={c: [""] for c in ("start_s", "end_s", "sel_begin_s", "sel_end_s",
-                                                  "low_hz", "high_hz", "confidence")})
-    missing = sorted({"unit_id", "unit_type", "recording_id", "start_s", "end_s", "species",
-                      "present", "in_target", "annotator"} - set(df.columns))
+    df = pd.read_csv(
+        path,
+        dtype={
+            "unit_id": str,
+            "recording_id": str,
+            "species": str,
+            "annotator": str,
+            "notes": str,
+            "round": str,
+            "source_file": str,
+            "path": str,
+        },
+        keep_default_na=False,
+        na_values={
+            c: [""]
+            for c in (
+                "start_s",
+                "end_s",
+                "sel_begin_s",
+                "sel_end_s",
+                "low_hz",
+                "high_hz",
+                "confidence",
+            )
+        },
+    )
+    missing = sorted(
+        {
+            "unit_id",
+            "unit_type",
+            "recording_id",
+            "start_s",
+            "end_s",
+            "species",
+            "present",
+            "in_target",
+            "annotator",
+        }
+        - set(df.columns)
+    )
     if missing:
         raise ValueError(f"{path}: label file lacks column(s): {', '.join(missing)}")
     present = pd.to_numeric(df["present"], errors="coerce")
     bad = ~present.isin(LABEL_VALUES)
     if bad.any():
-        raise ValueError(f"{path}:{int(np.flatnonzero(bad)[0]) + 2}: present must be 1, 0 or "
-                         f"{UNSURE} (unsure)")
+        raise ValueError(
+            f"{path}:{int(np.flatnonzero(bad)[0]) + 2}: present must be 1, 0 or {UNSURE} (unsure)"
+        )
     df["present"] = present.astype("int64")
     if "conflict" not in df.columns:
         df["conflict"] = 0

@@ -23,28 +23,39 @@ MIN_CALL_FRACTION = 0.5
 EPS = 1e-9
 
 
-def call_overlap(onset: np.ndarray, offset: np.ndarray, start: np.ndarray | float,
-                 end: np.ndarray | float) -> np.ndarray:
+def call_overlap(
+    onset: np.ndarray, offset: np.ndarray, start: np.ndarray | float, end: np.ndarray | float
+) -> np.ndarray:
     """Seconds of each call ``[onset, offset]`` inside its window ``[start, end]`` (<0: none)."""
     return np.minimum(offset, end) - np.maximum(onset, start)
 
 
-def call_present(onset: np.ndarray, offset: np.ndarray, start: np.ndarray | float,
-                 end: np.ndarray | float, min_overlap_s: float = MIN_OVERLAP_S,
-                 min_fraction: float = MIN_CALL_FRACTION) -> np.ndarray:
+def call_present(
+    onset: np.ndarray,
+    offset: np.ndarray,
+    start: np.ndarray | float,
+    end: np.ndarray | float,
+    min_overlap_s: float = MIN_OVERLAP_S,
+    min_fraction: float = MIN_CALL_FRACTION,
+) -> np.ndarray:
     """Mask of calls that make their species present in their window (the rule above)."""
     overlap = call_overlap(onset, offset, start, end)
     return overlap >= required_overlap(onset, offset, min_overlap_s, min_fraction) - EPS
 
 
-def required_overlap(onset: np.ndarray, offset: np.ndarray, min_overlap_s: float = MIN_OVERLAP_S,
-                     min_fraction: float = MIN_CALL_FRACTION) -> np.ndarray:
+def required_overlap(
+    onset: np.ndarray,
+    offset: np.ndarray,
+    min_overlap_s: float = MIN_OVERLAP_S,
+    min_fraction: float = MIN_CALL_FRACTION,
+) -> np.ndarray:
     """Overlap each call needs: ``min(min_overlap_s, min_fraction x call duration)``."""
     return np.minimum(min_overlap_s, min_fraction * (offset - onset))
 
 
-def too_short(rest_s: np.ndarray | float, duration_s: np.ndarray | float,
-              min_segment_s: float = MIN_SEGMENT_S) -> np.ndarray:
+def too_short(
+    rest_s: np.ndarray | float, duration_s: np.ndarray | float, min_segment_s: float = MIN_SEGMENT_S
+) -> np.ndarray:
     """Mask of windows not analysed: ``rest_s`` (recording left from the window's start) is
     shorter than ``min(min_segment_s, duration_s)``."""
     return np.asarray(rest_s) < np.minimum(min_segment_s, duration_s) - EPS

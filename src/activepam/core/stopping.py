@@ -43,8 +43,9 @@ def prediction_agreement(previous: np.ndarray, current: np.ndarray) -> float:
     a = np.asarray(previous).astype(int).ravel()
     b = np.asarray(current).astype(int).ravel()
     if a.shape != b.shape:
-        raise ValueError(f"stop-set decisions differ in shape: {np.shape(previous)} vs "
-                         f"{np.shape(current)}")
+        raise ValueError(
+            f"stop-set decisions differ in shape: {np.shape(previous)} vs {np.shape(current)}"
+        )
     if np.array_equal(a, b):
         return 1.0
     if np.unique(a).size < 2 and np.unique(b).size < 2:
@@ -56,8 +57,9 @@ def _power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     return a - b * np.power(n, -c)
 
 
-def fit_learning_curve(n_labels: Sequence[float], metric: Sequence[float]
-                       ) -> dict[str, float] | None:
+def fit_learning_curve(
+    n_labels: Sequence[float], metric: Sequence[float]
+) -> dict[str, float] | None:
     """Inverse power law fit; None with fewer than 3 points or when the fit fails."""
     n = np.asarray(n_labels, dtype=float)
     y = np.asarray(metric, dtype=float)
@@ -69,16 +71,18 @@ def fit_learning_curve(n_labels: Sequence[float], metric: Sequence[float]
     try:
         with warnings.catch_warnings():  # few points: the covariance is often undefined
             warnings.simplefilter("ignore")
-            (a, b, c), _ = curve_fit(_power_law, n, y, p0=p0, maxfev=20000,
-                                     bounds=([0.0, 0.0, 0.01], [1.5, np.inf, 5.0]))
+            (a, b, c), _ = curve_fit(
+                _power_law, n, y, p0=p0, maxfev=20000, bounds=([0.0, 0.0, 0.01], [1.5, np.inf, 5.0])
+            )
     except (RuntimeError, ValueError):
         return None
     return {"a": float(a), "b": float(b), "c": float(c)}
 
 
 def expected_gain(fit: dict[str, float], n_now: float, batch: float) -> float:
-    return float(_power_law(np.array([n_now + batch]), **fit)[0]
-                 - _power_law(np.array([n_now]), **fit)[0])
+    return float(
+        _power_law(np.array([n_now + batch]), **fit)[0] - _power_law(np.array([n_now]), **fit)[0]
+    )
 
 
 @dataclass
@@ -95,9 +99,12 @@ class StoppingReport:
         return asdict(self)
 
 
-def stopping_report(n_labels: Sequence[float], metric: Sequence[float],
-                    stop_decisions: Sequence[np.ndarray],
-                    options: StoppingOptions | None = None) -> StoppingReport:
+def stopping_report(
+    n_labels: Sequence[float],
+    metric: Sequence[float],
+    stop_decisions: Sequence[np.ndarray],
+    options: StoppingOptions | None = None,
+) -> StoppingReport:
     """Both measures after the latest round.
 
     ``n_labels`` / ``metric``: one value per round so far (cumulative labels, e.g. macro AP);
@@ -107,16 +114,19 @@ def stopping_report(n_labels: Sequence[float], metric: Sequence[float],
     return report_from_kappas(n_labels, metric, kappas, options)
 
 
-def report_from_kappas(n_labels: Sequence[float], metric: Sequence[float],
-                       kappas: Sequence[float], options: StoppingOptions | None = None
-                       ) -> StoppingReport:
+def report_from_kappas(
+    n_labels: Sequence[float],
+    metric: Sequence[float],
+    kappas: Sequence[float],
+    options: StoppingOptions | None = None,
+) -> StoppingReport:
     """:func:`stopping_report` from the agreements already computed (``kappas[i]`` between
     rounds i and i + 1)."""
     opts = options or StoppingOptions()
     kappas = [float(k) for k in kappas]
     stabilised: bool | None = None
     if len(kappas) >= opts.window:
-        stabilised = bool(all(k >= opts.kappa_threshold for k in kappas[-opts.window:]))
+        stabilised = bool(all(k >= opts.kappa_threshold for k in kappas[-opts.window :]))
     fit = fit_learning_curve(n_labels, metric)
     gain = small = None
     if fit is not None:
@@ -133,12 +143,23 @@ def report_from_kappas(n_labels: Sequence[float], metric: Sequence[float],
         rec = "consider stopping"
     else:
         rec = "continue"
-    return StoppingReport(rec, [round(k, 4) for k in kappas], stabilised,
-                          None if gain is None else round(gain, 5), small, fit, asdict(opts))
+    return StoppingReport(
+        rec,
+        [round(k, 4) for k in kappas],
+        stabilised,
+        None if gain is None else round(gain, 5),
+        small,
+        fit,
+        asdict(opts),
+    )
 
 
-def first_stop(n_labels: Sequence[float], metric: Sequence[float], kappas: Sequence[float],
-               options: StoppingOptions | None = None) -> int | None:
+def first_stop(
+    n_labels: Sequence[float],
+    metric: Sequence[float],
+    kappas: Sequence[float],
+    options: StoppingOptions | None = None,
+) -> int | None:
     """Index of the first round after which the rule says ``stop`` (None: it never does)."""
     for r in range(len(n_labels)):
         rep = report_from_kappas(n_labels[: r + 1], metric[: r + 1], kappas[:r], options)
@@ -155,8 +176,12 @@ def knee(n_labels: Sequence[float], metric: Sequence[float], min_gain: float) ->
     return int(below[0]) if below.size else None
 
 
-def simulated_stops(results: Any, options: StoppingOptions | None = None,
-                    axis: str = "audio_seconds", metric: str = "macro_ap") -> Any:
+def simulated_stops(
+    results: Any,
+    options: StoppingOptions | None = None,
+    axis: str = "audio_seconds",
+    metric: str = "macro_ap",
+) -> Any:
     """Where the rule stops each simulated run (:mod:`activepam.simulation.loop` tidy results with
     ``stop_kappa`` rows) against the knee of the strategy's mean learning curve: one row per
     (strategy, seed) with ``stop_round``, ``knee_round`` and their budgets."""
@@ -172,11 +197,20 @@ def simulated_stops(results: Any, options: StoppingOptions | None = None,
         k = knee(mean[axis].to_numpy(), mean["value"].to_numpy(), opts.min_gain)
         for seed, run in grp.groupby("seed", sort=True):
             run = run.sort_values("round")
-            ks = (kap[(kap["strategy"] == strategy) & (kap["seed"] == seed)]
-                  .sort_values("round")["value"].to_numpy())
+            ks = (
+                kap[(kap["strategy"] == strategy) & (kap["seed"] == seed)]
+                .sort_values("round")["value"]
+                .to_numpy()
+            )
             stop = first_stop(run[axis].to_numpy(), run["value"].to_numpy(), ks, opts)
-            rows.append({"strategy": strategy, "seed": seed, "stop_round": stop,
-                         "knee_round": k,
-                         "stop_budget": None if stop is None else float(run[axis].iloc[stop]),
-                         "knee_budget": None if k is None else float(mean[axis].iloc[k])})
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "seed": seed,
+                    "stop_round": stop,
+                    "knee_round": k,
+                    "stop_budget": None if stop is None else float(run[axis].iloc[stop]),
+                    "knee_budget": None if k is None else float(mean[axis].iloc[k]),
+                }
+            )
     return pd.DataFrame(rows)

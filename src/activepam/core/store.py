@@ -77,8 +77,14 @@ def check_dtype(dtype: str, key: str = "detect.embedding_dtype") -> str:
 def store_schema(dtype: str = "float32", dim: int = EMBEDDING_DIM) -> pa.Schema:
     """Schema of a store file (partition columns are in the folder names)."""
     value = pa.float16() if check_dtype(dtype, "dtype") == "float16" else pa.float32()
-    return pa.schema([("segment_id", pa.string()), ("recording_id", pa.string()),
-                      ("start_s", pa.float64()), ("embedding", pa.list_(value, dim))])
+    return pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("recording_id", pa.string()),
+            ("start_s", pa.float64()),
+            ("embedding", pa.list_(value, dim)),
+        ]
+    )
 
 
 def _partition_value(text: Any, unknown: str) -> str:
@@ -100,8 +106,11 @@ def month_of(start_time: Any) -> str:
 
 def partition_dir(root: PathLike, device_id: Any, month: str) -> Path:
     """``<root>/device_id=<d>/month=<m>``."""
-    return (Path(root) / f"device_id={_partition_value(device_id, UNKNOWN_DEVICE)}"
-            / f"month={_partition_value(month, UNKNOWN_MONTH)}")
+    return (
+        Path(root)
+        / f"device_id={_partition_value(device_id, UNKNOWN_DEVICE)}"
+        / f"month={_partition_value(month, UNKNOWN_MONTH)}"
+    )
 
 
 def _as_store_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -117,9 +126,12 @@ def _as_store_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     if len(values) != dim * len(emb):
         raise StoreError(f"embeddings: expected {dim} values per row")
     emb = pa.FixedSizeListArray.from_arrays(values, dim)
-    cols = {"segment_id": table["segment_id"].cast(pa.string()),
-            "recording_id": table["recording_id"].cast(pa.string()),
-            "start_s": table["start_s"].cast(pa.float64()), "embedding": emb}
+    cols = {
+        "segment_id": table["segment_id"].cast(pa.string()),
+        "recording_id": table["recording_id"].cast(pa.string()),
+        "start_s": table["start_s"].cast(pa.float64()),
+        "embedding": emb,
+    }
     return pa.table(cols, schema=schema)
 
 
@@ -133,8 +145,12 @@ class _SortedWriter:
         self._ctx = atomic_path(path, STAGE)
         tmp = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(
-            tmp, schema, compression="zstd", write_statistics=["segment_id", "recording_id"],
-            use_dictionary=["recording_id"])
+            tmp,
+            schema,
+            compression="zstd",
+            write_statistics=["segment_id", "recording_id"],
+            use_dictionary=["recording_id"],
+        )
         self._buf: list[pa.Table] = []
         self._n = 0
         self.rows = 0
@@ -157,9 +173,14 @@ class _SortedWriter:
         self._ctx.__exit__(None, None, None)
 
 
-def write_store(sources: Mapping[str, PathLike | pa.Table], meta: pd.DataFrame | pa.Table,
-                root: PathLike, dtype: str = "float32", shard: str = "0000",
-                row_group_size: int = ROW_GROUP_SIZE) -> dict[str, int]:
+def write_store(
+    sources: Mapping[str, PathLike | pa.Table],
+    meta: pd.DataFrame | pa.Table,
+    root: PathLike,
+    dtype: str = "float32",
+    shard: str = "0000",
+    row_group_size: int = ROW_GROUP_SIZE,
+) -> dict[str, int]:
     """Write the store files of one shard: ``<root>/device_id=*/month=*/part-<shard>.parquet``.
 
     ``sources``: recording_id -> its embeddings (a per-recording part file or a table);
@@ -171,8 +192,7 @@ def write_store(sources: Mapping[str, PathLike | pa.Table], meta: pd.DataFrame |
     schema = store_schema(dtype)
     m = meta.to_pandas() if isinstance(meta, pa.Table) else meta
     dev = dict(zip(m["recording_id"].astype(str), m["device_id"])) if "device_id" in m else {}
-    start = dict(zip(m["recording_id"].astype(str), m["start_time"])) \
-        if "start_time" in m else {}
+    start = dict(zip(m["recording_id"].astype(str), m["start_time"])) if "start_time" in m else {}
     groups: dict[Path, list[str]] = defaultdict(list)
     for rec in sources:
         groups[partition_dir(root, dev.get(rec), month_of(start.get(rec)))].append(str(rec))
@@ -252,13 +272,19 @@ def hash_strings(values: Any) -> np.ndarray:
     import duckdb
 
     if isinstance(values, pd.Series):
-        values = pa.array(values.astype(str) if values.dtype == object else values,
-                          from_pandas=True)
+        values = pa.array(
+            values.astype(str) if values.dtype == object else values, from_pandas=True
+        )
     if isinstance(values, (pa.ChunkedArray, pa.Array)):
         arr = values.cast(pa.string())
     else:
-        arr = pa.array(np.asarray(list(values) if not isinstance(values, np.ndarray) else values,
-                                  dtype=object), type=pa.string(), from_pandas=True)
+        arr = pa.array(
+            np.asarray(
+                list(values) if not isinstance(values, np.ndarray) else values, dtype=object
+            ),
+            type=pa.string(),
+            from_pandas=True,
+        )
     if len(arr) == 0:
         return np.zeros(0, dtype=np.uint64)
     con = duckdb.connect()
@@ -312,13 +338,24 @@ class PartitionedEmbeddings(EmbeddingSource):
         if key not in self._index:
             con = duckdb.connect()
             try:
-                con.register("files", pa.table({
-                    "name": [str(f) for _, _, f in self.files],
-                    "fno": np.arange(len(self.files), dtype=np.int32)}))
-                names = "[" + ", ".join("'" + str(f).replace("'", "''") + "'"
-                                        for _, _, f in self.files) + "]"
-                got = con.sql(f"SELECT hash(\"{key}\") AS h, fno FROM read_parquet({names}, "
-                              "filename = true) JOIN files ON filename = name").fetchnumpy()
+                con.register(
+                    "files",
+                    pa.table(
+                        {
+                            "name": [str(f) for _, _, f in self.files],
+                            "fno": np.arange(len(self.files), dtype=np.int32),
+                        }
+                    ),
+                )
+                names = (
+                    "["
+                    + ", ".join("'" + str(f).replace("'", "''") + "'" for _, _, f in self.files)
+                    + "]"
+                )
+                got = con.sql(
+                    f'SELECT hash("{key}") AS h, fno FROM read_parquet({names}, '
+                    "filename = true) JOIN files ON filename = name"
+                ).fetchnumpy()
             finally:
                 con.close()
             h = np.asarray(got["h"], dtype=np.uint64)
@@ -375,8 +412,12 @@ class PartitionedEmbeddings(EmbeddingSource):
         with self._lock:
             self.last.row_groups_total += len(lo)
         if not rgs:
-            return pa.table({key: pa.array([], pa.string()),
-                             "embedding": pa.array([], pa.list_(pa.float32(), 1))})
+            return pa.table(
+                {
+                    key: pa.array([], pa.string()),
+                    "embedding": pa.array([], pa.list_(pa.float32(), 1)),
+                }
+            )
         tab = pq.ParquetFile(f).read_row_groups(rgs, columns=[key, "embedding"], use_threads=False)
         with self._lock:
             self.last.row_groups += len(rgs)
@@ -384,8 +425,9 @@ class PartitionedEmbeddings(EmbeddingSource):
         keep = pc.is_in(tab[key], value_set=pa.array(wanted, pa.string()))
         return tab.filter(keep)
 
-    def fetch(self, ids: Sequence[str], key: str,
-              partitions: Iterable[tuple[Any, str]] | None = None) -> np.ndarray:
+    def fetch(
+        self, ids: Sequence[str], key: str, partitions: Iterable[tuple[Any, str]] | None = None
+    ) -> np.ndarray:
         """float32 embeddings of ``ids`` (mean over segments for recording ids; NaN rows for
         ids without one). ``partitions``: optional (device_id, YYYY-MM) per id, so only those
         files are opened (no id scan); without it the file of each id comes from the id index
@@ -418,14 +460,24 @@ class PartitionedEmbeddings(EmbeddingSource):
             self._ranges(f, key)
         self.last.files = len(by_file)
         with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-            tabs = list(pool.map(lambda fw: self._read_file(
-                fw[0], np.unique(np.asarray(fw[1], dtype=str)), key), by_file.items()))
+            tabs = list(
+                pool.map(
+                    lambda fw: self._read_file(fw[0], np.unique(np.asarray(fw[1], dtype=str)), key),
+                    by_file.items(),
+                )
+            )
         parts = [t for t in tabs if t.num_rows]
         if not parts:
             return np.full((len(ids), EMBEDDING_DIM), np.nan, dtype=np.float32)
         keys = np.concatenate([np.asarray(t[key].to_pylist(), dtype=object) for t in parts])
         matrix = np.vstack([embedding_matrix(t["embedding"], self.path) for t in parts])
-        log.info("store fetch: %d ids from %d of %d files, %d of %d row groups (%d rows read)",
-                 len(ids), self.last.files, self.last.files_total, self.last.row_groups,
-                 self.last.row_groups_total, self.last.rows_read)
+        log.info(
+            "store fetch: %d ids from %d of %d files, %d of %d row groups (%d rows read)",
+            len(ids),
+            self.last.files,
+            self.last.files_total,
+            self.last.row_groups,
+            self.last.row_groups_total,
+            self.last.rows_read,
+        )
         return group_mean(keys, matrix, ids)

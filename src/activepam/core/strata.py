@@ -50,21 +50,42 @@ import pandas as pd
 
 #: stratum keys understood by :func:`build_strata`
 STRATUM_KEYS: tuple[str, ...] = (
-    "site", "country", "habitat", "device", "species", "recording", "lat_band", "season",
-    "month", "hour", "diel", "confidence_bin",
+    "site",
+    "country",
+    "habitat",
+    "device",
+    "species",
+    "recording",
+    "lat_band",
+    "season",
+    "month",
+    "hour",
+    "diel",
+    "confidence_bin",
 )
 
 #: columns read by each key (besides the time column for season/month/hour/diel)
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "site": ("site",), "country": ("country",), "habitat": ("habitat",),
-    "device": ("device_id",), "species": ("top1_species",), "recording": ("recording_id",),
-    "lat_band": ("lat",), "season": (), "month": (), "hour": (), "diel": ("lat", "lon"),
+    "site": ("site",),
+    "country": ("country",),
+    "habitat": ("habitat",),
+    "device": ("device_id",),
+    "species": ("top1_species",),
+    "recording": ("recording_id",),
+    "lat_band": ("lat",),
+    "season": (),
+    "month": (),
+    "hour": (),
+    "diel": ("lat", "lon"),
     "confidence_bin": ("top1_confidence",),
 }
 TIME_KEYS = frozenset({"season", "month", "hour", "diel"})
 
 DEFAULT_SEASONS: dict[str, list[int]] = {
-    "winter": [12, 1, 2], "spring": [3, 4, 5], "summer": [6, 7, 8], "autumn": [9, 10, 11],
+    "winter": [12, 1, 2],
+    "spring": [3, 4, 5],
+    "summer": [6, 7, 8],
+    "autumn": [9, 10, 11],
 }
 
 #: defaults of the ``strata_options`` mapping of a strategy
@@ -102,8 +123,9 @@ class StrataError(ValueError):
 # --------------------------------------------------------------------------- solar position
 
 
-def solar_position(lat: np.ndarray, lon: np.ndarray,
-                   unix_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def solar_position(
+    lat: np.ndarray, lon: np.ndarray, unix_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Geometric solar elevation and hour angle (degrees) by the NOAA solar calculator formulas.
 
     ``lat``/``lon`` in degrees (east positive), ``unix_s`` seconds since 1970-01-01 UTC; all
@@ -118,8 +140,11 @@ def solar_position(lat: np.ndarray, lon: np.ndarray,
     mean_anom = 357.52911 + jc * (35999.05029 - 0.0001537 * jc)
     ecc = 0.016708634 - jc * (0.000042037 + 0.0000001267 * jc)
     m = np.radians(mean_anom)
-    centre = (np.sin(m) * (1.914602 - jc * (0.004817 + 0.000014 * jc))
-              + np.sin(2 * m) * (0.019993 - 0.000101 * jc) + np.sin(3 * m) * 0.000289)
+    centre = (
+        np.sin(m) * (1.914602 - jc * (0.004817 + 0.000014 * jc))
+        + np.sin(2 * m) * (0.019993 - 0.000101 * jc)
+        + np.sin(3 * m) * 0.000289
+    )
     omega = np.radians(125.04 - 1934.136 * jc)
     app_long = mean_long + centre - 0.00569 - 0.00478 * np.sin(omega)
     seconds = 21.448 - jc * (46.815 + jc * (0.00059 - jc * 0.001813))
@@ -129,14 +154,19 @@ def solar_position(lat: np.ndarray, lon: np.ndarray,
     y = np.tan(obliq / 2.0) ** 2
     l0 = np.radians(mean_long)
     eq_time = 4.0 * np.degrees(
-        y * np.sin(2 * l0) - 2 * ecc * np.sin(m) + 4 * ecc * y * np.sin(m) * np.cos(2 * l0)
-        - 0.5 * y * y * np.sin(4 * l0) - 1.25 * ecc * ecc * np.sin(2 * m))
+        y * np.sin(2 * l0)
+        - 2 * ecc * np.sin(m)
+        + 4 * ecc * y * np.sin(m) * np.cos(2 * l0)
+        - 0.5 * y * y * np.sin(4 * l0)
+        - 1.25 * ecc * ecc * np.sin(2 * m)
+    )
     minutes_utc = np.mod(t, 86400.0) / 60.0
     true_solar = np.mod(minutes_utc + eq_time + 4.0 * lon, 1440.0)
     hour_angle = true_solar / 4.0 - 180.0
     phi = np.radians(lat)
-    cos_zen = (np.sin(phi) * np.sin(decl)
-               + np.cos(phi) * np.cos(decl) * np.cos(np.radians(hour_angle)))
+    cos_zen = np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(
+        np.radians(hour_angle)
+    )
     elevation = 90.0 - np.degrees(np.arccos(np.clip(cos_zen, -1.0, 1.0)))
     return elevation, hour_angle
 
@@ -146,9 +176,14 @@ def solar_elevation(lat: np.ndarray, lon: np.ndarray, unix_s: np.ndarray) -> np.
     return solar_position(lat, lon, unix_s)[0]
 
 
-def diel_period(lat: np.ndarray, lon: np.ndarray, unix_s: np.ndarray,
-                twilight_low: float = -6.0, twilight_high: float = 6.0,
-                resolution_s: float = 600.0) -> pd.Categorical:
+def diel_period(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    unix_s: np.ndarray,
+    twilight_low: float = -6.0,
+    twilight_high: float = 6.0,
+    resolution_s: float = 600.0,
+) -> pd.Categorical:
     """Diel period of each (lat, lon, time): night / dawn / day / dusk (categorical).
 
     * ``night``: solar elevation < ``twilight_low`` (default -6 deg, end of civil twilight);
@@ -159,8 +194,9 @@ def diel_period(lat: np.ndarray, lon: np.ndarray, unix_s: np.ndarray,
     (lat, lon, rounded time); rows with a missing coordinate or time get NaN (no category).
     """
     if twilight_low > twilight_high:
-        raise StrataError(f"twilight_low ({twilight_low}) must not exceed "
-                          f"twilight_high ({twilight_high})")
+        raise StrataError(
+            f"twilight_low ({twilight_low}) must not exceed twilight_high ({twilight_high})"
+        )
     lat = np.asarray(lat, dtype=np.float64)
     lon = np.asarray(lon, dtype=np.float64)
     t = np.asarray(unix_s, dtype=np.float64)
@@ -171,8 +207,9 @@ def diel_period(lat: np.ndarray, lon: np.ndarray, unix_s: np.ndarray,
         tb = np.round(t[ok] / res).astype(np.int64)
         key_codes, (ulat, ulon, utb) = _factorize_columns([lat[ok], lon[ok], tb])
         elev, ha = solar_position(ulat, ulon, utb * res)
-        ucode = np.where(elev < twilight_low, 0,
-                         np.where(elev > twilight_high, 2, np.where(ha < 0, 1, 3))).astype(np.int8)
+        ucode = np.where(
+            elev < twilight_low, 0, np.where(elev > twilight_high, 2, np.where(ha < 0, 1, 3))
+        ).astype(np.int8)
         codes[ok] = ucode[key_codes]
     return pd.Categorical.from_codes(codes, categories=list(DIEL_LABELS))
 
@@ -226,7 +263,7 @@ def _months_hours(unix_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok = np.isfinite(unix_s)
     dt = np.where(ok, unix_s, 0).astype("datetime64[s]")
     months = (dt.astype("datetime64[M]").astype(np.int64) % 12 + 1).astype(np.int16)
-    hours = ((unix_s % 86400) // 3600)
+    hours = (unix_s % 86400) // 3600
     months = np.where(ok, months, -1)
     hours = np.where(ok, hours, -1).astype(np.int16)
     return months, hours
@@ -244,8 +281,9 @@ def _categorical(values: Any) -> pd.Categorical:
     return cat
 
 
-def lat_band(lat: np.ndarray, width: float = 5.0,
-             edges: Sequence[float] | None = None) -> pd.Categorical:
+def lat_band(
+    lat: np.ndarray, width: float = 5.0, edges: Sequence[float] | None = None
+) -> pd.Categorical:
     """Latitude band labels (``"45-50"``) from a band ``width`` or explicit sorted ``edges``."""
     lat = np.asarray(lat, dtype=np.float64)
     ok = np.isfinite(lat)
@@ -272,8 +310,9 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def season(months: np.ndarray,
-           seasons: Mapping[str, Sequence[int]] | None = None) -> pd.Categorical:
+def season(
+    months: np.ndarray, seasons: Mapping[str, Sequence[int]] | None = None
+) -> pd.Categorical:
     """Season label of each month number (1-12) from a ``{name: [months]}`` mapping."""
     seasons = dict(seasons or DEFAULT_SEASONS)
     lookup = np.full(13, -1, dtype=np.int64)
@@ -313,29 +352,40 @@ def free_column_values(values: pd.Series) -> pd.Categorical:
     return pd.Categorical.from_codes(codes.astype(np.int64), categories=cats)
 
 
-def stratum_key_values(units: pd.DataFrame, key: str,
-                       options: Mapping[str, Any] | None = None,
-                       times: np.ndarray | None = None) -> pd.Categorical:
+def stratum_key_values(
+    units: pd.DataFrame,
+    key: str,
+    options: Mapping[str, Any] | None = None,
+    times: np.ndarray | None = None,
+) -> pd.Categorical:
     """Categorical labels of one stratum ``key`` for every unit."""
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     if key not in STRATUM_KEYS:
         if key in units.columns:  # a free column (year, period, ...): its values, as categories
             return free_column_values(units[key])
-        raise StrataError(f"strata: unknown key {key!r}: neither a known key "
-                          f"({', '.join(STRATUM_KEYS)}) nor a column of the units table")
+        raise StrataError(
+            f"strata: unknown key {key!r}: neither a known key "
+            f"({', '.join(STRATUM_KEYS)}) nor a column of the units table"
+        )
     missing = [c for c in KEY_COLUMNS[key] if c not in units]
     if missing:
         raise StrataError(f"strata: key {key!r} needs column(s) {missing} in the units table")
     if key in TIME_KEYS and times is None:
         times = unit_times(units)
     if key == "lat_band":
-        return lat_band(units["lat"].to_numpy(dtype=np.float64), opts["lat_band_width"],
-                        opts["lat_band_edges"])
+        return lat_band(
+            units["lat"].to_numpy(dtype=np.float64), opts["lat_band_width"], opts["lat_band_edges"]
+        )
     if key == "diel":
         assert times is not None  # set above for every key in TIME_KEYS
-        return diel_period(units["lat"].to_numpy(dtype=np.float64),
-                           units["lon"].to_numpy(dtype=np.float64), times,
-                           opts["twilight_low"], opts["twilight_high"], opts["diel_resolution_s"])
+        return diel_period(
+            units["lat"].to_numpy(dtype=np.float64),
+            units["lon"].to_numpy(dtype=np.float64),
+            times,
+            opts["twilight_low"],
+            opts["twilight_high"],
+            opts["diel_resolution_s"],
+        )
     if key in ("season", "month", "hour"):
         assert times is not None  # set above for every key in TIME_KEYS
         months, hours = _months_hours(times)
@@ -346,8 +396,9 @@ def stratum_key_values(units: pd.DataFrame, key: str,
         codes = np.where(vals >= 0, vals, -1).astype(np.int64)
         return pd.Categorical.from_codes(codes, categories=labels)
     if key == "confidence_bin":
-        return confidence_bin(units["top1_confidence"].to_numpy(dtype=np.float64),
-                              opts["confidence_bin_width"])
+        return confidence_bin(
+            units["top1_confidence"].to_numpy(dtype=np.float64), opts["confidence_bin_width"]
+        )
     return _categorical(units[KEY_COLUMNS[key][0]])
 
 
@@ -369,8 +420,9 @@ class Strata:
         return pd.Categorical.from_codes(self.codes, categories=self.labels)
 
 
-def build_strata(units: pd.DataFrame, keys: Sequence[str],
-                 options: Mapping[str, Any] | None = None) -> Strata:
+def build_strata(
+    units: pd.DataFrame, keys: Sequence[str], options: Mapping[str, Any] | None = None
+) -> Strata:
     """Combine stratum ``keys`` into one stratum per unit, labelled ``"site=A|diel=dawn"``.
 
     With no keys every unit is in the single stratum ``"all"``. Only strata that contain at
@@ -411,8 +463,9 @@ def build_strata(units: pd.DataFrame, keys: Sequence[str],
 # --------------------------------------------------------------------------- divergence
 
 
-def species_distributions(strata_codes: np.ndarray, n_strata: int, species: Any,
-                          weights: np.ndarray | None = None) -> np.ndarray:
+def species_distributions(
+    strata_codes: np.ndarray, n_strata: int, species: Any, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Row-normalised (n_strata x n_species) distribution of predicted top-1 species per stratum.
 
     ``weights`` (e.g. top-1 confidences) weight each unit's vote; missing species are ignored.
@@ -454,8 +507,10 @@ def divergence_weights(dists: np.ndarray) -> np.ndarray:
     if k <= 1:
         return np.ones(k)
     if k > MAX_DIVERGENCE_STRATA:
-        raise StrataError(f"allocation divergence: {k} strata (at most {MAX_DIVERGENCE_STRATA}); "
-                          "use coarser strata or allocation equal/proportional")
+        raise StrataError(
+            f"allocation divergence: {k} strata (at most {MAX_DIVERGENCE_STRATA}); "
+            "use coarser strata or allocation equal/proportional"
+        )
     jsd = pairwise_jsd(dists)
     return jsd.sum(axis=1) / (k - 1)
 
@@ -465,8 +520,7 @@ def species_columns(frame: pd.DataFrame, prefix: str) -> list[str]:
     return [c for c in frame.columns if isinstance(c, str) and c.startswith(prefix)]
 
 
-def probability_distributions(strata_codes: np.ndarray, n_strata: int,
-                              P: np.ndarray) -> np.ndarray:
+def probability_distributions(strata_codes: np.ndarray, n_strata: int, P: np.ndarray) -> np.ndarray:
     """Mean predicted probability vector of every stratum (rows = strata, NaN cells ignored),
     row-normalised to a distribution over species (an all-zero row stays zero)."""
     P = np.asarray(P, dtype=np.float64)
@@ -504,9 +558,13 @@ def divergence_allocation(sizes: np.ndarray, dists: np.ndarray) -> np.ndarray:
     return np.asarray(sizes, dtype=np.float64) * (1.0 + divergence_weights(dists))
 
 
-def stratum_distributions(frame: pd.DataFrame, strata: Strata, keys: Sequence[str],
-                          options: Mapping[str, Any] | None = None,
-                          units: pd.DataFrame | None = None) -> tuple[np.ndarray, str]:
+def stratum_distributions(
+    frame: pd.DataFrame,
+    strata: Strata,
+    keys: Sequence[str],
+    options: Mapping[str, Any] | None = None,
+    units: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, str]:
     """Species distribution of every stratum of ``frame`` (the pool, stratified as ``strata``)
     under ``strata_options.divergence``, and a note saying which definition was used.
 
@@ -517,25 +575,38 @@ def stratum_distributions(frame: pd.DataFrame, strata: Strata, keys: Sequence[st
     """
     how = {**DEFAULT_OPTIONS, **(options or {})}["divergence"]
     if how not in DIVERGENCE_DEFINITIONS:
-        raise StrataError(f"strata_options.divergence: {how!r} is not one of "
-                          f"{', '.join(DIVERGENCE_DEFINITIONS)}")
+        raise StrataError(
+            f"strata_options.divergence: {how!r} is not one of {', '.join(DIVERGENCE_DEFINITIONS)}"
+        )
     if how == "probability":
         cols = species_columns(frame, PROB_PREFIX)
         if cols:
             P = frame[cols].to_numpy(dtype=np.float64, na_value=np.nan)
-            return (probability_distributions(strata.codes, strata.n, P),
-                    f"mean predicted probability over {len(cols)} species")
+            return (
+                probability_distributions(strata.codes, strata.n, P),
+                f"mean predicted probability over {len(cols)} species",
+            )
         missing = [c for c in ("top1_species", "top1_confidence") if c not in frame]
         if missing:
-            raise StrataError("strata_options.divergence: probability needs prob:<species> "
-                              f"columns or {missing} in the units")
-        return (species_distributions(strata.codes, strata.n, frame["top1_species"],
-                                      frame["top1_confidence"].to_numpy(dtype=np.float64)),
-                "top-1 species weighted by top-1 confidence (no prob:<species> columns)")
+            raise StrataError(
+                "strata_options.divergence: probability needs prob:<species> "
+                f"columns or {missing} in the units"
+            )
+        return (
+            species_distributions(
+                strata.codes,
+                strata.n,
+                frame["top1_species"],
+                frame["top1_confidence"].to_numpy(dtype=np.float64),
+            ),
+            "top-1 species weighted by top-1 confidence (no prob:<species> columns)",
+        )
     cols = species_columns(units if units is not None else frame, LABEL_PREFIX)
     if not cols:
-        raise StrataError("strata_options.divergence: labels needs label:<species> columns "
-                          "(1 present, 0 absent, empty = not labelled) on the labelled units")
+        raise StrataError(
+            "strata_options.divergence: labels needs label:<species> columns "
+            "(1 present, 0 absent, empty = not labelled) on the labelled units"
+        )
     lab = units[cols].to_numpy(dtype=np.float64, na_value=np.nan)  # type: ignore[index]
     rows = np.isfinite(lab).any(axis=1)
     codes = np.zeros(0, dtype=np.int64)
@@ -544,18 +615,26 @@ def stratum_distributions(frame: pd.DataFrame, strata: Strata, keys: Sequence[st
         labelled = units[rows]  # type: ignore[index]
         lab_strata = build_strata(labelled, keys, options)
         index = {label: i for i, label in enumerate(strata.labels)}
-        mapped = np.array([index.get(lab_strata.labels[c], -1) for c in lab_strata.codes],
-                          dtype=np.int64)
+        mapped = np.array(
+            [index.get(lab_strata.labels[c], -1) for c in lab_strata.codes], dtype=np.int64
+        )
         codes, Y = mapped[mapped >= 0], lab[rows][mapped >= 0]
-    return (label_distributions(codes, strata.n, Y),
-            f"label distribution of {len(codes)} labelled units over {len(cols)} species")
+    return (
+        label_distributions(codes, strata.n, Y),
+        f"label distribution of {len(codes)} labelled units over {len(cols)} species",
+    )
 
 
 # --------------------------------------------------------------------------- allocation
 
 
-def allocate(capacity: Sequence[int] | np.ndarray, n: int, weights: np.ndarray | None = None,
-             minimum: int = 0, seed: int | None = 0) -> np.ndarray:
+def allocate(
+    capacity: Sequence[int] | np.ndarray,
+    n: int,
+    weights: np.ndarray | None = None,
+    minimum: int = 0,
+    seed: int | None = 0,
+) -> np.ndarray:
     """Split ``n`` units over strata with ``capacity`` units each (iterative water-filling).
 
     ``weights`` None = equal allocation; otherwise quotas proportional to ``weights``
@@ -604,8 +683,9 @@ def allocate(capacity: Sequence[int] | np.ndarray, n: int, weights: np.ndarray |
     return alloc
 
 
-def stratum_column(units: pd.DataFrame, key: str,
-                   options: Mapping[str, Any] | None = None) -> pd.Series:
+def stratum_column(
+    units: pd.DataFrame, key: str, options: Mapping[str, Any] | None = None
+) -> pd.Series:
     """One stratum key's level per unit as a plain column (``"spring"``, ``"dawn"``, ...):
     the units' own column when they have it, else :func:`build_strata` of that key (season,
     diel, lat_band, ... computed from time and position)."""
@@ -613,5 +693,8 @@ def stratum_column(units: pd.DataFrame, key: str,
         return units[key].astype(str).where(units[key].notna(), "unknown")
     cat = build_strata(units, [key], options).as_categorical()
     prefix = f"{key}="
-    return pd.Series([str(v)[len(prefix):] if str(v).startswith(prefix) else str(v)
-                      for v in cat], index=units.index, name=key)
+    return pd.Series(
+        [str(v)[len(prefix) :] if str(v).startswith(prefix) else str(v) for v in cat],
+        index=units.index,
+        name=key,
+    )

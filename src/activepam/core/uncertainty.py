@@ -24,8 +24,15 @@ import numpy as np
 import pandas as pd
 
 #: columns returned by :func:`segment_uncertainty`
-MEASURES = ("top1_index", "top1_confidence", "top2_confidence", "margin", "ratio",
-            "max_binary_entropy", "mean_binary_entropy")
+MEASURES = (
+    "top1_index",
+    "top1_confidence",
+    "top2_confidence",
+    "margin",
+    "ratio",
+    "max_binary_entropy",
+    "mean_binary_entropy",
+)
 AGGREGATIONS = ("topk", "mean", "median", "max", "mean_event")
 
 
@@ -50,8 +57,7 @@ def segment_uncertainty(scores: np.ndarray) -> dict[str, np.ndarray]:
     n, m = s.shape
     if n == 0:
         empty = np.zeros(0, dtype=np.float64)
-        return {k: (np.zeros(0, dtype=np.int64) if k == "top1_index" else empty)
-                for k in MEASURES}
+        return {k: (np.zeros(0, dtype=np.int64) if k == "top1_index" else empty) for k in MEASURES}
     rows = np.arange(n)
     top1_idx = np.argmax(s, axis=1)
     top1 = s[rows, top1_idx].astype(np.float64)
@@ -102,9 +108,13 @@ def _row_lexsort(vals: np.ndarray, idx: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- aggregation
 
 
-def aggregate(values: Sequence[float] | np.ndarray, method: str = "topk", k: int = 10,
-              event_threshold: float = 0.5,
-              event_conf: Sequence[float] | np.ndarray | None = None) -> float:
+def aggregate(
+    values: Sequence[float] | np.ndarray,
+    method: str = "topk",
+    k: int = 10,
+    event_threshold: float = 0.5,
+    event_conf: Sequence[float] | np.ndarray | None = None,
+) -> float:
     """Aggregate the segment-level ``values`` of ONE recording into a file-level score.
 
     * ``topk``: mean of the ``k`` highest values (mean of all when fewer than ``k``);
@@ -136,9 +146,14 @@ def aggregate(values: Sequence[float] | np.ndarray, method: str = "topk", k: int
     return float(v.mean())  # mean, mean_event
 
 
-def aggregate_recordings(segments: pd.DataFrame, column: str = "max_binary_entropy",
-                         method: str = "topk", k: int = 10, event_threshold: float = 0.5,
-                         event_column: str = "top1_confidence") -> pd.DataFrame:
+def aggregate_recordings(
+    segments: pd.DataFrame,
+    column: str = "max_binary_entropy",
+    method: str = "topk",
+    k: int = 10,
+    event_threshold: float = 0.5,
+    event_column: str = "top1_confidence",
+) -> pd.DataFrame:
     """File-level score per recording from a segments table (one SQL pass in DuckDB).
 
     Returns ``DataFrame[recording_id, score, n_segments]`` sorted by ``recording_id``;
@@ -158,14 +173,22 @@ def aggregate_recordings(segments: pd.DataFrame, column: str = "max_binary_entro
         raise ValueError(f"k must be >= 1, got {k}")
     v = f'CASE WHEN isnan("{column}"::DOUBLE) THEN NULL ELSE "{column}"::DOUBLE END'
     if method == "topk":
-        inner = (f"SELECT recording_id, {v} AS v, row_number() OVER (PARTITION BY recording_id "
-                 f"ORDER BY {v} DESC NULLS LAST) AS r FROM seg")
-        sql = (f"SELECT recording_id, avg(CASE WHEN r <= {int(k)} THEN v END) AS score, "
-               f"count(*) AS n_segments FROM ({inner}) GROUP BY recording_id")
+        inner = (
+            f"SELECT recording_id, {v} AS v, row_number() OVER (PARTITION BY recording_id "
+            f"ORDER BY {v} DESC NULLS LAST) AS r FROM seg"
+        )
+        sql = (
+            f"SELECT recording_id, avg(CASE WHEN r <= {int(k)} THEN v END) AS score, "
+            f"count(*) AS n_segments FROM ({inner}) GROUP BY recording_id"
+        )
     else:
-        agg = {"mean": f"avg({v})", "median": f"median({v})", "max": f"max({v})",
-               "mean_event": f'avg(CASE WHEN "{event_column}" >= {float(event_threshold)!r} '
-                             f"THEN {v} END)"}[method]
+        agg = {
+            "mean": f"avg({v})",
+            "median": f"median({v})",
+            "max": f"max({v})",
+            "mean_event": f'avg(CASE WHEN "{event_column}" >= {float(event_threshold)!r} '
+            f"THEN {v} END)",
+        }[method]
         sql = f"SELECT recording_id, {agg} AS score, count(*) AS n_segments FROM seg GROUP BY 1"
     con = duckdb.connect()
     try:

@@ -223,8 +223,9 @@ def write_import(
     )
     files["labels"] = write_parquet(labels, out / "labels.parquet", stage="datasets")
     files["metadata"] = write_parquet(units, out / "metadata.parquet", stage="datasets")
-    files["species"] = write_csv(pd.DataFrame({"species": species}), out / "species.csv",
-                                 stage="datasets")
+    files["species"] = write_csv(
+        pd.DataFrame({"species": species}), out / "species.csv", stage="datasets"
+    )
     if scores is not None:
         S = np.asarray(scores, dtype=np.float32)
         sflat = pa.array(np.ascontiguousarray(S).ravel())
@@ -250,5 +251,6 @@ def write_import(
         "files": {k: v.name for k, v in files.items()},
     }
     files["import"] = write_json(meta, out / "import.json", stage="datasets")
-    return ImportResult(out, len(units), meta["n_recordings"], len(species), int(X.shape[1]),
-                        splits, files, meta)
+    return ImportResult(
+        out, len(units), meta["n_recordings"], len(species), int(X.shape[1]), splits, files, meta
+    )

@@ -40,9 +40,23 @@ PERIODS: dict[str, tuple[str, ...]] = {
     "C": ("202010", "202011", "202012", "202101"),
 }
 TIME_COLUMNS = (("min_t", "max_t"), ("start_s", "end_s"))
-OWN_COLUMNS = frozenset({"unit_id", "recording_id", "start_s", "end_s", "recording_duration_s",
-                         "split", "site", "year", "year_month", "period", "segment_time",
-                         "fname", "source_row"})
+OWN_COLUMNS = frozenset(
+    {
+        "unit_id",
+        "recording_id",
+        "start_s",
+        "end_s",
+        "recording_duration_s",
+        "split",
+        "site",
+        "year",
+        "year_month",
+        "period",
+        "segment_time",
+        "fname",
+        "source_row",
+    }
+)
 
 
 def read_array(folder: Path, stem: str) -> np.ndarray:
@@ -67,8 +81,9 @@ def period_of(year_month: pd.Series) -> pd.Series:
     return year_month.map(lookup).astype(object)
 
 
-def _species_names(data: pd.DataFrame, Y: np.ndarray, species_file: str | Path | None,
-                   source: str) -> tuple[list[str], str]:
+def _species_names(
+    data: pd.DataFrame, Y: np.ndarray, species_file: str | Path | None, source: str
+) -> tuple[list[str], str]:
     k = Y.shape[1]
     if species_file:
         names = [ln.strip() for ln in Path(species_file).read_text().splitlines() if ln.strip()]
@@ -96,8 +111,9 @@ def read_split(root: Path, split: str) -> dict[str, Any] | None:
     X = read_array(folder, "embeddings")
     Y = read_array(folder, "labels")
     if len(X) != len(data) or len(Y) != len(data):
-        raise DatasetError(f"{folder}: {len(data)} rows in data.csv, {len(X)} embeddings, "
-                           f"{len(Y)} label rows")
+        raise DatasetError(
+            f"{folder}: {len(data)} rows in data.csv, {len(X)} embeddings, {len(Y)} label rows"
+        )
     bad = (Y != 0) & (Y != 1)
     if bad.any():
         r, c = (int(v[0]) for v in np.nonzero(bad))
@@ -107,8 +123,15 @@ def read_split(root: Path, split: str) -> dict[str, Any] | None:
     return {"data": data, "X": X, "Y": Y.astype(np.uint8), "csv": csv}
 
 
-def _units(data: pd.DataFrame, split: str, window_s: float, hop_s: float, utc_offset_h: float,
-           duration_s: float | None, source: str) -> tuple[pd.DataFrame, str]:
+def _units(
+    data: pd.DataFrame,
+    split: str,
+    window_s: float,
+    hop_s: float,
+    utc_offset_h: float,
+    duration_s: float | None,
+    source: str,
+) -> tuple[pd.DataFrame, str]:
     from activepam.detection.inputs import sanitize_id
 
     fname = data["fname"].astype(str).map(lambda f: Path(f.replace("\\", "/")).stem)
@@ -148,8 +171,9 @@ def _units(data: pd.DataFrame, split: str, window_s: float, hop_s: float, utc_of
         units["recording_duration_s"] = float(duration_s)
         if (units["end_s"] > duration_s).any():
             i = int(np.flatnonzero((units["end_s"] > duration_s).to_numpy())[0])
-            raise DatasetError(f"{source}: row {i + 2}: window ends after the recording "
-                               f"duration {duration_s:g} s")
+            raise DatasetError(
+                f"{source}: row {i + 2}: window ends after the recording duration {duration_s:g} s"
+            )
     return units, span
 
 
@@ -171,15 +195,19 @@ def import_anuraset(
     widths = {p["Y"].shape[1] for p in present.values()}
     dims = {p["X"].shape[1] for p in present.values()}
     if len(widths) != 1 or len(dims) != 1:
-        raise DatasetError(f"{root}: label widths {sorted(widths)} / embedding dims "
-                           f"{sorted(dims)} differ between splits")
+        raise DatasetError(
+            f"{root}: label widths {sorted(widths)} / embedding dims "
+            f"{sorted(dims)} differ between splits"
+        )
     first = next(iter(present.values()))
-    species, species_source = _species_names(first["data"], first["Y"], species_file,
-                                             str(first["csv"]))
+    species, species_source = _species_names(
+        first["data"], first["Y"], species_file, str(first["csv"])
+    )
     frames, spans = [], {}
     for split, p in present.items():
-        units, span = _units(p["data"], split, window_s, hop_s, utc_offset_h,
-                             recording_duration_s, str(p["csv"]))
+        units, span = _units(
+            p["data"], split, window_s, hop_s, utc_offset_h, recording_duration_s, str(p["csv"])
+        )
         for col in p["data"].columns:
             if col == "fname" or (col in species and species_source != "generic"):
                 continue
@@ -197,8 +225,18 @@ def import_anuraset(
         "span": spans,
         "species_source": species_source,
         "periods": {k: list(v) for k, v in PERIODS.items()},
-        "options": {"window_s": window_s, "hop_s": hop_s,
-                    "recording_duration_s": recording_duration_s, "utc_offset_h": utc_offset_h},
+        "options": {
+            "window_s": window_s,
+            "hop_s": hop_s,
+            "recording_duration_s": recording_duration_s,
+            "utc_offset_h": utc_offset_h,
+        },
     }
-    return write_import(out, units, np.concatenate([p["X"] for p in present.values()]),
-                        np.concatenate([p["Y"] for p in present.values()]), species, info)
+    return write_import(
+        out,
+        units,
+        np.concatenate([p["X"] for p in present.values()]),
+        np.concatenate([p["Y"] for p in present.values()]),
+        species,
+        info,
+    )

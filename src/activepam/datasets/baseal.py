@@ -26,8 +26,18 @@ from activepam.datasets import DatasetError, ImportResult, write_import
 
 TRUE = {"true", "1", "yes", "t", "y"}
 FALSE = {"false", "0", "no", "f", "n", ""}
-OWN_COLUMNS = frozenset({"unit_id", "recording_id", "start_s", "end_s", "recording_duration_s",
-                         "split", "filename", "source_row"})
+OWN_COLUMNS = frozenset(
+    {
+        "unit_id",
+        "recording_id",
+        "start_s",
+        "end_s",
+        "recording_duration_s",
+        "split",
+        "filename",
+        "source_row",
+    }
+)
 
 
 def pick_model(root: Path, model: str | None) -> str:
@@ -41,8 +51,10 @@ def pick_model(root: Path, model: str | None) -> str:
             raise DatasetError(f"{emb}: no model {model!r} (found: {', '.join(models) or 'none'})")
         return model
     if len(models) != 1:
-        raise DatasetError(f"{emb}: {len(models)} model folders ({', '.join(models) or 'none'}); "
-                           "choose one with --model")
+        raise DatasetError(
+            f"{emb}: {len(models)} model folders ({', '.join(models) or 'none'}); "
+            "choose one with --model"
+        )
     return models[0]
 
 
@@ -51,8 +63,9 @@ def _bool(values: pd.Series, source: str) -> np.ndarray:
     bad = ~text.isin(TRUE | FALSE)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DatasetError(f"{source}: row {i + 2}: validation {values.iloc[i]!r} is not "
-                           "True/False")
+        raise DatasetError(
+            f"{source}: row {i + 2}: validation {values.iloc[i]!r} is not True/False"
+        )
     return text.isin(TRUE).to_numpy()
 
 
@@ -76,8 +89,10 @@ def _load_embedding(folder: Path, stem: str, model: str) -> np.ndarray | None:
             if arr.ndim == 2 and arr.shape[0] == 1:
                 arr = arr[0]
             if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
-                raise DatasetError(f"{path}: embedding of shape {arr.shape} / dtype {arr.dtype}, "
-                                   "one vector of numbers expected")
+                raise DatasetError(
+                    f"{path}: embedding of shape {arr.shape} / dtype {arr.dtype}, "
+                    "one vector of numbers expected"
+                )
             return arr
     return None
 
@@ -96,15 +111,18 @@ def import_baseal(
     lab_path = root / "labels.csv"
     if not lab_path.exists():
         raise DatasetError(f"{lab_path}: not found")
-    lab = pd.read_csv(lab_path, dtype={"filename": str, "label": str}, keep_default_na=False,
-                      na_values=[])
+    lab = pd.read_csv(
+        lab_path, dtype={"filename": str, "label": str}, keep_default_na=False, na_values=[]
+    )
     for col in ("filename", "label", "validation"):
         if col not in lab:
             raise DatasetError(f"{lab_path}: no {col!r} column (filename,label,validation)")
     dup = lab["filename"].duplicated()
     if dup.any():
-        raise DatasetError(f"{lab_path}: row {int(np.flatnonzero(dup.to_numpy())[0]) + 2}: "
-                           f"duplicate filename {lab.loc[dup, 'filename'].iloc[0]!r}")
+        raise DatasetError(
+            f"{lab_path}: row {int(np.flatnonzero(dup.to_numpy())[0]) + 2}: "
+            f"duplicate filename {lab.loc[dup, 'filename'].iloc[0]!r}"
+        )
     is_eval = _bool(lab["validation"], str(lab_path))
     stems = lab["filename"].map(lambda f: Path(str(f).replace("\\", "/")).stem)
     folder = root / "embeddings" / model
@@ -118,8 +136,10 @@ def import_baseal(
             vectors.append(v)
     if missing:
         i = missing[0]
-        raise DatasetError(f"{folder}: no embedding for {len(missing)} labels.csv row(s) "
-                           f"(first: row {i + 2}, {stems.iloc[i]}.npy)")
+        raise DatasetError(
+            f"{folder}: no embedding for {len(missing)} labels.csv row(s) "
+            f"(first: row {i + 2}, {stems.iloc[i]}.npy)"
+        )
     dims = {len(v) for v in vectors}
     if len(dims) != 1:
         raise DatasetError(f"{folder}: embeddings of different lengths {sorted(dims)}")
@@ -157,11 +177,12 @@ def import_baseal(
             ok = has & s.notna().to_numpy() & e.notna().to_numpy()
             units.loc[ok, "start_s"] = s[ok].to_numpy()
             units.loc[ok, "end_s"] = e[ok].to_numpy()
-        span = (f"metadata.csv original_filepath + segment_start/segment_end "
-                f"({int(has.sum())} of {len(units)} rows)")
+        span = (
+            f"metadata.csv original_filepath + segment_start/segment_end "
+            f"({int(has.sum())} of {len(units)} rows)"
+        )
         for col in meta.columns:
-            if col in ("filename", "original_filepath", "segment_start", "segment_end",
-                       "label"):
+            if col in ("filename", "original_filepath", "segment_start", "segment_end", "label"):
                 continue
             name = f"src_{col}" if col in OWN_COLUMNS else str(col)
             values = m[col]

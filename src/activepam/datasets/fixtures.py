@@ -67,9 +67,17 @@ def write_wabad(
                 site = WABAD_SITES[(i // per) % len(WABAD_SITES)]
                 year = 2020 + (day % 3)
                 name = f"{site}_{year}{(day % 12) + 1:02d}{(day % 27) + 1:02d}_0{day % 10}0000.wav"
-            rows.append({"File": name, "Country": "Spain" if i % 2 else "Portugal",
-                         **({"Start": 3.0 * (i % per), "End": 3.0 * (i % per) + 3.0}
-                            if with_times else {})})
+            rows.append(
+                {
+                    "File": name,
+                    "Country": "Spain" if i % 2 else "Portugal",
+                    **(
+                        {"Start": 3.0 * (i % per), "End": 3.0 * (i % per) + 3.0}
+                        if with_times
+                        else {}
+                    ),
+                }
+            )
         df = pd.DataFrame(rows)
         if split == "test":
             df = df.astype({"File": object, "Country": object})  # pandas 2 style object columns
@@ -114,13 +122,17 @@ def write_anuraset(
         folder = Path(root) / split
         folder.mkdir(parents=True, exist_ok=True)
         rows = []
-        for r in range(n_rec):
+        for _r in range(n_rec):
             site = ANURASET_SITES[r_global % len(ANURASET_SITES)]
             fname = f"{site}_{dates[r_global % len(dates)]}_{(r_global * 3) % 24:02d}00"
             r_global += 1
             for k in range(windows):
-                rows.append({"fname": fname, **({"min_t": float(k), "max_t": float(k) + 3.0}
-                                                if with_times else {})})
+                rows.append(
+                    {
+                        "fname": fname,
+                        **({"min_t": float(k), "max_t": float(k) + 3.0} if with_times else {}),
+                    }
+                )
         data = pd.DataFrame(rows)
         n = len(data)
         Y = (rng.random((n, n_species)) < 0.08).astype(np.float32)
@@ -162,14 +174,28 @@ def write_baseal(
             np.save(emb / name, v if s % 2 == 0 else v[None, :])
             vectors[filename] = v
             picked = [c for c in classes if rng.random() < 0.4]
-            lab_rows.append({"filename": filename, "label": ";".join(picked),
-                             "validation": r % 4 == 3})
-            meta_rows.append({"filename": filename, "original_filepath": f"{r + 1}-{1000 + r}-A.wav",
-                              "segment_start": 3.0 * s, "segment_end": 3.0 * s + 3.0,
-                              "label": ";".join(picked), "site": f"S{r % 2}", "fold": r % 5})
+            lab_rows.append(
+                {"filename": filename, "label": ";".join(picked), "validation": r % 4 == 3}
+            )
+            meta_rows.append(
+                {
+                    "filename": filename,
+                    "original_filepath": f"{r + 1}-{1000 + r}-A.wav",
+                    "segment_start": 3.0 * s,
+                    "segment_end": 3.0 * s + 3.0,
+                    "label": ";".join(picked),
+                    "site": f"S{r % 2}",
+                    "fold": r % 5,
+                }
+            )
     labels = pd.DataFrame(lab_rows)
     labels.to_csv(root / "labels.csv", index=False)
     if with_metadata:
         pd.DataFrame(meta_rows).to_csv(root / "metadata.csv", index=False)
-    return {"labels": labels, "metadata": pd.DataFrame(meta_rows), "vectors": vectors,
-            "model": model, "classes": classes}
+    return {
+        "labels": labels,
+        "metadata": pd.DataFrame(meta_rows),
+        "vectors": vectors,
+        "model": model,
+        "classes": classes,
+    }

@@ -89,18 +89,13 @@ _TABLE: dict[str, str] = {
     "numpy.core.numeric._frombuffer": "numpy._core.numeric:_frombuffer",
     # pandas internals of DataFrame / Series / Index pickles
     "pandas.core.internals.managers.BlockManager": "pandas.core.internals.managers:BlockManager",
-    "pandas.core.internals.managers.SingleBlockManager":
-        "pandas.core.internals.managers:SingleBlockManager",
+    "pandas.core.internals.managers.SingleBlockManager": "pandas.core.internals.managers:SingleBlockManager",
     "pandas._libs.internals._unpickle_block": "pandas._libs.internals:_unpickle_block",
-    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked":
-        "pandas._libs.arrays:__pyx_unpickle_NDArrayBacked",
+    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked": "pandas._libs.arrays:__pyx_unpickle_NDArrayBacked",
     "pandas.core.indexes.base._new_Index": "pandas.core.indexes.base:_new_Index",
-    "pandas.core.indexes.datetimes._new_DatetimeIndex":
-        "pandas.core.indexes.datetimes:_new_DatetimeIndex",
-    "pandas._libs.tslibs.timestamps._unpickle_timestamp":
-        "pandas._libs.tslibs.timestamps:_unpickle_timestamp",
-    "pandas._libs.tslibs.timedeltas._timedelta_unpickle":
-        "pandas._libs.tslibs.timedeltas:_timedelta_unpickle",
+    "pandas.core.indexes.datetimes._new_DatetimeIndex": "pandas.core.indexes.datetimes:_new_DatetimeIndex",
+    "pandas._libs.tslibs.timestamps._unpickle_timestamp": "pandas._libs.tslibs.timestamps:_unpickle_timestamp",
+    "pandas._libs.tslibs.timedeltas._timedelta_unpickle": "pandas._libs.tslibs.timedeltas:_timedelta_unpickle",
     # Arrow-backed strings (pandas >= 3 with pyarrow); validated after loading
     "pyarrow.lib._restore_array": "pyarrow.lib:_restore_array",
     "pyarrow.lib.py_buffer": "pyarrow.lib:py_buffer",
@@ -123,8 +118,10 @@ _PANDAS_CLASSES: dict[str, str] = {
     "BooleanDtype": "pandas.core.arrays.boolean",
     "Float32Dtype": "pandas.core.arrays.floating",
     "Float64Dtype": "pandas.core.arrays.floating",
-    **{f"{k}Dtype": "pandas.core.arrays.integer"
-       for k in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64")},
+    **{
+        f"{k}Dtype": "pandas.core.arrays.integer"
+        for k in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64")
+    },
 }
 _PANDAS_ARRAYS: dict[str, str] = {
     "DatetimeArray": "pandas.core.arrays.datetimes",
@@ -274,4 +271,3 @@ def pickle_globals(obj: Any, protocols: Any = range(pickle.HIGHEST_PROTOCOL + 1)
     for proto in protocols:
         _Recorder(io.BytesIO(pickle.dumps(obj, protocol=proto))).load()
     return seen
-

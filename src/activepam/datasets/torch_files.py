@@ -68,9 +68,7 @@ class _Storage:
         self.data = data
 
 
-def _rebuild_tensor(
-    storage: Any, offset: Any, size: Any, stride: Any, *rest: Any
-) -> np.ndarray:
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> np.ndarray:
     """numpy copy of a tensor view (``_rebuild_tensor_v2`` / ``_rebuild_tensor`` arguments)."""
     if not isinstance(storage, _Storage):
         raise UnsafePickleError(f"tensor storage is a {type(storage).__name__}, not a storage")
@@ -94,7 +92,7 @@ def _rebuild_tensor(
             f"a storage of {base.size}"
         )
     view = np.lib.stride_tricks.as_strided(
-        base[int(offset):],
+        base[int(offset) :],
         shape=shape,
         strides=tuple(int(s) * base.itemsize for s in stride),
         writeable=False,
@@ -120,8 +118,7 @@ def _decode(raw: bytes, code: str, big: bool, numel: int, source: str) -> np.nda
         raise TorchFileError(
             f"{source}: storage has {len(raw)} bytes, {numel} x {dtype.itemsize} expected"
         )
-    return np.frombuffer(raw, dtype=dtype, count=numel).astype(dtype.newbyteorder("="),
-                                                              copy=False)
+    return np.frombuffer(raw, dtype=dtype, count=numel).astype(dtype.newbyteorder("="), copy=False)
 
 
 def load_pt(path: str | Path) -> Any:
@@ -137,8 +134,10 @@ def load_pt(path: str | Path) -> Any:
         names = zf.namelist()
         pkls = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
         if len(pkls) != 1:
-            what = "TorchScript archive" if any(n.endswith("/constants.pkl") for n in names) else (
-                "archive without a single <name>/data.pkl"
+            what = (
+                "TorchScript archive"
+                if any(n.endswith("/constants.pkl") for n in names)
+                else ("archive without a single <name>/data.pkl")
             )
             raise TorchFileError(f"{source}: {what}; a torch.save tensor file is expected")
         prefix = pkls[0][: -len("data.pkl")]
@@ -167,8 +166,9 @@ def load_pt(path: str | Path) -> Any:
             return storages[key]
 
         data = zf.read(pkls[0])
-        return loads(data, f"{source}:{pkls[0]}", extra=_TORCH_GLOBALS,
-                     persistent_load=persistent_load)
+        return loads(
+            data, f"{source}:{pkls[0]}", extra=_TORCH_GLOBALS, persistent_load=persistent_load
+        )
 
 
 def load_pt_array(path: str | Path, ndim: int | None = None) -> np.ndarray:
@@ -216,8 +216,14 @@ class _TensorStub:
             acc *= max(n, 1)
         return (
             _Global("torch._utils", "_rebuild_tensor_v2"),
-            (self.storage, 0, self.shape, tuple(reversed(strides)), False,
-             collections.OrderedDict()),
+            (
+                self.storage,
+                0,
+                self.shape,
+                tuple(reversed(strides)),
+                False,
+                collections.OrderedDict(),
+            ),
         )
 
 
@@ -258,8 +264,10 @@ def save_pt(path: str | Path, array: np.ndarray, archive: str | None = None) -> 
         raise TorchFileError(f"{path}: dtype {arr.dtype} has no torch storage")
     arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
     name = archive or Path(path).stem
-    tensor = _TensorStub(_StorageStub("0", _NUMPY_STORAGE[arr.dtype], int(arr.size)),
-                         tuple(int(n) for n in arr.shape))
+    tensor = _TensorStub(
+        _StorageStub("0", _NUMPY_STORAGE[arr.dtype], int(arr.size)),
+        tuple(int(n) for n in arr.shape),
+    )
     buf = io.BytesIO()
     _TorchPickler(buf, protocol=2).dump(tensor)
     with atomic_path(path, "datasets") as tmp, zipfile.ZipFile(tmp, "w") as zf:

@@ -36,33 +36,112 @@ from activepam.datasets.safe_pickle import load_pickle
 
 #: the preprint's species (scientific names), in its order
 PREPRINT_SPECIES: tuple[str, ...] = (
-    "Acrocephalus arundinaceus", "Acrocephalus scirpaceus", "Alauda arvensis",
-    "Alectoris chukar", "Anas platyrhynchos", "Anthus pratensis", "Anthus trivialis",
-    "Ardea cinerea", "Athene noctua", "Burhinus oedicnemus", "Calandrella brachydactyla",
-    "Carduelis carduelis", "Certhia brachydactyla", "Cettia cetti", "Chloris chloris",
-    "Chroicocephalus ridibundus", "Circus aeruginosus", "Cisticola juncidis",
-    "Coccothraustes coccothraustes", "Columba oenas", "Columba palumbus", "Corvus corax",
-    "Corvus cornix", "Corvus corone", "Corvus monedula", "Cuculus canorus", "Curruca communis",
-    "Curruca conspicillata", "Curruca iberiae", "Curruca melanocephala", "Curruca undata",
-    "Cyanistes caeruleus", "Cyanopica cooki", "Dendrocopos major", "Dendrocoptes medius",
-    "Dryocopus martius", "Emberiza calandra", "Emberiza cia", "Emberiza cirlus",
-    "Emberiza citrinella", "Erithacus rubecula", "Falco tinnunculus", "Ficedula albicollis",
-    "Fringilla coelebs", "Fringilla montifringilla", "Fulica atra", "Galerida cristata",
-    "Galerida theklae", "Gallinula chloropus", "Gallus gallus", "Garrulus glandarius",
-    "Grus grus", "Himantopus himantopus", "Hippolais polyglotta", "Lanius senator",
-    "Larus argentatus", "Linaria cannabina", "Locustella naevia", "Lophophanes cristatus",
-    "Lullula arborea", "Luscinia megarhynchos", "Merops apiaster", "Milvus migrans",
-    "Motacilla flava", "Oriolus oriolus", "Parus major", "Passer domesticus", "Periparus ater",
-    "Petronia petronia", "Phasianus colchicus", "Phoenicopterus roseus", "Phoenicurus ochruros",
-    "Phylloscopus bonelli", "Phylloscopus collybita", "Phylloscopus sibilatrix",
-    "Phylloscopus trochilus", "Pica pica", "Picus sharpei", "Poecile palustris",
-    "Prunella collaris", "Prunella modularis", "Pyrrhocorax pyrrhocorax", "Pyrrhula pyrrhula",
-    "Rallus aquaticus", "Recurvirostra avosetta", "Regulus ignicapilla", "Regulus regulus",
-    "Remiz pendulinus", "Saxicola rubetra", "Saxicola rubicola", "Serinus serinus",
-    "Sitta europaea", "Spinus spinus", "Streptopelia decaocto", "Sturnus unicolor",
-    "Sylvia atricapilla", "Tachybaptus ruficollis", "Tadorna ferruginea", "Tadorna tadorna",
-    "Tringa glareola", "Tringa ochropus", "Troglodytes troglodytes", "Turdus merula",
-    "Turdus philomelos", "Turdus viscivorus", "Upupa epops",
+    "Acrocephalus arundinaceus",
+    "Acrocephalus scirpaceus",
+    "Alauda arvensis",
+    "Alectoris chukar",
+    "Anas platyrhynchos",
+    "Anthus pratensis",
+    "Anthus trivialis",
+    "Ardea cinerea",
+    "Athene noctua",
+    "Burhinus oedicnemus",
+    "Calandrella brachydactyla",
+    "Carduelis carduelis",
+    "Certhia brachydactyla",
+    "Cettia cetti",
+    "Chloris chloris",
+    "Chroicocephalus ridibundus",
+    "Circus aeruginosus",
+    "Cisticola juncidis",
+    "Coccothraustes coccothraustes",
+    "Columba oenas",
+    "Columba palumbus",
+    "Corvus corax",
+    "Corvus cornix",
+    "Corvus corone",
+    "Corvus monedula",
+    "Cuculus canorus",
+    "Curruca communis",
+    "Curruca conspicillata",
+    "Curruca iberiae",
+    "Curruca melanocephala",
+    "Curruca undata",
+    "Cyanistes caeruleus",
+    "Cyanopica cooki",
+    "Dendrocopos major",
+    "Dendrocoptes medius",
+    "Dryocopus martius",
+    "Emberiza calandra",
+    "Emberiza cia",
+    "Emberiza cirlus",
+    "Emberiza citrinella",
+    "Erithacus rubecula",
+    "Falco tinnunculus",
+    "Ficedula albicollis",
+    "Fringilla coelebs",
+    "Fringilla montifringilla",
+    "Fulica atra",
+    "Galerida cristata",
+    "Galerida theklae",
+    "Gallinula chloropus",
+    "Gallus gallus",
+    "Garrulus glandarius",
+    "Grus grus",
+    "Himantopus himantopus",
+    "Hippolais polyglotta",
+    "Lanius senator",
+    "Larus argentatus",
+    "Linaria cannabina",
+    "Locustella naevia",
+    "Lophophanes cristatus",
+    "Lullula arborea",
+    "Luscinia megarhynchos",
+    "Merops apiaster",
+    "Milvus migrans",
+    "Motacilla flava",
+    "Oriolus oriolus",
+    "Parus major",
+    "Passer domesticus",
+    "Periparus ater",
+    "Petronia petronia",
+    "Phasianus colchicus",
+    "Phoenicopterus roseus",
+    "Phoenicurus ochruros",
+    "Phylloscopus bonelli",
+    "Phylloscopus collybita",
+    "Phylloscopus sibilatrix",
+    "Phylloscopus trochilus",
+    "Pica pica",
+    "Picus sharpei",
+    "Poecile palustris",
+    "Prunella collaris",
+    "Prunella modularis",
+    "Pyrrhocorax pyrrhocorax",
+    "Pyrrhula pyrrhula",
+    "Rallus aquaticus",
+    "Recurvirostra avosetta",
+    "Regulus ignicapilla",
+    "Regulus regulus",
+    "Remiz pendulinus",
+    "Saxicola rubetra",
+    "Saxicola rubicola",
+    "Serinus serinus",
+    "Sitta europaea",
+    "Spinus spinus",
+    "Streptopelia decaocto",
+    "Sturnus unicolor",
+    "Sylvia atricapilla",
+    "Tachybaptus ruficollis",
+    "Tadorna ferruginea",
+    "Tadorna tadorna",
+    "Tringa glareola",
+    "Tringa ochropus",
+    "Troglodytes troglodytes",
+    "Turdus merula",
+    "Turdus philomelos",
+    "Turdus viscivorus",
+    "Upupa epops",
 )
 #: removed by the preprint although present in train and test
 EXCLUDED_SPECIES: tuple[str, ...] = ("Curruca cantillans",)
@@ -73,8 +152,21 @@ PREPRINT_SIZES = {"train": 13453, "test": 16123}
 START_COLUMNS = ("start_s", "Start", "start", "Start (s)", "Start Time (s)", "Begin Time (s)")
 END_COLUMNS = ("end_s", "End", "end", "End (s)", "End Time (s)")
 #: metadata columns written by the import (a samples_df column of that name becomes src_<name>)
-OWN_COLUMNS = frozenset({"unit_id", "recording_id", "start_s", "end_s", "recording_duration_s",
-                         "split", "site", "year", "segment_time", "file", "source_row"})
+OWN_COLUMNS = frozenset(
+    {
+        "unit_id",
+        "recording_id",
+        "start_s",
+        "end_s",
+        "recording_duration_s",
+        "split",
+        "site",
+        "year",
+        "segment_time",
+        "file",
+        "source_row",
+    }
+)
 
 
 def data_dir(path: str | Path) -> Path:
@@ -97,7 +189,9 @@ def read_labels(path: str | Path) -> list[str]:
     return lines
 
 
-def species_columns(labels: list[str], names: tuple[str, ...] | list[str], source: str) -> list[int]:
+def species_columns(
+    labels: list[str], names: tuple[str, ...] | list[str], source: str
+) -> list[int]:
     """Column of each scientific name: the first label ``<name>_...`` (the preprint's rule)."""
     latin = [lab.split("_")[0] for lab in labels]
     first: dict[str, int] = {}
@@ -130,24 +224,28 @@ def read_split(d: Path, split: str, n_labels: int) -> dict[str, Any] | None:
         return None
     obj = load_pickle(df_path)
     if not (isinstance(obj, (list, tuple)) and len(obj) == 3):
-        raise DatasetError(f"{df_path}: a 3-list [samples_df, y_true, y_scores] expected, got "
-                           f"{type(obj).__name__}")
+        raise DatasetError(
+            f"{df_path}: a 3-list [samples_df, y_true, y_scores] expected, got {type(obj).__name__}"
+        )
     df, y_true, y_scores = obj
     if not isinstance(df, pd.DataFrame) or "File" not in df:
         raise DatasetError(f"{df_path}: samples_df must be a DataFrame with a 'File' column")
     n = len(df)
     y_true = np.asarray(y_true)
     if y_true.shape != (n, n_labels):
-        raise DatasetError(f"{df_path}: y_true has shape {y_true.shape}, ({n}, {n_labels}) "
-                           "expected (rows of samples_df x BirdNET labels)")
+        raise DatasetError(
+            f"{df_path}: y_true has shape {y_true.shape}, ({n}, {n_labels}) "
+            "expected (rows of samples_df x BirdNET labels)"
+        )
     Y = _binary(y_true, str(df_path))
     del obj, y_true
     scores = None
     if y_scores is not None:
         scores = np.asarray(y_scores)  # cast to float32 after the species columns are taken
         if scores.shape != (n, n_labels) or not np.issubdtype(scores.dtype, np.number):
-            raise DatasetError(f"{df_path}: y_scores has shape {scores.shape}, ({n}, {n_labels}) "
-                               "expected")
+            raise DatasetError(
+                f"{df_path}: y_scores has shape {scores.shape}, ({n}, {n_labels}) expected"
+            )
     if not emb_path.exists():
         raise DatasetError(f"{emb_path}: embeddings of split {split!r} not found")
     eobj = load_pickle(emb_path)
@@ -156,21 +254,30 @@ def read_split(d: Path, split: str, n_labels: int) -> dict[str, Any] | None:
     X = np.asarray(eobj[0])
     files = [str(f) for f in list(eobj[1])]
     if X.ndim != 2 or len(X) != n or not np.issubdtype(X.dtype, np.number):
-        raise DatasetError(f"{emb_path}: embeddings of shape {X.shape}, ({n}, dim) numbers "
-                           "expected")
+        raise DatasetError(
+            f"{emb_path}: embeddings of shape {X.shape}, ({n}, dim) numbers expected"
+        )
     if len(files) != n:
         raise DatasetError(f"{emb_path}: {len(files)} files for {n} samples_df rows")
     ref = df["File"].astype(str).tolist()
     if files != ref:
         i = next(k for k, (a, b) in enumerate(zip(files, ref)) if a != b)
-        raise DatasetError(f"{emb_path}: row {i}: file {files[i]!r} but samples_df has "
-                           f"{ref[i]!r}; embeddings must be aligned with samples_df")
+        raise DatasetError(
+            f"{emb_path}: row {i}: file {files[i]!r} but samples_df has "
+            f"{ref[i]!r}; embeddings must be aligned with samples_df"
+        )
     return {"df": df.reset_index(drop=True), "Y": Y, "scores": scores, "X": X, "files": ref}
 
 
-def _units(df: pd.DataFrame, split: str, file_duration_s: float, utc_offset_h: float,
-           source: str, window_s: float = 3.0, hop_s: float | None = None
-           ) -> tuple[pd.DataFrame, str]:
+def _units(
+    df: pd.DataFrame,
+    split: str,
+    file_duration_s: float,
+    utc_offset_h: float,
+    source: str,
+    window_s: float = 3.0,
+    hop_s: float | None = None,
+) -> tuple[pd.DataFrame, str]:
     from activepam.detection.inputs import sanitize_id
 
     names = df["File"].astype(str).map(lambda f: Path(f.replace("\\", "/")).name)
@@ -243,16 +350,24 @@ def import_wabad(
         names: list[str] = list(PREPRINT_SPECIES)
     elif species == "derived":
         if derived is None:
-            raise DatasetError(f"{d}: --species derived needs dataframe_train.pkl and "
-                               "dataframe_test.pkl")
+            raise DatasetError(
+                f"{d}: --species derived needs dataframe_train.pkl and dataframe_test.pkl"
+            )
         names = derived
     else:
         raise DatasetError(f"species: {species!r} is not preprint | derived")
     cols = species_columns(labels, names, str(d / LABELS_FILE))
     frames, Xs, Ys, Ss, spans = [], [], [], [], {}
     for split, p in present.items():
-        units, span = _units(p["df"], split, file_duration_s, utc_offset_h,
-                             str(d / f"dataframe_{split}.pkl"), window_s, hop_s)
+        units, span = _units(
+            p["df"],
+            split,
+            file_duration_s,
+            utc_offset_h,
+            str(d / f"dataframe_{split}.pkl"),
+            window_s,
+            hop_s,
+        )
         frames.append(units)
         Xs.append(p["X"])
         Ys.append(p["Y"][:, cols])
@@ -272,15 +387,29 @@ def import_wabad(
         "span": spans,
         "preprint_sizes": PREPRINT_SIZES,
         "derived_species_not_in_preprint": (
-            sorted(set(derived) - set(PREPRINT_SPECIES)) if derived is not None else None),
+            sorted(set(derived) - set(PREPRINT_SPECIES)) if derived is not None else None
+        ),
         "preprint_species_not_derived": (
-            sorted(set(PREPRINT_SPECIES) - set(derived)) if derived is not None else None),
-        "rows_per_file": {s: float(p["df"]["File"].value_counts().mean())
-                          for s, p in present.items()},
-        "options": {"file_duration_s": file_duration_s, "utc_offset_h": utc_offset_h,
-                    "window_s": window_s, "hop_s": hop_s},
+            sorted(set(PREPRINT_SPECIES) - set(derived)) if derived is not None else None
+        ),
+        "rows_per_file": {
+            s: float(p["df"]["File"].value_counts().mean()) for s, p in present.items()
+        },
+        "options": {
+            "file_duration_s": file_duration_s,
+            "utc_offset_h": utc_offset_h,
+            "window_s": window_s,
+            "hop_s": hop_s,
+        },
     }
     units = pd.concat(frames, ignore_index=True)
     scores = np.concatenate(Ss) if len(Ss) == len(frames) else None
-    return write_import(out, units, np.concatenate(Xs), np.concatenate(Ys),
-                        [labels[c] for c in cols], info, scores=scores)
+    return write_import(
+        out,
+        units,
+        np.concatenate(Xs),
+        np.concatenate(Ys),
+        [labels[c] for c in cols],
+        info,
+        scores=scores,
+    )

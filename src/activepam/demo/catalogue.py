@@ -24,8 +24,9 @@ class SpeciesSpec:
     range: str  # "north", "south" or "any": where along the gradient its optimum lies
 
 
-def _spec(label: str, call: str, diel: str, season: str, habitat: str,
-          range_: str = "any") -> SpeciesSpec:
+def _spec(
+    label: str, call: str, diel: str, season: str, habitat: str, range_: str = "any"
+) -> SpeciesSpec:
     return SpeciesSpec(label, call, diel, season, habitat, range_)
 
 
@@ -48,20 +49,28 @@ SPECIES_CATALOGUE: tuple[SpeciesSpec, ...] = (
     _spec("Emberiza schoeniclus_Reed Bunting", "downsweep", "dawn", "resident", "wetland"),
     _spec("Caprimulgus europaeus_Eurasian Nightjar", "clicks", "nocturnal", "migrant", "farmland"),
     _spec("Turdus iliacus_Redwing", "downsweep", "dawn", "migrant", "forest", "north"),
-    _spec("Luscinia megarhynchos_Common Nightingale", "warble", "nocturnal", "migrant", "forest",
-          "south"),
+    _spec(
+        "Luscinia megarhynchos_Common Nightingale",
+        "warble",
+        "nocturnal",
+        "migrant",
+        "forest",
+        "south",
+    ),
     _spec("Vanellus vanellus_Northern Lapwing", "upsweep", "crepuscular", "resident", "farmland"),
     _spec("Rallus aquaticus_Water Rail", "chirp", "crepuscular", "resident", "wetland"),
     _spec("Upupa epops_Eurasian Hoopoe", "harmonic", "diurnal", "migrant", "farmland", "south"),
     _spec("Fringilla montifringilla_Brambling", "upsweep", "dawn", "migrant", "forest", "north"),
-    _spec("Cisticola juncidis_Zitting Cisticola", "clicks", "diurnal", "resident", "farmland",
-          "south"),
+    _spec(
+        "Cisticola juncidis_Zitting Cisticola", "clicks", "diurnal", "resident", "farmland", "south"
+    ),
     _spec("Regulus regulus_Goldcrest", "trill", "dawn", "resident", "forest", "north"),
     _spec("Athene noctua_Little Owl", "whistle", "nocturnal", "resident", "farmland", "south"),
     # 25-
     _spec("Cyanistes caeruleus_Eurasian Blue Tit", "trill", "dawn", "resident", "forest"),
-    _spec("Phylloscopus trochilus_Willow Warbler", "downsweep", "dawn", "migrant", "forest",
-          "north"),
+    _spec(
+        "Phylloscopus trochilus_Willow Warbler", "downsweep", "dawn", "migrant", "forest", "north"
+    ),
     _spec("Emberiza citrinella_Yellowhammer", "trill", "diurnal", "resident", "farmland"),
     _spec("Hirundo rustica_Barn Swallow", "warble", "diurnal", "migrant", "farmland"),
     _spec("Corvus corone_Carrion Crow", "harmonic", "diurnal", "resident", "any"),
@@ -84,39 +93,64 @@ SPECIES_CATALOGUE: tuple[SpeciesSpec, ...] = (
     _spec("Chloris chloris_European Greenfinch", "trill", "diurnal", "resident", "farmland"),
     _spec("Passer domesticus_House Sparrow", "chirp", "diurnal", "resident", "farmland"),
     _spec("Sturnus vulgaris_European Starling", "clicks", "diurnal", "resident", "farmland"),
-    _spec("Oriolus oriolus_Eurasian Golden Oriole", "whistle", "dawn", "migrant", "forest",
-          "south"),
-    _spec("Merops apiaster_European Bee-eater", "chirp", "diurnal", "migrant", "farmland",
-          "south"),
+    _spec(
+        "Oriolus oriolus_Eurasian Golden Oriole", "whistle", "dawn", "migrant", "forest", "south"
+    ),
+    _spec("Merops apiaster_European Bee-eater", "chirp", "diurnal", "migrant", "farmland", "south"),
     _spec("Serinus serinus_European Serin", "trill", "diurnal", "resident", "farmland", "south"),
-    _spec("Curruca melanocephala_Sardinian Warbler", "clicks", "dawn", "resident", "farmland",
-          "south"),
+    _spec(
+        "Curruca melanocephala_Sardinian Warbler", "clicks", "dawn", "resident", "farmland", "south"
+    ),
     _spec("Cettia cetti_Cetti's Warbler", "chirp", "dawn", "resident", "wetland", "south"),
     _spec("Coturnix coturnix_Common Quail", "whistle", "crepuscular", "migrant", "farmland"),
     _spec("Crex crex_Corn Crake", "clicks", "nocturnal", "migrant", "farmland"),
     _spec("Botaurus stellaris_Great Bittern", "harmonic", "nocturnal", "resident", "wetland"),
-    _spec("Tetrao urogallus_Western Capercaillie", "clicks", "dawn", "resident", "forest",
-          "north"),
-    _spec("Lagopus lagopus_Willow Ptarmigan", "downsweep", "crepuscular", "resident", "any",
-          "north"),
+    _spec("Tetrao urogallus_Western Capercaillie", "clicks", "dawn", "resident", "forest", "north"),
+    _spec(
+        "Lagopus lagopus_Willow Ptarmigan", "downsweep", "crepuscular", "resident", "any", "north"
+    ),
     _spec("Strix uralensis_Ural Owl", "harmonic", "nocturnal", "resident", "forest", "north"),
-    _spec("Glaucidium passerinum_Eurasian Pygmy-Owl", "whistle", "crepuscular", "resident",
-          "forest", "north"),
+    _spec(
+        "Glaucidium passerinum_Eurasian Pygmy-Owl",
+        "whistle",
+        "crepuscular",
+        "resident",
+        "forest",
+        "north",
+    ),
     _spec("Aegolius funereus_Boreal Owl", "trill", "nocturnal", "resident", "forest", "north"),
     _spec("Acrocephalus schoenobaenus_Sedge Warbler", "trill", "dawn", "migrant", "wetland"),
     _spec("Phoenicurus phoenicurus_Common Redstart", "downsweep", "dawn", "migrant", "forest"),
-    _spec("Ficedula hypoleuca_European Pied Flycatcher", "upsweep", "dawn", "migrant", "forest",
-          "north"),
+    _spec(
+        "Ficedula hypoleuca_European Pied Flycatcher",
+        "upsweep",
+        "dawn",
+        "migrant",
+        "forest",
+        "north",
+    ),
 )
 
 #: country code -> (northern latitude, southern latitude, longitude) of a box sites are put in
 COUNTRY_BOXES: dict[str, tuple[float, float, float]] = {
-    "NO": (63.0, 58.6, 10.5), "SE": (63.5, 55.8, 15.0), "FI": (64.0, 60.5, 25.5),
-    "DK": (57.3, 55.0, 9.4), "GB": (57.5, 50.6, -2.2), "IE": (55.0, 51.8, -8.0),
-    "NL": (53.3, 51.5, 5.6), "BE": (51.3, 49.8, 4.6), "DE": (54.4, 47.9, 10.2),
-    "PL": (54.3, 49.6, 19.3), "CZ": (50.9, 48.8, 15.4), "AT": (48.6, 46.7, 14.2),
-    "CH": (47.6, 46.1, 8.1), "FR": (50.3, 43.3, 2.4), "IT": (46.4, 38.2, 12.5),
-    "PT": (41.8, 37.2, -8.2), "ES": (43.2, 37.0, -4.0), "GR": (41.3, 36.9, 22.6),
+    "NO": (63.0, 58.6, 10.5),
+    "SE": (63.5, 55.8, 15.0),
+    "FI": (64.0, 60.5, 25.5),
+    "DK": (57.3, 55.0, 9.4),
+    "GB": (57.5, 50.6, -2.2),
+    "IE": (55.0, 51.8, -8.0),
+    "NL": (53.3, 51.5, 5.6),
+    "BE": (51.3, 49.8, 4.6),
+    "DE": (54.4, 47.9, 10.2),
+    "PL": (54.3, 49.6, 19.3),
+    "CZ": (50.9, 48.8, 15.4),
+    "AT": (48.6, 46.7, 14.2),
+    "CH": (47.6, 46.1, 8.1),
+    "FR": (50.3, 43.3, 2.4),
+    "IT": (46.4, 38.2, 12.5),
+    "PT": (41.8, 37.2, -8.2),
+    "ES": (43.2, 37.0, -4.0),
+    "GR": (41.3, 36.9, 22.6),
 }
 
 
@@ -139,6 +173,7 @@ HABITAT_NOISE: dict[str, NoiseProfile] = {
     "urban": NoiseProfile(-48.0, -44.0, 400.0, -50.0, 0.25),
 }
 DEFAULT_NOISE = NoiseProfile(-56.0, -42.0, 400.0, -42.0, 0.25)
+
 
 @dataclass(frozen=True)
 class Site:

@@ -44,7 +44,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,8 @@ def _check_out_dir(out_dir: Path) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
         raise FileExistsError(
             f"{out_dir}: folder is not empty and has no {MARKER} marker; refusing to write the "
-            "demo dataset into it (choose an empty folder or remove it)")
+            "demo dataset into it (choose an empty folder or remove it)"
+        )
 
 
 def _remove_stale(out_dir: Path, keep: set[str]) -> int:
@@ -111,9 +112,14 @@ def _remove_stale(out_dir: Path, keep: set[str]) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def generate_demo(out_dir: Path | str, params: Mapping[str, Any] | None = None,
-                  seed: int | None = None, *, n_jobs: int = 1, progress: bool = True,
-                  ) -> dict[str, Any]:
+def generate_demo(
+    out_dir: Path | str,
+    params: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    *,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write the demo dataset into ``out_dir``; returns a summary.
 
     ``params`` is the ``demo:`` section of params.yaml (missing keys take :data:`DEFAULTS`);
@@ -127,8 +133,11 @@ def generate_demo(out_dir: Path | str, params: Mapping[str, Any] | None = None,
     seed = int(p["seed"])
     _check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json({"generator": "activepam.demo.generate", "version": GENERATOR_VERSION,
-                "params": p}, out_dir / MARKER, STAGE)
+    write_json(
+        {"generator": "activepam.demo.generate", "version": GENERATOR_VERSION, "params": p},
+        out_dir / MARKER,
+        STAGE,
+    )
 
     sites = build_sites(p, seed)
     slots = schedule(p)
@@ -139,14 +148,28 @@ def generate_demo(out_dir: Path | str, params: Mapping[str, Any] | None = None,
     if removed:
         logger.info("demo: removed %d audio files of an earlier generation", removed)
     ctx = Context(p, seed, tuple(species), gradient_span(sites), out_dir)
-    logger.info("demo: %d sites, %d species, %d recordings of %.0f s into %s (seed %d)",
-                len(sites), len(species), len(recordings), p["duration_s"], out_dir, seed)
+    logger.info(
+        "demo: %d sites, %d species, %d recordings of %.0f s into %s (seed %d)",
+        len(sites),
+        len(species),
+        len(recordings),
+        p["duration_s"],
+        out_dir,
+        seed,
+    )
 
     results: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
-    bar = tqdm(total=len(recordings), desc="generate demo", unit="rec", disable=not progress,
-               file=sys.stderr)
-    work: Callable[[Recording], tuple[list[dict[str, Any]], dict[str, Any]]] = (
-        lambda rec: make_recording(ctx, rec))
+    bar = tqdm(
+        total=len(recordings),
+        desc="generate demo",
+        unit="rec",
+        disable=not progress,
+        file=sys.stderr,
+    )
+
+    def work(rec: Recording) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return make_recording(ctx, rec)
+
     if n_jobs <= 1:
         for rec in recordings:
             results.append(work(rec))
@@ -160,8 +183,7 @@ def generate_demo(out_dir: Path | str, params: Mapping[str, Any] | None = None,
 
     events = frame([e for evs, _ in results for e in evs], EVENT_COLUMNS)
     events = events.sort_values(["rel_path", "onset_s", "species"], ignore_index=True)
-    rec_table = pd.DataFrame([row for _, row in results]).sort_values("rel_path",
-                                                                       ignore_index=True)
+    rec_table = pd.DataFrame([row for _, row in results]).sort_values("rel_path", ignore_index=True)
     truth = segment_truth(events, {r.rel_path: r.duration_s for r in recordings})
     write_csv(sites_table(deployments), out_dir / "sites.csv", STAGE)
     write_csv(rec_table, out_dir / "recordings.csv", STAGE)
@@ -170,13 +192,18 @@ def generate_demo(out_dir: Path | str, params: Mapping[str, Any] | None = None,
     write_parquet(truth, out_dir / "ground_truth.parquet", STAGE)
 
     summary = {
-        "out_dir": str(out_dir), "seed": seed, "n_sites": len(sites),
-        "n_devices": len({d.device_id for d in deployments}), "n_deployments": len(deployments),
+        "out_dir": str(out_dir),
+        "seed": seed,
+        "n_sites": len(sites),
+        "n_devices": len({d.device_id for d in deployments}),
+        "n_deployments": len(deployments),
         "n_recordings": len(recordings),
         "n_mp3": sum(r.fmt == "mp3" for r in recordings),
         "n_flac": sum(r.fmt == "flac" for r in recordings),
         "audio_s": float(sum(r.duration_s for r in recordings)),
-        "n_species": len(species), "n_events": len(events), "n_truth_rows": len(truth),
+        "n_species": len(species),
+        "n_events": len(events),
+        "n_truth_rows": len(truth),
         "n_species_present": int(truth["species"].nunique()),
         "seconds": round(time.perf_counter() - t0, 2),
     }

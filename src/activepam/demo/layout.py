@@ -66,7 +66,7 @@ def schedule(p: Mapping[str, Any]) -> list[tuple[int, dt.datetime]]:
     step_min = 1440.0 / p["recordings_per_day"]
     out = []
     for d, day in enumerate(p["dates"]):
-        midnight = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
+        midnight = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
         stagger = (d * 60.0) % step_min if step_min >= 60 else 0.0
         for slot in range(p["recordings_per_day"]):
             minute = math.floor(slot * step_min + stagger)
@@ -74,15 +74,18 @@ def schedule(p: Mapping[str, Any]) -> list[tuple[int, dt.datetime]]:
     return out
 
 
-def build_deployments(sites: Sequence[Site], times: Sequence[dt.datetime], seed: int,
-                      ) -> list[Deployment]:
+def build_deployments(
+    sites: Sequence[Site],
+    times: Sequence[dt.datetime],
+    seed: int,
+) -> list[Deployment]:
     """One device per site; the devices of sites 0 and 1 swap sites half way through.
 
     The swap happens half way between two recording slots, so no recording is ambiguous.
     Deployments start a day before the first recording; the last ones are open-ended.
     """
     times = sorted(set(times))
-    start = dt.datetime.combine(times[0].date(), dt.time(), dt.timezone.utc) - dt.timedelta(days=1)
+    start = dt.datetime.combine(times[0].date(), dt.time(), dt.UTC) - dt.timedelta(days=1)
     devices = [hex_id(seed, "device", s.index) for s in sites]
 
     def conf(device: str, site: Site) -> str:
@@ -112,8 +115,9 @@ def _deployment_at(deployments: Sequence[Deployment], site: Site, t: dt.datetime
     raise RuntimeError(f"no deployment at site {site.name} at {t}")  # pragma: no cover
 
 
-def build_recordings(p: Mapping[str, Any], sites: Sequence[Site],
-                     deployments: Sequence[Deployment], seed: int) -> list[Recording]:
+def build_recordings(
+    p: Mapping[str, Any], sites: Sequence[Site], deployments: Sequence[Deployment], seed: int
+) -> list[Recording]:
     """Every (site, slot) recording with its device, TABMON path and file format.
 
     Exactly ``round(mp3_fraction * n)`` recordings are MP3: those with the smallest hash value
@@ -131,16 +135,24 @@ def build_recordings(p: Mapping[str, Any], sites: Sequence[Site],
     out = []
     for i, (site, d, t, dep, key) in enumerate(rows):
         fmt = "mp3" if (key, i) in mp3_keys else "flac"
-        rel = (f"proj_{p['project']}/bugg_RPiID-{dep.device_id}/conf_{dep.config_id}/"
-               f"{iso_name(t)}.{fmt}")
+        rel = (
+            f"proj_{p['project']}/bugg_RPiID-{dep.device_id}/conf_{dep.config_id}/"
+            f"{iso_name(t)}.{fmt}"
+        )
         out.append(Recording(rel, site, dep.device_id, t, d, float(p["duration_s"]), fmt))
     return out
 
+
 #: frequency range (Hz) of the template's position parameter, per call type
 _TYPE_BANDS: dict[str, tuple[float, float]] = {
-    "upsweep": (1100.0, 4500.0), "downsweep": (2500.0, 8000.0), "trill": (2500.0, 8000.0),
-    "harmonic": (250.0, 1300.0), "warble": (1800.0, 5500.0), "clicks": (700.0, 4500.0),
-    "chirp": (4500.0, 9500.0), "whistle": (1000.0, 4500.0),
+    "upsweep": (1100.0, 4500.0),
+    "downsweep": (2500.0, 8000.0),
+    "trill": (2500.0, 8000.0),
+    "harmonic": (250.0, 1300.0),
+    "warble": (1800.0, 5500.0),
+    "clicks": (700.0, 4500.0),
+    "chirp": (4500.0, 9500.0),
+    "whistle": (1000.0, 4500.0),
 }
 
 
@@ -153,23 +165,46 @@ def _draw_shape(call_type: str, position: float, rng: np.random.Generator) -> di
         ratio = u(1.4, 2.4) if call_type == "upsweep" else u(0.4, 0.7)
         return {"f_start": f, "f_end": f * ratio, "dur": u(0.15, 0.6), "curve": u(0.6, 1.6)}
     if call_type == "trill":
-        return {"fc": f, "n_notes": float(rng.integers(6, 19)), "note": u(0.02, 0.06),
-                "gap": u(0.01, 0.05), "bw": u(0.1, 0.35), "drift": u(-0.25, 0.1)}
+        return {
+            "fc": f,
+            "n_notes": float(rng.integers(6, 19)),
+            "note": u(0.02, 0.06),
+            "gap": u(0.01, 0.05),
+            "bw": u(0.1, 0.35),
+            "drift": u(-0.25, 0.1),
+        }
     if call_type == "harmonic":
-        return {"f0": f, "n_harm": float(rng.integers(3, 8)), "tilt": u(0.5, 1.5),
-                "syll": u(0.2, 0.7), "n_syll": float(rng.integers(1, 4)), "gap": u(0.1, 0.35),
-                "arch": u(-0.08, 0.1)}
+        return {
+            "f0": f,
+            "n_harm": float(rng.integers(3, 8)),
+            "tilt": u(0.5, 1.5),
+            "syll": u(0.2, 0.7),
+            "n_syll": float(rng.integers(1, 4)),
+            "gap": u(0.1, 0.35),
+            "arch": u(-0.08, 0.1),
+        }
     if call_type == "warble":
         return {"fc": f, "depth": u(0.08, 0.25), "rate": u(6.0, 22.0), "dur": u(0.8, 2.2)}
     if call_type == "clicks":
         return {"fc": f, "rate": u(8.0, 45.0), "pulse": u(0.0015, 0.006), "dur": u(0.8, 2.5)}
     if call_type == "chirp":
-        return {"f_high": f, "ratio": u(0.35, 0.6), "chirp": u(0.03, 0.08),
-                "n_chirps": float(rng.integers(2, 6)), "gap": u(0.06, 0.18)}
+        return {
+            "f_high": f,
+            "ratio": u(0.35, 0.6),
+            "chirp": u(0.03, 0.08),
+            "n_chirps": float(rng.integers(2, 6)),
+            "gap": u(0.06, 0.18),
+        }
     if call_type == "whistle":
         ratio = u(0.7, 0.85) if rng.random() < 0.5 else u(1.15, 1.35)
-        return {"f1": f, "f2": f * ratio, "note": u(0.2, 0.55), "gap": u(0.05, 0.2),
-                "vib_depth": u(0.005, 0.02), "vib_rate": u(4.0, 8.0)}
+        return {
+            "f1": f,
+            "f2": f * ratio,
+            "note": u(0.2, 0.55),
+            "gap": u(0.05, 0.2),
+            "vib_depth": u(0.005, 0.02),
+            "vib_rate": u(4.0, 8.0),
+        }
     raise ValueError(f"unknown call type {call_type!r}")
 
 
@@ -212,20 +247,28 @@ def build_species(p: Mapping[str, Any], sites: Sequence[Site], seed: int) -> lis
             q = (strata[i] + srng.uniform(0.1, 0.9)) / n
         members = by_type[s.call_type]
         position = (members.index(i) + srng.uniform(0.3, 0.7)) / len(members)
-        out.append(Species(
-            index=i, spec=s, abundance_rank=int(ranks[i]), weight=float(weights[i]),
-            lat_optimum=round(float(south + q * (north - south)), 3),
-            source_db=float(srng.uniform(-12.0, -3.0)),
-            bout_length=float(srng.uniform(1.0, 6.0)),
-            call_interval_s=float(srng.uniform(1.5, 5.0)),
-            shape={k: round(float(v), 5) for k, v in
-                   _draw_shape(s.call_type, position, srng).items()},
-        ))
+        out.append(
+            Species(
+                index=i,
+                spec=s,
+                abundance_rank=int(ranks[i]),
+                weight=float(weights[i]),
+                lat_optimum=round(float(south + q * (north - south)), 3),
+                source_db=float(srng.uniform(-12.0, -3.0)),
+                bout_length=float(srng.uniform(1.0, 6.0)),
+                call_interval_s=float(srng.uniform(1.5, 5.0)),
+                shape={
+                    k: round(float(v), 5)
+                    for k, v in _draw_shape(s.call_type, position, srng).items()
+                },
+            )
+        )
     return out
 
 
-def latitude_suitability(species: Sequence[Species], lat: float, turnover: float,
-                         span: tuple[float, float]) -> np.ndarray:
+def latitude_suitability(
+    species: Sequence[Species], lat: float, turnover: float, span: tuple[float, float]
+) -> np.ndarray:
     """Relative occurrence of each species at ``lat``: ``(1 - t) + t * gauss(lat - optimum)``.
 
     The Gaussian is 12 % of the gradient wide, so ``turnover = 1`` confines each species to a
@@ -277,8 +320,13 @@ def solar_state(site: Site, t: dt.datetime) -> tuple[float, bool]:
     return elev, local_h < 12.0
 
 
-def expected_calls(species: Sequence[Species], p: Mapping[str, Any], site: Site,
-                   t: dt.datetime, span: tuple[float, float]) -> np.ndarray:
+def expected_calls(
+    species: Sequence[Species],
+    p: Mapping[str, Any],
+    site: Site,
+    t: dt.datetime,
+    span: tuple[float, float],
+) -> np.ndarray:
     """Expected number of calls of each species in a recording at ``site`` starting at ``t``.
 
     ``calls_per_minute`` is shared among the species by their Zipf weight times their latitude
@@ -294,6 +342,10 @@ def expected_calls(species: Sequence[Species], p: Mapping[str, Any], site: Site,
     rate = np.empty(len(species))
     for i, s in enumerate(species):
         habitat = 1.0 if s.spec.habitat in ("any", site.habitat) else 0.2
-        rate[i] = (local[i] * habitat * diel_activity(s.spec.diel, elev, morning)
-                   * season_activity(s.spec.season, doy))
+        rate[i] = (
+            local[i]
+            * habitat
+            * diel_activity(s.spec.diel, elev, morning)
+            * season_activity(s.spec.season, doy)
+        )
     return rate * p["calls_per_minute"] * p["duration_s"] / 60.0

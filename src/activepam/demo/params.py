@@ -43,6 +43,7 @@ MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 #: on): the params of ``rule generate_demo``
 DEMO_KEYS: tuple[str, ...] = tuple(k for k in DEFAULTS if k != "enabled")
 
+
 def demo_params(params: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """The ``demo:`` section completed with :data:`DEFAULTS`, overridden and validated.
 
@@ -52,20 +53,29 @@ def demo_params(params: Mapping[str, Any] | None = None, **overrides: Any) -> di
     merged.update(copy.deepcopy(dict(params or {})))
     merged.update({k: v for k, v in overrides.items() if v is not None})
     schema = yaml.safe_load(Path(SCHEMA_PATH).read_text())["properties"]["demo"]
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(merged),
-                    key=lambda e: list(e.absolute_path))
-    problems = [f"demo.{'.'.join(str(p) for p in e.absolute_path) or '<section>'}: {e.message}"
-                for e in errors]
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(merged),
+        key=lambda e: list(e.absolute_path),
+    )
+    problems = [
+        f"demo.{'.'.join(str(p) for p in e.absolute_path) or '<section>'}: {e.message}"
+        for e in errors
+    ]
     unknown = [c for c in merged["countries"] if c not in COUNTRY_BOXES]
     if unknown:
-        problems.append(f"demo.countries: unknown country code(s) {unknown}; "
-                        f"known: {sorted(COUNTRY_BOXES)}")
+        problems.append(
+            f"demo.countries: unknown country code(s) {unknown}; known: {sorted(COUNTRY_BOXES)}"
+        )
     if merged["n_species"] > len(SPECIES_CATALOGUE):
-        problems.append(f"demo.n_species: {merged['n_species']} is more than the "
-                        f"{len(SPECIES_CATALOGUE)} species of the catalogue")
+        problems.append(
+            f"demo.n_species: {merged['n_species']} is more than the "
+            f"{len(SPECIES_CATALOGUE)} species of the catalogue"
+        )
     if merged["mp3_fraction"] > 0 and merged["sample_rate"] not in MP3_RATES:
-        problems.append(f"demo.sample_rate: MP3 cannot store {merged['sample_rate']} Hz "
-                        f"(one of {list(MP3_RATES)}, or set demo.mp3_fraction: 0)")
+        problems.append(
+            f"demo.sample_rate: MP3 cannot store {merged['sample_rate']} Hz "
+            f"(one of {list(MP3_RATES)}, or set demo.mp3_fraction: 0)"
+        )
     for d in merged["dates"]:
         try:
             dt.date.fromisoformat(str(d))
@@ -82,7 +92,7 @@ def demo_params(params: Mapping[str, Any] | None = None, **overrides: Any) -> di
 def hash_ints(*parts: object, n: int = 2) -> tuple[int, ...]:
     """Stable 32-bit integers from a hash of ``parts`` (independent of PYTHONHASHSEED)."""
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return tuple(int.from_bytes(digest[4 * i:4 * i + 4], "little") for i in range(n))
+    return tuple(int.from_bytes(digest[4 * i : 4 * i + 4], "little") for i in range(n))
 
 
 def hex_id(*parts: object, n: int = 10) -> str:

@@ -32,8 +32,11 @@ class Context:
     out_dir: Path
 
 
-def plan_calls(rng: np.random.Generator, ctx: Context, rec: Recording,
-               ) -> list[tuple[Species, float, float]]:
+def plan_calls(
+    rng: np.random.Generator,
+    ctx: Context,
+    rec: Recording,
+) -> list[tuple[Species, float, float]]:
     """(species, onset_s, distance_m) of every call in a recording: Poisson bouts of calls."""
     lam = expected_calls(ctx.species, ctx.params, rec.site, rec.start, ctx.span)
     calls: list[tuple[Species, float, float]] = []
@@ -49,14 +52,16 @@ def plan_calls(rng: np.random.Generator, ctx: Context, rec: Recording,
     return calls
 
 
-def synthesise(ctx: Context, rec: Recording) -> tuple[np.ndarray, list[dict[str, Any]],
-                                                    dict[str, Any]]:
+def synthesise(
+    ctx: Context, rec: Recording
+) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
     """Audio, call events and noise description of one recording (no file written)."""
-    p, sr = ctx.params, int(ctx.params["sample_rate"])
+    sr = int(ctx.params["sample_rate"])
     rng = child_rng(ctx.seed, "recording", rec.site.name, rec.start.isoformat())
     n = int(round(rec.duration_s * sr))
-    weather = day_weather(ctx.seed, rec.site, rec.date_index,
-                          HABITAT_NOISE.get(rec.site.habitat, DEFAULT_NOISE))
+    weather = day_weather(
+        ctx.seed, rec.site, rec.date_index, HABITAT_NOISE.get(rec.site.habitat, DEFAULT_NOISE)
+    )
     audio, info = background(rng, n, sr, rec.site, rec.start, weather)
     noise_power = float(np.dot(audio, audio)) / max(n, 1)
     freqs, share = band_share(audio, sr)
@@ -70,15 +75,24 @@ def synthesise(ctx: Context, rec: Recording) -> tuple[np.ndarray, list[dict[str,
         centre_khz = math.sqrt(low * high) / 1000.0
         level_db = s.source_db - 20.0 * math.log10(distance / 5.0) - 0.004 * centre_khz * distance
         amp = 10 ** (level_db / 20.0)
-        audio[i0:i0 + len(x)] += (amp * x).astype(np.float32)
+        audio[i0 : i0 + len(x)] += (amp * x).astype(np.float32)
         band = float(np.interp(high, freqs, share) - np.interp(low, freqs, share))
-        call_power = amp ** 2 * float(np.mean(np.square(x, dtype=np.float64)))
+        call_power = amp**2 * float(np.mean(np.square(x, dtype=np.float64)))
         snr = 10.0 * math.log10(call_power / max(noise_power * max(band, 1e-4), 1e-20))
-        events.append({"rel_path": rec.rel_path, "species": s.label, "onset_s": i0 / sr,
-                       "offset_s": (i0 + len(x)) / sr, "low_hz": round(low, 1),
-                       "high_hz": round(high, 1), "call_type": s.spec.call_type,
-                       "level_db": round(level_db, 2), "snr_db": round(snr, 2),
-                       "distance_m": round(distance, 1)})
+        events.append(
+            {
+                "rel_path": rec.rel_path,
+                "species": s.label,
+                "onset_s": i0 / sr,
+                "offset_s": (i0 + len(x)) / sr,
+                "low_hz": round(low, 1),
+                "high_hz": round(high, 1),
+                "call_type": s.spec.call_type,
+                "level_db": round(level_db, 2),
+                "snr_db": round(snr, 2),
+                "distance_m": round(distance, 1),
+            }
+        )
     np.clip(audio, -1.0, 1.0, out=audio)
     info["noise_db"] = round(10.0 * math.log10(max(noise_power, 1e-20)), 2)
     info["n_calls"] = len(events)
@@ -89,8 +103,7 @@ def write_audio(audio: np.ndarray, path: Path, sr: int, fmt: str) -> None:
     """Write a recording atomically: FLAC 16 bit, or MP3 (VBR) through libsndfile/LAME."""
     with atomic_path(path, STAGE) as tmp:
         if fmt == "mp3":
-            sf.write(tmp, audio, sr, format="MP3", bitrate_mode="VARIABLE",
-                     compression_level=0.5)
+            sf.write(tmp, audio, sr, format="MP3", bitrate_mode="VARIABLE", compression_level=0.5)
         else:
             sf.write(tmp, audio, sr, format="FLAC", subtype="PCM_16")
 
@@ -99,8 +112,16 @@ def make_recording(ctx: Context, rec: Recording) -> tuple[list[dict[str, Any]], 
     """Synthesise and write one recording; returns its events and its recordings.csv row."""
     audio, events, info = synthesise(ctx, rec)
     write_audio(audio, ctx.out_dir / rec.rel_path, int(ctx.params["sample_rate"]), rec.fmt)
-    row = {"rel_path": rec.rel_path, "device_id": rec.device_id, "site": rec.site.name,
-           "start_time": iso_utc(rec.start), "duration_s": rec.duration_s, "format": rec.fmt,
-           "sample_rate": int(ctx.params["sample_rate"]), "country": rec.site.country,
-           "habitat": rec.site.habitat, **info}
+    row = {
+        "rel_path": rec.rel_path,
+        "device_id": rec.device_id,
+        "site": rec.site.name,
+        "start_time": iso_utc(rec.start),
+        "duration_s": rec.duration_s,
+        "format": rec.fmt,
+        "sample_rate": int(ctx.params["sample_rate"]),
+        "country": rec.site.country,
+        "habitat": rec.site.habitat,
+        **info,
+    }
     return events, row

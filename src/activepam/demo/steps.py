@@ -11,8 +11,12 @@ from typing import Any
 from activepam.demo.generate import generate_demo as _generate
 
 
-def generate_demo(outputs: Iterable[str | os.PathLike[str]], demo: Mapping[str, Any],
-                  threads: int = 1, progress: bool = True) -> dict[str, Any]:
+def generate_demo(
+    outputs: Iterable[str | os.PathLike[str]],
+    demo: Mapping[str, Any],
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
     """``rule generate_demo``: write the demo dataset into the one folder of ``outputs``.
 
     ``demo`` holds the ``demo:`` keys the generator reads

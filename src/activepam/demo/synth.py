@@ -25,7 +25,7 @@ def _fade(n: int, k: int) -> np.ndarray:
     if k > 0:
         ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / k)
         env[:k] = ramp
-        env[n - k:] = ramp[::-1]
+        env[n - k :] = ramp[::-1]
     return env
 
 
@@ -40,8 +40,13 @@ def _sweep(f0: float, f1: float, dur: float, sr: int, curve: float = 1.0) -> np.
     return _tone(f0 * (f1 / f0) ** u, sr)
 
 
-def synth_call(call_type: str, shape: Mapping[str, float], rng: np.random.Generator, sr: int,
-               jitter: bool = True) -> tuple[np.ndarray, float, float]:
+def synth_call(
+    call_type: str,
+    shape: Mapping[str, float],
+    rng: np.random.Generator,
+    sr: int,
+    jitter: bool = True,
+) -> tuple[np.ndarray, float, float]:
     """One call of a species template: (samples peak-normalised to 1, low_hz, high_hz).
 
     With ``jitter`` each call varies a little: frequencies by about 3 %, durations by about 7 %
@@ -111,8 +116,9 @@ def synth_call(call_type: str, shape: Mapping[str, float], rng: np.random.Genera
         nc = max(2, int(chirp * sr))
         one = _sweep(fh, fl, chirp, sr) * np.sin(np.pi * np.linspace(0, 1, nc)) ** 2
         pause = np.zeros(int(s["gap"] * ts * sr))
-        x = np.concatenate([one if i == 0 else np.concatenate([pause, one])
-                            for i in range(n_chirps)])
+        x = np.concatenate(
+            [one if i == 0 else np.concatenate([pause, one]) for i in range(n_chirps)]
+        )
         low, high = fl, fh
     elif call_type == "whistle":
         note, gap = s["note"] * ts, s["gap"] * ts
@@ -121,14 +127,16 @@ def synth_call(call_type: str, shape: Mapping[str, float], rng: np.random.Genera
         vib = 1.0 + s["vib_depth"] * np.sin(2 * np.pi * s["vib_rate"] * t)
         f1, f2 = min(s["f1"] * fs, nyq), min(s["f2"] * fs, nyq)
         fade = _fade(nn, int(0.15 * nn))
-        x = np.concatenate([_tone(f1 * vib, sr) * fade, np.zeros(int(gap * sr)),
-                            _tone(f2 * vib, sr) * fade])
+        x = np.concatenate(
+            [_tone(f1 * vib, sr) * fade, np.zeros(int(gap * sr)), _tone(f2 * vib, sr) * fade]
+        )
         low = min(f1, f2) * (1 - s["vib_depth"])
         high = max(f1, f2) * (1 + s["vib_depth"])
     else:
         raise ValueError(f"unknown call type {call_type!r}")
     peak = float(np.max(np.abs(x))) or 1.0
     return (x / peak).astype(np.float32), float(low), float(high)
+
 
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786], dtype=np.float32)
 _PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400], dtype=np.float32)
@@ -161,8 +169,13 @@ def _smooth_random(rng: np.random.Generator, n_out: int, n_knots: int) -> np.nda
     return np.interp(np.linspace(0, n_knots, n_out), np.arange(n_knots + 1), knots)
 
 
-def wind_noise(rng: np.random.Generator, n: int, sr: int, cutoff_hz: float, level_db: float,
-               ) -> np.ndarray:
+def wind_noise(
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    cutoff_hz: float,
+    level_db: float,
+) -> np.ndarray:
     """Low-pass noise with gusts, made at 1/10 of the rate and resampled with soxr."""
     sr_w = sr // 10
     n_w = n // 10 + 32
@@ -176,16 +189,26 @@ def wind_noise(rng: np.random.Generator, n: int, sr: int, cutoff_hz: float, leve
     return y[:n]
 
 
-def rain_noise(rng: np.random.Generator, n: int, sr: int, drops_per_s: float, level_db: float,
-               ) -> np.ndarray:
+def rain_noise(
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    drops_per_s: float,
+    level_db: float,
+) -> np.ndarray:
     """Broadband impulsive drops: a sparse impulse train through a decaying high-pass."""
     n_drops = rng.poisson(drops_per_s * n / sr)
     imp = np.zeros(n, dtype=np.float32)
     pos = rng.integers(0, n, n_drops)
-    np.add.at(imp, pos, rng.lognormal(0.0, 0.8, n_drops).astype(np.float32)
-              * rng.choice(np.array([-1.0, 1.0], dtype=np.float32), n_drops))
-    x = lfilter(np.array([1.0, -1.0], dtype=np.float32), np.array([1.0, -0.85], dtype=np.float32),
-                imp)
+    np.add.at(
+        imp,
+        pos,
+        rng.lognormal(0.0, 0.8, n_drops).astype(np.float32)
+        * rng.choice(np.array([-1.0, 1.0], dtype=np.float32), n_drops),
+    )
+    x = lfilter(
+        np.array([1.0, -1.0], dtype=np.float32), np.array([1.0, -0.85], dtype=np.float32), imp
+    )
     return _rms_scale(x.astype(np.float32, copy=False), level_db)
 
 
@@ -231,8 +254,9 @@ def day_weather(seed: int, site: Site, date_index: int, profile: NoiseProfile) -
     return Weather(bool(rng.random() < profile.rain_prob), float(rng.normal(0.0, 5.0)))
 
 
-def background(rng: np.random.Generator, n: int, sr: int, site: Site, t: dt.datetime,
-               weather: Weather) -> tuple[np.ndarray, dict[str, Any]]:
+def background(
+    rng: np.random.Generator, n: int, sr: int, site: Site, t: dt.datetime, weather: Weather
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Habitat- and weather-dependent background noise plus its description.
 
     Pink noise everywhere (+6 dB when it rains), wind (habitat level + the day's offset),
@@ -250,8 +274,11 @@ def background(rng: np.random.Generator, n: int, sr: int, site: Site, t: dt.date
     insects_db = prof.insects_db + 20.0 * math.log10(max(activity, 1e-6)) + rng.normal(0.0, 2.0)
     if insects_db > -70.0:
         x += insect_noise(rng, n, sr, insects_db)
-    info = {"rain": bool(rain), "wind_db": round(wind_db, 2),
-            "insects_db": round(insects_db, 2) if insects_db > -70.0 else float("nan")}
+    info = {
+        "rain": bool(rain),
+        "wind_db": round(wind_db, 2),
+        "insects_db": round(insects_db, 2) if insects_db > -70.0 else float("nan"),
+    }
     return x, info
 
 

@@ -26,25 +26,45 @@ from activepam.demo.synth import synth_call
 SEGMENT_S = 3.0
 
 
-def segment_starts(duration_s: float, segment_s: float = SEGMENT_S,
-                   min_len_s: float = MIN_SEGMENT_S) -> np.ndarray:
+def segment_starts(
+    duration_s: float, segment_s: float = SEGMENT_S, min_len_s: float = MIN_SEGMENT_S
+) -> np.ndarray:
     """Starts of the analysed segments: 0, 3, 6, ... (a trailing piece < 1.5 s is dropped)."""
     starts = np.arange(0.0, duration_s, segment_s)
     return starts[(duration_s - starts) >= min(min_len_s, duration_s) - 1e-9]
 
 
-EVENT_COLUMNS = {"rel_path": "str", "species": "str", "onset_s": "float64",
-                 "offset_s": "float64", "low_hz": "float64", "high_hz": "float64",
-                 "call_type": "str", "level_db": "float64", "snr_db": "float64",
-                 "distance_m": "float64"}
-TRUTH_COLUMNS = {"rel_path": "str", "start_s": "float64", "end_s": "float64", "species": "str",
-                 "n_calls": "int64", "overlap_s": "float64", "snr_db": "float64",
-                 "level_db": "float64"}
+EVENT_COLUMNS = {
+    "rel_path": "str",
+    "species": "str",
+    "onset_s": "float64",
+    "offset_s": "float64",
+    "low_hz": "float64",
+    "high_hz": "float64",
+    "call_type": "str",
+    "level_db": "float64",
+    "snr_db": "float64",
+    "distance_m": "float64",
+}
+TRUTH_COLUMNS = {
+    "rel_path": "str",
+    "start_s": "float64",
+    "end_s": "float64",
+    "species": "str",
+    "n_calls": "int64",
+    "overlap_s": "float64",
+    "snr_db": "float64",
+    "level_db": "float64",
+}
 
 
-def segment_truth(events: pd.DataFrame, durations: Mapping[str, float],
-                  segment_s: float = SEGMENT_S, min_overlap_s: float = MIN_OVERLAP_S,
-                  min_fraction: float = MIN_CALL_FRACTION) -> pd.DataFrame:
+def segment_truth(
+    events: pd.DataFrame,
+    durations: Mapping[str, float],
+    segment_s: float = SEGMENT_S,
+    min_overlap_s: float = MIN_OVERLAP_S,
+    min_fraction: float = MIN_CALL_FRACTION,
+) -> pd.DataFrame:
     """Species present per (recording, segment) from call events.
 
     A call makes its species present in a segment when the overlap is at least
@@ -75,26 +95,47 @@ def segment_truth(events: pd.DataFrame, durations: Mapping[str, float],
     keep = (overlap >= need - EPS) & analysed
     if not keep.any():
         return empty
-    rows = pd.DataFrame({
-        "rel_path": ev["rel_path"].to_numpy()[idx][keep], "start_s": start[keep],
-        "end_s": end[keep], "species": ev["species"].to_numpy()[idx][keep],
-        "overlap_s": overlap[keep],
-        "snr_db": ev["snr_db"].to_numpy()[idx][keep] if "snr_db" in ev else np.nan,
-        "level_db": ev["level_db"].to_numpy()[idx][keep] if "level_db" in ev else np.nan,
-    })
-    out = (rows.groupby(["rel_path", "start_s", "end_s", "species"], sort=True)
-           .agg(n_calls=("overlap_s", "size"), overlap_s=("overlap_s", "max"),
-                snr_db=("snr_db", "max"), level_db=("level_db", "max"))
-           .reset_index())
+    rows = pd.DataFrame(
+        {
+            "rel_path": ev["rel_path"].to_numpy()[idx][keep],
+            "start_s": start[keep],
+            "end_s": end[keep],
+            "species": ev["species"].to_numpy()[idx][keep],
+            "overlap_s": overlap[keep],
+            "snr_db": ev["snr_db"].to_numpy()[idx][keep] if "snr_db" in ev else np.nan,
+            "level_db": ev["level_db"].to_numpy()[idx][keep] if "level_db" in ev else np.nan,
+        }
+    )
+    out = (
+        rows.groupby(["rel_path", "start_s", "end_s", "species"], sort=True)
+        .agg(
+            n_calls=("overlap_s", "size"),
+            overlap_s=("overlap_s", "max"),
+            snr_db=("snr_db", "max"),
+            level_db=("level_db", "max"),
+        )
+        .reset_index()
+    )
     out["overlap_s"] = out["overlap_s"].round(4)
     return out[list(TRUTH_COLUMNS)].astype(TRUTH_COLUMNS)
 
+
 def sites_table(deployments: Sequence[Deployment]) -> pd.DataFrame:
     """``sites.csv``: one row per deployment, ISO UTC times, empty end = still deployed."""
-    rows = [{"device_id": d.device_id, "site": d.site.name, "country": d.site.country,
-             "habitat": d.site.habitat, "lat": d.site.lat, "lon": d.site.lon,
-             "deployment_start": iso_utc(d.start), "deployment_end": iso_utc(d.end),
-             "config_id": d.config_id} for d in deployments]
+    rows = [
+        {
+            "device_id": d.device_id,
+            "site": d.site.name,
+            "country": d.site.country,
+            "habitat": d.site.habitat,
+            "lat": d.site.lat,
+            "lon": d.site.lon,
+            "deployment_start": iso_utc(d.start),
+            "deployment_end": iso_utc(d.end),
+            "config_id": d.config_id,
+        }
+        for d in deployments
+    ]
     return pd.DataFrame(rows).sort_values(["device_id", "deployment_start"], ignore_index=True)
 
 
@@ -105,19 +146,29 @@ def species_table(species: Sequence[Species], sr: int) -> pd.DataFrame:
     """
     rows = []
     for s in species:
-        x, low, high = synth_call(s.spec.call_type, s.shape, np.random.default_rng(0), sr,
-                                  jitter=False)
-        rows.append({
-            "species": s.label, "call_type": s.spec.call_type,
-            "abundance_rank": s.abundance_rank, "abundance_weight": round(s.weight, 6),
-            "f_low": round(low, 1), "f_high": round(high, 1),
-            "call_duration_s": round(len(x) / sr, 3), "lat_optimum": s.lat_optimum,
-            "diel_pattern": s.spec.diel, "season_pattern": s.spec.season,
-            "habitat_preference": s.spec.habitat, "range": s.spec.range,
-            "source_db": round(s.source_db, 2), "bout_length": round(s.bout_length, 3),
-            "call_interval_s": round(s.call_interval_s, 3),
-            "template": json.dumps(s.shape, sort_keys=True),
-        })
+        x, low, high = synth_call(
+            s.spec.call_type, s.shape, np.random.default_rng(0), sr, jitter=False
+        )
+        rows.append(
+            {
+                "species": s.label,
+                "call_type": s.spec.call_type,
+                "abundance_rank": s.abundance_rank,
+                "abundance_weight": round(s.weight, 6),
+                "f_low": round(low, 1),
+                "f_high": round(high, 1),
+                "call_duration_s": round(len(x) / sr, 3),
+                "lat_optimum": s.lat_optimum,
+                "diel_pattern": s.spec.diel,
+                "season_pattern": s.spec.season,
+                "habitat_preference": s.spec.habitat,
+                "range": s.spec.range,
+                "source_db": round(s.source_db, 2),
+                "bout_length": round(s.bout_length, 3),
+                "call_interval_s": round(s.call_interval_s, 3),
+                "template": json.dumps(s.shape, sort_keys=True),
+            }
+        )
     return pd.DataFrame(rows).sort_values("abundance_rank", ignore_index=True)
 
 

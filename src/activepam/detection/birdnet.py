@@ -83,8 +83,9 @@ def model_dir() -> Path:
 @lru_cache(maxsize=1)
 def _labels() -> tuple[str, ...]:
     path = model_dir() / LABELS_FILE
-    labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-                   if line.strip())
+    labels = tuple(
+        line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    )
     if len(labels) != N_SPECIES:
         raise BirdNETError(f"{path}: expected {N_SPECIES} labels, found {len(labels)}")
     return labels
@@ -107,8 +108,10 @@ def check_sensitivity(sensitivity: float, key: str = "detect.sensitivity") -> fl
     except (TypeError, ValueError):
         raise ValueError(f"{key} must be a number in [{lo}, {hi}], got {sensitivity!r}") from None
     if not lo <= value <= hi:
-        raise ValueError(f"{key} must be in [{lo}, {hi}] (BirdNET's sensitivity: higher = more "
-                         f"detections, 1.0 = default), got {sensitivity!r}")
+        raise ValueError(
+            f"{key} must be in [{lo}, {hi}] (BirdNET's sensitivity: higher = more "
+            f"detections, 1.0 = default), got {sensitivity!r}"
+        )
     return value
 
 
@@ -197,10 +200,19 @@ def patched_model_bytes(model_path: Path | None = None) -> tuple[bytes, str]:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     content, name = _patched_model(buf)
-    _write_cache({cached: content,
-                  meta: json.dumps({"model": str(path), "model_sha256": digest,
-                                    "sha256": hashlib.sha256(content).hexdigest(),
-                                    "tensor": name}).encode()})
+    _write_cache(
+        {
+            cached: content,
+            meta: json.dumps(
+                {
+                    "model": str(path),
+                    "model_sha256": digest,
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                    "tensor": name,
+                }
+            ).encode(),
+        }
+    )
     return content, name
 
 
@@ -268,8 +280,13 @@ def _split_model(buf: bytes) -> tuple[bytes, str, dict[str, np.ndarray]]:
             raise BirdNETError(f"model has no tensor {name!r}: not BirdNET V2.4's front end")
         return _tensor_value(model, graph, names[name])
 
-    def new_tensor(name: str, shape: list[int], signature: list[int], dtype: int,
-                   data: np.ndarray | None = None) -> int:
+    def new_tensor(
+        name: str,
+        shape: list[int],
+        signature: list[int],
+        dtype: int,
+        data: np.ndarray | None = None,
+    ) -> int:
         buffer = 0
         if data is not None:
             model.buffers.append(schema.BufferT())
@@ -302,11 +319,24 @@ def _split_model(buf: bytes) -> tuple[bytes, str, dict[str, np.ndarray]]:
         window = const(f"{prefix}/stft/hann_window/sub_2").ravel()
         weights = names.get(f"{prefix}/Tensordot/MatMul")
         length = int(const(f"{prefix}/stft/frame_length").ravel()[0])
-        fc = next((k for k, op in enumerate(ops) if kind(op) == "FULLY_CONNECTED"
-                   and len(op.inputs) > 1 and int(op.inputs[1]) == weights), None)
+        fc = next(
+            (
+                k
+                for k, op in enumerate(ops)
+                if kind(op) == "FULLY_CONNECTED"
+                and len(op.inputs) > 1
+                and int(op.inputs[1]) == weights
+            ),
+            None,
+        )
         expand = names.get(f"{prefix}/ExpandDims")
-        if (fc is None or weights is None or expand not in producer or window.shape != (n_fft,)
-                or length != n_fft):
+        if (
+            fc is None
+            or weights is None
+            or expand not in producer
+            or window.shape != (n_fft,)
+            or length != n_fft
+        ):
             raise BirdNETError(f"{prefix}: not BirdNET V2.4's spectrogram layer")
         filterbank = _tensor_value(model, graph, weights)
         if filterbank.shape != (N_MELS, n_fft // 2 + 1):
@@ -315,15 +345,20 @@ def _split_model(buf: bytes) -> tuple[bytes, str, dict[str, np.ndarray]]:
         n_bins = int(used.max()) + 1
         chain = list(range(fc, producer[expand] + 1))
         reshape = chain[1]
-        if (kind(ops[reshape]) != "RESHAPE"
-                or int(ops[reshape].inputs[0]) != int(ops[fc].outputs[0])):
+        if kind(ops[reshape]) != "RESHAPE" or int(ops[reshape].inputs[0]) != int(
+            ops[fc].outputs[0]
+        ):
             raise BirdNETError(f"{prefix}: the mel projection is not followed by its reshape")
         keep += chain
         inputs.append(new_tensor(f"{prefix}/fft_real", [n_frames, n_bins], [-1, n_bins], 0))
         replace[(fc, 0)] = inputs[-1]
-        replace[(fc, 1)] = new_tensor(f"{prefix}/Tensordot/MatMul/used_bins", [N_MELS, n_bins],
-                                      [N_MELS, n_bins], 0,
-                                      np.ascontiguousarray(filterbank[:, :n_bins]))
+        replace[(fc, 1)] = new_tensor(
+            f"{prefix}/Tensordot/MatMul/used_bins",
+            [N_MELS, n_bins],
+            [N_MELS, n_bins],
+            0,
+            np.ascontiguousarray(filterbank[:, :n_bins]),
+        )
         shape = np.array([-1, n_frames, N_MELS], dtype=np.int32)
         replace[(reshape, 1)] = new_tensor(f"{prefix}/Tensordot/static_shape", [3], [3], 2, shape)
         opts = ops[reshape].builtinOptions
@@ -340,8 +375,9 @@ def _split_model(buf: bytes) -> tuple[bytes, str, dict[str, np.ndarray]]:
         for slot, t in enumerate(int(x) for x in op.inputs):
             t = replace.get((k, slot), t)
             if t >= 0 and t in producer and producer[t] not in kept and t not in inputs:
-                raise BirdNETError(f"operator {k} ({kind(op)}) reads front-end tensor "
-                                   f"{tensor_name(t)!r}")
+                raise BirdNETError(
+                    f"operator {k} ({kind(op)}) reads front-end tensor {tensor_name(t)!r}"
+                )
             new_inputs.append(t)
         op.inputs = np.array(new_inputs, dtype=np.int32)
     emb_index = int(ops[-1].inputs[0])
@@ -352,8 +388,12 @@ def _split_model(buf: bytes) -> tuple[bytes, str, dict[str, np.ndarray]]:
     graph.inputs = inputs
     graph.outputs = [int(o) for o in graph.outputs] + [emb_index]
     # drop the constants no kept operator reads (full filterbanks, windows, frame indices)
-    used_buffers = {int(graph.tensors[int(t)].buffer) for op in graph.operators
-                    for t in op.inputs if int(t) >= 0}
+    used_buffers = {
+        int(graph.tensors[int(t)].buffer)
+        for op in graph.operators
+        for t in op.inputs
+        if int(t) >= 0
+    }
     for tensor in graph.tensors:
         if int(tensor.buffer) > 0 and int(tensor.buffer) not in used_buffers:
             model.buffers[int(tensor.buffer)].data = None
@@ -399,24 +439,30 @@ class FrontEnd:
         n, f = len(windows), self.frames
         chunk = max(1, min(int(chunk), f))
         outs = [np.empty((n * f, n_bins), dtype=np.float32) for *_, n_bins in self.layers]
-        bufs = [(np.empty((chunk, size), np.float32), np.empty((chunk, size), np.float64),
-                 np.empty((chunk, size // 2 + 1), np.complex128)) for size, *_ in self.layers]
+        bufs = [
+            (
+                np.empty((chunk, size), np.float32),
+                np.empty((chunk, size), np.float64),
+                np.empty((chunk, size // 2 + 1), np.complex128),
+            )
+            for size, *_ in self.layers
+        ]
         s = np.empty(WINDOW_SAMPLES, dtype=np.float32)
         for j, x in enumerate(windows):
             np.subtract(x, x.min(), out=s)
             s /= s.max() + self.eps
             s -= self.shift
             s *= self.scale
-            for out, (size, step, window, n_bins), (b32, b64, spec) in zip(outs, self.layers,
-                                                                          bufs):
-                frames = np.lib.stride_tricks.as_strided(s, (f, size), (step * 4, 4),
-                                                         writeable=False)
+            for out, (size, step, window, n_bins), (b32, b64, spec) in zip(outs, self.layers, bufs):
+                frames = np.lib.stride_tricks.as_strided(
+                    s, (f, size), (step * 4, 4), writeable=False
+                )
                 for lo in range(0, f, chunk):
                     k = min(chunk, f - lo)
-                    np.multiply(frames[lo:lo + k], window, out=b32[:k])
+                    np.multiply(frames[lo : lo + k], window, out=b32[:k])
                     b64[:k] = b32[:k]
                     np.fft.rfft(b64[:k], axis=-1, out=spec[:k])
-                    out[j * f + lo:j * f + lo + k] = spec[:k, :n_bins].real
+                    out[j * f + lo : j * f + lo + k] = spec[:k, :n_bins].real
         return outs
 
 
@@ -425,20 +471,24 @@ def _check_split(buf: bytes, cnn: bytes, params: dict[str, np.ndarray]) -> float
     (noise, a chirp and silence); raises :class:`BirdNETError` above :data:`SPLIT_TOLERANCE`."""
     rng = np.random.default_rng(15)
     t = np.arange(WINDOW_SAMPLES) / SAMPLE_RATE
-    x = np.stack([rng.normal(0, 0.05, WINDOW_SAMPLES),
-                  0.2 * np.sin(2 * np.pi * (1500 + 1000 * t) * t) + rng.normal(0, 0.01, t.size),
-                  np.zeros(WINDOW_SAMPLES)]).astype(np.float32)
+    x = np.stack(
+        [
+            rng.normal(0, 0.05, WINDOW_SAMPLES),
+            0.2 * np.sin(2 * np.pi * (1500 + 1000 * t) * t) + rng.normal(0, 0.01, t.size),
+            np.zeros(WINDOW_SAMPLES),
+        ]
+    ).astype(np.float32)
     whole = _Runner(buf, None).run([x], len(x))[0]
     split = _Runner(cnn, None).run(FrontEnd(params)(x), len(x))[0]
     diff = float(np.abs(whole - split).max())
     if not diff <= SPLIT_TOLERANCE:
-        raise BirdNETError(f"split model differs from the whole model by {diff:.2g} "
-                           f"(> {SPLIT_TOLERANCE})")
+        raise BirdNETError(
+            f"split model differs from the whole model by {diff:.2g} (> {SPLIT_TOLERANCE})"
+        )
     return diff
 
 
-def split_model(model_path: Path | None = None
-                ) -> tuple[Path | bytes, str, dict[str, np.ndarray]]:
+def split_model(model_path: Path | None = None) -> tuple[Path | bytes, str, dict[str, np.ndarray]]:
     """The CNN part (a cached file, or its bytes when the cache is not writable), the
     embedding tensor's name and the front-end constants (:func:`_split_model`).
 
@@ -452,12 +502,18 @@ def split_model(model_path: Path | None = None
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
     folder = cache_dir() / "birdnet"
     stem = f"{key[:32]}-s{SPLIT_VERSION}"
-    cached, consts, meta = (folder / f"{stem}.tflite", folder / f"{stem}.npz",
-                            folder / f"{stem}.json")
+    cached, consts, meta = (
+        folder / f"{stem}.tflite",
+        folder / f"{stem}.npz",
+        folder / f"{stem}.json",
+    )
     try:
         info = json.loads(meta.read_text(encoding="utf-8"))
-        if (cached.stat().st_size == info["size"] and consts.stat().st_size == info["params_size"]
-                and info["model_size"] == st.st_size):
+        if (
+            cached.stat().st_size == info["size"]
+            and consts.stat().st_size == info["params_size"]
+            and info["model_size"] == st.st_size
+        ):
             with np.load(consts, allow_pickle=False) as npz:
                 params = {k: npz[k] for k in npz.files}
             FrontEnd(params)  # complete (a KeyError otherwise: rebuilt)
@@ -471,12 +527,24 @@ def split_model(model_path: Path | None = None
     # numpy's stubs type **kwds like allow_pickle (bool) as well: a dict of arrays "clashes"
     np.savez(packed_io, **params)  # type: ignore[arg-type]
     packed = packed_io.getvalue()
-    _write_cache({cached: content, consts: packed,
-                  meta: json.dumps({"model": str(path), "model_size": st.st_size,
-                                    "model_sha256": hashlib.sha256(buf).hexdigest(),
-                                    "size": len(content), "params_size": len(packed),
-                                    "sha256": hashlib.sha256(content).hexdigest(),
-                                    "tensor": name, "check_max_logit_diff": diff}).encode()})
+    _write_cache(
+        {
+            cached: content,
+            consts: packed,
+            meta: json.dumps(
+                {
+                    "model": str(path),
+                    "model_size": st.st_size,
+                    "model_sha256": hashlib.sha256(buf).hexdigest(),
+                    "size": len(content),
+                    "params_size": len(packed),
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                    "tensor": name,
+                    "check_max_logit_diff": diff,
+                }
+            ).encode(),
+        }
+    )
     try:
         if cached.stat().st_size == len(content):
             return cached, name, params
@@ -502,10 +570,10 @@ class _Runner:
         details = self.interpreter.get_input_details()
         self.inputs = [int(d["index"]) for d in details]
         outputs = self.interpreter.get_output_details()
-        self.logit_index = next(int(o["index"]) for o in outputs
-                                if int(o["shape"][-1]) == N_SPECIES)
-        self.emb_index = next((int(o["index"]) for o in outputs if o["name"] == emb_name),
-                              None)
+        self.logit_index = next(
+            int(o["index"]) for o in outputs if int(o["shape"][-1]) == N_SPECIES
+        )
+        self.emb_index = next((int(o["index"]) for o in outputs if o["name"] == emb_name), None)
         self.shapes: list[tuple[int, ...]] = []
 
     def run(self, inputs: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -520,8 +588,11 @@ class _Runner:
             self.interpreter.set_tensor(index, x)
         self.interpreter.invoke()
         logits = np.array(self.interpreter.get_tensor(self.logit_index))
-        emb = (None if self.emb_index is None
-               else np.array(self.interpreter.get_tensor(self.emb_index)))
+        emb = (
+            None
+            if self.emb_index is None
+            else np.array(self.interpreter.get_tensor(self.emb_index))
+        )
         if len(logits) != n:
             raise BirdNETError(f"model returned {len(logits)} rows for {n} windows")
         return logits, emb
@@ -537,8 +608,13 @@ class BirdNET:
     its chunks over them); ``batch_size`` is the number of windows per invocation.
     """
 
-    def __init__(self, threads: int = 2, batch_size: int = 32, sensitivity: float = 1.0,
-                 frontend: str = "auto") -> None:
+    def __init__(
+        self,
+        threads: int = 2,
+        batch_size: int = 32,
+        sensitivity: float = 1.0,
+        frontend: str = "auto",
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         if batch_size < 1:
@@ -582,9 +658,9 @@ class BirdNET:
         logits = np.empty((n, N_SPECIES), dtype=np.float32)
         emb = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
         for lo in range(0, n, self.batch_size):
-            chunk = windows[lo:lo + self.batch_size]
+            chunk = windows[lo : lo + self.batch_size]
             inputs = self.frontend(chunk) if self.frontend is not None else [chunk]
-            logits[lo:lo + len(chunk)], emb[lo:lo + len(chunk)] = runner.run(inputs, len(chunk))
+            logits[lo : lo + len(chunk)], emb[lo : lo + len(chunk)] = runner.run(inputs, len(chunk))
         return logits, emb
 
     def _confidences(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -599,12 +675,13 @@ class BirdNET:
         """Raw logits ``[n, 6522]`` and embeddings ``[n, 1024]`` (float32) for ``[n, 144000]``."""
         windows = self._check(windows)
         step = self.batch_size
-        futures = [self._pool.submit(self._logits, windows[lo:lo + step])
-                   for lo in range(0, len(windows), step)]
+        futures = [
+            self._pool.submit(self._logits, windows[lo : lo + step])
+            for lo in range(0, len(windows), step)
+        ]
         parts = [f.result() for f in futures]
         if not parts:
-            return (np.empty((0, N_SPECIES), np.float32),
-                    np.empty((0, EMBEDDING_DIM), np.float32))
+            return (np.empty((0, N_SPECIES), np.float32), np.empty((0, EMBEDDING_DIM), np.float32))
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -642,8 +719,10 @@ def read_species_list(path: str | os.PathLike[str]) -> list[str]:
         if not label:
             continue
         if label not in known:
-            raise BirdNETError(f"{path}:{lineno}: {label!r} is not a BirdNET V2.4 label "
-                               "(expected 'Scientific name_Common name')")
+            raise BirdNETError(
+                f"{path}:{lineno}: {label!r} is not a BirdNET V2.4 label "
+                "(expected 'Scientific name_Common name')"
+            )
         out.append(label)
     if not out:
         raise BirdNETError(f"{path}: species list is empty")
@@ -656,8 +735,9 @@ class MetaModel:
     def __init__(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(model_dir() / META_MODEL_FILE),
-                                        num_threads=1)
+        self._interpreter = Interpreter(
+            model_path=str(model_dir() / META_MODEL_FILE), num_threads=1
+        )
         self._interpreter.allocate_tensors()
         self._in = int(self._interpreter.get_input_details()[0]["index"])
         self._out = int(self._interpreter.get_output_details()[0]["index"])
@@ -679,9 +759,13 @@ def _meta_model() -> MetaModel:
     return MetaModel()
 
 
-def species_filter_indices(species_list: str | os.PathLike[str] | None = None,
-                           lat: float | None = None, lon: float | None = None,
-                           week: int = -1, threshold: float = 0.03) -> np.ndarray:
+def species_filter_indices(
+    species_list: str | os.PathLike[str] | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    week: int = -1,
+    threshold: float = 0.03,
+) -> np.ndarray:
     """Sorted label indices kept by a species filter (int64).
 
     Give either ``species_list`` (a file) or ``lat`` and ``lon`` (meta-model, with ``week``
@@ -691,8 +775,7 @@ def species_filter_indices(species_list: str | os.PathLike[str] | None = None,
         if lat is not None or lon is not None:
             raise BirdNETError("give a species list or a location, not both")
         index = {label: i for i, label in enumerate(_labels())}
-        return np.array(sorted({index[s] for s in read_species_list(species_list)}),
-                        dtype=np.int64)
+        return np.array(sorted({index[s] for s in read_species_list(species_list)}), dtype=np.int64)
     if lat is None and lon is None:
         return np.arange(N_SPECIES, dtype=np.int64)
     if lat is None or lon is None:
@@ -700,8 +783,9 @@ def species_filter_indices(species_list: str | os.PathLike[str] | None = None,
     scores = _meta_model().occurrence(float(lat), float(lon), int(week))
     keep = np.flatnonzero(scores >= threshold).astype(np.int64)
     if keep.size == 0:
-        raise BirdNETError(f"no species reach occurrence threshold {threshold} at "
-                           f"lat={lat} lon={lon} week={week}")
+        raise BirdNETError(
+            f"no species reach occurrence threshold {threshold} at lat={lat} lon={lon} week={week}"
+        )
     return keep
 
 

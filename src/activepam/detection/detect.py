@@ -82,8 +82,12 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- windowing
 
 
-def window_starts(n_samples: int, hop: int, size: int = bn.WINDOW_SAMPLES,
-                  min_len: int = int(bn.MIN_LEN_S * bn.SAMPLE_RATE)) -> np.ndarray:
+def window_starts(
+    n_samples: int,
+    hop: int,
+    size: int = bn.WINDOW_SAMPLES,
+    min_len: int = int(bn.MIN_LEN_S * bn.SAMPLE_RATE),
+) -> np.ndarray:
     """Start samples of BirdNET-Analyzer's windows for a signal of ``n_samples``.
 
     Windows start every ``hop`` samples; the last one may run past the end (zero-padded) and is
@@ -102,8 +106,12 @@ def window_starts(n_samples: int, hop: int, size: int = bn.WINDOW_SAMPLES,
 class Windower:
     """Cut a stream of sample blocks into windows identical to :func:`window_starts`."""
 
-    def __init__(self, hop: int, size: int = bn.WINDOW_SAMPLES,
-                 min_len: int = int(bn.MIN_LEN_S * bn.SAMPLE_RATE)) -> None:
+    def __init__(
+        self,
+        hop: int,
+        size: int = bn.WINDOW_SAMPLES,
+        min_len: int = int(bn.MIN_LEN_S * bn.SAMPLE_RATE),
+    ) -> None:
         self.hop, self.size, self.min_len = hop, size, min_len
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0  # absolute sample index of _buf[0]
@@ -116,7 +124,7 @@ class Windower:
         self.n_samples += len(block)
         while self._next + self.size <= self.n_samples:
             off = self._next - self._buf_start
-            yield self._next, self._buf[off:off + self.size]
+            yield self._next, self._buf[off : off + self.size]
             self._next += self.hop
         drop = min(self._next - self._buf_start, len(self._buf))
         if drop > 0:
@@ -129,8 +137,8 @@ class Windower:
         if starts.size and starts[-1] >= self._next:
             off = int(starts[-1]) - self._buf_start
             win = np.zeros(self.size, dtype=np.float32)
-            tail = self._buf[off:off + self.size]
-            win[:len(tail)] = tail
+            tail = self._buf[off : off + self.size]
+            win[: len(tail)] = tail
             yield int(starts[-1]), win
 
 
@@ -177,44 +185,67 @@ class _Accumulator:
         unc = {k: np.concatenate([u[k] for u in self.unc]) for k in self.unc[0]}
         rid = np.full(n, rec.recording_id, dtype=object)
         path = np.full(n, rec.path, dtype=object)
-        segments = pa.table({
-            "segment_id": seg_ids, "recording_id": rid, "path": path,
-            "start_s": starts, "end_s": ends,
-            "top1_species": self.labels[unc["top1_index"]],
-            "top1_confidence": unc["top1_confidence"],
-            "top2_confidence": unc["top2_confidence"],
-            "margin": unc["margin"],
-            "max_binary_entropy": unc["max_binary_entropy"],
-            "mean_binary_entropy": unc["mean_binary_entropy"],
-            "nonfinite_samples": np.full(n, int(nonfinite), dtype=np.int64),
-            "species_set": np.full(n, self.species_set, dtype=object),
-        }, schema=SEGMENT_PART_SCHEMA)
+        segments = pa.table(
+            {
+                "segment_id": seg_ids,
+                "recording_id": rid,
+                "path": path,
+                "start_s": starts,
+                "end_s": ends,
+                "top1_species": self.labels[unc["top1_index"]],
+                "top1_confidence": unc["top1_confidence"],
+                "top2_confidence": unc["top2_confidence"],
+                "margin": unc["margin"],
+                "max_binary_entropy": unc["max_binary_entropy"],
+                "mean_binary_entropy": unc["mean_binary_entropy"],
+                "nonfinite_samples": np.full(n, int(nonfinite), dtype=np.int64),
+                "species_set": np.full(n, self.species_set, dtype=object),
+            },
+            schema=SEGMENT_PART_SCHEMA,
+        )
         idx = np.concatenate(self.topk_idx)
         val = np.concatenate(self.topk_val)
         k = idx.shape[1]
         rep = np.repeat(np.arange(n), k)
-        predictions = pa.table({
-            "segment_id": seg_ids[rep], "recording_id": rid[rep], "path": path[rep],
-            "start_s": starts[rep], "end_s": ends[rep],
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-            "species": self.labels[idx.ravel()],
-            "confidence": val.ravel().astype(np.float32),
-        }, schema=PREDICTIONS_SCHEMA)
+        predictions = pa.table(
+            {
+                "segment_id": seg_ids[rep],
+                "recording_id": rid[rep],
+                "path": path[rep],
+                "start_s": starts[rep],
+                "end_s": ends[rep],
+                "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+                "species": self.labels[idx.ravel()],
+                "confidence": val.ravel().astype(np.float32),
+            },
+            schema=PREDICTIONS_SCHEMA,
+        )
         emb = np.ascontiguousarray(np.concatenate(self.emb), dtype=np.float32)
-        embeddings = pa.table({
-            "segment_id": seg_ids, "recording_id": rid, "start_s": starts,
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()),
-                                                           bn.EMBEDDING_DIM),
-        }, schema=EMBEDDINGS_SCHEMA)
+        embeddings = pa.table(
+            {
+                "segment_id": seg_ids,
+                "recording_id": rid,
+                "start_s": starts,
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(emb.ravel()), bn.EMBEDDING_DIM
+                ),
+            },
+            schema=EMBEDDINGS_SCHEMA,
+        )
         return {"embeddings": embeddings, "predictions": predictions, "segments": segments}
 
 
-def _write_parts(parts_dir: Path, recording_id: str, tables: dict[str, pa.Table],
-                 key: FileKey | None = None) -> None:
+def _write_parts(
+    parts_dir: Path, recording_id: str, tables: dict[str, pa.Table], key: FileKey | None = None
+) -> None:
     if key is not None:
         seg = tables["segments"]
-        tables = dict(tables, segments=seg.replace_schema_metadata(
-            {**(seg.schema.metadata or {}), CONTENT_KEY: json.dumps(key.to_dict()).encode()}))
+        tables = dict(
+            tables,
+            segments=seg.replace_schema_metadata(
+                {**(seg.schema.metadata or {}), CONTENT_KEY: json.dumps(key.to_dict()).encode()}
+            ),
+        )
     for kind in PART_KINDS:  # segments last: the done marker
         write_parquet(tables[kind], part_path(parts_dir, recording_id, kind), stage=STAGE)
 
@@ -244,8 +275,15 @@ class _Decoder(threading.Thread):
     holding its last window. The queue is bounded so memory stays small.
     """
 
-    def __init__(self, recordings: Sequence[Recording], hop: int, batch_size: int,
-                 probe: bool = True, block_s: float = 30.0, maxsize: int = 4) -> None:
+    def __init__(
+        self,
+        recordings: Sequence[Recording],
+        hop: int,
+        batch_size: int,
+        probe: bool = True,
+        block_s: float = 30.0,
+        maxsize: int = 4,
+    ) -> None:
         super().__init__(name="activepam-decoder", daemon=True)
         self.recordings, self.hop, self.batch_size = recordings, hop, batch_size
         self.probe, self.block_s = probe, block_s
@@ -326,8 +364,10 @@ class _Decoder(threading.Thread):
         if win.n_samples == 0:
             err = "empty: no audio frames"
         elif win.n_samples < int(bn.MIN_LEN_S * bn.SAMPLE_RATE):
-            err = (f"too short for a BirdNET window: {duration:.2f} s of audio "
-                   f"(< {bn.MIN_LEN_S:.1f} s)")
+            err = (
+                f"too short for a BirdNET window: {duration:.2f} s of audio "
+                f"(< {bn.MIN_LEN_S:.1f} s)"
+            )
         self._pending.append(_End(i, duration, err, nonfinite))
 
     def run(self) -> None:
@@ -340,7 +380,7 @@ class _Decoder(threading.Thread):
             self._put(None)
         except SystemExit:
             return
-        except BaseException as exc:  # unexpected: hand it to the consumer
+        except BaseException as exc:  # noqa: BLE001 - unexpected: hand it to the consumer
             try:
                 self.queue.put(exc, timeout=5)
             except queue.Full:
@@ -353,8 +393,9 @@ class _Decoder(threading.Thread):
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-def _as_recordings(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
-                   metadata: pd.DataFrame | None) -> tuple[list[Recording], pd.DataFrame | None]:
+def _as_recordings(
+    inputs: pd.DataFrame | Sequence[str | os.PathLike[str]], metadata: pd.DataFrame | None
+) -> tuple[list[Recording], pd.DataFrame | None]:
     if isinstance(inputs, pd.DataFrame):
         missing = {"recording_id", "path"} - set(inputs.columns)
         if missing:
@@ -370,8 +411,10 @@ def _as_recordings(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
             raise DetectError(f"inventory has duplicate recording_id {dup!r}")
         for rid in inv["recording_id"]:
             if not _SAFE_ID.fullmatch(str(rid)) or str(rid).startswith("."):
-                raise DetectError(f"unsafe recording_id {rid!r}: ids must match "
-                                  "[A-Za-z0-9_.-]+ and not start with '.'")
+                raise DetectError(
+                    f"unsafe recording_id {rid!r}: ids must match "
+                    "[A-Za-z0-9_.-]+ and not start with '.'"
+                )
         recs = [Recording(str(r), str(p)) for r, p in zip(inv["recording_id"], inv["path"])]
         if metadata is None and set(META_COLUMNS) & set(inv.columns):
             metadata = inv
@@ -379,21 +422,31 @@ def _as_recordings(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     raise TypeError("_as_recordings: plain paths go through recordings_for_paths")
 
 
-def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
-                 out_dir: str | os.PathLike[str], threads: int = 2, batch_size: int = 32,
-                 overlap_s: float = 0.0, sensitivity: float = 1.0, top_k: int = 10,
-                 species_filter: SpeciesFilter | None = None,
-                 metadata: pd.DataFrame | None = None, progress: bool = True,
-                 parts_dir: str | os.PathLike[str] | None = None,
-                 quarantine: Sequence[dict] = (),
-                 on_quarantine: Callable[[str, str], None] | None = None,
-                 model: bn.BirdNET | None = None, probe: bool | None = None,
-                 embedding_store: str | os.PathLike[str] | None = None,
-                 embedding_dtype: str = "float32", shard: str = "0000") -> dict[str, Any]:
+def detect_files(
+    inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    threads: int = 2,
+    batch_size: int = 32,
+    overlap_s: float = 0.0,
+    sensitivity: float = 1.0,
+    top_k: int = 10,
+    species_filter: SpeciesFilter | None = None,
+    metadata: pd.DataFrame | None = None,
+    progress: bool = True,
+    parts_dir: str | os.PathLike[str] | None = None,
+    quarantine: Sequence[dict] = (),
+    on_quarantine: Callable[[str, str], None] | None = None,
+    model: bn.BirdNET | None = None,
+    probe: bool | None = None,
+    embedding_store: str | os.PathLike[str] | None = None,
+    embedding_dtype: str = "float32",
+    shard: str = "0000",
+) -> dict[str, Any]:
     """Run BirdNET on recordings and write ``out_dir/{segments,predictions,embeddings}.parquet``
     and ``out_dir/quarantine.csv``; with ``embedding_store`` (a folder) also the
     device/month store files ``device_id=*/month=*/part-<shard>.parquet`` of the finished
-    recordings, in ``embedding_dtype`` (:func:`activepam.core.store.write_store`, from the part files).
+    recordings, in ``embedding_dtype`` (:func:`activepam.core.store.write_store`, from the part
+    files).
 
     ``inputs`` is either a list of audio paths (recording ids from the file stems, metadata
     null) or an inventory DataFrame with ``recording_id``, ``path`` and optionally the metadata
@@ -403,7 +456,8 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
     paths) are included in the quarantine table. ``on_quarantine(path, reason)`` is called for
     each quarantined file (default: a log warning). ``probe`` checks each file first with
     :func:`activepam.detection.probe.probe_audio` (zero-length, header-only, truncated WAV,
-    unreadable tail); default: on for plain paths, off for an inventory (already probed). ``model`` reuses
+    unreadable tail); default: on for plain paths, off for an inventory (already probed). ``model``
+    reuses
     a loaded :class:`~activepam.detection.birdnet.BirdNET`. Returns a summary dict.
     """
     t0 = time.perf_counter()
@@ -411,8 +465,12 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
         raise DetectError(f"batch_size must be >= 1, got {batch_size}")
     if int(threads) < 1:
         raise DetectError(f"threads must be >= 1, got {threads}")
-    params = DetectParams(overlap_s=float(overlap_s), sensitivity=float(sensitivity),
-                          top_k=int(top_k), species_filter=species_filter or SpeciesFilter())
+    params = DetectParams(
+        overlap_s=float(overlap_s),
+        sensitivity=float(sensitivity),
+        top_k=int(top_k),
+        species_filter=species_filter or SpeciesFilter(),
+    )
     out_dir = Path(out_dir)
     quarantined: list[dict] = [dict(q) for q in quarantine]
     report = on_quarantine or (lambda p, r: log.warning("quarantined: %s: %s", p, r))
@@ -455,20 +513,39 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
             todo.append(rec)
     recordings = ready
     n_cached = len(recordings) - len(todo)
-    log.info("detect: %d recordings, %d already finished (parts %s), %d to do (%d whose content "
-             "changed)", len(recordings), n_cached, cache, len(todo), n_changed)
+    log.info(
+        "detect: %d recordings, %d already finished (parts %s), %d to do (%d whose content "
+        "changed)",
+        len(recordings),
+        n_cached,
+        cache,
+        len(todo),
+        n_changed,
+    )
 
     stats: dict[str, Any] = {"processed": 0, "segments_new": 0, "audio_s": 0.0, "nonfinite": {}}
     if todo:
         probe = not isinstance(inputs, pd.DataFrame) if probe is None else probe
-        stats = _run_model(todo, cache, params, meta, threads, batch_size, progress,
-                           quarantined, report, model, probe)
+        stats = _run_model(
+            todo,
+            cache,
+            params,
+            meta,
+            threads,
+            batch_size,
+            progress,
+            quarantined,
+            report,
+            model,
+            probe,
+        )
     if registry is not None:
         registry.save(registry_path, stage=STAGE)
 
     bad = {q["path"] for q in quarantined}
-    finished = [r for r in recordings
-                if r.path not in bad and is_finished(cache, r.recording_id, r.key)]
+    finished = [
+        r for r in recordings if r.path not in bad and is_finished(cache, r.recording_id, r.key)
+    ]
     counts = gather_parts(finished, cache, out_dir, meta)
     if embedding_store is not None:
         from activepam.core.store import check_dtype, write_store
@@ -479,30 +556,51 @@ def detect_files(inputs: pd.DataFrame | Sequence[str | os.PathLike[str]],
 
             shutil.rmtree(store_root)
         store_root.mkdir(parents=True, exist_ok=True)
-        meta_df = meta.select([c for c in ("recording_id", "device_id", "start_time")
-                               if c in meta.column_names]).to_pandas()
+        meta_df = meta.select(
+            [c for c in ("recording_id", "device_id", "start_time") if c in meta.column_names]
+        ).to_pandas()
         if isinstance(inputs, pd.DataFrame):  # inventory rows carry the metadata too
-            inv_meta = inputs[[c for c in ("recording_id", "device_id", "start_time")
-                               if c in inputs.columns]]
+            inv_meta = inputs[
+                [c for c in ("recording_id", "device_id", "start_time") if c in inputs.columns]
+            ]
             meta_df = pd.concat([meta_df, inv_meta]).drop_duplicates("recording_id")
-        write_store({r.recording_id: part_path(cache, r.recording_id, "embeddings")
-                     for r in finished}, meta_df, store_root,
-                    check_dtype(embedding_dtype), shard)
-    write_csv(pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS), out_dir / "quarantine.csv",
-              stage=STAGE)
+        write_store(
+            {r.recording_id: part_path(cache, r.recording_id, "embeddings") for r in finished},
+            meta_df,
+            store_root,
+            check_dtype(embedding_dtype),
+            shard,
+        )
+    write_csv(
+        pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS),
+        out_dir / "quarantine.csv",
+        stage=STAGE,
+    )
     summary = {
-        "params_hash": digest, "parts_dir": str(cache), "out_dir": str(out_dir),
-        "n_recordings": len(recordings), "n_cached": n_cached, "n_changed": n_changed,
-        "n_processed": stats["processed"], "n_finished": len(finished),
+        "params_hash": digest,
+        "parts_dir": str(cache),
+        "out_dir": str(out_dir),
+        "n_recordings": len(recordings),
+        "n_cached": n_cached,
+        "n_changed": n_changed,
+        "n_processed": stats["processed"],
+        "n_finished": len(finished),
         "processed": sorted({r.recording_id for r in todo} & {r.recording_id for r in finished}),
         "nonfinite": stats["nonfinite"],
-        "n_quarantined": len(quarantined), "n_segments": counts["segments"],
-        "audio_s_processed": stats["audio_s"], "wall_s": time.perf_counter() - t0,
+        "n_quarantined": len(quarantined),
+        "n_segments": counts["segments"],
+        "audio_s_processed": stats["audio_s"],
+        "wall_s": time.perf_counter() - t0,
         "quarantine": quarantined,
     }
-    log.info("detect: %d finished (%d new), %d quarantined, %d segments, %.1f s wall",
-             len(finished), stats["processed"], len(quarantined), counts["segments"],
-             summary["wall_s"])
+    log.info(
+        "detect: %d finished (%d new), %d quarantined, %d segments, %.1f s wall",
+        len(finished),
+        stats["processed"],
+        len(quarantined),
+        counts["segments"],
+        summary["wall_s"],
+    )
     return summary
 
 
@@ -556,10 +654,19 @@ def _submit(model: Any, windows: np.ndarray) -> Future[Any]:
     return future
 
 
-def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: pa.Table,
-               threads: int, batch_size: int, progress: bool, quarantined: list[dict],
-               report: Callable[[str, str], None], model: bn.BirdNET | None,
-               probe: bool) -> dict[str, Any]:
+def _run_model(
+    todo: list[Recording],
+    cache: Path,
+    params: DetectParams,
+    meta: pa.Table,
+    threads: int,
+    batch_size: int,
+    progress: bool,
+    quarantined: list[dict],
+    report: Callable[[str, str], None],
+    model: bn.BirdNET | None,
+    probe: bool,
+) -> dict[str, Any]:
     """Decode in a background thread, run the model, write part files per recording."""
     if model is not None and model.sensitivity != params.sensitivity:
         raise DetectError(f"model sensitivity {model.sensitivity} != {params.sensitivity}")
@@ -571,20 +678,31 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
     def accumulator(rec: Recording) -> _Accumulator:
         nonlocal no_location
         m = meta_rows.get(rec.recording_id, {})
-        if sf_.mode == "location" and sf_.lat is None and (m.get("lat") is None
-                                                            or m.get("lon") is None):
+        if (
+            sf_.mode == "location"
+            and sf_.lat is None
+            and (m.get("lat") is None or m.get("lon") is None)
+        ):
             no_location += 1
         week = _recording_week(m.get("start_time"))
         idx = sf_.indices(m.get("lat"), m.get("lon"), week)
-        return _Accumulator(rec, labels[idx], idx,
-                            species_set=sf_.describe(m.get("lat"), m.get("lon"), week))
+        return _Accumulator(
+            rec, labels[idx], idx, species_set=sf_.describe(m.get("lat"), m.get("lon"), week)
+        )
 
-    decoder = _Decoder(todo, params.hop_samples, model.batch_size if model else batch_size,
-                       probe=probe)
+    decoder = _Decoder(
+        todo, params.hop_samples, model.batch_size if model else batch_size, probe=probe
+    )
     accs: dict[int, _Accumulator] = {}
     stats: dict[str, Any] = {"processed": 0, "segments_new": 0, "audio_s": 0.0, "nonfinite": {}}
-    bar = tqdm(total=len(todo), unit="rec", desc="detect", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(todo),
+        unit="rec",
+        desc="detect",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
     def on_batch(item: _Batch, conf: np.ndarray, emb: np.ndarray) -> None:
         for i in np.unique(item.rec_idx):
@@ -592,19 +710,27 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
             if int(i) not in accs:
                 accs[int(i)] = accumulator(todo[int(i)])
             acc = accs[int(i)]
-            k = (len(acc.filtered) if sf_.mode == "list"
-                 and len(acc.filtered) <= FULL_VECTOR_MAX else params.top_k)
+            k = (
+                len(acc.filtered)
+                if sf_.mode == "list" and len(acc.filtered) <= FULL_VECTOR_MAX
+                else params.top_k
+            )
             acc.add(item.starts[sel], conf[sel], emb[sel], k)
 
     def on_end(item: _End) -> None:
         rec = todo[item.rec_idx]
         acc = accs.pop(item.rec_idx, None)
         if item.error is None and acc is not None and acc.n:
-            _write_parts(cache, rec.recording_id, acc.tables(item.duration_s, item.nonfinite),
-                         rec.key)
+            _write_parts(
+                cache, rec.recording_id, acc.tables(item.duration_s, item.nonfinite), rec.key
+            )
             if item.nonfinite:
-                log.warning("%s: %d NaN/inf samples (decoded 48 kHz mono) replaced by 0 "
-                            "(segments column nonfinite_samples)", rec.path, item.nonfinite)
+                log.warning(
+                    "%s: %d NaN/inf samples (decoded 48 kHz mono) replaced by 0 "
+                    "(segments column nonfinite_samples)",
+                    rec.path,
+                    item.nonfinite,
+                )
                 stats["nonfinite"][rec.path] = item.nonfinite
             stats["processed"] += 1
             stats["segments_new"] += acc.n
@@ -638,8 +764,15 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
 
     # the model loads while the decoder fills the first batch (from its first window on: a
     # run whose inputs are all bad never loads it)
-    loader = _Loader(lambda: bn.BirdNET(threads=threads, batch_size=batch_size,
-                                        sensitivity=params.sensitivity)) if model is None else None
+    loader = (
+        _Loader(
+            lambda: bn.BirdNET(
+                threads=threads, batch_size=batch_size, sensitivity=params.sensitivity
+            )
+        )
+        if model is None
+        else None
+    )
     decoder.on_first_window = loader.begin if loader is not None else None
     decoder.start()
     try:
@@ -666,6 +799,8 @@ def _run_model(todo: list[Recording], cache: Path, params: DetectParams, meta: p
         if loader is not None and loader.started():
             loader.join()
     if no_location:
-        log.warning("species_filter location: %d recordings without lat/lon were scored "
-                    "unfiltered", no_location)
+        log.warning(
+            "species_filter location: %d recordings without lat/lon were scored unfiltered",
+            no_location,
+        )
     return stats

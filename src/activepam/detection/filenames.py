@@ -33,18 +33,25 @@ class FilenamePattern:
 FILENAME_PATTERNS: tuple[FilenamePattern, ...] = (
     FilenamePattern(
         "tabmon_iso",
-        re.compile(r"^(?P<Y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})T(?P<H>\d{2})[_:](?P<M>\d{2})[_:]"
-                   r"(?P<S>\d{2})(?:\.(?P<frac>\d{1,6}))?Z$"),
-        utc=True),
+        re.compile(
+            r"^(?P<Y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})T(?P<H>\d{2})[_:](?P<M>\d{2})[_:]"
+            r"(?P<S>\d{2})(?:\.(?P<frac>\d{1,6}))?Z$"
+        ),
+        utc=True,
+    ),
     FilenamePattern(
         "audiomoth",
         re.compile(r"^(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})$"),
-        utc=True),
+        utc=True,
+    ),
     FilenamePattern(
         "prefix_date_time",
-        re.compile(r"^(?P<prefix>.+?)_(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_"
-                   r"(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})$"),
-        utc=False),
+        re.compile(
+            r"^(?P<prefix>.+?)_(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_"
+            r"(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})$"
+        ),
+        utc=False,
+    ),
 )
 
 TABMON_DEVICE = re.compile(r"^bugg_RPiID-(?P<device>.+)$")
@@ -73,8 +80,15 @@ def parse_filename(stem: str, tz: str = "UTC") -> FilenameInfo:
         g = m.groupdict()
         frac = (g.get("frac") or "").ljust(6, "0")
         try:
-            naive = datetime(int(g["Y"]), int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]),
-                             int(g["S"]), int(frac) if frac else 0)
+            naive = datetime(
+                int(g["Y"]),
+                int(g["m"]),
+                int(g["d"]),
+                int(g["H"]),
+                int(g["M"]),
+                int(g["S"]),
+                int(frac) if frac else 0,
+            )
         except ValueError:
             return FilenameInfo(None, None, None)
         zone = UTC if pattern.utc else time_zone(tz)
@@ -118,9 +132,13 @@ def base_recording_id(device_id: str | None, start_time: object, rel_path: str) 
     return sanitize(Path(rel_path).stem)
 
 
-def make_recording_ids(device_ids: Sequence[str | None], start_times: Sequence[object],
-                       rel_paths: Sequence[str], paths: Sequence[str] | None = None,
-                       contents: Sequence[str] | None = None) -> list[str]:
+def make_recording_ids(
+    device_ids: Sequence[str | None],
+    start_times: Sequence[object],
+    rel_paths: Sequence[str],
+    paths: Sequence[str] | None = None,
+    contents: Sequence[str] | None = None,
+) -> list[str]:
     """Unique, filesystem-safe ids of recordings listed in order, without a registry.
 
     Base id: :func:`base_recording_id`. The FIRST file with a base id keeps it bare; a later
@@ -128,8 +146,11 @@ def make_recording_ids(device_ids: Sequence[str | None], start_times: Sequence[o
     e.g. the SHA-256 of the file, else the SHA-1 of its path). With state from earlier runs use
     :class:`IdRegistry` (see CONTRACTS.md, recording_id).
     """
-    keys = list(contents) if contents is not None else [
-        hashlib.sha1(str(p).encode()).hexdigest() for p in (paths or rel_paths)]
+    keys = (
+        list(contents)
+        if contents is not None
+        else [hashlib.sha1(str(p).encode()).hexdigest() for p in (paths or rel_paths)]
+    )
     taken: set[str] = set()
     ids = []
     for dev, t, rel, key in zip(device_ids, start_times, rel_paths, keys):
@@ -153,8 +174,15 @@ def _claim(base: str, key: str, taken: set[str] | dict[str, object]) -> str:
     return rid
 
 
-REGISTRY_COLUMNS: tuple[str, ...] = ("recording_id", "base_id", "named", "sha256", "size",
-                                     "mtime_ns", "path")
+REGISTRY_COLUMNS: tuple[str, ...] = (
+    "recording_id",
+    "base_id",
+    "named",
+    "sha256",
+    "size",
+    "mtime_ns",
+    "path",
+)
 #: file name of the registry beside the inventory / detection outputs
 REGISTRY_NAME = "recording_ids.csv"
 
@@ -180,8 +208,7 @@ class IdRegistry:
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: recording-id registry is not a readable CSV: {exc}") \
-                from exc
+            raise ValueError(f"{path}: recording-id registry is not a readable CSV: {exc}") from exc
         missing = [c for c in REGISTRY_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{path}: recording-id registry lacks column(s) {', '.join(missing)}")
@@ -190,22 +217,26 @@ class IdRegistry:
             rid = rec["recording_id"]
             if not rid or rid in rows:
                 raise ValueError(f"{path}:{i + 2}: recording_id {rid!r} is empty or repeated")
-            rows[rid] = {"recording_id": rid, "base_id": rec["base_id"],
-                         "named": rec["named"].strip().lower() in ("1", "true"),
-                         "sha256": rec["sha256"],
-                         "size": int(rec["size"] or 0), "mtime_ns": int(rec["mtime_ns"] or 0),
-                         "path": rec["path"]}
+            rows[rid] = {
+                "recording_id": rid,
+                "base_id": rec["base_id"],
+                "named": rec["named"].strip().lower() in ("1", "true"),
+                "sha256": rec["sha256"],
+                "size": int(rec["size"] or 0),
+                "mtime_ns": int(rec["mtime_ns"] or 0),
+                "path": rec["path"],
+            }
         return cls(rows)
 
     def save(self, path: str | os.PathLike[str], stage: str = "inventory") -> None:
         """Write the registry atomically (sorted by recording_id)."""
-        df = pd.DataFrame([self.rows[k] for k in sorted(self.rows)],
-                          columns=list(REGISTRY_COLUMNS))
+        df = pd.DataFrame([self.rows[k] for k in sorted(self.rows)], columns=list(REGISTRY_COLUMNS))
         df["named"] = df["named"].astype(bool).astype(int)
         write_csv(df, path, stage=stage)
 
-    def assign(self, files: Sequence[tuple[str, str, FileKey, bool]]
-               ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    def assign(
+        self, files: Sequence[tuple[str, str, FileKey, bool]]
+    ) -> tuple[dict[str, str], list[tuple[str, str]]]:
         """Ids of ``files`` = ``(path, base_id, key, named)``; updates the registry.
 
         ``named`` means the base id identifies the recording (device + start time from the
@@ -250,8 +281,11 @@ class IdRegistry:
         for path, base, key, named in canonical:  # rule 2
             for row in rows:
                 rid = str(row["recording_id"])
-                if row["sha256"] == key.sha256 and rid not in claimed and \
-                        (not named or not row["named"] or row["base_id"] == base):
+                if (
+                    row["sha256"] == key.sha256
+                    and rid not in claimed
+                    and (not named or not row["named"] or row["base_id"] == base)
+                ):
                     ids[path] = rid
                     claimed.add(rid)
                     break
@@ -266,16 +300,24 @@ class IdRegistry:
                 ids[path] = _claim(base, key.sha256, taken)
         for path, base, key, named in canonical:
             rid = ids[path]
-            self.rows[rid] = {"recording_id": rid, "base_id": base, "named": named,
-                              "sha256": key.sha256, "size": key.size,
-                              "mtime_ns": key.mtime_ns, "path": path}
+            self.rows[rid] = {
+                "recording_id": rid,
+                "base_id": base,
+                "named": named,
+                "sha256": key.sha256,
+                "size": key.size,
+                "mtime_ns": key.mtime_ns,
+                "path": path,
+            }
         return ids, duplicates
 
 
 def duplicate_reason(same_as: str, recording_id: str) -> str:
     """Quarantine reason of a true duplicate (same content as a processed file)."""
-    return f"duplicate: same content (SHA-256) as {same_as} (recording_id {recording_id}); " \
-           "processed once"
+    return (
+        f"duplicate: same content (SHA-256) as {same_as} (recording_id {recording_id}); "
+        "processed once"
+    )
 
 
 def os_reason(exc: OSError, path: str | os.PathLike[str]) -> str:
@@ -288,15 +330,20 @@ def os_reason(exc: OSError, path: str | os.PathLike[str]) -> str:
     return f"unreadable: {exc.strerror or one_line(exc)}"
 
 
-def file_keys(paths: Sequence[str], registry: IdRegistry | None = None, threads: int = 4,
-              ) -> tuple[dict[str, FileKey], dict[str, str]]:
+def file_keys(
+    paths: Sequence[str],
+    registry: IdRegistry | None = None,
+    threads: int = 4,
+) -> tuple[dict[str, FileKey], dict[str, str]]:
     """Content keys of ``paths`` (hashes reused from ``registry`` for unchanged files) and the
     quarantine reason of each file that could not be read."""
     known = {}
     if registry is not None:
         by_path = {str(r["path"]): r for r in registry.rows.values()}
-        known = {p: FileKey(int(r["size"]), int(r["mtime_ns"]), str(r["sha256"]))
-                 for p, r in by_path.items()}
+        known = {
+            p: FileKey(int(r["size"]), int(r["mtime_ns"]), str(r["sha256"]))
+            for p, r in by_path.items()
+        }
 
     def one(path: str) -> FileKey | str:
         try:

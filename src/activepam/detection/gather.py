@@ -31,8 +31,9 @@ def _sql_list(paths: Sequence[Path | str]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _write_query(con: Any, sql: str, schema: pa.Schema, path: Path,
-                 rows_per_batch: int = 65_536) -> int:
+def _write_query(
+    con: Any, sql: str, schema: pa.Schema, path: Path, rows_per_batch: int = 65_536
+) -> int:
     """Stream a DuckDB query into a Parquet file with exactly ``schema`` (atomic)."""
     reader = con.sql(sql).to_arrow_reader(rows_per_batch)
     n = 0
@@ -54,8 +55,9 @@ def _connect() -> Any:
     return con
 
 
-def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path,
-                 meta: pa.Table | None = None) -> dict[str, int]:
+def gather_parts(
+    recordings: Sequence[Recording], parts_dir: Path, out_dir: Path, meta: pa.Table | None = None
+) -> dict[str, int]:
     """Concatenate the part files of ``recordings`` (sorted by recording_id, then start_s) into
     ``out_dir/{segments,predictions,embeddings}.parquet``; segments get the metadata columns
     and ``segment_time`` = start_time + start_s. ``path`` is the recording's current path (a
@@ -66,9 +68,15 @@ def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path
     counts: dict[str, int] = {}
     con = _connect()
     try:
-        con.register("recs", pa.table({"recording_id": pa.array(ids, pa.string()),
-                                       "cur_path": pa.array([r.path for r in recs],
-                                                            pa.string())}))
+        con.register(
+            "recs",
+            pa.table(
+                {
+                    "recording_id": pa.array(ids, pa.string()),
+                    "cur_path": pa.array([r.path for r in recs], pa.string()),
+                }
+            ),
+        )
         for kind in ("predictions", "embeddings"):
             target = out_dir / f"{kind}.parquet"
             if not ids:
@@ -77,9 +85,11 @@ def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path
                 continue
             files = _sql_list([part_path(parts_dir, r, kind) for r in ids])
             if kind == "predictions":
-                sql = (f"SELECT p.* REPLACE (r.cur_path AS path) FROM read_parquet({files}) p "
-                       "JOIN recs r USING (recording_id) ORDER BY p.recording_id, p.start_s, "
-                       "p.rank")
+                sql = (
+                    f"SELECT p.* REPLACE (r.cur_path AS path) FROM read_parquet({files}) p "
+                    "JOIN recs r USING (recording_id) ORDER BY p.recording_id, p.start_s, "
+                    "p.rank"
+                )
             else:
                 sql = f"SELECT * FROM read_parquet({files})"
             counts[kind] = _write_query(con, sql, OUTPUT_SCHEMAS[kind], target)
@@ -91,20 +101,24 @@ def gather_parts(recordings: Sequence[Recording], parts_dir: Path, out_dir: Path
         con.register("meta", meta)
         files = _sql_list([part_path(parts_dir, r, "segments") for r in ids])
         meta_cols = ", ".join(f"m.{c}" for c in META_COLUMNS)
-        sql = (f"SELECT s.* REPLACE (r.cur_path AS path), {meta_cols}, "
-               "m.start_time + to_microseconds("
-               "CAST(round(s.start_s * 1000000) AS BIGINT)) AS segment_time "
-               f"FROM read_parquet({files}) s JOIN recs r USING (recording_id) "
-               "LEFT JOIN meta m USING (recording_id) "
-               "ORDER BY s.recording_id, s.start_s")
+        sql = (
+            f"SELECT s.* REPLACE (r.cur_path AS path), {meta_cols}, "
+            "m.start_time + to_microseconds("
+            "CAST(round(s.start_s * 1000000) AS BIGINT)) AS segment_time "
+            f"FROM read_parquet({files}) s JOIN recs r USING (recording_id) "
+            "LEFT JOIN meta m USING (recording_id) "
+            "ORDER BY s.recording_id, s.start_s"
+        )
         counts["segments"] = _write_query(con, sql, SEGMENTS_SCHEMA, target)
     finally:
         con.close()
     return counts
 
 
-def merge_outputs(inputs: Mapping[str, Sequence[str | os.PathLike[str]]],
-                  outputs: Mapping[str, str | os.PathLike[str]]) -> dict[str, int]:
+def merge_outputs(
+    inputs: Mapping[str, Sequence[str | os.PathLike[str]]],
+    outputs: Mapping[str, str | os.PathLike[str]],
+) -> dict[str, int]:
     """Concatenate per-shard detection tables (in the given order) with DuckDB.
 
     ``inputs`` and ``outputs`` are keyed by ``segments``, ``predictions``, ``embeddings`` and
@@ -122,13 +136,15 @@ def merge_outputs(inputs: Mapping[str, Sequence[str | os.PathLike[str]]],
                 write_parquet(schema.empty_table(), outputs[kind], stage=STAGE)
                 counts[kind] = 0
                 continue
-            counts[kind] = _write_query(con, f"SELECT * FROM read_parquet({_sql_list(files)})",
-                                        schema, Path(outputs[kind]))
+            counts[kind] = _write_query(
+                con, f"SELECT * FROM read_parquet({_sql_list(files)})", schema, Path(outputs[kind])
+            )
     finally:
         con.close()
     frames = [read_quarantine(q) for q in inputs["quarantine"]]
-    quar = (pd.concat(frames, ignore_index=True) if frames
-            else pd.DataFrame(columns=QUARANTINE_COLUMNS))
+    quar = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    )
     write_csv(quar, outputs["quarantine"], stage=STAGE)
     counts["quarantine"] = len(quar)
     return counts

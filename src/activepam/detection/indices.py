@@ -59,17 +59,40 @@ log = logging.getLogger(__name__)
 STAGE = "indices"
 
 INDEX_COLUMNS: tuple[str, ...] = (
-    "ACI", "ADI", "AEI", "BI", "NDSI", "rBA", "Ht", "Hf", "H", "TFSD", "NP",
-    "ROI_count", "nROI", "aROI", "BGNt", "SNRt", "ACTtFraction", "rms_dBFS",
+    "ACI",
+    "ADI",
+    "AEI",
+    "BI",
+    "NDSI",
+    "rBA",
+    "Ht",
+    "Hf",
+    "H",
+    "TFSD",
+    "NP",
+    "ROI_count",
+    "nROI",
+    "aROI",
+    "BGNt",
+    "SNRt",
+    "ACTtFraction",
+    "rms_dBFS",
 )
 WINDOW_COLUMNS: tuple[str, ...] = ("path", "window_start_s", "window_end_s", "sample_rate")
 META_COLUMNS: tuple[str, ...] = ("recording_id", "site", "window_time")
 QUARANTINE_COLUMNS: tuple[str, ...] = ("path", "stage", "reason")
 INDICES_SCHEMA = pa.schema(
-    [("recording_id", pa.string()), ("site", pa.string()),
-     ("window_time", pa.timestamp("us", tz="UTC")), ("path", pa.string()),
-     ("window_start_s", pa.float64()), ("window_end_s", pa.float64()),
-     ("sample_rate", pa.int64())] + [(c, pa.float64()) for c in INDEX_COLUMNS])
+    [
+        ("recording_id", pa.string()),
+        ("site", pa.string()),
+        ("window_time", pa.timestamp("us", tz="UTC")),
+        ("path", pa.string()),
+        ("window_start_s", pa.float64()),
+        ("window_end_s", pa.float64()),
+        ("sample_rate", pa.int64()),
+    ]
+    + [(c, pa.float64()) for c in INDEX_COLUMNS]
+)
 
 # longest stretch analysed at once when window_s = 0 (seconds)
 MAX_WINDOW_S = 300.0
@@ -91,13 +114,15 @@ class IndexSettings:
 def _band(band: Sequence[float], nyquist: float) -> tuple[float, float]:
     lo, hi = float(band[0]), min(float(band[1]), nyquist)
     if hi <= lo:
-        raise ValueError(f"indices: band {list(band)} Hz lies above the Nyquist frequency "
-                         f"{nyquist:g} Hz")
+        raise ValueError(
+            f"indices: band {list(band)} Hz lies above the Nyquist frequency {nyquist:g} Hz"
+        )
     return lo, hi
 
 
-def indices_of_samples(x: np.ndarray, sr: int,
-                       settings: IndexSettings = IndexSettings()) -> dict[str, float]:
+def indices_of_samples(
+    x: np.ndarray, sr: int, settings: IndexSettings = IndexSettings()
+) -> dict[str, float]:
     """All index columns of one mono window ``x`` sampled at ``sr`` Hz."""
     import maad.features as mf
     import maad.sound as ms
@@ -105,8 +130,10 @@ def indices_of_samples(x: np.ndarray, sr: int,
     x = np.asarray(x, dtype=np.float64)
     x = x - x.mean()  # DC offset
     if len(x) < settings.nperseg * (MIN_FRAMES + 1) // 2:
-        raise ValueError(f"window of {len(x)} samples is too short for the indices "
-                         f"(need {settings.nperseg * (MIN_FRAMES + 1) // 2})")
+        raise ValueError(
+            f"window of {len(x)} samples is too short for the indices "
+            f"(need {settings.nperseg * (MIN_FRAMES + 1) // 2})"
+        )
     out: dict[str, float] = dict.fromkeys(INDEX_COLUMNS, np.nan)
     rms = float(np.sqrt(np.mean(x * x)))
     out["rms_dBFS"] = 20 * math.log10(rms) if rms > 0 else -np.inf
@@ -122,12 +149,27 @@ def indices_of_samples(x: np.ndarray, sr: int,
         warnings.simplefilter("ignore", FutureWarning)  # scikit-image via maad.rois
         out["ACI"] = float(mf.acoustic_complexity_index(Sxx_amp)[2])
         adi_max = math.floor((bio[1] - bio[0]) / settings.band_step) * settings.band_step + bio[0]
-        out["ADI"] = float(mf.acoustic_diversity_index(
-            Sxx_amp, fn, fmin=bio[0], fmax=adi_max, bin_step=settings.band_step,
-            dB_threshold=settings.adi_db_threshold, index="shannon"))
-        out["AEI"] = float(mf.acoustic_eveness_index(
-            Sxx_amp, fn, fmin=bio[0], fmax=adi_max, bin_step=settings.band_step,
-            dB_threshold=settings.adi_db_threshold))
+        out["ADI"] = float(
+            mf.acoustic_diversity_index(
+                Sxx_amp,
+                fn,
+                fmin=bio[0],
+                fmax=adi_max,
+                bin_step=settings.band_step,
+                dB_threshold=settings.adi_db_threshold,
+                index="shannon",
+            )
+        )
+        out["AEI"] = float(
+            mf.acoustic_eveness_index(
+                Sxx_amp,
+                fn,
+                fmin=bio[0],
+                fmax=adi_max,
+                bin_step=settings.band_step,
+                dB_threshold=settings.adi_db_threshold,
+            )
+        )
         out["BI"] = float(mf.bioacoustics_index(Sxx_amp, fn, flim=bio))
         ndsi, rba, _, _ = mf.soundscape_index(Sxx, fn, flim_bioPh=bio, flim_antroPh=anthro)
         out["NDSI"], out["rBA"] = float(ndsi), float(rba)
@@ -157,10 +199,18 @@ def hysteresis_mask(im: np.ndarray, high: float, low: float) -> np.ndarray:
     return np.isin(labels, seeds)
 
 
-def roi_index(Sxx: np.ndarray, tn: np.ndarray, fn: np.ndarray, seed_level: float = 16.0,
-              low_level: float = 6.0, fusion_rois: tuple[float, float] = (0.05, 100.0),
-              remove_rois_flim_min: float = 50.0, min_event_duration: float = 0.1,
-              min_freq_bw: float = 50.0, max_ratio_xy: float = 10.0) -> tuple[float, float, float]:
+def roi_index(
+    Sxx: np.ndarray,
+    tn: np.ndarray,
+    fn: np.ndarray,
+    seed_level: float = 16.0,
+    low_level: float = 6.0,
+    fusion_rois: tuple[float, float] = (0.05, 100.0),
+    remove_rois_flim_min: float = 50.0,
+    min_event_duration: float = 0.1,
+    min_freq_bw: float = 50.0,
+    max_ratio_xy: float = 10.0,
+) -> tuple[float, float, float]:
     """``(count, per minute, % cover)`` of regions of interest in a power spectrogram.
 
     Follows ``maad.features.region_of_interest_index`` (scikit-maad 1.5, its defaults: rain and
@@ -201,9 +251,12 @@ def roi_index(Sxx: np.ndarray, tn: np.ndarray, fn: np.ndarray, seed_level: float
     return float(count), float(count / (tn[-1] / 60)), float(covered.mean() * 100)
 
 
-def window_samples(path: str | os.PathLike[str], window_s: float = 0.0,
-                   max_window_s: float = MAX_WINDOW_S,
-                   target_sr: int | None = None) -> tuple[int, int]:
+def window_samples(
+    path: str | os.PathLike[str],
+    window_s: float = 0.0,
+    max_window_s: float = MAX_WINDOW_S,
+    target_sr: int | None = None,
+) -> tuple[int, int]:
     """``(sample_rate, samples per window)`` used for ``path`` (see the module notes)."""
     info = audio_info(path)
     sr = int(target_sr or info.sample_rate)
@@ -212,13 +265,18 @@ def window_samples(path: str | os.PathLike[str], window_s: float = 0.0,
     else:
         length = min(max(info.duration_s, 1.0 / sr), max_window_s)
         if info.duration_s > max_window_s:
-            log.warning("indices: %s is %.0f s long; analysed in %g s windows", path,
-                        info.duration_s, max_window_s)
+            log.warning(
+                "indices: %s is %.0f s long; analysed in %g s windows",
+                path,
+                info.duration_s,
+                max_window_s,
+            )
     return sr, max(1, int(round(length * sr)))
 
 
-def iter_windows(path: str | os.PathLike[str], n: int,
-                 target_sr: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_windows(
+    path: str | os.PathLike[str], n: int, target_sr: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Stream ``path`` as mono windows of ``n`` samples: ``(start_sample, samples)``.
 
     A trailing window shorter than ``n / 2`` is skipped unless it is the only one.
@@ -235,11 +293,16 @@ def iter_windows(path: str | os.PathLike[str], n: int,
         yield start, buf
 
 
-def compute_indices(path: str | os.PathLike[str], window_s: float = 0.0, *,
-                    anthro_band: Sequence[float] = (0.0, 1000.0),
-                    bio_band: Sequence[float] = (1000.0, 10000.0),
-                    nperseg: int = 1024, target_sr: int | None = None,
-                    max_window_s: float = MAX_WINDOW_S) -> pd.DataFrame:
+def compute_indices(
+    path: str | os.PathLike[str],
+    window_s: float = 0.0,
+    *,
+    anthro_band: Sequence[float] = (0.0, 1000.0),
+    bio_band: Sequence[float] = (1000.0, 10000.0),
+    nperseg: int = 1024,
+    target_sr: int | None = None,
+    max_window_s: float = MAX_WINDOW_S,
+) -> pd.DataFrame:
     """Indices of one file: one row per window (``window_s`` seconds; 0 = whole recording).
 
     Columns: path, window_start_s, window_end_s, sample_rate, then :data:`INDEX_COLUMNS`.
@@ -250,8 +313,12 @@ def compute_indices(path: str | os.PathLike[str], window_s: float = 0.0, *,
     sr, n = window_samples(path, window_s, max_window_s, target_sr)
     rows = []
     for start, x in iter_windows(path, n, target_sr):
-        row = {"path": str(path), "window_start_s": start / sr,
-               "window_end_s": (start + len(x)) / sr, "sample_rate": sr}
+        row = {
+            "path": str(path),
+            "window_start_s": start / sr,
+            "window_end_s": (start + len(x)) / sr,
+            "sample_rate": sr,
+        }
         row.update(indices_of_samples(x, sr, settings))
         rows.append(row)
     if not rows:
@@ -274,9 +341,13 @@ def empty_indices() -> pd.DataFrame:
     return INDICES_SCHEMA.empty_table().to_pandas()
 
 
-def indices_for_inventory(inventory: pd.DataFrame, threads: int = 1, window_s: float = 0.0,
-                          progress: bool = True,
-                          **kwargs: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+def indices_for_inventory(
+    inventory: pd.DataFrame,
+    threads: int = 1,
+    window_s: float = 0.0,
+    progress: bool = True,
+    **kwargs: object,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Indices of every recording of an inventory table, in a process pool of ``threads``.
 
     Returns ``(indices, quarantine)``: indices has recording_id, site, window_time (UTC start
@@ -286,11 +357,17 @@ def indices_for_inventory(inventory: pd.DataFrame, threads: int = 1, window_s: f
     jobs = [(str(p), float(window_s), dict(kwargs)) for p in inventory["path"]]
     if threads > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=threads) as pool:
-            results = list(tqdm(pool.map(_job, jobs, chunksize=1), total=len(jobs),
-                                desc="indices", unit="file", disable=not progress))
+            results = list(
+                tqdm(
+                    pool.map(_job, jobs, chunksize=1),
+                    total=len(jobs),
+                    desc="indices",
+                    unit="file",
+                    disable=not progress,
+                )
+            )
     else:
-        results = [_job(j) for j in tqdm(jobs, desc="indices", unit="file",
-                                          disable=not progress)]
+        results = [_job(j) for j in tqdm(jobs, desc="indices", unit="file", disable=not progress)]
     frames, quarantined = [], []
     for rec, (path, df, error) in zip(inventory.itertuples(index=False), results):
         if df is None:
@@ -300,8 +377,11 @@ def indices_for_inventory(inventory: pd.DataFrame, threads: int = 1, window_s: f
         df.insert(0, "recording_id", rec.recording_id)
         df.insert(1, "site", getattr(rec, "site", None))
         start = getattr(rec, "start_time", pd.NaT)
-        df.insert(2, "window_time", pd.to_datetime(start, utc=True)
-                  + pd.to_timedelta(df["window_start_s"], unit="s"))
+        df.insert(
+            2,
+            "window_time",
+            pd.to_datetime(start, utc=True) + pd.to_timedelta(df["window_start_s"], unit="s"),
+        )
         frames.append(df)
     out = pd.concat(frames, ignore_index=True) if frames else empty_indices()
     out = indices_table(out).to_pandas()
@@ -312,31 +392,37 @@ def indices_table(df: pd.DataFrame) -> pa.Table:
     """The indices as an Arrow table with :data:`INDICES_SCHEMA` (fixed types, even if empty)."""
     df = df.copy()
     df["window_time"] = pd.to_datetime(df["window_time"], utc=True)
-    return pa.Table.from_pandas(df[list(INDICES_SCHEMA.names)], schema=INDICES_SCHEMA,
-                                preserve_index=False)
+    return pa.Table.from_pandas(
+        df[list(INDICES_SCHEMA.names)], schema=INDICES_SCHEMA, preserve_index=False
+    )
 
 
-def run_indices_shard(inventory_path: str | os.PathLike[str], shard: str,
-                      out_path: str | os.PathLike[str],
-                      quarantine_path: str | os.PathLike[str], threads: int = 1,
-                      window_s: float = 0.0, **kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_indices_shard(
+    inventory_path: str | os.PathLike[str],
+    shard: str,
+    out_path: str | os.PathLike[str],
+    quarantine_path: str | os.PathLike[str],
+    threads: int = 1,
+    window_s: float = 0.0,
+    **kwargs: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Indices of the recordings of one inventory shard, written atomically."""
     inventory = pd.read_parquet(inventory_path)
     part = inventory[inventory["shard"] == shard].reset_index(drop=True)
     log.info("indices: shard %s: %d recordings (window_s=%g)", shard, len(part), window_s)
-    indices, quarantine = indices_for_inventory(part, threads=threads, window_s=window_s,
-                                                **kwargs)
+    indices, quarantine = indices_for_inventory(part, threads=threads, window_s=window_s, **kwargs)
     write_parquet(indices_table(indices), out_path, stage=STAGE)
     write_csv(quarantine, quarantine_path, stage=STAGE)
-    log.info("indices: shard %s: %d windows, %d quarantined", shard, len(indices),
-             len(quarantine))
+    log.info("indices: shard %s: %d windows, %d quarantined", shard, len(indices), len(quarantine))
     return indices, quarantine
 
 
-def gather_indices(shard_paths: Sequence[str | os.PathLike[str]],
-                   quarantine_paths: Sequence[str | os.PathLike[str]],
-                   out_path: str | os.PathLike[str],
-                   quarantine_out: str | os.PathLike[str]) -> int:
+def gather_indices(
+    shard_paths: Sequence[str | os.PathLike[str]],
+    quarantine_paths: Sequence[str | os.PathLike[str]],
+    out_path: str | os.PathLike[str],
+    quarantine_out: str | os.PathLike[str],
+) -> int:
     """Concatenate shard tables with DuckDB (sorted by recording and window); returns rows."""
     import duckdb
 
@@ -350,7 +436,10 @@ def gather_indices(shard_paths: Sequence[str | os.PathLike[str]],
         table = INDICES_SCHEMA.empty_table()
     write_parquet(table, out_path, stage=STAGE)
     parts = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in quarantine_paths]
-    quarantine = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=list(QUARANTINE_COLUMNS))
+    quarantine = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=list(QUARANTINE_COLUMNS))
+    )
     write_csv(quarantine.reindex(columns=list(QUARANTINE_COLUMNS)), quarantine_out, stage=STAGE)
     return table.num_rows

@@ -38,9 +38,11 @@ def sanitize_id(text: str) -> str:
     return "_" + out if out.startswith(".") else out
 
 
-def recordings_for_paths(paths: Sequence[str | os.PathLike[str]],
-                         registry: IdRegistry | None = None, threads: int = 4,
-                         ) -> tuple[list[Recording], list[dict]]:
+def recordings_for_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    registry: IdRegistry | None = None,
+    threads: int = 4,
+) -> tuple[list[Recording], list[dict]]:
     """Recordings for plain file paths and the quarantine rows of the others.
 
     The same file given twice (also through a symlink) is used once; ids follow
@@ -55,11 +57,22 @@ def recordings_for_paths(paths: Sequence[str | os.PathLike[str]],
     registry = IdRegistry() if registry is None else registry
     keys, errors = file_keys(given, registry, threads)
     quarantine = [{"path": p, "stage": STAGE, "reason": r} for p, r in errors.items()]
-    ids, duplicates = registry.assign([
-        (p, sanitize_id(Path(p).stem), keys[p], parse_filename(Path(p).stem).start_time is not None)
-        for p in given if p in keys])
-    quarantine += [{"path": p, "stage": STAGE, "reason": duplicate_reason(same, ids[same])}
-                   for p, same in duplicates]
+    ids, duplicates = registry.assign(
+        [
+            (
+                p,
+                sanitize_id(Path(p).stem),
+                keys[p],
+                parse_filename(Path(p).stem).start_time is not None,
+            )
+            for p in given
+            if p in keys
+        ]
+    )
+    quarantine += [
+        {"path": p, "stage": STAGE, "reason": duplicate_reason(same, ids[same])}
+        for p, same in duplicates
+    ]
     recs = [Recording(ids[p], p, keys[p]) for p in given if p in ids]
     return recs, quarantine
 
@@ -70,8 +83,9 @@ def recordings_from_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Recor
     return recordings_for_paths(paths)[0]
 
 
-def find_audio(paths: Sequence[str | os.PathLike[str]],
-               extensions: Sequence[str] = AUDIO_EXTENSIONS) -> tuple[list[str], list[dict]]:
+def find_audio(
+    paths: Sequence[str | os.PathLike[str]], extensions: Sequence[str] = AUDIO_EXTENSIONS
+) -> tuple[list[str], list[dict]]:
     """Audio files under ``paths`` (:func:`activepam.detection.probe.discover_audio`, the
     inventory's discovery) and the quarantine rows of what it reports (missing paths, symlink loops,
     dangling links, unsupported audio formats)."""

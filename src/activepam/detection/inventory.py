@@ -72,24 +72,26 @@ from activepam.detection.sites import read_sites, resolve_deployments
 
 log = logging.getLogger(__name__)
 
-INVENTORY_SCHEMA = pa.schema([
-    ("recording_id", pa.string()),
-    ("path", pa.string()),
-    ("rel_path", pa.string()),
-    ("device_id", pa.string()),
-    ("site", pa.string()),
-    ("country", pa.string()),
-    ("habitat", pa.string()),
-    ("lat", pa.float64()),
-    ("lon", pa.float64()),
-    ("start_time", pa.timestamp("us", tz="UTC")),
-    ("duration_s", pa.float64()),
-    ("sample_rate", pa.int64()),
-    ("channels", pa.int64()),
-    ("format", pa.string()),
-    ("status", pa.string()),
-    ("shard", pa.string()),
-])
+INVENTORY_SCHEMA = pa.schema(
+    [
+        ("recording_id", pa.string()),
+        ("path", pa.string()),
+        ("rel_path", pa.string()),
+        ("device_id", pa.string()),
+        ("site", pa.string()),
+        ("country", pa.string()),
+        ("habitat", pa.string()),
+        ("lat", pa.float64()),
+        ("lon", pa.float64()),
+        ("start_time", pa.timestamp("us", tz="UTC")),
+        ("duration_s", pa.float64()),
+        ("sample_rate", pa.int64()),
+        ("channels", pa.int64()),
+        ("format", pa.string()),
+        ("status", pa.string()),
+        ("shard", pa.string()),
+    ]
+)
 INVENTORY_COLUMNS: tuple[str, ...] = tuple(INVENTORY_SCHEMA.names)
 QUARANTINE_COLUMNS: tuple[str, ...] = ("path", "stage", "reason")
 
@@ -103,8 +105,9 @@ class InventoryResult:
     warnings: dict[str, int] = field(default_factory=dict)
 
 
-def assign_shards(n: int, shard_size: int, durations_s: Sequence[float] | None = None,
-                  shard_hours: float = 0.0) -> list[str]:
+def assign_shards(
+    n: int, shard_size: int, durations_s: Sequence[float] | None = None, shard_hours: float = 0.0
+) -> list[str]:
     """Shard ids ``0000``, ``0001``, ... for ``n`` consecutive recordings.
 
     Without ``shard_hours`` (0): ``shard_size`` recordings each. With ``shard_hours`` > 0 and
@@ -132,11 +135,19 @@ def assign_shards(n: int, shard_size: int, durations_s: Sequence[float] | None =
     return out
 
 
-def build_inventory(roots: Sequence[str | os.PathLike[str]], sites: pd.DataFrame | None = None, *,
-                    extensions: Sequence[str] = AUDIO_EXTENSIONS, min_duration_s: float = 0.0,
-                    shard_size: int = 64, threads: int = 4, tz: str = "UTC",
-                    progress: bool = True, registry: IdRegistry | None = None,
-                    shard_hours: float = 0.0) -> InventoryResult:
+def build_inventory(
+    roots: Sequence[str | os.PathLike[str]],
+    sites: pd.DataFrame | None = None,
+    *,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    min_duration_s: float = 0.0,
+    shard_size: int = 64,
+    threads: int = 4,
+    tz: str = "UTC",
+    progress: bool = True,
+    registry: IdRegistry | None = None,
+    shard_hours: float = 0.0,
+) -> InventoryResult:
     """Probe every audio file under ``roots`` and build the inventory and quarantine tables.
 
     Files come from :func:`discover_audio` (its reports go to the quarantine table). Files that
@@ -151,8 +162,15 @@ def build_inventory(roots: Sequence[str | os.PathLike[str]], sites: pd.DataFrame
     files = found.files
     paths = [f.path for f in files]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        probes = list(tqdm(pool.map(probe_audio, paths, [min_duration_s] * len(paths)),
-                           total=len(paths), desc="inventory", unit="file", disable=not progress))
+        probes = list(
+            tqdm(
+                pool.map(probe_audio, paths, [min_duration_s] * len(paths)),
+                total=len(paths),
+                desc="inventory",
+                unit="file",
+                disable=not progress,
+            )
+        )
     quarantined = list(found.skipped)
     good: list[tuple[FoundFile, Probe]] = []
     for f, probe in zip(files, probes):
@@ -165,32 +183,60 @@ def build_inventory(roots: Sequence[str | os.PathLike[str]], sites: pd.DataFrame
     good = [(f, pr) for f, pr in good if f.path in keys]
     names = {f.path: parse_filename(Path(f.rel_path).stem, tz) for f, _ in good}
     devices = {f.path: device_from_path(f.rel_path, tz) for f, _ in good}
-    ids, duplicates = registry.assign([
-        (f.path, base_recording_id(devices[f.path], names[f.path].start_time, f.rel_path),
-         keys[f.path], bool(devices[f.path]) and names[f.path].start_time is not None)
-        for f, _ in good])
+    ids, duplicates = registry.assign(
+        [
+            (
+                f.path,
+                base_recording_id(devices[f.path], names[f.path].start_time, f.rel_path),
+                keys[f.path],
+                bool(devices[f.path]) and names[f.path].start_time is not None,
+            )
+            for f, _ in good
+        ]
+    )
     for path, same_as in duplicates:
-        quarantined.append({"path": path, "stage": STAGE,
-                            "reason": duplicate_reason(same_as, ids[same_as])})
+        quarantined.append(
+            {"path": path, "stage": STAGE, "reason": duplicate_reason(same_as, ids[same_as])}
+        )
     rows = []
     for f, probe in good:
         if f.path not in ids:
             continue
         assert probe.info is not None
-        rows.append({
-            "recording_id": ids[f.path], "path": f.path, "rel_path": f.rel_path,
-            "device_id": devices[f.path], "start_time": names[f.path].start_time,
-            "duration_s": probe.info.duration_s, "sample_rate": probe.info.sample_rate,
-            "channels": probe.info.channels, "format": probe.info.format.lower(),
-            "status": "ok",
-        })
-    recs = pd.DataFrame(rows, columns=["recording_id", "path", "rel_path", "device_id",
-                                       "start_time", "duration_s", "sample_rate", "channels",
-                                       "format", "status"])
+        rows.append(
+            {
+                "recording_id": ids[f.path],
+                "path": f.path,
+                "rel_path": f.rel_path,
+                "device_id": devices[f.path],
+                "start_time": names[f.path].start_time,
+                "duration_s": probe.info.duration_s,
+                "sample_rate": probe.info.sample_rate,
+                "channels": probe.info.channels,
+                "format": probe.info.format.lower(),
+                "status": "ok",
+            }
+        )
+    recs = pd.DataFrame(
+        rows,
+        columns=[
+            "recording_id",
+            "path",
+            "rel_path",
+            "device_id",
+            "start_time",
+            "duration_s",
+            "sample_rate",
+            "channels",
+            "format",
+            "status",
+        ],
+    )
     recs["start_time"] = pd.to_datetime(recs["start_time"], utc=True).astype("datetime64[us, UTC]")
     recs = resolve_deployments(recs, sites)
-    recs["shard"] = assign_shards(len(recs), shard_size, recs["duration_s"].to_numpy(float),
-                                  shard_hours)
+    recs["shard"] = assign_shards(
+        len(recs), shard_size, recs["duration_s"].to_numpy(float), shard_hours
+    )
     inv = _typed(recs[list(INVENTORY_COLUMNS)])
     quarantine = pd.DataFrame(quarantined, columns=list(QUARANTINE_COLUMNS))
     warnings = {
@@ -207,51 +253,60 @@ def build_inventory(roots: Sequence[str | os.PathLike[str]], sites: pd.DataFrame
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """Round-trip through the Arrow schema so dtypes are fixed even for all-null columns."""
-    table = pa.Table.from_pandas(df.reset_index(drop=True), schema=INVENTORY_SCHEMA,
-                                 preserve_index=False)
+    table = pa.Table.from_pandas(
+        df.reset_index(drop=True), schema=INVENTORY_SCHEMA, preserve_index=False
+    )
     return table.to_pandas()
 
 
 def inventory_table(df: pd.DataFrame) -> pa.Table:
     """The inventory as an Arrow table with :data:`INVENTORY_SCHEMA`."""
-    return pa.Table.from_pandas(df[list(INVENTORY_COLUMNS)], schema=INVENTORY_SCHEMA,
-                                preserve_index=False)
+    return pa.Table.from_pandas(
+        df[list(INVENTORY_COLUMNS)], schema=INVENTORY_SCHEMA, preserve_index=False
+    )
 
 
 def log_warnings(warnings: dict[str, int]) -> None:
     """Log the run summary and a warning for each kind of unresolved metadata."""
-    log.info("inventory: %d audio files, %d inventoried, %d quarantined", warnings["files"],
-             warnings["files"] - warnings["quarantined"] + warnings.get("skipped", 0),
-             warnings["quarantined"])
+    log.info(
+        "inventory: %d audio files, %d inventoried, %d quarantined",
+        warnings["files"],
+        warnings["files"] - warnings["quarantined"] + warnings.get("skipped", 0),
+        warnings["quarantined"],
+    )
     messages = {
-        "duplicates": "true duplicates (same content as another file) quarantined, "
-                      "processed once",
+        "duplicates": "true duplicates (same content as another file) quarantined, processed once",
         "skipped": "paths reported by file discovery (symlink loops, links to files listed "
-                   "already, dangling links, unsupported audio formats)",
+        "already, dangling links, unsupported audio formats)",
         "no_start_time": "recordings without a start time parsed from the file name",
         "no_device_id": "recordings without a device id (no bugg_RPiID- folder or name prefix)",
         "no_deployment": "recordings without a matching deployment in sites.csv "
-                         "(site metadata left null)",
+        "(site metadata left null)",
     }
     for key, text in messages.items():
         if warnings.get(key):
             log.warning("inventory: %d %s", warnings[key], text)
 
 
-def run_inventory(roots: Sequence[str | os.PathLike[str]],
-                  sites_csv: str | os.PathLike[str] | None,
-                  inventory_path: str | os.PathLike[str],
-                  quarantine_path: str | os.PathLike[str],
-                  registry_path: str | os.PathLike[str] | None = None,
-                  **kwargs: object) -> InventoryResult:
+def run_inventory(
+    roots: Sequence[str | os.PathLike[str]],
+    sites_csv: str | os.PathLike[str] | None,
+    inventory_path: str | os.PathLike[str],
+    quarantine_path: str | os.PathLike[str],
+    registry_path: str | os.PathLike[str] | None = None,
+    **kwargs: object,
+) -> InventoryResult:
     """Build the inventory (see :func:`build_inventory`) and write both tables atomically.
 
     The recording-id registry is read from and written back to ``registry_path`` (default:
     ``recording_ids.csv`` beside the inventory); keep it, it is what keeps ids stable.
     """
     sites = read_sites(sites_csv) if sites_csv else None
-    registry_path = Path(registry_path) if registry_path is not None else \
-        Path(inventory_path).with_name(REGISTRY_NAME)
+    registry_path = (
+        Path(registry_path)
+        if registry_path is not None
+        else Path(inventory_path).with_name(REGISTRY_NAME)
+    )
     registry = IdRegistry.load(registry_path)
     result = build_inventory(roots, sites, registry=registry, **kwargs)  # type: ignore[arg-type]
     log_warnings(result.warnings)

@@ -38,8 +38,9 @@ class SpeciesFilter:
     lon: float | None = None
     week: int = -1
     threshold: float = 0.03
-    _cache: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict, compare=False,
-                                                     repr=False)
+    _cache: dict[tuple[Any, ...], np.ndarray] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in ("none", "list", "location"):
@@ -55,11 +56,17 @@ class SpeciesFilter:
             return {"mode": "none"}
         if self.mode == "list":
             return {"mode": "list", "indices": bn.indices_digest(self.indices())}
-        return {"mode": "location", "threshold": self.threshold, "lat": self.lat,
-                "lon": self.lon, "week": self.week if self.lat is not None else None}
+        return {
+            "mode": "location",
+            "threshold": self.threshold,
+            "lat": self.lat,
+            "lon": self.lon,
+            "week": self.week if self.lat is not None else None,
+        }
 
-    def indices(self, lat: float | None = None, lon: float | None = None,
-                week: int = -1) -> np.ndarray:
+    def indices(
+        self, lat: float | None = None, lon: float | None = None, week: int = -1
+    ) -> np.ndarray:
         """Kept label indices (cached); location arguments are used in per-recording mode."""
         if self.mode == "none":
             key: tuple[Any, ...] = ("none",)
@@ -78,19 +85,20 @@ class SpeciesFilter:
                 index = {label: i for i, label in enumerate(bn.load_labels())}
                 unknown = [s for s in self.labels if s not in index]
                 if unknown:
-                    raise DetectError(f"label set: {unknown[0]!r} is not a BirdNET V2.4 label "
-                                      f"({len(unknown)} of {len(self.labels)} unknown)")
-                self._cache[key] = np.array(sorted({index[s] for s in self.labels}),
-                                            dtype=np.int64)
+                    raise DetectError(
+                        f"label set: {unknown[0]!r} is not a BirdNET V2.4 label "
+                        f"({len(unknown)} of {len(self.labels)} unknown)"
+                    )
+                self._cache[key] = np.array(sorted({index[s] for s in self.labels}), dtype=np.int64)
             elif key[0] == "list":
                 self._cache[key] = bn.species_filter_indices(species_list=self.species_list)
             else:
-                self._cache[key] = bn.species_filter_indices(lat=key[1], lon=key[2], week=key[3],
-                                                             threshold=self.threshold)
+                self._cache[key] = bn.species_filter_indices(
+                    lat=key[1], lon=key[2], week=key[3], threshold=self.threshold
+                )
         return self._cache[key]
 
-    def describe(self, lat: float | None = None, lon: float | None = None,
-                 week: int = -1) -> str:
+    def describe(self, lat: float | None = None, lon: float | None = None, week: int = -1) -> str:
         """Which species set scores a recording (segments column ``species_set``)."""
         n = len(self.indices(lat, lon, week))
         if n == bn.N_SPECIES:
@@ -116,8 +124,10 @@ class DetectParams:
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap_s <= bn.WINDOW_S - 0.1:
-            raise DetectError(f"overlap_s must be in [0, {bn.WINDOW_S - 0.1:.1f}] (hop >= 0.1 s "
-                              f"keeps segment ids unique), got {self.overlap_s}")
+            raise DetectError(
+                f"overlap_s must be in [0, {bn.WINDOW_S - 0.1:.1f}] (hop >= 0.1 s "
+                f"keeps segment ids unique), got {self.overlap_s}"
+            )
         try:  # BirdNET's user sensitivity (higher = more detections; see birdnet.sigmoid_slope)
             bn.check_sensitivity(self.sensitivity, "detect.sensitivity")
         except ValueError as exc:
@@ -131,16 +141,23 @@ class DetectParams:
 
     def digest(self) -> str:
         """Short hash naming the parts folder."""
-        spec = {"version": PARTS_VERSION, "model": bn.MODEL_NAME, "overlap_s": self.overlap_s,
-                # the sigmoid slope applied (issue 10: the user value is inverted as in
-                # BirdNET), so parts are reused exactly when the numbers are the same
-                "sensitivity": bn.sigmoid_slope(self.sensitivity), "top_k": self.top_k,
-                "min_len_s": bn.MIN_LEN_S, "filter": self.species_filter.signature()}
+        spec = {
+            "version": PARTS_VERSION,
+            "model": bn.MODEL_NAME,
+            "overlap_s": self.overlap_s,
+            # the sigmoid slope applied (issue 10: the user value is inverted as in
+            # BirdNET), so parts are reused exactly when the numbers are the same
+            "sensitivity": bn.sigmoid_slope(self.sensitivity),
+            "top_k": self.top_k,
+            "min_len_s": bn.MIN_LEN_S,
+            "filter": self.species_filter.signature(),
+        }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
-def species_filter_from_config(cfg: dict[str, Any],
-                               label_set: str | os.PathLike[str] | None = None
-                               ) -> SpeciesFilter:
+
+def species_filter_from_config(
+    cfg: dict[str, Any], label_set: str | os.PathLike[str] | None = None
+) -> SpeciesFilter:
     """The species filter described by the ``detect`` section of params.yaml.
 
     ``location`` uses each recording's lat/lon and start-time week (from the inventory).
@@ -153,14 +170,17 @@ def species_filter_from_config(cfg: dict[str, Any],
     mode = str(cfg.get("species_filter", "auto"))
     if mode == "auto":
         mode = "label_set" if label_set and Path(label_set).is_file() else "location"
-        log.info("species_filter auto: %s", mode if mode == "location" else
-                 f"label set {label_set}")
+        log.info(
+            "species_filter auto: %s", mode if mode == "location" else f"label set {label_set}"
+        )
     if mode == "label_set":
         from activepam.core.labels import read_label_set
 
         if not label_set or not Path(label_set).is_file():
-            raise DetectError(f"detect.species_filter: label_set, but the label set file "
-                              f"{label_set or '(rounds.label_set)'} does not exist")
+            raise DetectError(
+                f"detect.species_filter: label_set, but the label set file "
+                f"{label_set or '(rounds.label_set)'} does not exist"
+            )
         return SpeciesFilter("list", labels=tuple(read_label_set(Path(label_set))))
     if mode == "list":
         return SpeciesFilter("list", species_list=str(cfg.get("species_list") or "") or None)

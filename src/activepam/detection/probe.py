@@ -32,9 +32,33 @@ class Probe:
 #: extensions of audio formats that are not scanned (unless listed in ``extensions``): such
 #: files are reported (quarantine reason "unsupported audio format"), never silently skipped
 OTHER_AUDIO_EXTENSIONS: tuple[str, ...] = (
-    ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff", ".aifc", ".amr", ".caf", ".wv", ".ape",
-    ".alac", ".3gp", ".webm", ".mka", ".oga", ".spx", ".au", ".snd", ".w64", ".rf64", ".mp2",
-    ".mp4", ".m4b", ".wave", ".flc")
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".amr",
+    ".caf",
+    ".wv",
+    ".ape",
+    ".alac",
+    ".3gp",
+    ".webm",
+    ".mka",
+    ".oga",
+    ".spx",
+    ".au",
+    ".snd",
+    ".w64",
+    ".rf64",
+    ".mp2",
+    ".mp4",
+    ".m4b",
+    ".wave",
+    ".flc",
+)
 
 
 @dataclass(frozen=True)
@@ -54,9 +78,12 @@ class Discovery:
     skipped: list[dict[str, str]]
 
 
-def discover_audio(roots: Iterable[str | os.PathLike[str]],
-                   extensions: Sequence[str] = AUDIO_EXTENSIONS, stage: str = STAGE,
-                   missing: str = "raise") -> Discovery:
+def discover_audio(
+    roots: Iterable[str | os.PathLike[str]],
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    stage: str = STAGE,
+    missing: str = "raise",
+) -> Discovery:
     """The ONE file discovery of inventory and detect: audio files under ``roots``.
 
     * folders are scanned recursively, entries in name order; a file given directly is used
@@ -109,8 +136,10 @@ def discover_audio(roots: Iterable[str | os.PathLike[str]],
                 target = os.readlink(folder) if folder.is_symlink() else real
                 parent_real = os.path.realpath(folder.parent)
                 if Path(parent_real).is_relative_to(real):
-                    report(folder, f"symlink loop: -> {target} leads back to {seen_dirs[real]} "
-                                   "(not followed)")
+                    report(
+                        folder,
+                        f"symlink loop: -> {target} leads back to {seen_dirs[real]} (not followed)",
+                    )
                 else:
                     report(folder, f"folder already scanned as {seen_dirs[real]} (not followed)")
                 continue
@@ -153,8 +182,9 @@ def discover_audio(roots: Iterable[str | os.PathLike[str]],
     return Discovery(sorted(found.values(), key=lambda f: f.path), skipped)
 
 
-def list_audio_files(roots: Iterable[str | os.PathLike[str]],
-                     extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[tuple[str, str]]:
+def list_audio_files(
+    roots: Iterable[str | os.PathLike[str]], extensions: Sequence[str] = AUDIO_EXTENSIONS
+) -> list[tuple[str, str]]:
     """``(path, rel_path)`` of every audio file under ``roots`` (see :func:`discover_audio`)."""
     return [(f.path, f.rel_path) for f in discover_audio(roots, extensions).files]
 
@@ -181,14 +211,20 @@ def probe_audio(path: str | os.PathLike[str], min_duration_s: float = 0.0) -> Pr
         extra = f" (header declares {declared} frames)" if declared else ""
         return Probe(str(path), info, f"empty: header only, no audio frames{extra}")
     if declared is not None and declared > info.frames:
-        return Probe(str(path), info, f"truncated: header declares {declared} frames, "
-                                      f"file holds {info.frames}")
+        return Probe(
+            str(path),
+            info,
+            f"truncated: header declares {declared} frames, file holds {info.frames}",
+        )
     tail = _check_tail(p, info)
     if tail:
         return Probe(str(path), info, tail)
     if info.duration_s < min_duration_s:
-        return Probe(str(path), info, f"too short: {info.duration_s:.3g} s < min_duration_s "
-                                      f"{min_duration_s:g} s")
+        return Probe(
+            str(path),
+            info,
+            f"too short: {info.duration_s:.3g} s < min_duration_s {min_duration_s:g} s",
+        )
     return Probe(str(path), info)
 
 
@@ -203,8 +239,10 @@ def _check_tail(path: Path, info: AudioInfo) -> str | None:
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         return f"truncated: cannot read the last block ({one_line(exc)})"
     if got < n - tolerance:
-        return f"truncated: header declares {info.frames} frames, data ends about " \
-               f"{n - got} frames early"
+        return (
+            f"truncated: header declares {info.frames} frames, data ends about "
+            f"{n - got} frames early"
+        )
     return None
 
 

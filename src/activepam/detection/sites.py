@@ -11,8 +11,16 @@ import numpy as np
 import pandas as pd
 
 #: columns of ``sites.csv``
-SITES_COLUMNS: tuple[str, ...] = ("device_id", "site", "country", "habitat", "lat", "lon",
-                                  "deployment_start", "deployment_end")
+SITES_COLUMNS: tuple[str, ...] = (
+    "device_id",
+    "site",
+    "country",
+    "habitat",
+    "lat",
+    "lon",
+    "deployment_start",
+    "deployment_end",
+)
 #: the deployment's columns a recording gets
 METADATA_COLUMNS: tuple[str, ...] = ("site", "country", "habitat", "lat", "lon")
 
@@ -39,17 +47,20 @@ def read_sites(path: str | os.PathLike[str]) -> pd.DataFrame:
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in SITES_COLUMNS if c not in raw.columns]
     if missing:
-        raise SitesError(f"{path}: missing column(s) {', '.join(missing)} "
-                         f"(need {', '.join(SITES_COLUMNS)})")
+        raise SitesError(
+            f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(SITES_COLUMNS)})"
+        )
     rows = []
     for i, rec in enumerate(raw.to_dict("records")):
         line = i + 2  # header is line 1
         rows.append(_parse_site_row(rec, f"{path}:{line}") | {"line": line})
     sites = pd.DataFrame(rows, columns=[*SITES_COLUMNS, "line"])
     sites["deployment_start"] = pd.to_datetime(sites["deployment_start"], utc=True).astype(
-        "datetime64[us, UTC]")
+        "datetime64[us, UTC]"
+    )
     sites["deployment_end"] = pd.to_datetime(sites["deployment_end"], utc=True).astype(
-        "datetime64[us, UTC]")
+        "datetime64[us, UTC]"
+    )
     sites["lat"] = sites["lat"].astype("float64")
     sites["lon"] = sites["lon"].astype("float64")
     _check_overlaps(sites, path)
@@ -83,8 +94,10 @@ def _parse_site_row(rec: dict[str, str], where: str) -> dict[str, object]:
     out["deployment_start"] = start
     out["deployment_end"] = end
     if end is not None and end <= start:
-        raise SitesError(f"{where}: deployment_end {rec['deployment_end']!r} is not after "
-                         f"deployment_start {rec['deployment_start']!r}")
+        raise SitesError(
+            f"{where}: deployment_end {rec['deployment_end']!r} is not after "
+            f"deployment_start {rec['deployment_start']!r}"
+        )
     return out
 
 
@@ -112,7 +125,8 @@ def _check_overlaps(sites: pd.DataFrame, path: Path) -> None:
                     raise SitesError(
                         f"{path}:{rec.line}: deployment of device {device!r} overlaps the one on "
                         f"line {prev.line} ({rec.deployment_start.isoformat()} < "
-                        f"{'open end' if pd.isna(prev.deployment_end) else prev_end.isoformat()})")
+                        f"{'open end' if pd.isna(prev.deployment_end) else prev_end.isoformat()})"
+                    )
             prev = rec
 
 
@@ -130,24 +144,35 @@ def resolve_deployments(recordings: pd.DataFrame, sites: pd.DataFrame | None) ->
     known = out["device_id"].notna() & out["start_time"].notna()
     if not known.any():
         return out
-    left = pd.DataFrame({
-        "_row": np.flatnonzero(known.to_numpy()),
-        "device_id": out.loc[known, "device_id"].astype(str).to_numpy(),
-        "start_time": pd.to_datetime(out.loc[known, "start_time"], utc=True).astype(
-            "datetime64[us, UTC]").reset_index(drop=True),
-    }).sort_values("start_time", kind="stable")
+    left = pd.DataFrame(
+        {
+            "_row": np.flatnonzero(known.to_numpy()),
+            "device_id": out.loc[known, "device_id"].astype(str).to_numpy(),
+            "start_time": pd.to_datetime(out.loc[known, "start_time"], utc=True)
+            .astype("datetime64[us, UTC]")
+            .reset_index(drop=True),
+        }
+    ).sort_values("start_time", kind="stable")
     right = sites[["device_id", "deployment_start", "deployment_end", *METADATA_COLUMNS]].copy()
     right["device_id"] = right["device_id"].astype(str)
     right = right.sort_values("deployment_start", kind="stable")
-    merged = pd.merge_asof(left, right, left_on="start_time", right_on="deployment_start",
-                           by="device_id", direction="backward")
+    merged = pd.merge_asof(
+        left,
+        right,
+        left_on="start_time",
+        right_on="deployment_start",
+        by="device_id",
+        direction="backward",
+    )
     ok = merged["deployment_start"].notna() & (
-        merged["deployment_end"].isna() | (merged["start_time"] < merged["deployment_end"]))
+        merged["deployment_end"].isna() | (merged["start_time"] < merged["deployment_end"])
+    )
     merged = merged[ok]
     rows = merged["_row"].to_numpy()
     for col in METADATA_COLUMNS:
-        values = out[col].to_numpy(dtype=object if col not in ("lat", "lon") else "float64",
-                                   copy=True)
+        values = out[col].to_numpy(
+            dtype=object if col not in ("lat", "lon") else "float64", copy=True
+        )
         values[rows] = merged[col].to_numpy()
         out[col] = values
     return out

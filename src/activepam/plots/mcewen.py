@@ -19,8 +19,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
-def stratum_bars_figure(table: pd.DataFrame, strategy: str, key: str,
-                        metric: str = "macro_f1", label: str = "F1-macro") -> Figure:
+def stratum_bars_figure(
+    table: pd.DataFrame, strategy: str, key: str, metric: str = "macro_f1", label: str = "F1-macro"
+) -> Figure:
     """Horizontal bars of ``metric`` per stratum value of ``key`` (with its sd over seeds) and
     of the segments selected per stratum, for one strategy of a per-stratum table
     (:func:`activepam.simulation.mcewen.per_stratum_table`)."""
@@ -32,8 +33,7 @@ def stratum_bars_figure(table: pd.DataFrame, strategy: str, key: str,
     y = np.arange(n)[::-1]
     score = g[metric].to_numpy(dtype=float) if metric in g else np.full(n, np.nan)
     sd = g[f"{metric}_sd"].to_numpy(dtype=float) if f"{metric}_sd" in g else None
-    ax0.barh(y, np.nan_to_num(score), xerr=sd, color="tab:blue", alpha=0.8,
-             error_kw={"lw": 0.8})
+    ax0.barh(y, np.nan_to_num(score), xerr=sd, color="tab:blue", alpha=0.8, error_kw={"lw": 0.8})
     ax0.set_yticks(y, g["stratum_value"].astype(str), fontsize=7)
     ax0.set_xlim(0, 1)
     ax0.set_xlabel(f"{label} per {key} (final round, mean +- sd over seeds)", fontsize=8)
@@ -43,8 +43,11 @@ def stratum_bars_figure(table: pd.DataFrame, strategy: str, key: str,
     for ax in (ax0, ax1):
         ax.grid(axis="x", linestyle="--", alpha=0.5)
     mean = np.nanmean(score) if np.isfinite(score).any() else float("nan")
-    fig.suptitle(f"{strategy}: {label} per {key} (mean over {n} strata {mean:.3f}) and the "
-                 "segments it selected there", fontsize=9)
+    fig.suptitle(
+        f"{strategy}: {label} per {key} (mean over {n} strata {mean:.3f}) and the "
+        "segments it selected there",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -67,8 +70,12 @@ def leaf_order(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return leaves_list(link), link
 
 
-def clustermap_figure(matrix: np.ndarray, labels: Sequence[str], title: str,
-                      cbar_label: str = "Jensen-Shannon divergence (bits)") -> Figure:
+def clustermap_figure(
+    matrix: np.ndarray,
+    labels: Sequence[str],
+    title: str,
+    cbar_label: str = "Jensen-Shannon divergence (bits)",
+) -> Figure:
     """A divergence matrix between strata, rows and columns in dendrogram order."""
     from scipy.cluster.hierarchy import dendrogram
 
@@ -79,8 +86,7 @@ def clustermap_figure(matrix: np.ndarray, labels: Sequence[str], title: str,
     names = [str(labels[i]) for i in order]
     size = min(12.0, 4.5 + 0.25 * n)
     fig = Figure(figsize=(size + 1.0, size))
-    gs = fig.add_gridspec(2, 2, width_ratios=[1, 5], height_ratios=[1, 5], wspace=0.03,
-                          hspace=0.03)
+    gs = fig.add_gridspec(2, 2, width_ratios=[1, 5], height_ratios=[1, 5], wspace=0.03, hspace=0.03)
     ax = fig.add_subplot(gs[1, 1])
     if link is not None:
         top = fig.add_subplot(gs[0, 1])
@@ -94,8 +100,9 @@ def clustermap_figure(matrix: np.ndarray, labels: Sequence[str], title: str,
             a.set_axis_off()
     finite = M[np.isfinite(M)]
     vmax = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
-    im = ax.imshow(M, cmap="magma", vmin=0.0, vmax=vmax, aspect="auto",
-                   extent=(-0.5, n - 0.5, n - 0.5, -0.5))
+    im = ax.imshow(
+        M, cmap="magma", vmin=0.0, vmax=vmax, aspect="auto", extent=(-0.5, n - 0.5, n - 0.5, -0.5)
+    )
     ax.set_xticks(range(n), names, rotation=90, fontsize=7)
     ax.yaxis.tick_right()
     ax.set_yticks(range(n), names, fontsize=7)

@@ -43,8 +43,13 @@ def learning_curve(history: pd.DataFrame, metrics: Sequence[str] = CURVE_METRICS
         ax.plot(x, y, "o-", color="C0", label="retrained probe")
         for xi, yi, r in zip(x, y, history["round"]):
             if np.isfinite(yi):
-                ax.annotate(str(r).replace("round_", "r"), (xi, yi), fontsize=7,
-                            textcoords="offset points", xytext=(3, 3))
+                ax.annotate(
+                    str(r).replace("round_", "r"),
+                    (xi, yi),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                )
         base = pd.to_numeric(history.get(f"baseline_{m}"), errors="coerce")
         if base is not None and np.isfinite(base).any():
             ax.axhline(float(np.nanmean(base)), color="C3", ls="--", label="BirdNET baseline")
@@ -72,13 +77,18 @@ def strata_table(metrics: Mapping[str, Any], metric: str) -> pd.DataFrame:
     rows = []
     for key, block in (metrics.get("strata") or {}).items():
         for level, vals in block.get("levels", {}).items():
-            rows.append({"stratum": f"{key}={level}", "key": key, "value": vals.get(metric),
-                         "n_units": vals.get("n_units", 0)})
+            rows.append(
+                {
+                    "stratum": f"{key}={level}",
+                    "key": key,
+                    "value": vals.get(metric),
+                    "n_units": vals.get("n_units", 0),
+                }
+            )
     return pd.DataFrame(rows, columns=["stratum", "key", "value", "n_units"])
 
 
-def strata_heatmap(metrics: Mapping[str, Any],
-                   which: Sequence[str] = HEATMAP_METRICS) -> Figure:
+def strata_heatmap(metrics: Mapping[str, Any], which: Sequence[str] = HEATMAP_METRICS) -> Figure:
     """Heatmap of ``which`` metrics per stratum level of one round; CV per key in the labels."""
     tables = [strata_table(metrics, m) for m in which]
     base = tables[0]
@@ -89,8 +99,9 @@ def strata_heatmap(metrics: Mapping[str, Any],
         ax.text(0.5, 0.5, "no strata", ha="center", va="center")
         ax.set_axis_off()
         return fig
-    values = np.column_stack([pd.to_numeric(t["value"], errors="coerce").to_numpy(float)
-                              for t in tables])
+    values = np.column_stack(
+        [pd.to_numeric(t["value"], errors="coerce").to_numpy(float) for t in tables]
+    )
     im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="viridis", vmin=0, vmax=1)
     cv = {key: (metrics["strata"][key].get("cv") or {}) for key in base["key"].unique()}
     labels = [f"{s} (n={int(k)})" for s, k in zip(base["stratum"], base["n_units"])]
@@ -103,8 +114,15 @@ def strata_heatmap(metrics: Mapping[str, Any],
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if values[i, j] < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{values[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if values[i, j] < 0.6 else "black",
+                )
     fig.colorbar(im, ax=ax, shrink=0.6)
     ax.set_title(f"{metrics.get('round', '')}: test metrics per stratum", fontsize=9)
     return fig
@@ -130,8 +148,7 @@ def confusion_figure(confusion: pd.DataFrame, top: int = 10, title: str = "") ->
             if mat[i, j]:
                 ax.text(j, i, f"{int(mat[i, j])}", ha="center", va="center", fontsize=7)
     ax.set_yticks(range(len(true)), [_short(t) for t in true], fontsize=7)
-    ax.set_xticks(range(len(pred)), [_short(p) for p in pred], fontsize=7, rotation=45,
-                  ha="right")
+    ax.set_xticks(range(len(pred)), [_short(p) for p in pred], fontsize=7, rotation=45, ha="right")
     ax.set_ylabel("present but missed")
     ax.set_xlabel("absent but predicted")
     ax.set_title(title or f"{top} most confused species pairs", fontsize=9)
@@ -152,8 +169,14 @@ def species_ap_figure(species: pd.DataFrame, title: str = "") -> Figure:
     size = 20 + 15 * df["test_positives"].to_numpy(float)
     probe = (df["model"] != "birdnet").to_numpy()
     ax.scatter(x[probe], df["ap"][probe], s=size[probe], color="C0", label="retrained probe")
-    ax.scatter(x[~probe], df["ap"][~probe], s=size[~probe], facecolors="none",
-               edgecolors="C3", label="BirdNET fallback")
+    ax.scatter(
+        x[~probe],
+        df["ap"][~probe],
+        s=size[~probe],
+        facecolors="none",
+        edgecolors="C3",
+        label="BirdNET fallback",
+    )
     for xi, yi, sp in zip(x, df["ap"], df["species"]):
         ax.annotate(_short(sp), (xi, yi), fontsize=6, textcoords="offset points", xytext=(3, 2))
     from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -170,18 +193,33 @@ def species_ap_figure(species: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-def plot_round_figures(history: pd.DataFrame, metrics: Mapping[str, Any],
-                       confusion: pd.DataFrame, curve_out: str | os.PathLike[str],
-                       strata_out: str | os.PathLike[str], confusion_out: str | os.PathLike[str],
-                       top_pairs: int = 10, species: pd.DataFrame | None = None,
-                       species_out: str | os.PathLike[str] | None = None) -> None:
+def plot_round_figures(
+    history: pd.DataFrame,
+    metrics: Mapping[str, Any],
+    confusion: pd.DataFrame,
+    curve_out: str | os.PathLike[str],
+    strata_out: str | os.PathLike[str],
+    confusion_out: str | os.PathLike[str],
+    top_pairs: int = 10,
+    species: pd.DataFrame | None = None,
+    species_out: str | os.PathLike[str] | None = None,
+) -> None:
     """Write the three round figures (``metrics``: a round's strata_metrics.json, or any
     mapping with ``round`` and ``strata.<key>.levels/cv``)."""
     save_figure(learning_curve(history), curve_out, stage="plots")
     save_figure(strata_heatmap(metrics), strata_out, stage="plots")
-    save_figure(confusion_figure(confusion, top_pairs,
-                                 f"{metrics.get('round', '')}: most confused species pairs"),
-                confusion_out, stage="plots")
+    save_figure(
+        confusion_figure(
+            confusion, top_pairs, f"{metrics.get('round', '')}: most confused species pairs"
+        ),
+        confusion_out,
+        stage="plots",
+    )
     if species is not None and species_out is not None:
-        save_figure(species_ap_figure(species, f"{metrics.get('round', '')}: per-species AP "
-                                               "vs label frequency"), species_out, stage="plots")
+        save_figure(
+            species_ap_figure(
+                species, f"{metrics.get('round', '')}: per-species AP vs label frequency"
+            ),
+            species_out,
+            stage="plots",
+        )

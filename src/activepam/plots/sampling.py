@@ -37,8 +37,9 @@ def _empty(fig: Figure, ax: Any, text: str) -> Figure:
     return fig
 
 
-def composition_table(pool_labels: pd.Series, sample_labels: pd.Series,
-                      top: int = MAX_STRATA_SHOWN) -> pd.DataFrame:
+def composition_table(
+    pool_labels: pd.Series, sample_labels: pd.Series, top: int = MAX_STRATA_SHOWN
+) -> pd.DataFrame:
     """Share of pool and sample per label (largest pool shares first; the rest pooled as
     ``other (k)``)."""
     pool = pool_labels.astype(str).value_counts()
@@ -46,16 +47,22 @@ def composition_table(pool_labels: pd.Series, sample_labels: pd.Series,
     table = pd.DataFrame({"pool": pool, "sample": samp}).fillna(0)
     table = table.sort_values(["pool", "sample"], ascending=False)
     if len(table) > top:
-        rest = table.iloc[top - 1:].sum()
-        table = pd.concat([table.iloc[:top - 1],
-                           pd.DataFrame([rest], index=[f"other ({len(table) - top + 1})"])])
+        rest = table.iloc[top - 1 :].sum()
+        table = pd.concat(
+            [table.iloc[: top - 1], pd.DataFrame([rest], index=[f"other ({len(table) - top + 1})"])]
+        )
     totals = table.sum().replace(0, 1)
     return table / totals
 
 
-def composition_figure(pool_strata: pd.Series, sample_strata: pd.Series,
-                       pool_species: pd.Series, sample_species: pd.Series,
-                       title: str = "", strata_name: str = "stratum") -> Figure:
+def composition_figure(
+    pool_strata: pd.Series,
+    sample_strata: pd.Series,
+    pool_species: pd.Series,
+    sample_species: pd.Series,
+    title: str = "",
+    strata_name: str = "stratum",
+) -> Figure:
     """Pool vs sample across strata (bars) and species (rank-frequency, log scale)."""
     comp = composition_table(pool_strata, sample_strata)
     height = max(4.0, 1.2 + 0.28 * len(comp))
@@ -65,10 +72,16 @@ def composition_figure(pool_strata: pd.Series, sample_strata: pd.Series,
         _empty(fig, ax1, "empty pool")
     else:
         y = np.arange(len(comp))
-        ax1.barh(y - 0.2, comp["pool"], 0.4, color=POOL_COLOUR,
-                 label=f"pool (n={len(pool_strata)})")
-        ax1.barh(y + 0.2, comp["sample"], 0.4, color=SAMPLE_COLOUR,
-                 label=f"sample (n={len(sample_strata)})")
+        ax1.barh(
+            y - 0.2, comp["pool"], 0.4, color=POOL_COLOUR, label=f"pool (n={len(pool_strata)})"
+        )
+        ax1.barh(
+            y + 0.2,
+            comp["sample"],
+            0.4,
+            color=SAMPLE_COLOUR,
+            label=f"sample (n={len(sample_strata)})",
+        )
         ax1.set_yticks(y, comp.index.tolist(), fontsize=8 if len(comp) > 15 else 9)
         ax1.invert_yaxis()
         ax1.set_xlabel("share of units")
@@ -80,11 +93,22 @@ def composition_figure(pool_strata: pd.Series, sample_strata: pd.Series,
     else:
         samp_counts = sample_species.astype(str).value_counts().reindex(pool_counts.index).fillna(0)
         ranks = np.arange(1, len(pool_counts) + 1)
-        ax2.plot(ranks, pool_counts.to_numpy(), color=POOL_COLOUR, lw=2,
-                 label="pool: units per predicted species")
+        ax2.plot(
+            ranks,
+            pool_counts.to_numpy(),
+            color=POOL_COLOUR,
+            lw=2,
+            label="pool: units per predicted species",
+        )
         hit = samp_counts.to_numpy() > 0
-        ax2.scatter(ranks[hit], samp_counts.to_numpy()[hit], color=SAMPLE_COLOUR, s=18, zorder=3,
-                    label=f"sample: {int(hit.sum())} of {len(pool_counts)} species")
+        ax2.scatter(
+            ranks[hit],
+            samp_counts.to_numpy()[hit],
+            color=SAMPLE_COLOUR,
+            s=18,
+            zorder=3,
+            label=f"sample: {int(hit.sum())} of {len(pool_counts)} species",
+        )
         ax2.set_yscale("log")
         ax2.set_xlabel("species rank in the pool (top-1 prediction)")
         ax2.set_ylabel("units")
@@ -98,8 +122,9 @@ def composition_figure(pool_strata: pd.Series, sample_strata: pd.Series,
     return fig
 
 
-def uncertainty_figure(pool: pd.DataFrame, sample: pd.DataFrame, score_label: str = "score",
-                       title: str = "") -> Figure:
+def uncertainty_figure(
+    pool: pd.DataFrame, sample: pd.DataFrame, score_label: str = "score", title: str = ""
+) -> Figure:
     """Densities of the strategy score and of the top-1 confidence, pool vs sample."""
     cols = [c for c in ("score", "top1_confidence") if c in pool and c in sample]
     fig = Figure(figsize=(6 * max(1, len(cols)), 4), layout="constrained")
@@ -116,10 +141,18 @@ def uncertainty_figure(pool: pd.DataFrame, sample: pd.DataFrame, score_label: st
         both = np.concatenate([p, s])
         lo, hi = float(both.min()), float(both.max())
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
-        ax.hist(p, bins=bins, density=True, color=POOL_COLOUR, alpha=0.8,
-                label=f"pool (n={len(p)})")
-        ax.hist(s, bins=bins, density=True, histtype="step", lw=2, color=SAMPLE_COLOUR,
-                label=f"sample (n={len(s)})")
+        ax.hist(
+            p, bins=bins, density=True, color=POOL_COLOUR, alpha=0.8, label=f"pool (n={len(p)})"
+        )
+        ax.hist(
+            s,
+            bins=bins,
+            density=True,
+            histtype="step",
+            lw=2,
+            color=SAMPLE_COLOUR,
+            label=f"sample (n={len(s)})",
+        )
         ax.set_xlabel(score_label if col == "score" else "top-1 confidence")
         ax.set_ylabel("density")
         ax.legend()
@@ -139,16 +172,27 @@ def pca_2d(matrix: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return pca.fit_transform(x), pca.explained_variance_ratio_
 
 
-def embedding_map_figure(pool_xy: np.ndarray, sample_xy: np.ndarray, sample_groups: Sequence[str],
-                         explained: np.ndarray | None = None, title: str = "") -> Figure:
+def embedding_map_figure(
+    pool_xy: np.ndarray,
+    sample_xy: np.ndarray,
+    sample_groups: Sequence[str],
+    explained: np.ndarray | None = None,
+    title: str = "",
+) -> Figure:
     """Pool subsample (grey) and the sampled units (coloured by group) in 2-D."""
     fig = Figure(figsize=(8.5, 7), layout="constrained")
     ax = fig.add_subplot()
     if len(pool_xy) == 0 and len(sample_xy) == 0:
         return _empty(fig, ax, "no embeddings")
-    ax.scatter(pool_xy[:, 0], pool_xy[:, 1], s=4 if len(pool_xy) > 2000 else 12,
-               color=POOL_COLOUR, alpha=0.35 if len(pool_xy) > 2000 else 0.6, lw=0,
-               label=f"pool ({len(pool_xy)} units shown)")
+    ax.scatter(
+        pool_xy[:, 0],
+        pool_xy[:, 1],
+        s=4 if len(pool_xy) > 2000 else 12,
+        color=POOL_COLOUR,
+        alpha=0.35 if len(pool_xy) > 2000 else 0.6,
+        lw=0,
+        label=f"pool ({len(pool_xy)} units shown)",
+    )
     groups = pd.Series(list(sample_groups), dtype=str)
     uniq = groups.unique().tolist()
     if 1 < len(uniq) <= 12:
@@ -157,12 +201,28 @@ def embedding_map_figure(pool_xy: np.ndarray, sample_xy: np.ndarray, sample_grou
         cmap = matplotlib.colormaps["tab10" if len(uniq) <= 10 else "tab20"]
         for i, g in enumerate(uniq):
             m = (groups == g).to_numpy()
-            ax.scatter(sample_xy[m, 0], sample_xy[m, 1], s=36, color=cmap(i % cmap.N),
-                       edgecolor="black", lw=0.5, label=g, zorder=3)
+            ax.scatter(
+                sample_xy[m, 0],
+                sample_xy[m, 1],
+                s=36,
+                color=cmap(i % cmap.N),
+                edgecolor="black",
+                lw=0.5,
+                label=g,
+                zorder=3,
+            )
     else:
-        ax.scatter(sample_xy[:, 0], sample_xy[:, 1], s=36, color=SAMPLE_COLOUR, edgecolor="black",
-                   lw=0.5, zorder=3, label=f"sample ({len(sample_xy)} units"
-                   + (f", {len(uniq)} strata)" if len(uniq) > 1 else ")"))
+        ax.scatter(
+            sample_xy[:, 0],
+            sample_xy[:, 1],
+            s=36,
+            color=SAMPLE_COLOUR,
+            edgecolor="black",
+            lw=0.5,
+            zorder=3,
+            label=f"sample ({len(sample_xy)} units"
+            + (f", {len(uniq)} strata)" if len(uniq) > 1 else ")"),
+        )
     ev = explained if explained is not None else np.zeros(2)
     ax.set_xlabel(f"PC1 ({100 * ev[0]:.1f}% var.)")
     ax.set_ylabel(f"PC2 ({100 * ev[1]:.1f}% var.)")
@@ -174,12 +234,18 @@ def embedding_map_figure(pool_xy: np.ndarray, sample_xy: np.ndarray, sample_grou
 # --------------------------------------------------------------------------- all figures
 
 
-def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.PathLike[str],
-                        strategy: str | Mapping[str, Any], out_dir: str | os.PathLike[str],
-                        embeddings: str | os.PathLike[str] | None = None,
-                        indices: str | os.PathLike[str] | None = None,
-                        labelled: Sequence[str] = (), params: Mapping[str, Any] | None = None,
-                        map_points: int = 5000, seed: int = 0) -> list[str]:
+def plot_sample_figures(
+    sample_csv: str | os.PathLike[str],
+    segments: str | os.PathLike[str],
+    strategy: str | Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    embeddings: str | os.PathLike[str] | None = None,
+    indices: str | os.PathLike[str] | None = None,
+    labelled: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    map_points: int = 5000,
+    seed: int = 0,
+) -> list[str]:
     """Write composition.png, uncertainty.png and embedding_map.png for one sample.
 
     The pool is rebuilt with the same strategy (labelled ids, filters, score, strata) from
@@ -195,8 +261,13 @@ def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.P
     sample = pd.read_csv(sample_csv, dtype={"unit_id": str, "recording_id": str})
     units = load_units(segments, spec, indices)
     source = embedding_source(embeddings) if embeddings else None
-    pool = prepare_pool(units, spec, int(spec["seed"]), labelled,
-                        source if spec["diversify"]["method"] != "none" else None)
+    pool = prepare_pool(
+        units,
+        spec,
+        int(spec["seed"]),
+        labelled,
+        source if spec["diversify"]["method"] != "none" else None,
+    )
     frame = pool.frame.assign(score=pool.score)
     strata_name = "+".join(spec["strata"]) if spec["strata"] else "site"
     if spec["strata"]:
@@ -211,21 +282,36 @@ def plot_sample_figures(sample_csv: str | os.PathLike[str], segments: str | os.P
     paths = []
     sp_pool = frame["top1_species"] if "top1_species" in frame else pd.Series([], dtype=str)
     sp_samp = sample["top1_species"] if "top1_species" in sample else pd.Series([], dtype=str)
-    fig = composition_figure(pool_strata, sample_strata, sp_pool, sp_samp,
-                             title=f"{name}: sample vs pool ({spec['unit']} units)",
-                             strata_name=strata_name)
+    fig = composition_figure(
+        pool_strata,
+        sample_strata,
+        sp_pool,
+        sp_samp,
+        title=f"{name}: sample vs pool ({spec['unit']} units)",
+        strata_name=strata_name,
+    )
     paths.append(str(save_figure(fig, os.path.join(out_dir, "composition.png"), stage="sample")))
-    fig = uncertainty_figure(frame, sample,
-                             score_label=f"score: {score_label(spec, pool.unit_type)}",
-                             title=f"{name}: score distribution, pool vs sample")
+    fig = uncertainty_figure(
+        frame,
+        sample,
+        score_label=f"score: {score_label(spec, pool.unit_type)}",
+        title=f"{name}: score distribution, pool vs sample",
+    )
     paths.append(str(save_figure(fig, os.path.join(out_dir, "uncertainty.png"), stage="sample")))
     paths.append(_embedding_map(frame, pool, sample, embeddings, spec, out_dir, map_points, seed))
     return paths
 
 
-def _embedding_map(frame: pd.DataFrame, pool: Any, sample: pd.DataFrame,
-                   embeddings: Any, spec: Mapping[str, Any], out_dir: str,
-                   map_points: int, seed: int) -> str:
+def _embedding_map(
+    frame: pd.DataFrame,
+    pool: Any,
+    sample: pd.DataFrame,
+    embeddings: Any,
+    spec: Mapping[str, Any],
+    out_dir: str,
+    map_points: int,
+    seed: int,
+) -> str:
     from activepam.sampling.sources import embedding_source
 
     path = os.path.join(out_dir, "embedding_map.png")
@@ -239,15 +325,22 @@ def _embedding_map(frame: pd.DataFrame, pool: Any, sample: pd.DataFrame,
     has = source.available(ids, key)
     cand = np.flatnonzero(has)
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(cand, size=min(map_points, len(cand)), replace=False)) \
-        if len(cand) else cand
+    pick = (
+        np.sort(rng.choice(cand, size=min(map_points, len(cand)), replace=False))
+        if len(cand)
+        else cand
+    )
     pool_ids = ids.iloc[pick].tolist()
     samp_ids = sample["unit_id"].astype(str)
     samp_ids = samp_ids[source.available(samp_ids, key)].tolist()
     matrix = source.fetch(pool_ids + samp_ids, key)
     xy, ev = pca_2d(matrix, seed)
     groups = sample.set_index("unit_id").loc[samp_ids, "stratum"].astype(str).tolist()
-    fig = embedding_map_figure(xy[:len(pool_ids)], xy[len(pool_ids):], groups, ev,
-                               title=f"{spec['name']}: embedding map (PCA), sampled units "
-                                     "coloured by stratum")
+    fig = embedding_map_figure(
+        xy[: len(pool_ids)],
+        xy[len(pool_ids) :],
+        groups,
+        ev,
+        title=f"{spec['name']}: embedding map (PCA), sampled units coloured by stratum",
+    )
     return str(save_figure(fig, path, stage="sample"))

@@ -61,7 +61,8 @@ def learning_curves_figure(
 ) -> Figure:
     """Mean learning curve and 95 % bootstrap band per strategy on the budget axis (listening
     minutes by default), with the full-supervision reference and its interval; with a ``ratio``
-    column (:func:`activepam.simulation.summaries.learning_curves` with a reference) a second panel shows
+    column (:func:`activepam.simulation.summaries.learning_curves` with a reference) a second panel
+    shows
     each curve as % of its replicate's full supervision, uncapped."""
     ratio = "ratio" in curves
     fig = Figure(figsize=(13 if ratio else 8, 5))
@@ -84,9 +85,7 @@ def learning_curves_figure(
                 color=colours[name],
                 label=f"{name} ({g['unit'].iloc[0]}, n={int(g['n_seeds'].max())})",
             )
-            ax.fill_between(
-                x, g[lo] * scale, g[hi] * scale, color=colours[name], alpha=0.15, lw=0
-            )
+            ax.fill_between(x, g[lo] * scale, g[hi] * scale, color=colours[name], alpha=0.15, lw=0)
         ax.set_xlabel(BUDGET_LABELS.get(budget, budget))
         ax.grid(alpha=0.3)
     ax = axes[0]
@@ -107,8 +106,13 @@ def learning_curves_figure(
         ax = axes[1]
         ax.axhline(100, color="black", lw=1, label="100% = the replicate's full supervision")
         if target_fraction:
-            ax.axhline(100 * target_fraction, color="black", lw=1, ls="--",
-                       label=f"{target_fraction:.0%} of full supervision")
+            ax.axhline(
+                100 * target_fraction,
+                color="black",
+                lw=1,
+                ls="--",
+                label=f"{target_fraction:.0%} of full supervision",
+            )
         ax.set_ylabel(f"{metric} as % of the replicate's full supervision (uncapped)")
         ax.set_title(
             "% of full supervision: the reference is one whole-pool fit, not a ceiling "
@@ -157,13 +161,13 @@ def budget_to_target_figure(
         jitter = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(len(v))
         ax.plot(_x(v[ok], budget), i + jitter[ok], "o", color="C0")
         if (~ok).any():
-            ax.plot(_x(g["final_budget"].to_numpy()[~ok], budget), i + jitter[~ok], "x",
-                    color="C3")
+            ax.plot(_x(g["final_budget"].to_numpy()[~ok], budget), i + jitter[~ok], "x", color="C3")
     if max_budget and budget in ("audio_fraction", "recording_fraction", "segment_fraction"):
         ax.axvline(max_budget, color="grey", ls=":", lw=1)
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel(f"{BUDGET_LABELS.get(budget, budget)} to reach the target (x: not reached)",
-                  fontsize=8)
+    ax.set_xlabel(
+        f"{BUDGET_LABELS.get(budget, budget)} to reach the target (x: not reached)", fontsize=8
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -30,8 +30,16 @@ from pathlib import Path
 from typing import Any
 
 #: columns of a journal, in order
-JOURNAL_COLUMNS: tuple[str, ...] = ("unit_id", "species", "present", "annotator", "confidence",
-                                    "notes", "answered_at", "seq")
+JOURNAL_COLUMNS: tuple[str, ...] = (
+    "unit_id",
+    "species",
+    "present",
+    "annotator",
+    "confidence",
+    "notes",
+    "answered_at",
+    "seq",
+)
 #: accepted ``present`` values of a journal row
 PRESENT_VALUES: tuple[str, ...] = ("1", "0", "unsure", "clear")
 CLEAR = "clear"
@@ -52,8 +60,10 @@ def check_annotator(name: str) -> str:
     """``name`` if it is a valid annotator name (letters, digits, ``_.-``, at most 64)."""
     name = str(name or "").strip()
     if not ANNOTATOR_RE.match(name):
-        raise JournalError(f"annotator {name!r}: use 1-64 letters, digits, '_', '.' or '-' "
-                           "(it names the journal file)")
+        raise JournalError(
+            f"annotator {name!r}: use 1-64 letters, digits, '_', '.' or '-' "
+            "(it names the journal file)"
+        )
     return name
 
 
@@ -120,13 +130,16 @@ def parse(text: str, source: str = "journal") -> list[dict[str, str]]:
     if header is None:
         return []
     if tuple(header) != JOURNAL_COLUMNS:
-        raise JournalError(f"{source}:1: not a review journal (header {','.join(header)!r}, "
-                           f"expected {','.join(JOURNAL_COLUMNS)!r})")
+        raise JournalError(
+            f"{source}:1: not a review journal (header {','.join(header)!r}, "
+            f"expected {','.join(JOURNAL_COLUMNS)!r})"
+        )
     rows = []
     for line_no, cells in enumerate(reader, start=2):
         if len(cells) != len(JOURNAL_COLUMNS):
-            raise JournalError(f"{source}:{line_no}: {len(cells)} fields, expected "
-                               f"{len(JOURNAL_COLUMNS)}")
+            raise JournalError(
+                f"{source}:{line_no}: {len(cells)} fields, expected {len(JOURNAL_COLUMNS)}"
+            )
         rows.append(dict(zip(JOURNAL_COLUMNS, cells)))
     return rows
 
@@ -170,8 +183,9 @@ class Journal:
     def state(self) -> State:
         return state_of(self.read())
 
-    def transact(self, make_rows: Callable[[State], Sequence[Mapping[str, Any]]]
-                 ) -> list[dict[str, str]]:
+    def transact(
+        self, make_rows: Callable[[State], Sequence[Mapping[str, Any]]]
+    ) -> list[dict[str, str]]:
         """Under the file's locks: rebuild the state from the file, ask ``make_rows(state)``
         for the events to append, append them (``seq``, ``answered_at`` and ``annotator``
         filled in), flush and fsync. Returns the rows written."""
@@ -186,8 +200,9 @@ class Journal:
                 finally:
                     fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
-    def _append_locked(self, f: Any, make_rows: Callable[[State], Sequence[Mapping[str, Any]]],
-                       created: bool) -> list[dict[str, str]]:
+    def _append_locked(
+        self, f: Any, make_rows: Callable[[State], Sequence[Mapping[str, Any]]], created: bool
+    ) -> list[dict[str, str]]:
         f.seek(0)
         text = f.read()
         if text and not text.endswith("\n"):  # torn, never acknowledged last row: cut it
@@ -206,14 +221,20 @@ class Journal:
         stamp = now_iso()
         out = []
         for i, r in enumerate(rows, start=1):
-            row = {"unit_id": str(r["unit_id"]), "species": str(r.get("species", "")),
-                   "present": str(r["present"]), "annotator": self.annotator,
-                   "confidence": clean_text(r.get("confidence", "")),
-                   "notes": clean_text(r.get("notes", "")), "answered_at": stamp,
-                   "seq": str(state.last_seq + i)}
+            row = {
+                "unit_id": str(r["unit_id"]),
+                "species": str(r.get("species", "")),
+                "present": str(r["present"]),
+                "annotator": self.annotator,
+                "confidence": clean_text(r.get("confidence", "")),
+                "notes": clean_text(r.get("notes", "")),
+                "answered_at": stamp,
+                "seq": str(state.last_seq + i),
+            }
             if row["present"] not in PRESENT_VALUES:
-                raise JournalError(f"present {row['present']!r} must be one of "
-                                   f"{', '.join(PRESENT_VALUES)}")
+                raise JournalError(
+                    f"present {row['present']!r} must be one of {', '.join(PRESENT_VALUES)}"
+                )
             w.writerow([row[c] for c in JOURNAL_COLUMNS])
             out.append(row)
         f.seek(0, os.SEEK_END)

@@ -50,9 +50,9 @@ import tornado.netutil
 import tornado.web
 
 from activepam.core.labels import read_label_set
-from activepam.rounds.export import MAX_SPECTROGRAM_S, ExportOptions, read_manifest
 from activepam.review import journal as jr
 from activepam.review.spectrogram import AXES_RECT, DPI, FIGSIZE, render_png
+from activepam.rounds.export import MAX_SPECTROGRAM_S, ExportOptions, read_manifest
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TOKEN_COOKIE = "activepam_review_token"
@@ -70,8 +70,10 @@ def annotation_dir_of(round_dir: str | Path) -> Path:
     for cand in (p, p / "annotation"):
         if (cand / "manifest.csv").is_file():
             return cand.resolve()
-    raise FileNotFoundError(f"{p}: no manifest.csv here or in {p / 'annotation'} (export the "
-                            "round first: `dvc repro export@RR`)")
+    raise FileNotFoundError(
+        f"{p}: no manifest.csv here or in {p / 'annotation'} (export the "
+        "round first: `dvc repro export@RR`)"
+    )
 
 
 def parse_top_predictions(text: Any) -> list[tuple[str, float]]:
@@ -89,8 +91,11 @@ def parse_top_predictions(text: Any) -> list[tuple[str, float]]:
     return out
 
 
-def answer_rows(suggestions: list[tuple[str, float]], label_set: set[str],
-                options: ExportOptions = ExportOptions()) -> list[tuple[str, float]]:
+def answer_rows(
+    suggestions: list[tuple[str, float]],
+    label_set: set[str],
+    options: ExportOptions = ExportOptions(),  # noqa: B008 - frozen dataclass
+) -> list[tuple[str, float]]:
     """Suggestions the page asks about: the best label-set suggestion always, then up to
     ``prefill_top`` with confidence >= ``prefill_min_confidence`` (the export's pre-fill rule)."""
     in_set = [s for s in suggestions if s[0] in label_set][: max(1, options.prefill_top)]
@@ -120,8 +125,12 @@ class Round:
         return self.annotation_dir / "journal"
 
     @classmethod
-    def open(cls, round_dir: str | Path, label_set: str | Path,
-             options: ExportOptions = ExportOptions()) -> Round:
+    def open(
+        cls,
+        round_dir: str | Path,
+        label_set: str | Path,
+        options: ExportOptions = ExportOptions(),  # noqa: B008 - frozen dataclass
+    ) -> Round:
         adir = annotation_dir_of(round_dir)
         manifest = read_manifest(adir / "manifest.csv")
         labels = read_label_set(label_set)
@@ -133,26 +142,51 @@ class Round:
             clip_len = (_num(r.get("clip_end_s")) or 0.0) - (_num(r.get("clip_start_s")) or 0.0)
             tb, te = _num(r.get("target_begin_s")), _num(r.get("target_end_s"))
             if tb is None or te is None:
-                tb, te = (float(r["start_s"]) - float(r["clip_start_s"]),
-                          float(r["end_s"]) - float(r["clip_start_s"]))
+                tb, te = (
+                    float(r["start_s"]) - float(r["clip_start_s"]),
+                    float(r["end_s"]) - float(r["clip_start_s"]),
+                )
             clip = str(r["clip_file"])
-            units.append({
-                "index": i, "unit_id": str(r["unit_id"]), "unit_type": str(r["unit_type"]),
-                "batch": str(r.get("batch") or "all"), "clip": "files/" + quote(clip),
-                "spectrogram": (f"spectrogram/{i}.png" if clip_len <= MAX_SPECTROGRAM_S
-                                else None),
-                "clip_file": clip, "spectrogram_file": str(r.get("spectrogram_file") or ""),
-                "clip_len": round(clip_len, 4),
-                "clip_start_s": _num(r.get("clip_start_s")), "target": [tb, te],
-                "rows": [{"species": s, "confidence": c} for s, c in rows],
-                "suggestions": [{"species": s, "confidence": c, "in_label_set": s in lset}
-                                for s, c in sugg],
-                "meta": {k: ("" if pd.isna(r.get(k)) else str(r.get(k)))
-                         for k in ("recording_id", "site", "habitat", "country", "time",
-                                   "stratum", "reason", "strategy") if k in r},
-            })
-        name = str(manifest["round"].iloc[0]) if "round" in manifest and len(manifest) else \
-            adir.parent.name
+            units.append(
+                {
+                    "index": i,
+                    "unit_id": str(r["unit_id"]),
+                    "unit_type": str(r["unit_type"]),
+                    "batch": str(r.get("batch") or "all"),
+                    "clip": "files/" + quote(clip),
+                    "spectrogram": (
+                        f"spectrogram/{i}.png" if clip_len <= MAX_SPECTROGRAM_S else None
+                    ),
+                    "clip_file": clip,
+                    "spectrogram_file": str(r.get("spectrogram_file") or ""),
+                    "clip_len": round(clip_len, 4),
+                    "clip_start_s": _num(r.get("clip_start_s")),
+                    "target": [tb, te],
+                    "rows": [{"species": s, "confidence": c} for s, c in rows],
+                    "suggestions": [
+                        {"species": s, "confidence": c, "in_label_set": s in lset} for s, c in sugg
+                    ],
+                    "meta": {
+                        k: ("" if pd.isna(r.get(k)) else str(r.get(k)))
+                        for k in (
+                            "recording_id",
+                            "site",
+                            "habitat",
+                            "country",
+                            "time",
+                            "stratum",
+                            "reason",
+                            "strategy",
+                        )
+                        if k in r
+                    },
+                }
+            )
+        name = (
+            str(manifest["round"].iloc[0])
+            if "round" in manifest and len(manifest)
+            else adir.parent.name
+        )
         return cls(adir, labels, units, name, options)
 
     def unit(self, unit_id: str) -> dict[str, Any]:
@@ -172,8 +206,14 @@ class Round:
 def safe_file(root: Path, url_path: str) -> Path:
     """The file ``url_path`` (already percent-decoded) inside ``root``; raises
     :class:`tornado.web.HTTPError` 403 for anything that could leave it."""
-    if not url_path or "\x00" in url_path or "\\" in url_path or url_path.startswith("/") \
-            or re.match(r"^[A-Za-z]:", url_path) or url_path.startswith("~"):
+    if (
+        not url_path
+        or "\x00" in url_path
+        or "\\" in url_path
+        or url_path.startswith("/")
+        or re.match(r"^[A-Za-z]:", url_path)
+        or url_path.startswith("~")
+    ):
         raise tornado.web.HTTPError(403, "path refused")
     parts = url_path.split("/")
     if any(p in ("", ".", "..") for p in parts):
@@ -213,8 +253,15 @@ def is_loopback(host: str) -> bool:
 
 
 class ReviewApp(tornado.web.Application):
-    def __init__(self, rnd: Round, *, default_annotator: str = "", token: str = "",
-                 loopback: bool = True, port: int = 0) -> None:
+    def __init__(
+        self,
+        rnd: Round,
+        *,
+        default_annotator: str = "",
+        token: str = "",
+        loopback: bool = True,
+        port: int = 0,
+    ) -> None:
         self.round = rnd
         self.default_annotator = default_annotator
         self.token = token
@@ -223,17 +270,21 @@ class ReviewApp(tornado.web.Application):
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="review")
         self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
-        super().__init__([
-            (r"/", IndexHandler),
-            (r"/static/(.*)", AssetHandler, {"path": str(STATIC_DIR)}),
-            (r"/files/(.*)", RoundFileHandler, {"path": str(rnd.annotation_dir)}),
-            (r"/spectrogram/([0-9]{1,7})\.png", SpectrogramHandler),
-            (r"/api/state", StateHandler),
-            (r"/api/answer", AnswerHandler),
-            (r"/api/notes", NotesHandler),
-            (r"/favicon\.ico", NoContentHandler),
-        ], default_handler_class=NotFoundHandler, compress_response=True,
-            static_hash_cache=False)
+        super().__init__(
+            [
+                (r"/", IndexHandler),
+                (r"/static/(.*)", AssetHandler, {"path": str(STATIC_DIR)}),
+                (r"/files/(.*)", RoundFileHandler, {"path": str(rnd.annotation_dir)}),
+                (r"/spectrogram/([0-9]{1,7})\.png", SpectrogramHandler),
+                (r"/api/state", StateHandler),
+                (r"/api/answer", AnswerHandler),
+                (r"/api/notes", NotesHandler),
+                (r"/favicon\.ico", NoContentHandler),
+            ],
+            default_handler_class=NotFoundHandler,
+            compress_response=True,
+            static_hash_cache=False,
+        )
 
     def spectrogram(self, index: int) -> bytes:
         with self._cache_lock:
@@ -261,9 +312,12 @@ def _check_access(handler: tornado.web.RequestHandler) -> None:
         if host not in allowed:
             raise tornado.web.HTTPError(403, "Host header refused")
     if app.token:
-        given = (handler.get_query_argument("token", None)
-                 or handler.request.headers.get("X-Review-Token")
-                 or handler.get_cookie(TOKEN_COOKIE) or "")
+        given = (
+            handler.get_query_argument("token", None)
+            or handler.request.headers.get("X-Review-Token")
+            or handler.get_cookie(TOKEN_COOKIE)
+            or ""
+        )
         if not hmac.compare_digest(given.encode(), app.token.encode()):
             raise tornado.web.HTTPError(403, "token required")
         if handler.get_query_argument("token", None):
@@ -274,9 +328,11 @@ def _security_headers(handler: tornado.web.RequestHandler) -> None:
     handler.set_header("X-Content-Type-Options", "nosniff")
     handler.set_header("X-Frame-Options", "DENY")
     handler.set_header("Referrer-Policy", "no-referrer")
-    handler.set_header("Content-Security-Policy",
-                       "default-src 'self'; img-src 'self'; media-src 'self'; "
-                       "style-src 'self'; script-src 'self'; connect-src 'self'")
+    handler.set_header(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self'; media-src 'self'; "
+        "style-src 'self'; script-src 'self'; connect-src 'self'",
+    )
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -301,7 +357,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def json_body(self) -> dict[str, Any]:
         if self.request.headers.get("X-ActivePAM") != "1" or not self.request.headers.get(
-                "Content-Type", "").startswith("application/json"):
+            "Content-Type", ""
+        ).startswith("application/json"):
             raise tornado.web.HTTPError(403, "POST needs X-ActivePAM: 1 and a JSON body")
         try:
             body = json.loads(self.request.body or b"{}")
@@ -374,8 +431,12 @@ class SpectrogramHandler(BaseHandler):
 
 
 def _state_json(state: jr.State) -> dict[str, Any]:
-    return {"answers": state.answers, "notes": state.notes, "last_unit": state.last_unit,
-            "events": state.events}
+    return {
+        "answers": state.answers,
+        "notes": state.notes,
+        "last_unit": state.last_unit,
+        "events": state.events,
+    }
 
 
 class StateHandler(BaseHandler):
@@ -386,27 +447,47 @@ class StateHandler(BaseHandler):
         if name:
             j = self.journal(name)
             state = _state_json(await self.in_thread(j.state))
-        batch = next((b for b in rnd.batches if b == name), rnd.batches[0] if rnd.batches
-                     else "all")
-        self.write({"ok": True, "round": rnd.name, "annotator": name, "default_batch": batch,
-                    "batches": rnd.batches, "label_set": rnd.label_set, "units": rnd.units,
-                    "axes": {"left": AXES_RECT[0], "bottom": AXES_RECT[1],
-                             "width": AXES_RECT[2], "height": AXES_RECT[3]},
-                    "journal": f"journal/{name}{jr.SUFFIX}" if name else "",
-                    "token_required": bool(self.app.token), **state})
+        batch = next(
+            (b for b in rnd.batches if b == name), rnd.batches[0] if rnd.batches else "all"
+        )
+        self.write(
+            {
+                "ok": True,
+                "round": rnd.name,
+                "annotator": name,
+                "default_batch": batch,
+                "batches": rnd.batches,
+                "label_set": rnd.label_set,
+                "units": rnd.units,
+                "axes": {
+                    "left": AXES_RECT[0],
+                    "bottom": AXES_RECT[1],
+                    "width": AXES_RECT[2],
+                    "height": AXES_RECT[3],
+                },
+                "journal": f"journal/{name}{jr.SUFFIX}" if name else "",
+                "token_required": bool(self.app.token),
+                **state,
+            }
+        )
 
 
-def _unit_events(state: jr.State, uid: str, changes: dict[str, str], notes: str
-                 ) -> list[dict[str, str]]:
+def _unit_events(
+    state: jr.State, uid: str, changes: dict[str, str], notes: str
+) -> list[dict[str, str]]:
     """Events that apply ``changes`` (species -> present) to unit ``uid`` with ``notes``: the
     changed answers, plus the unit's other current answers again when the note changed (so
     the last event of every answered species carries the current note)."""
     current = dict(state.answers.get(uid, {}))
-    rows = [{"unit_id": uid, "species": sp, "present": p, "notes": notes}
-            for sp, p in changes.items()]
+    rows = [
+        {"unit_id": uid, "species": sp, "present": p, "notes": notes} for sp, p in changes.items()
+    ]
     if notes != state.notes.get(uid, ""):
-        rows += [{"unit_id": uid, "species": sp, "present": p, "notes": notes}
-                 for sp, p in current.items() if sp not in changes]
+        rows += [
+            {"unit_id": uid, "species": sp, "present": p, "notes": notes}
+            for sp, p in current.items()
+            if sp not in changes
+        ]
     return rows
 
 
@@ -424,8 +505,9 @@ class AnswerHandler(BaseHandler):
         if species and species not in rnd.label_set:
             raise tornado.web.HTTPError(400, f"species {species!r} is not in the label set")
         if present not in jr.PRESENT_VALUES:
-            raise tornado.web.HTTPError(400, f"present {present!r}: one of "
-                                        f"{', '.join(jr.PRESENT_VALUES)}")
+            raise tornado.web.HTTPError(
+                400, f"present {present!r}: one of {', '.join(jr.PRESENT_VALUES)}"
+            )
         if species == "" and present not in ("0", jr.CLEAR):
             raise tornado.web.HTTPError(400, "species '' (no species) takes present 0 or clear")
         conflict: list[str] = []
@@ -444,11 +526,20 @@ class AnswerHandler(BaseHandler):
 
         rows = await self.in_thread(j.transact, make)
         if conflict:
-            raise tornado.web.HTTPError(409, "'no species' while species are marked present "
-                                        f"or unsure: {', '.join(conflict)}")
+            raise tornado.web.HTTPError(
+                409,
+                f"'no species' while species are marked present or unsure: {', '.join(conflict)}",
+            )
         state = await self.in_thread(j.state)
-        self.write({"ok": True, "saved": rows, "answers": state.answers.get(uid, {}),
-                    "notes": state.notes.get(uid, ""), "events": state.events})
+        self.write(
+            {
+                "ok": True,
+                "saved": rows,
+                "answers": state.answers.get(uid, {}),
+                "notes": state.notes.get(uid, ""),
+                "events": state.events,
+            }
+        )
 
 
 class NotesHandler(BaseHandler):
@@ -462,21 +553,31 @@ class NotesHandler(BaseHandler):
             raise tornado.web.HTTPError(400, f"unit_id {uid!r} is not in this round") from None
         rows = await self.in_thread(j.transact, lambda st: _unit_events(st, uid, {}, notes))
         state = await self.in_thread(j.state)
-        self.write({"ok": True, "saved": rows, "pending": uid not in state.answers,
-                    "answers": state.answers.get(uid, {}), "notes": state.notes.get(uid, "")})
+        self.write(
+            {
+                "ok": True,
+                "saved": rows,
+                "pending": uid not in state.answers,
+                "answers": state.answers.get(uid, {}),
+                "notes": state.notes.get(uid, ""),
+            }
+        )
 
 
 # --------------------------------------------------------------------------- serving
 
 
-def make_app(rnd: Round, *, port: int, default_annotator: str = "", token: str = "",
-             loopback: bool = True) -> ReviewApp:
-    return ReviewApp(rnd, default_annotator=default_annotator, token=token, loopback=loopback,
-                     port=port)
+def make_app(
+    rnd: Round, *, port: int, default_annotator: str = "", token: str = "", loopback: bool = True
+) -> ReviewApp:
+    return ReviewApp(
+        rnd, default_annotator=default_annotator, token=token, loopback=loopback, port=port
+    )
 
 
-def serve(rnd: Round, *, host: str = "127.0.0.1", port: int = 8765, annotator: str = "",
-          token: str = "") -> int:
+def serve(
+    rnd: Round, *, host: str = "127.0.0.1", port: int = 8765, annotator: str = "", token: str = ""
+) -> int:
     """Serve ``rnd`` until interrupted. Prints the page's URL (with the port actually bound)."""
     loopback = is_loopback(host)
     if not loopback and not token:
@@ -484,22 +585,33 @@ def serve(rnd: Round, *, host: str = "127.0.0.1", port: int = 8765, annotator: s
     if annotator:
         jr.check_annotator(annotator)
     for p in jr.repair(rnd.journal_dir) if rnd.journal_dir.is_dir() else []:
-        print(f"activepam review: {p}: cut a torn last row (never acknowledged)",
-              file=sys.stderr)
+        print(f"activepam review: {p}: cut a torn last row (never acknowledged)", file=sys.stderr)
     sockets = tornado.netutil.bind_sockets(port, address=host)
     bound = sockets[0].getsockname()[1]
     app = make_app(rnd, port=bound, default_annotator=annotator, token=token, loopback=loopback)
     server = tornado.httpserver.HTTPServer(app, max_body_size=256 * 1024)
     server.add_sockets(sockets)
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    query = "&".join(q for q in (f"annotator={quote(annotator)}" if annotator else "",
-                                 f"token={quote(token)}" if token else "") if q)
+    query = "&".join(
+        q
+        for q in (
+            f"annotator={quote(annotator)}" if annotator else "",
+            f"token={quote(token)}" if token else "",
+        )
+        if q
+    )
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{bound}/"
     url += f"?{query}" if query else ""
-    print(f"activepam review: {rnd.name}: {len(rnd.units)} clips in {len(rnd.batches)} "
-          f"batch(es); journal {rnd.journal_dir}", file=sys.stderr)
-    print(f"activepam review: open {url}  (Ctrl-C stops; answers are saved as you go)",
-          file=sys.stderr, flush=True)
+    print(
+        f"activepam review: {rnd.name}: {len(rnd.units)} clips in {len(rnd.batches)} "
+        f"batch(es); journal {rnd.journal_dir}",
+        file=sys.stderr,
+    )
+    print(
+        f"activepam review: open {url}  (Ctrl-C stops; answers are saved as you go)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         tornado.ioloop.IOLoop.current().start()
     finally:

@@ -75,22 +75,30 @@ def _template() -> dict[str, Any]:
         fig = Figure(figsize=FIGSIZE, dpi=DPI, facecolor="white")
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_axes(AXES_RECT)
-        image = ax.imshow(np.zeros((2, 2)), origin="lower", aspect="auto", cmap="magma",
-                          interpolation="nearest")
+        image = ax.imshow(
+            np.zeros((2, 2)), origin="lower", aspect="auto", cmap="magma", interpolation="nearest"
+        )
         ax.set_xlabel("Time (s)", fontsize=9, labelpad=1)
         ax.set_ylabel("Frequency (kHz)", fontsize=9)
         ax.tick_params(labelsize=8)
         title = fig.text(AXES_RECT[0], 0.985, "", fontsize=8, va="top", ha="left", color="#333")
-        _TEMPLATE = {"fig": fig, "canvas": canvas, "ax": ax, "image": image, "title": title,
-                     "marks": []}
+        _TEMPLATE = {
+            "fig": fig,
+            "canvas": canvas,
+            "ax": ax,
+            "image": image,
+            "title": title,
+            "marks": [],
+        }
     return _TEMPLATE
 
 
 _TEMPLATE: dict[str, Any] | None = None
 
 
-def render_png(path: str | Path, target: tuple[float, float], max_hz: float = 12000.0,
-               title: str = "") -> bytes:
+def render_png(
+    path: str | Path, target: tuple[float, float], max_hz: float = 12000.0, title: str = ""
+) -> bytes:
     """PNG bytes of the spectrogram of clip ``path`` with axes and the ``target`` window
     (seconds from the clip start) marked."""
     from PIL import Image
@@ -110,14 +118,27 @@ def render_png(path: str | Path, target: tuple[float, float], max_hz: float = 12
         t["image"].set_data(db)
         t["image"].set_extent((0.0, duration, 0.0, top))
         t["image"].set_clim(vmin, vmax)
-        marks = [ax.axvspan(lo, hi, color="black", alpha=0.28, lw=0)
-                 for lo, hi in ((0.0, begin), (end, duration)) if hi > lo]
+        marks = [
+            ax.axvspan(lo, hi, color="black", alpha=0.28, lw=0)
+            for lo, hi in ((0.0, begin), (end, duration))
+            if hi > lo
+        ]
         marks += [ax.axvline(x, color=TARGET_COLOUR, lw=1.6, ls="--") for x in (begin, end)]
-        marks.append(ax.axvspan(begin, end, ymin=1.0, ymax=1.06, color=TARGET_COLOUR,
-                                clip_on=False, lw=0))
-        marks.append(ax.text((begin + end) / 2.0, top * 1.03, f"target {end - begin:.1f} s",
-                             ha="center", va="center", fontsize=8, color="black",
-                             clip_on=False))
+        marks.append(
+            ax.axvspan(begin, end, ymin=1.0, ymax=1.06, color=TARGET_COLOUR, clip_on=False, lw=0)
+        )
+        marks.append(
+            ax.text(
+                (begin + end) / 2.0,
+                top * 1.03,
+                f"target {end - begin:.1f} s",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black",
+                clip_on=False,
+            )
+        )
         t["marks"] = marks
         ax.set_xlim(0.0, duration)
         ax.set_ylim(0.0, top)
@@ -144,8 +165,13 @@ def pool_columns(db: np.ndarray, width: int) -> np.ndarray:
     return pooled
 
 
-def write_spectrogram_png(clip: str | Path, out: str | Path, target: tuple[float, float],
-                          max_hz: float = 12000.0, title: str = "") -> Path:
+def write_spectrogram_png(
+    clip: str | Path,
+    out: str | Path,
+    target: tuple[float, float],
+    max_hz: float = 12000.0,
+    title: str = "",
+) -> Path:
     """Write :func:`render_png` of ``clip`` to ``out`` atomically."""
     data = render_png(clip, target, max_hz, title)
     with atomic_path(out, "export") as tmp:

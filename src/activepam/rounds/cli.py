@@ -32,45 +32,76 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="labels_command", metavar="ACTION")
 
     def common(sp: argparse.ArgumentParser, manifest: bool = True) -> None:
-        sp.add_argument("--round", required=True, dest="round_id",
-                        help="round number (0, 1, ...) or 'test' for the held-out test set")
+        sp.add_argument(
+            "--round",
+            required=True,
+            dest="round_id",
+            help="round number (0, 1, ...) or 'test' for the held-out test set",
+        )
         if manifest:
-            sp.add_argument("--manifest", help="the round's manifest.csv (default: "
-                            "results/rounds/<round>/annotation/manifest.csv)")
-            sp.add_argument("--label-set", help="species label set (default: params "
-                            "rounds.label_set)")
+            sp.add_argument(
+                "--manifest",
+                help="the round's manifest.csv (default: "
+                "results/rounds/<round>/annotation/manifest.csv)",
+            )
+            sp.add_argument(
+                "--label-set", help="species label set (default: params rounds.label_set)"
+            )
             sp.add_argument("--annotator", help="annotator name for rows that give none")
-            sp.add_argument("--force", action="store_true",
-                            help="replace the answers of (unit, annotator) pairs answered "
-                            "differently before (only those pairs; the history keeps them)")
-        sp.add_argument("--out", help="round label file (default: "
-                        "<rounds.labels_dir>/<round>.csv)")
-        sp.add_argument("--params", default="params.yaml",
-                        help="parameter file (default: %(default)s)")
+            sp.add_argument(
+                "--force",
+                action="store_true",
+                help="replace the answers of (unit, annotator) pairs answered "
+                "differently before (only those pairs; the history keeps them)",
+            )
+        sp.add_argument("--out", help="round label file (default: <rounds.labels_dir>/<round>.csv)")
+        sp.add_argument(
+            "--params", default="params.yaml", help="parameter file (default: %(default)s)"
+        )
 
-    imp = sub.add_parser("import", help="validate Raven tables / CSVs / review journals -> "
-                         "merge into data/labels/round_RR.csv")
-    imp.add_argument("sources", nargs="+", metavar="FILES_OR_DIR",
-                     help="completed Raven selection tables (*.txt), label CSVs and/or review "
-                     "journals (*.journal.csv), or folders")
+    imp = sub.add_parser(
+        "import",
+        help="validate Raven tables / CSVs / review journals -> "
+        "merge into data/labels/round_RR.csv",
+    )
+    imp.add_argument(
+        "sources",
+        nargs="+",
+        metavar="FILES_OR_DIR",
+        help="completed Raven selection tables (*.txt), label CSVs and/or review "
+        "journals (*.journal.csv), or folders",
+    )
     common(imp)
-    imp.add_argument("--skip-unanswered", action="store_true",
-                     help="leave out units with unanswered rows (blank/'?' Present) instead of "
-                     "failing; each is reported as file:line")
+    imp.add_argument(
+        "--skip-unanswered",
+        action="store_true",
+        help="leave out units with unanswered rows (blank/'?' Present) instead of "
+        "failing; each is reported as file:line",
+    )
     imp.set_defaults(func=_cli_import)
 
-    bn = sub.add_parser("import-birdnet-review", help="import BirdNET-Analyzer review output "
-                        "(clips in Positive/ and Negative/ folders)")
-    bn.add_argument("folder", help="folder holding Positive/ and Negative/ (or one folder per "
-                    "species holding them)")
+    bn = sub.add_parser(
+        "import-birdnet-review",
+        help="import BirdNET-Analyzer review output (clips in Positive/ and Negative/ folders)",
+    )
+    bn.add_argument(
+        "folder",
+        help="folder holding Positive/ and Negative/ (or one folder per species holding them)",
+    )
     common(bn)
     which = bn.add_mutually_exclusive_group(required=True)
     which.add_argument("--species", help="the species every clip was reviewed for")
-    which.add_argument("--species-from-folder", action="store_true",
-                       help="the species is the name of the folder holding Positive/Negative")
-    bn.add_argument("--closed-world", action="store_true",
-                    help="the reviewer vouches no other label-set species is audible (default: "
-                    "other species of a reviewed clip are recorded as unsure)")
+    which.add_argument(
+        "--species-from-folder",
+        action="store_true",
+        help="the species is the name of the folder holding Positive/Negative",
+    )
+    bn.add_argument(
+        "--closed-world",
+        action="store_true",
+        help="the reviewer vouches no other label-set species is audible (default: "
+        "other species of a reviewed clip are recorded as unsure)",
+    )
     bn.set_defaults(func=_cli_birdnet)
 
     hist = sub.add_parser("history", help="list the imports of a round (its history)")
@@ -83,18 +114,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     res.set_defaults(func=_cli_restore)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
-    ex = subparsers.add_parser("export", help="export an annotation set (clips, spectrograms, "
-                               "Raven tables, manifest) from a sample table")
-    ex.add_argument("sample", help="sample table (Parquet/CSV) from "
-                    "activepam.sampling.engine.sample")
+    ex = subparsers.add_parser(
+        "export",
+        help="export an annotation set (clips, spectrograms, "
+        "Raven tables, manifest) from a sample table",
+    )
+    ex.add_argument(
+        "sample", help="sample table (Parquet/CSV) from activepam.sampling.engine.sample"
+    )
     ex.add_argument("--round", required=True, dest="round_id", help="round number")
     ex.add_argument("--predictions", required=True, help="top-k predictions.parquet of the model")
     ex.add_argument("--out", required=True, help="output folder")
     ex.add_argument("--context-s", type=float, default=4.0, help="context each side (s)")
     ex.add_argument("--annotators", default="", help="comma-separated annotator names")
     ex.add_argument("--batch-by", default="round_robin", choices=["round_robin", "stratum"])
-    ex.add_argument("--label-set", help="pre-fill only these species (CSV 'species' column or "
-                    "one label per line); default: every predicted species")
+    ex.add_argument(
+        "--label-set",
+        help="pre-fill only these species (CSV 'species' column or "
+        "one label per line); default: every predicted species",
+    )
     ex.add_argument("--no-spectrograms", action="store_true")
     ex.set_defaults(func=_cli_export)
 
@@ -104,8 +142,11 @@ def _round_paths(args: argparse.Namespace) -> tuple[dict[str, Any], str, Path, P
     params = params_or_empty(args.params)
     name = round_name(args.round_id)
     rounds = params.get("rounds") or {}
-    out = Path(args.out) if args.out else Path(rounds.get("labels_dir", "data/labels")) / \
-        f"{name}.csv"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(rounds.get("labels_dir", "data/labels")) / f"{name}.csv"
+    )
     labels_dir = Path(rounds.get("labels_dir", "data/labels")) if not args.out else out.parent
     return params, name, labels_dir, out
 
@@ -131,24 +172,44 @@ def _cli_message(exc: BaseException) -> str:
 def _cli_import(args: argparse.Namespace) -> int:
     try:
         manifest, label_set, labels_dir, out = _round_inputs(args)
-        run_import(args.sources, args.round_id, manifest, label_set, out, labels_dir,
-                   force=args.force, annotator=args.annotator,
-                   skip_unanswered=args.skip_unanswered)
+        run_import(
+            args.sources,
+            args.round_id,
+            manifest,
+            label_set,
+            out,
+            labels_dir,
+            force=args.force,
+            annotator=args.annotator,
+            skip_unanswered=args.skip_unanswered,
+        )
     except _CLI_ERRORS as exc:
         print(f"activepam labels import: {_cli_message(exc)}", file=sys.stderr)
         return 1
-    print("activepam labels: next: `dvc repro round@RR` (or snakemake) to retrain; commit with "
-          "git + `dvc push`", file=sys.stderr)
+    print(
+        "activepam labels: next: `dvc repro round@RR` (or snakemake) to retrain; commit with "
+        "git + `dvc push`",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _cli_birdnet(args: argparse.Namespace) -> int:
     try:
         manifest, label_set, labels_dir, out = _round_inputs(args)
-        run_import_birdnet(args.folder, args.round_id, manifest, label_set, out, labels_dir,
-                           species=args.species, species_from_folder=args.species_from_folder,
-                           annotator=args.annotator, closed_world=args.closed_world,
-                           force=args.force)
+        run_import_birdnet(
+            args.folder,
+            args.round_id,
+            manifest,
+            label_set,
+            out,
+            labels_dir,
+            species=args.species,
+            species_from_folder=args.species_from_folder,
+            annotator=args.annotator,
+            closed_world=args.closed_world,
+            force=args.force,
+        )
     except _CLI_ERRORS as exc:
         print(f"activepam labels import-birdnet-review: {_cli_message(exc)}", file=sys.stderr)
         return 1
@@ -176,18 +237,30 @@ def _cli_restore(args: argparse.Namespace) -> int:
     except _CLI_ERRORS as exc:
         print(f"activepam labels restore: {exc}", file=sys.stderr)
         return 1
-    print(f"activepam labels restore: {out} rebuilt as of history entry {args.to}: "
-          f"{len(labels)} label rows for {labels['unit_id'].nunique()} units", file=sys.stderr)
+    print(
+        f"activepam labels restore: {out} rebuilt as of history entry {args.to}: "
+        f"{len(labels)} label rows for {labels['unit_id'].nunique()} units",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _cli_export(args: argparse.Namespace) -> int:
     try:
-        opts = ExportOptions(context_s=args.context_s,
-                             annotators=tuple(a for a in args.annotators.split(",") if a),
-                             batch_by=args.batch_by, spectrograms=not args.no_spectrograms)
-        m = run_export(args.sample, args.predictions, args.out, round_id=args.round_id,
-                       options=opts, label_set=args.label_set)
+        opts = ExportOptions(
+            context_s=args.context_s,
+            annotators=tuple(a for a in args.annotators.split(",") if a),
+            batch_by=args.batch_by,
+            spectrograms=not args.no_spectrograms,
+        )
+        m = run_export(
+            args.sample,
+            args.predictions,
+            args.out,
+            round_id=args.round_id,
+            options=opts,
+            label_set=args.label_set,
+        )
     except (ExportError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f"activepam export: {exc}", file=sys.stderr)
         return 1

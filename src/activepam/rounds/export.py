@@ -42,12 +42,42 @@ from activepam.rounds.tables import TABLE_SUFFIX, write_raven_table
 
 #: columns of ``manifest.csv`` (metadata columns absent from the sample are left empty)
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "unit_id", "unit_type", "round", "rank", "recording_id", "path", "start_s", "end_s",
-    "clip_start_s", "clip_end_s", "target_begin_s", "target_end_s", "clip_file", "table_file",
-    "spectrogram_file", "batch", "annotator", "device_id", "site", "country", "habitat", "lat",
-    "lon", "time", "top_predictions", "top1_species", "top1_confidence", "top2_confidence",
-    "margin", "max_binary_entropy", "mean_binary_entropy", "score", "stratum", "cluster",
-    "reason", "strategy",
+    "unit_id",
+    "unit_type",
+    "round",
+    "rank",
+    "recording_id",
+    "path",
+    "start_s",
+    "end_s",
+    "clip_start_s",
+    "clip_end_s",
+    "target_begin_s",
+    "target_end_s",
+    "clip_file",
+    "table_file",
+    "spectrogram_file",
+    "batch",
+    "annotator",
+    "device_id",
+    "site",
+    "country",
+    "habitat",
+    "lat",
+    "lon",
+    "time",
+    "top_predictions",
+    "top1_species",
+    "top1_confidence",
+    "top2_confidence",
+    "margin",
+    "max_binary_entropy",
+    "mean_binary_entropy",
+    "score",
+    "stratum",
+    "cluster",
+    "reason",
+    "strategy",
 )
 #: clips longer than this get no spectrogram PNG (a day-long recording would be unreadable)
 MAX_SPECTROGRAM_S = 600.0
@@ -63,8 +93,11 @@ def unit_stem(unit_id: str) -> str:
     return stem
 
 
-def read_predictions(path: str | Path, segment_ids: Iterable[str] | None = None,
-                     recording_ids: Iterable[str] | None = None) -> pd.DataFrame:
+def read_predictions(
+    path: str | Path,
+    segment_ids: Iterable[str] | None = None,
+    recording_ids: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """Rows of a top-k ``predictions.parquet`` for some segments and/or recordings."""
     filters: list[Any] = []
     if segment_ids is not None:
@@ -89,8 +122,9 @@ def unit_predictions(unit: Mapping[str, Any], predictions: pd.DataFrame) -> pd.D
         rows = predictions[predictions["segment_id"] == unit["unit_id"]]
     if rows.empty:
         return pd.DataFrame(columns=["species", "confidence", "start_s", "end_s"])
-    best = (rows.sort_values(["confidence", "start_s"], ascending=[False, True])
-            .drop_duplicates("species"))
+    best = rows.sort_values(["confidence", "start_s"], ascending=[False, True]).drop_duplicates(
+        "species"
+    )
     return best[["species", "confidence", "start_s", "end_s"]].reset_index(drop=True)
 
 
@@ -113,8 +147,12 @@ class ExportOptions:
     high_freq_hz: float = 15000.0
 
 
-def assign_batches(sample: pd.DataFrame, annotators: Sequence[str],
-                   batch_by: str = "round_robin", avoid: pd.Series | None = None) -> pd.Series:
+def assign_batches(
+    sample: pd.DataFrame,
+    annotators: Sequence[str],
+    batch_by: str = "round_robin",
+    avoid: pd.Series | None = None,
+) -> pd.Series:
     """Annotator (batch) of every unit: round-robin by rank, or whole strata per annotator
     (largest strata first, each to the annotator with the fewest units); ``all`` without
     annotators. ``avoid`` (aligned with ``sample``: ``;``-joined annotator names per unit, e.g.
@@ -123,8 +161,11 @@ def assign_batches(sample: pd.DataFrame, annotators: Sequence[str],
     if not annotators:
         return pd.Series("all", index=sample.index)
     names = [unit_stem(a) for a in annotators]
-    order = np.argsort(sample["rank"].to_numpy(), kind="stable") if "rank" in sample else \
-        np.arange(len(sample))
+    order = (
+        np.argsort(sample["rank"].to_numpy(), kind="stable")
+        if "rank" in sample
+        else np.arange(len(sample))
+    )
     out = pd.Series("", index=sample.index, dtype=object)
     if batch_by == "round_robin":
         for i, pos in enumerate(order):
@@ -132,25 +173,36 @@ def assign_batches(sample: pd.DataFrame, annotators: Sequence[str],
         return _route_away(out, avoid, names, order, rebalance=True)
     if batch_by != "stratum":
         raise ExportError(f"rounds.batch_by: unknown value {batch_by!r} (round_robin | stratum)")
-    strata = (sample["stratum"].astype(str) if "stratum" in sample
-              else pd.Series("all", index=sample.index))
+    strata = (
+        sample["stratum"].astype(str)
+        if "stratum" in sample
+        else pd.Series("all", index=sample.index)
+    )
     load = dict.fromkeys(names, 0)
-    for stratum, size in strata.value_counts().sort_index().sort_values(ascending=False,
-                                                                        kind="stable").items():
+    for stratum, size in (
+        strata.value_counts().sort_index().sort_values(ascending=False, kind="stable").items()
+    ):
         who = min(names, key=lambda a: (load[a], names.index(a)))
         out[strata == stratum] = who
         load[who] += int(size)
     return _route_away(out, avoid, names, order)
 
 
-def _route_away(out: pd.Series, avoid: pd.Series | None, names: Sequence[str],
-                order: np.ndarray, rebalance: bool = False) -> pd.Series:
+def _route_away(
+    out: pd.Series,
+    avoid: pd.Series | None,
+    names: Sequence[str],
+    order: np.ndarray,
+    rebalance: bool = False,
+) -> pd.Series:
     """:func:`assign_batches`' ``avoid``: reassign units given to an annotator to avoid; with
     ``rebalance`` (round-robin) a later unit of the new annotator goes back in exchange."""
     if avoid is None:
         return out
-    bad = [{unit_stem(a) for a in str(v).split(";") if a.strip()} if isinstance(v, str) else set()
-           for v in avoid.reindex(out.index).tolist()]
+    bad = [
+        {unit_stem(a) for a in str(v).split(";") if a.strip()} if isinstance(v, str) else set()
+        for v in avoid.reindex(out.index).tolist()
+    ]
     load = {n: int((out == n).sum()) for n in names}
     for k, pos in enumerate(order):
         who, skip = out.iloc[pos], bad[pos]
@@ -159,7 +211,7 @@ def _route_away(out: pd.Series, avoid: pd.Series | None, names: Sequence[str],
             continue
         new = min(free, key=lambda a: (load[a], names.index(a)))
         out.iloc[pos] = new
-        back = [q for q in order[k + 1:] if rebalance and out.iloc[q] == new and who not in bad[q]]
+        back = [q for q in order[k + 1 :] if rebalance and out.iloc[q] == new and who not in bad[q]]
         if back:
             out.iloc[back[0]] = who
         else:
@@ -181,8 +233,9 @@ def _time_of(unit: Mapping[str, Any]) -> str:
     return ts.isoformat()
 
 
-def write_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float,
-               block_s: float = 60.0) -> tuple[int, int]:
+def write_clip(
+    src: str | Path, dst: str | Path, start_s: float, end_s: float, block_s: float = 60.0
+) -> tuple[int, int]:
     """Copy ``[start_s, end_s)`` of ``src`` to a 16-bit WAV ``dst`` (all channels, streamed).
 
     Returns ``(sample_rate, frames)``.
@@ -194,9 +247,12 @@ def write_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float,
         f.seek(a)
         remaining = max(0, b - a)
         frames = 0
-        with atomic_path(dst, "export") as tmp, \
-                sf.SoundFile(str(tmp), "w", samplerate=sr, channels=ch, subtype="PCM_16",
-                             format="WAV") as out:
+        with (
+            atomic_path(dst, "export") as tmp,
+            sf.SoundFile(
+                str(tmp), "w", samplerate=sr, channels=ch, subtype="PCM_16", format="WAV"
+            ) as out,
+        ):
             block = max(1, int(block_s * sr))
             while remaining > 0:
                 data = f.read(min(block, remaining), dtype="float32", always_2d=True)
@@ -208,8 +264,9 @@ def write_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float,
     return sr, frames
 
 
-def write_spectrogram(clip: str | Path, out: str | Path, target: tuple[float, float],
-                      max_hz: float = 12000.0) -> Path:
+def write_spectrogram(
+    clip: str | Path, out: str | Path, target: tuple[float, float], max_hz: float = 12000.0
+) -> Path:
     """Write the spectrogram of ``clip`` as a PNG atomically, with time (s) and frequency (kHz)
     axes and the target marked: the review page's renderer
     (:func:`activepam.review.spectrogram.write_spectrogram_png`), so both show the same."""
@@ -218,8 +275,14 @@ def write_spectrogram(clip: str | Path, out: str | Path, target: tuple[float, fl
     return write_spectrogram_png(clip, out, target, max_hz, title=Path(clip).stem)
 
 
-def prefill_rows(unit: Mapping[str, Any], preds: pd.DataFrame, clip_start: float,
-                 annotator: str, options: ExportOptions, nyquist: float) -> list[dict[str, Any]]:
+def prefill_rows(
+    unit: Mapping[str, Any],
+    preds: pd.DataFrame,
+    clip_start: float,
+    annotator: str,
+    options: ExportOptions,
+    nyquist: float,
+) -> list[dict[str, Any]]:
     """Raven rows for the model's top predictions of a unit (the top-1 always, then up to
     ``prefill_top`` above ``prefill_min_confidence``), ``Present`` = ``?``.
 
@@ -230,13 +293,22 @@ def prefill_rows(unit: Mapping[str, Any], preds: pd.DataFrame, clip_start: float
     high = min(options.high_freq_hz, nyquist)
     if keep.empty:
         begin, end = (float(unit["start_s"]) - clip_start, float(unit["end_s"]) - clip_start)
-        return [{"Selection": 1, "View": "Spectrogram 1", "Channel": 1,
-                 "Begin Time (s)": round(begin, 4), "End Time (s)": round(end, 4),
-                 "Low Freq (Hz)": 0.0, "High Freq (Hz)": round(high, 1), "Species": "",
-                 "Present": UNREVIEWED, "Confidence": "",
-                 "Annotator": annotator if annotator != "all" else "",
-                 "Notes": "no model suggestion: name the species heard, or delete this row "
-                          "if none"}]
+        return [
+            {
+                "Selection": 1,
+                "View": "Spectrogram 1",
+                "Channel": 1,
+                "Begin Time (s)": round(begin, 4),
+                "End Time (s)": round(end, 4),
+                "Low Freq (Hz)": 0.0,
+                "High Freq (Hz)": round(high, 1),
+                "Species": "",
+                "Present": UNREVIEWED,
+                "Confidence": "",
+                "Annotator": annotator if annotator != "all" else "",
+                "Notes": "no model suggestion: name the species heard, or delete this row if none",
+            }
+        ]
     rows = []
     for i, p in enumerate(keep.itertuples(index=False), start=1):
         if unit["unit_type"] == "recording":
@@ -244,13 +316,22 @@ def prefill_rows(unit: Mapping[str, Any], preds: pd.DataFrame, clip_start: float
         else:
             begin = float(unit["start_s"]) - clip_start
             end = float(unit["end_s"]) - clip_start
-        rows.append({
-            "Selection": i, "View": "Spectrogram 1", "Channel": 1,
-            "Begin Time (s)": round(begin, 4), "End Time (s)": round(end, 4),
-            "Low Freq (Hz)": 0.0, "High Freq (Hz)": round(high, 1), "Species": p.species,
-            "Present": UNREVIEWED, "Confidence": round(float(p.confidence), 4),
-            "Annotator": annotator if annotator != "all" else "", "Notes": "model suggestion",
-        })
+        rows.append(
+            {
+                "Selection": i,
+                "View": "Spectrogram 1",
+                "Channel": 1,
+                "Begin Time (s)": round(begin, 4),
+                "End Time (s)": round(end, 4),
+                "Low Freq (Hz)": 0.0,
+                "High Freq (Hz)": round(high, 1),
+                "Species": p.species,
+                "Present": UNREVIEWED,
+                "Confidence": round(float(p.confidence), 4),
+                "Annotator": annotator if annotator != "all" else "",
+                "Notes": "model suggestion",
+            }
+        )
     return rows
 
 
@@ -261,11 +342,17 @@ def _unit_dict(row: pd.Series) -> dict[str, Any]:
     return unit
 
 
-def export_annotation_set(sample: pd.DataFrame, out_dir: str | Path, predictions: pd.DataFrame,
-                          *, round_id: int | str, strategy: str = "",
-                          options: ExportOptions = ExportOptions(),
-                          label_set: Sequence[str] | None = None,
-                          root: str | Path = ".") -> pd.DataFrame:
+def export_annotation_set(
+    sample: pd.DataFrame,
+    out_dir: str | Path,
+    predictions: pd.DataFrame,
+    *,
+    round_id: int | str,
+    strategy: str = "",
+    options: ExportOptions = ExportOptions(),
+    label_set: Sequence[str] | None = None,
+    root: str | Path = ".",
+) -> pd.DataFrame:
     """Write clips, spectrograms, pre-filled Raven tables and ``manifest.csv`` to ``out_dir``.
 
     ``sample`` is the output of :func:`activepam.sampling.engine.sample` (``unit_id, unit_type,
@@ -288,18 +375,42 @@ def export_annotation_set(sample: pd.DataFrame, out_dir: str | Path, predictions
         sample["unit_type"] = "segment"
     if "rank" not in sample:
         sample["rank"] = np.arange(1, len(sample) + 1)
-    batches = assign_batches(sample, options.annotators, options.batch_by,
-                             avoid=sample["unsure_by"] if "unsure_by" in sample else None)
+    batches = assign_batches(
+        sample,
+        options.annotators,
+        options.batch_by,
+        avoid=sample["unsure_by"] if "unsure_by" in sample else None,
+    )
     stems = sample["unit_id"].map(unit_stem)
     if stems.duplicated().any():  # ids differing only in unsafe characters
-        stems = stems + "_" + sample["unit_id"].map(
-            lambda u: hashlib.sha1(str(u).encode()).hexdigest()[:6])
+        stems = (
+            stems
+            + "_"
+            + sample["unit_id"].map(lambda u: hashlib.sha1(str(u).encode()).hexdigest()[:6])
+        )
     rows = []
-    for i in tqdm(range(len(sample)), desc=f"export {round_name(round_id)}", unit="clip",
-                  file=sys.stderr, disable=None):
+    for i in tqdm(
+        range(len(sample)),
+        desc=f"export {round_name(round_id)}",
+        unit="clip",
+        file=sys.stderr,
+        disable=None,
+    ):
         unit = _unit_dict(sample.iloc[i])
-        rows.append(_export_unit(unit, stems.iloc[i], batches.iloc[i], out_dir, predictions,
-                                 round_id, strategy, options, root, label_set))
+        rows.append(
+            _export_unit(
+                unit,
+                stems.iloc[i],
+                batches.iloc[i],
+                out_dir,
+                predictions,
+                round_id,
+                strategy,
+                options,
+                root,
+                label_set,
+            )
+        )
     manifest = pd.DataFrame(rows)
     extra = [c for c in manifest.columns if c not in MANIFEST_COLUMNS]
     manifest = manifest.reindex(columns=list(MANIFEST_COLUMNS) + extra)
@@ -307,10 +418,18 @@ def export_annotation_set(sample: pd.DataFrame, out_dir: str | Path, predictions
     return manifest
 
 
-def _export_unit(unit: dict[str, Any], stem: str, batch: str, out_dir: Path,
-                 predictions: pd.DataFrame, round_id: int | str, strategy: str,
-                 options: ExportOptions, root: Path,
-                 label_set: Sequence[str] | None = None) -> dict[str, Any]:
+def _export_unit(
+    unit: dict[str, Any],
+    stem: str,
+    batch: str,
+    out_dir: Path,
+    predictions: pd.DataFrame,
+    round_id: int | str,
+    strategy: str,
+    options: ExportOptions,
+    root: Path,
+    label_set: Sequence[str] | None = None,
+) -> dict[str, Any]:
     src = Path(unit["path"])
     src = src if src.is_absolute() else root / src
     try:
@@ -318,8 +437,9 @@ def _export_unit(unit: dict[str, Any], stem: str, batch: str, out_dir: Path,
     except Exception as exc:  # noqa: BLE001 - any decoder error is reported the same way
         raise ExportError(f"{src}: cannot read audio for unit {unit['unit_id']}: {exc}") from exc
     duration = info.frames / info.samplerate if info.samplerate else 0.0
-    clip_start, clip_end = clip_window(unit["start_s"], unit["end_s"], duration,
-                                       options.context_s, unit["unit_type"])
+    clip_start, clip_end = clip_window(
+        unit["start_s"], unit["end_s"], duration, options.context_s, unit["unit_type"]
+    )
     rel_clip = f"{batch}/{stem}.wav"
     sr, frames = write_clip(src, out_dir / rel_clip, clip_start, clip_end)
     clip_end = clip_start + frames / sr
@@ -333,20 +453,34 @@ def _export_unit(unit: dict[str, Any], stem: str, batch: str, out_dir: Path,
         rel_png = f"{batch}/{stem}.png"
         write_spectrogram(out_dir / rel_clip, out_dir / rel_png, target)
     rel_table = f"{batch}/{stem}{TABLE_SUFFIX}"
-    suggest = preds if label_set is None else \
-        preds[preds["species"].isin(list(label_set))].reset_index(drop=True)
-    write_raven_table(prefill_rows(unit, suggest, clip_start, batch, options, sr / 2.0),
-                      out_dir / rel_table)
+    suggest = (
+        preds
+        if label_set is None
+        else preds[preds["species"].isin(list(label_set))].reset_index(drop=True)
+    )
+    write_raven_table(
+        prefill_rows(unit, suggest, clip_start, batch, options, sr / 2.0), out_dir / rel_table
+    )
     row = {k: unit.get(k) for k in MANIFEST_COLUMNS if k in unit}
-    row.update({
-        "unit_id": unit["unit_id"], "unit_type": unit["unit_type"],
-        "round": round_name(round_id), "clip_start_s": round(clip_start, 4),
-        "clip_end_s": round(clip_end, 4), "target_begin_s": round(target[0], 4),
-        "target_end_s": round(target[1], 4), "clip_file": rel_clip, "table_file": rel_table,
-        "spectrogram_file": rel_png, "batch": batch,
-        "annotator": "" if batch == "all" else batch, "time": _time_of(unit),
-        "top_predictions": top, "strategy": strategy or unit.get("strategy", ""),
-    })
+    row.update(
+        {
+            "unit_id": unit["unit_id"],
+            "unit_type": unit["unit_type"],
+            "round": round_name(round_id),
+            "clip_start_s": round(clip_start, 4),
+            "clip_end_s": round(clip_end, 4),
+            "target_begin_s": round(target[0], 4),
+            "target_end_s": round(target[1], 4),
+            "clip_file": rel_clip,
+            "table_file": rel_table,
+            "spectrogram_file": rel_png,
+            "batch": batch,
+            "annotator": "" if batch == "all" else batch,
+            "time": _time_of(unit),
+            "top_predictions": top,
+            "strategy": strategy or unit.get("strategy", ""),
+        }
+    )
     return row
 
 
@@ -355,27 +489,54 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: manifest not found (export the round first)")
-    m = pd.read_csv(path, dtype={"unit_id": str, "recording_id": str, "clip_file": str,
-                                 "table_file": str, "batch": str, "annotator": str},
-                    keep_default_na=False, na_values={"start_s": [""], "end_s": [""]})
-    need = {"unit_id", "unit_type", "recording_id", "path", "start_s", "end_s", "clip_start_s",
-            "clip_end_s", "clip_file"}
+    m = pd.read_csv(
+        path,
+        dtype={
+            "unit_id": str,
+            "recording_id": str,
+            "clip_file": str,
+            "table_file": str,
+            "batch": str,
+            "annotator": str,
+        },
+        keep_default_na=False,
+        na_values={"start_s": [""], "end_s": [""]},
+    )
+    need = {
+        "unit_id",
+        "unit_type",
+        "recording_id",
+        "path",
+        "start_s",
+        "end_s",
+        "clip_start_s",
+        "clip_end_s",
+        "clip_file",
+    }
     missing = sorted(need - set(m.columns))
     if missing:
         raise ValueError(f"{path}: manifest lacks column(s): {', '.join(missing)}")
     return m
 
 
-def run_export(sample_path: str | Path, predictions_path: str | Path, out_dir: str | Path, *,
-               round_id: int | str, options: ExportOptions = ExportOptions(),
-               label_set: str | Path | None = None) -> pd.DataFrame:
+def run_export(
+    sample_path: str | Path,
+    predictions_path: str | Path,
+    out_dir: str | Path,
+    *,
+    round_id: int | str,
+    options: ExportOptions = ExportOptions(),
+    label_set: str | Path | None = None,
+) -> pd.DataFrame:
     """``activepam export``: read the sample table (Parquet, else CSV), the top-k predictions of
     its units and the label set (every predicted species when None), then
     :func:`export_annotation_set`. Returns the manifest."""
     path = Path(sample_path)
     sample = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    preds = read_predictions(predictions_path, segment_ids=sample["unit_id"],
-                             recording_ids=sample["recording_id"])
+    preds = read_predictions(
+        predictions_path, segment_ids=sample["unit_id"], recording_ids=sample["recording_id"]
+    )
     labels = read_label_set(label_set) if label_set else None
-    return export_annotation_set(sample, out_dir, preds, round_id=round_id, options=options,
-                                 label_set=labels)
+    return export_annotation_set(
+        sample, out_dir, preds, round_id=round_id, options=options, label_set=labels
+    )

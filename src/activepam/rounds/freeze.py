@@ -41,11 +41,22 @@ ROUNDS_DIR = "results/rounds"
 #: keys of the settings file that are provenance, not parameters of the rules
 PROVENANCE_KEY = "exported"
 #: ``rounds.*`` keys of the export options
-EXPORT_KEYS: tuple[str, ...] = ("context_s", "annotators", "batch_by", "prefill_top",
-                                "prefill_min_confidence", "spectrograms")
-_EXPORT_DEFAULTS: dict[str, Any] = {"context_s": 4.0, "annotators": [], "batch_by": "round_robin",
-                                    "prefill_top": 3, "prefill_min_confidence": 0.1,
-                                    "spectrograms": True}
+EXPORT_KEYS: tuple[str, ...] = (
+    "context_s",
+    "annotators",
+    "batch_by",
+    "prefill_top",
+    "prefill_min_confidence",
+    "spectrograms",
+)
+_EXPORT_DEFAULTS: dict[str, Any] = {
+    "context_s": 4.0,
+    "annotators": [],
+    "batch_by": "round_robin",
+    "prefill_top": 3,
+    "prefill_min_confidence": 0.1,
+    "spectrograms": True,
+}
 
 
 class FrozenRoundError(RuntimeError):
@@ -58,8 +69,9 @@ def round_key(name: str | int) -> str:
     if text == "test":
         return text
     if not text.isdigit() or int(text) > 99:
-        raise FrozenRoundError(f"round {name!r}: give a round number (0, 1, ... or 00, 01, ...) "
-                               "or 'test'")
+        raise FrozenRoundError(
+            f"round {name!r}: give a round number (0, 1, ... or 00, 01, ...) or 'test'"
+        )
     return f"{int(text):02d}"
 
 
@@ -106,8 +118,9 @@ def export_settings(rounds: Mapping[str, Any]) -> dict[str, Any]:
     return _plain(out)
 
 
-def current_settings(config: Mapping[str, Any], name: str | int,
-                     label_set: str | None = None) -> dict[str, Any]:
+def current_settings(
+    config: Mapping[str, Any], name: str | int, label_set: str | None = None
+) -> dict[str, Any]:
     """Effective settings of a round (or the test set) under the current params."""
     from activepam.rounds.rounds import predictions_path, scores_path, strategy_for
     from activepam.sampling.strategies import resolve_strategy
@@ -121,9 +134,14 @@ def current_settings(config: Mapping[str, Any], name: str | int,
         out.update(n=int(rounds["test_size"]), seed=int(rounds["seed"]))
         return _plain(out)
     strategy = strategy_for(config, key)
-    out.update(strategy=strategy, spec=resolve_strategy(strategy, config),
-               n=int(rounds["n_per_round"]), seed=int(rounds["seed"]) + int(key),
-               scores=scores_path(key), predictions=predictions_path(key))
+    out.update(
+        strategy=strategy,
+        spec=resolve_strategy(strategy, config),
+        n=int(rounds["n_per_round"]),
+        seed=int(rounds["seed"]) + int(key),
+        scores=scores_path(key),
+        predictions=predictions_path(key),
+    )
     return _plain(out)
 
 
@@ -135,24 +153,31 @@ def read_settings(path: str | Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise FrozenRoundError(f"{path}: not a readable settings file ({exc}); restore it from "
-                               "git (`git checkout -- <file>`)") from exc
+        raise FrozenRoundError(
+            f"{path}: not a readable settings file ({exc}); restore it from "
+            "git (`git checkout -- <file>`)"
+        ) from exc
     if not isinstance(data, dict) or "round" not in data:
         raise FrozenRoundError(f"{path}: not a round settings file (no 'round' key)")
     data.pop(PROVENANCE_KEY, None)
     return data
 
 
-def round_settings(config: Mapping[str, Any], name: str | int, label_set: str | None = None,
-                   settings_dir: str | Path = SETTINGS_DIR) -> dict[str, Any]:
+def round_settings(
+    config: Mapping[str, Any],
+    name: str | int,
+    label_set: str | None = None,
+    settings_dir: str | Path = SETTINGS_DIR,
+) -> dict[str, Any]:
     """The settings a round's rules use: the frozen file once exported, else the current
     params (:func:`current_settings`)."""
     frozen = read_settings(settings_path(name, settings_dir))
     return frozen if frozen is not None else current_settings(config, name, label_set)
 
 
-def freeze(settings: Mapping[str, Any], path: str | Path,
-           provenance: Mapping[str, Any] | None = None) -> Path:
+def freeze(
+    settings: Mapping[str, Any], path: str | Path, provenance: Mapping[str, Any] | None = None
+) -> Path:
     """Write a round's settings (plus a provenance block) atomically."""
     body = {**_plain(dict(settings)), PROVENANCE_KEY: _plain(dict(provenance or {}))}
     return write_json(body, path, stage="rounds")
@@ -168,8 +193,11 @@ def drift(frozen: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
             continue  # reported as the strategy name
         a, b = frozen.get(k), current.get(k)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += [f"{k}.{s}: {a.get(s)!r} (params.yaml now {b.get(s)!r})"
-                    for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
+            out += [
+                f"{k}.{s}: {a.get(s)!r} (params.yaml now {b.get(s)!r})"
+                for s in sorted(set(a) | set(b))
+                if a.get(s) != b.get(s)
+            ]
         else:
             out.append(f"{k}: {a!r} (params.yaml now {b!r})")
     return out
@@ -191,27 +219,31 @@ class RoundState:
     locked: bool
 
 
-def round_states(config: Mapping[str, Any], simulated: bool,
-                 settings_dir: str | Path = SETTINGS_DIR) -> dict[str, RoundState]:
+def round_states(
+    config: Mapping[str, Any], simulated: bool, settings_dir: str | Path = SETTINGS_DIR
+) -> dict[str, RoundState]:
     """State of the test set and of every round of ``rounds.plan`` (keys "test", "00", ...)."""
     from activepam.rounds.rounds import round_plan
 
     out = {}
     for key in ["test", *round_plan(config)]:
         labelled = labels_path(config, key).exists()
-        out[key] = RoundState(key, settings_path(key, settings_dir).exists(), labelled,
-                              labelled and not simulated)
+        out[key] = RoundState(
+            key, settings_path(key, settings_dir).exists(), labelled, labelled and not simulated
+        )
     return out
 
 
 def locked_message(key: str, problem: str) -> str:
     """The refusal naming a locked round and the way out."""
     what = "the test set" if key == "test" else f"round {key}"
-    return (f"{what} is labelled, so its sample and annotation set are frozen and never "
-            f"regenerated: {problem}. Restore the missing file (`dvc checkout "
-            f"{annotation_dir(key).parent}` or from a backup); to redo {what} with the "
-            f"current params.yaml run `activepam rounds unfreeze {key}` (its labels and "
-            f"annotation set are archived under {ARCHIVE_DIR}/, nothing is deleted).")
+    return (
+        f"{what} is labelled, so its sample and annotation set are frozen and never "
+        f"regenerated: {problem}. Restore the missing file (`dvc checkout "
+        f"{annotation_dir(key).parent}` or from a backup); to redo {what} with the "
+        f"current params.yaml run `activepam rounds unfreeze {key}` (its labels and "
+        f"annotation set are archived under {ARCHIVE_DIR}/, nothing is deleted)."
+    )
 
 
 def forcerun_rules(argv: Sequence[str]) -> list[str]:
@@ -242,19 +274,26 @@ def check_locked(states: Mapping[str, RoundState], forcerun: Sequence[str] = ())
     forced = sorted(regen & set(forcerun))
     if forced:
         key = next((k for k in locked if k != "test"), locked[0])
-        raise FrozenRoundError(locked_message(
-            key, f"--forcerun {' '.join(forced)} would regenerate it (labelled: "
-                 f"{', '.join(locked)}; run without --forcerun: the rounds without labels "
-                 "are redone when their inputs change)"))
+        raise FrozenRoundError(
+            locked_message(
+                key,
+                f"--forcerun {' '.join(forced)} would regenerate it (labelled: "
+                f"{', '.join(locked)}; run without --forcerun: the rounds without labels "
+                "are redone when their inputs change)",
+            )
+        )
     for key in locked:
         for path in (sample_file(key), annotation_dir(key) / "manifest.csv"):
             if not path.exists():
                 raise FrozenRoundError(locked_message(key, f"{path} is missing"))
 
 
-def drift_warnings(config: Mapping[str, Any], states: Mapping[str, RoundState],
-                   label_set: str | None = None,
-                   settings_dir: str | Path = SETTINGS_DIR) -> list[str]:
+def drift_warnings(
+    config: Mapping[str, Any],
+    states: Mapping[str, RoundState],
+    label_set: str | None = None,
+    settings_dir: str | Path = SETTINGS_DIR,
+) -> list[str]:
     """One line per exported round whose frozen settings differ from params.yaml."""
     out = []
     for key, st in states.items():
@@ -264,10 +303,12 @@ def drift_warnings(config: Mapping[str, Any], states: Mapping[str, RoundState],
         diff = drift(frozen, current_settings(config, key, label_set))
         if diff:
             what = "test set" if key == "test" else f"round {key}"
-            out.append(f"{what} keeps the settings it was exported with "
-                       f"({settings_path(key, settings_dir)}): {'; '.join(diff)}. They apply "
-                       f"to rounds not exported yet; `activepam rounds unfreeze {key}` redoes "
-                       f"the {what}.")
+            out.append(
+                f"{what} keeps the settings it was exported with "
+                f"({settings_path(key, settings_dir)}): {'; '.join(diff)}. They apply "
+                f"to rounds not exported yet; `activepam rounds unfreeze {key}` redoes "
+                f"the {what}."
+            )
     return out
 
 
@@ -277,8 +318,10 @@ def simulated_annotator(config: Mapping[str, Any]) -> bool:
     if not (config.get("rounds") or {}).get("simulated_annotator", False):
         return False
     data = config.get("data") or {}
-    return bool((config.get("demo") or {}).get("enabled")) or \
-        (Path(data.get("raw_dir", "data/raw")) / "events.parquet").exists()
+    return (
+        bool((config.get("demo") or {}).get("enabled"))
+        or (Path(data.get("raw_dir", "data/raw")) / "events.parquet").exists()
+    )
 
 
 def pending_message(states: Mapping[str, RoundState], simulated: bool) -> str:
@@ -297,16 +340,20 @@ def pending_message(states: Mapping[str, RoundState], simulated: bool) -> str:
             continue
         what = "the test set" if key == "test" else f"round {key}"
         arg = "test" if key == "test" else str(int(key))
-        lines.append(f"  {what}: annotation set {ann}/ (one folder per annotator; "
-                     f"manifest.csv) -> import the answers with\n"
-                     f"      activepam labels import <returned tables> --round {arg}")
+        lines.append(
+            f"  {what}: annotation set {ann}/ (one folder per annotator; "
+            f"manifest.csv) -> import the answers with\n"
+            f"      activepam labels import <returned tables> --round {arg}"
+        )
         if key != "test":
             break
     if not lines:
         return ""
-    return ("activepam: waiting for expert labels.\n" + "\n".join(lines) + "\n"
-            "Then run `make run` again: it trains on the labels, evaluates on the test set "
-            "and exports the next round of rounds.plan.")
+    return (
+        "activepam: waiting for expert labels.\n" + "\n".join(lines) + "\n"
+        "Then run `make run` again: it trains on the labels, evaluates on the test set "
+        "and exports the next round of rounds.plan."
+    )
 
 
 # --------------------------------------------------------------------------- unfreeze / CLI
@@ -319,8 +366,9 @@ def _archive_target(key: str, archive_dir: Path) -> Path:
     return archive_dir / f"{_stem(key)}.{k}"
 
 
-def unfreeze(config: Mapping[str, Any], name: str | int,
-             settings_dir: str | Path = SETTINGS_DIR) -> list[str]:
+def unfreeze(
+    config: Mapping[str, Any], name: str | int, settings_dir: str | Path = SETTINGS_DIR
+) -> list[str]:
     """Make an exported round (or the test set) regenerable: its label file, conflicts and
     import history and its sample and annotation set move to ``data/rounds/archive/<round>.N/``
     (nothing is deleted) and its settings file is removed. Refused while a later round is
@@ -331,15 +379,25 @@ def unfreeze(config: Mapping[str, Any], name: str | int,
     plan = round_plan(config)
     if key != "test" and key not in plan:
         raise FrozenRoundError(f"round {key} is not in rounds.plan ({', '.join(plan)})")
-    later = [r for r in plan if (key == "test" or int(r) > int(key))
-             and settings_path(r, settings_dir).exists()]
+    later = [
+        r
+        for r in plan
+        if (key == "test" or int(r) > int(key)) and settings_path(r, settings_dir).exists()
+    ]
     if later:
-        raise FrozenRoundError(f"round {later[-1]} was exported after {key} and depends on it: "
-                               f"unfreeze the newest round first "
-                               f"(`activepam rounds unfreeze {later[-1]}`)")
+        raise FrozenRoundError(
+            f"round {later[-1]} was exported after {key} and depends on it: "
+            f"unfreeze the newest round first "
+            f"(`activepam rounds unfreeze {later[-1]}`)"
+        )
     labels = labels_path(config, key)
-    moves = [labels, labels.with_name(f"{labels.stem}.conflicts.csv"),
-             labels.parent / "history" / _stem(key), sample_file(key), annotation_dir(key)]
+    moves = [
+        labels,
+        labels.with_name(f"{labels.stem}.conflicts.csv"),
+        labels.parent / "history" / _stem(key),
+        sample_file(key),
+        annotation_dir(key),
+    ]
     moves = [p for p in moves if p.exists()]
     settings = settings_path(key, settings_dir)
     done = []
@@ -365,8 +423,9 @@ def _load_config(path: str | Path) -> dict[str, Any]:
 
     p = Path(path)
     if not p.exists():
-        raise FrozenRoundError(f"{p}: params file not found (run in the project folder or give "
-                               "--params)")
+        raise FrozenRoundError(
+            f"{p}: params file not found (run in the project folder or give --params)"
+        )
     return yaml.safe_load(p.read_text()) or {}
 
 
@@ -374,9 +433,15 @@ def status_table(config: Mapping[str, Any], settings_dir: str | Path = SETTINGS_
     """One line per round: exported / labelled / locked."""
     rows = []
     for key, st in round_states(config, simulated_annotator(config), settings_dir).items():
-        state = ("locked (labelled by experts)" if st.locked else
-                 "labelled (simulated annotator)" if st.labelled else
-                 "exported, waiting for labels" if st.exported else "not exported")
+        state = (
+            "locked (labelled by experts)"
+            if st.locked
+            else "labelled (simulated annotator)"
+            if st.labelled
+            else "exported, waiting for labels"
+            if st.exported
+            else "not exported"
+        )
         rows.append(f"{_stem(key):>9}  {state}")
     return "\n".join(rows)
 
@@ -389,8 +454,10 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         for line in unfreeze(config, args.round):
             print(f"activepam rounds: {line}")
-        print("activepam rounds: the next `make run` (or `dvc repro export@RR`) samples and "
-              "exports it with the current params.yaml")
+        print(
+            "activepam rounds: the next `make run` (or `dvc repro export@RR`) samples and "
+            "exports it with the current params.yaml"
+        )
         return 0
     except FrozenRoundError as exc:
         print(f"activepam rounds: {exc}", file=sys.stderr)
@@ -399,14 +466,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """``activepam rounds status|unfreeze``."""
-    p = subparsers.add_parser("rounds", help="state of the annotation rounds; unfreeze an "
-                              "exported round to redo it")
+    p = subparsers.add_parser(
+        "rounds", help="state of the annotation rounds; unfreeze an exported round to redo it"
+    )
     sub = p.add_subparsers(dest="rounds_command", metavar="ACTION", required=True)
     st = sub.add_parser("status", help="exported / labelled / locked, per round")
-    un = sub.add_parser("unfreeze", help="archive a round's labels and annotation set and "
-                        "drop its frozen settings, so the next run redoes it")
+    un = sub.add_parser(
+        "unfreeze",
+        help="archive a round's labels and annotation set and "
+        "drop its frozen settings, so the next run redoes it",
+    )
     un.add_argument("round", help="round number (0, 1, ...) or 'test'")
     for sp in (st, un):
-        sp.add_argument("--params", default="params.yaml", help="params file (default: "
-                        "params.yaml)")
+        sp.add_argument(
+            "--params", default="params.yaml", help="params file (default: params.yaml)"
+        )
         sp.set_defaults(func=_run)

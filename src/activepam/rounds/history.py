@@ -54,8 +54,9 @@ def write_labels(result: ImportResult, out: str | Path, force: bool = False) -> 
     """
     out = Path(out)
     if out.exists() and not force:
-        raise FileExistsError(f"{out} exists: labels are never overwritten (use --force to "
-                              "replace them deliberately)")
+        raise FileExistsError(
+            f"{out} exists: labels are never overwritten (use --force to replace them deliberately)"
+        )
     _write_round(result.labels, result.conflicts, out)
     return out
 
@@ -78,19 +79,32 @@ def previous_label_units(labels_dir: str | Path, round_label: str) -> dict[str, 
     for f in sorted(Path(labels_dir).glob("*.csv")):
         if f.stem == round_label or not re.fullmatch(r"round_\d{2}|test", f.stem):
             continue
-        if round_label.startswith("round_") and f.stem.startswith("round_") \
-                and f.stem >= round_label:
+        if (
+            round_label.startswith("round_")
+            and f.stem.startswith("round_")
+            and f.stem >= round_label
+        ):
             continue  # a later round's (possibly stale) file is not "before" this one
         lab = read_labels(f)
         settled = lab.groupby(lab["unit_id"].astype(str))["present"].apply(
-            lambda p: bool((p != UNSURE).any()))
+            lambda p: bool((p != UNSURE).any())
+        )
         out[f.as_posix()] = set(settled.index[settled.to_numpy(bool)])
     return out
 
 
 #: label columns compared to decide whether a re-imported (unit, annotator) pair changed
-_COMPARE_COLUMNS: tuple[str, ...] = ("species", "present", "sel_begin_s", "sel_end_s", "low_hz",
-                                     "high_hz", "in_target", "confidence", "notes")
+_COMPARE_COLUMNS: tuple[str, ...] = (
+    "species",
+    "present",
+    "sel_begin_s",
+    "sel_end_s",
+    "low_hz",
+    "high_hz",
+    "in_target",
+    "confidence",
+    "notes",
+)
 
 
 def _pair_answers(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[tuple[str, ...], ...]]:
@@ -129,17 +143,24 @@ def merge_round(existing: pd.DataFrame, new: pd.DataFrame, force: bool = False) 
     unchanged = [k for k in new_ans if k in old_ans and old_ans[k] == new_ans[k]]
     changed = [k for k in new_ans if k in old_ans and old_ans[k] != new_ans[k]]
     if changed and not force:
-        first = lambda df, k: df[(df["unit_id"].astype(str) == k[0])  # noqa: E731
-                                 & (df["annotator"].astype(str) == k[1])].iloc[0]
-        summary = [f"{len(changed)} (unit, annotator) pair(s) of this import were answered "
-                   "differently in the round file already (--force replaces exactly these "
-                   "pairs; every other row is kept)"]
+
+        def first(df: pd.DataFrame, k: tuple[str, str]) -> pd.Series:
+            hit = (df["unit_id"].astype(str) == k[0]) & (df["annotator"].astype(str) == k[1])
+            return df[hit].iloc[0]
+
+        summary = [
+            f"{len(changed)} (unit, annotator) pair(s) of this import were answered "
+            "differently in the round file already (--force replaces exactly these "
+            "pairs; every other row is kept)"
+        ]
         problems = []
         for k in changed:
             n, o = first(new, k), first(existing, k)
-            problems.append(f"{n['source_file']}:{n['source_line']}: unit {k[0]!r} annotator "
-                            f"{k[1]!r} already answered (from {o['source_file']}:"
-                            f"{o['source_line']})")
+            problems.append(
+                f"{n['source_file']}:{n['source_line']}: unit {k[0]!r} annotator "
+                f"{k[1]!r} already answered (from {o['source_file']}:"
+                f"{o['source_line']})"
+            )
         raise LabelImportError(problems, summary=summary)
     keys_new = list(zip(new["unit_id"].astype(str), new["annotator"].astype(str)))
     take = set(added) | set(changed)
@@ -195,13 +216,16 @@ def _append_log(hdir: Path, entry: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def _snapshot(hdir: Path, n: int, round_labels: pd.DataFrame,
-              rows: pd.DataFrame | None = None) -> None:
+def _snapshot(
+    hdir: Path, n: int, round_labels: pd.DataFrame, rows: pd.DataFrame | None = None
+) -> None:
     if rows is not None:
-        write_csv(rows.reindex(columns=list(LABEL_COLUMNS)), hdir / f"{n:04d}.csv",
-                  stage="labels")
-    write_csv(round_labels.reindex(columns=list(LABEL_COLUMNS)), hdir / f"{n:04d}.round.csv",
-              stage="labels")
+        write_csv(rows.reindex(columns=list(LABEL_COLUMNS)), hdir / f"{n:04d}.csv", stage="labels")
+    write_csv(
+        round_labels.reindex(columns=list(LABEL_COLUMNS)),
+        hdir / f"{n:04d}.round.csv",
+        stage="labels",
+    )
 
 
 def _adopt_current(out: Path, hdir: Path, entries: list[dict[str, Any]]) -> list[str]:
@@ -209,19 +233,29 @@ def _adopt_current(out: Path, hdir: Path, entries: list[dict[str, Any]]) -> list
     or edited by hand) as a history entry before it is changed."""
     if not out.exists():
         if entries:
-            return [f"{out} is missing: starting from no labels (the history keeps every "
-                    f"earlier state: `activepam labels restore --round ... --to "
-                    f"{entries[-1]['n']}`)"]
+            return [
+                f"{out} is missing: starting from no labels (the history keeps every "
+                f"earlier state: `activepam labels restore --round ... --to "
+                f"{entries[-1]['n']}`)"
+            ]
         return []
-    if entries and (hdir / f"{entries[-1]['n']:04d}.round.csv").exists() and \
-            (hdir / f"{entries[-1]['n']:04d}.round.csv").read_bytes() == out.read_bytes():
+    if (
+        entries
+        and (hdir / f"{entries[-1]['n']:04d}.round.csv").exists()
+        and (hdir / f"{entries[-1]['n']:04d}.round.csv").read_bytes() == out.read_bytes()
+    ):
         return []
     n = (entries[-1]["n"] + 1) if entries else 1
     labels = read_labels(out)
     _snapshot(hdir, n, labels)
-    entry = {"n": n, "action": "adopt", "time": _now(), "rows_total": int(len(labels)),
-             "units_total": int(labels["unit_id"].nunique()),
-             "note": "round file not in the history (older or edited by hand): kept as it was"}
+    entry = {
+        "n": n,
+        "action": "adopt",
+        "time": _now(),
+        "rows_total": int(len(labels)),
+        "units_total": int(labels["unit_id"].nunique()),
+        "note": "round file not in the history (older or edited by hand): kept as it was",
+    }
     _append_log(hdir, entry)
     entries.append(entry)
     return [f"{out}: kept the existing round file as history entry {n} before changing it"]
@@ -231,8 +265,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def commit_import(result: ImportResult, out: str | Path, force: bool = False,
-                  action: str = "import") -> tuple[MergeResult | None, list[str]]:
+def commit_import(
+    result: ImportResult, out: str | Path, force: bool = False, action: str = "import"
+) -> tuple[MergeResult | None, list[str]]:
     """Merge an import into the round file ``out`` (:func:`merge_round`), write it atomically
     with its conflicts file, and record the import in the round's history (rows of the import,
     the round file after it, a ``log.jsonl`` line). Returns the merge (None when nothing
@@ -241,12 +276,13 @@ def commit_import(result: ImportResult, out: str | Path, force: bool = False,
     with _history_lock(out) as hdir:
         entries = read_history(out)
         notes = _adopt_current(out, hdir, entries)
-        existing = read_labels(out) if out.exists() else \
-            pd.DataFrame(columns=list(LABEL_COLUMNS))
+        existing = read_labels(out) if out.exists() else pd.DataFrame(columns=list(LABEL_COLUMNS))
         merged = merge_round(existing, result.labels, force=force)
         if merged.unchanged:
-            notes.append(f"{len(merged.unchanged)} (unit, annotator) pair(s) re-imported with "
-                         "identical answers: unchanged")
+            notes.append(
+                f"{len(merged.unchanged)} (unit, annotator) pair(s) re-imported with "
+                "identical answers: unchanged"
+            )
         if not merged.added and not merged.replaced:
             notes.append(f"{out}: nothing new to import (unchanged)")
             return None, notes
@@ -254,19 +290,31 @@ def commit_import(result: ImportResult, out: str | Path, force: bool = False,
         conflicts = find_conflicts(merged.labels)
         _snapshot(hdir, n, merged.labels, merged.applied)
         _write_round(merged.labels, conflicts, out)
-        _append_log(hdir, {
-            "n": n, "action": action, "time": _now(), "sources": result.sources,
-            "force": bool(force), "annotators": sorted(set(merged.applied["annotator"])),
-            "rows_added": int(len(merged.applied)), "pairs_added": len(merged.added),
-            "pairs_replaced": len(merged.replaced), "pairs_unchanged": len(merged.unchanged),
-            "replaced": [list(k) for k in merged.replaced],
-            "rows_total": int(len(merged.labels)),
-            "units_total": int(merged.labels["unit_id"].nunique()),
-            "conflicts": int(len(conflicts))})
+        _append_log(
+            hdir,
+            {
+                "n": n,
+                "action": action,
+                "time": _now(),
+                "sources": result.sources,
+                "force": bool(force),
+                "annotators": sorted(set(merged.applied["annotator"])),
+                "rows_added": int(len(merged.applied)),
+                "pairs_added": len(merged.added),
+                "pairs_replaced": len(merged.replaced),
+                "pairs_unchanged": len(merged.unchanged),
+                "replaced": [list(k) for k in merged.replaced],
+                "rows_total": int(len(merged.labels)),
+                "units_total": int(merged.labels["unit_id"].nunique()),
+                "conflicts": int(len(conflicts)),
+            },
+        )
         if merged.replaced:
-            notes.append(f"--force: replaced the answers of {len(merged.replaced)} (unit, "
-                         f"annotator) pair(s); history entry {n - 1 if n > 1 else 0} keeps "
-                         "the earlier state")
+            notes.append(
+                f"--force: replaced the answers of {len(merged.replaced)} (unit, "
+                f"annotator) pair(s); history entry {n - 1 if n > 1 else 0} keeps "
+                "the earlier state"
+            )
         return merged, notes
 
 
@@ -279,40 +327,59 @@ def restore_labels(out: str | Path, to: int) -> pd.DataFrame:
         known = {e["n"] for e in entries}
         state = hdir / f"{int(to):04d}.round.csv"
         if int(to) not in known or not state.exists():
-            raise ValueError(f"{hdir}: no history entry {to} (entries: "
-                             f"{', '.join(map(str, sorted(known))) or 'none'})")
+            raise ValueError(
+                f"{hdir}: no history entry {to} (entries: "
+                f"{', '.join(map(str, sorted(known))) or 'none'})"
+            )
         _adopt_current(out, hdir, entries)
-        labels = mark_conflicts(finalise_labels(read_labels(state).reindex(
-            columns=list(LABEL_COLUMNS))))
+        labels = mark_conflicts(
+            finalise_labels(read_labels(state).reindex(columns=list(LABEL_COLUMNS)))
+        )
         conflicts = find_conflicts(labels)
         n = entries[-1]["n"] + 1
         _snapshot(hdir, n, labels)
         _write_round(labels, conflicts, out)
-        _append_log(hdir, {"n": n, "action": "restore", "time": _now(), "restored": int(to),
-                           "rows_total": int(len(labels)),
-                           "units_total": int(labels["unit_id"].nunique()),
-                           "conflicts": int(len(conflicts))})
+        _append_log(
+            hdir,
+            {
+                "n": n,
+                "action": "restore",
+                "time": _now(),
+                "restored": int(to),
+                "rows_total": int(len(labels)),
+                "units_total": int(labels["unit_id"].nunique()),
+                "conflicts": int(len(conflicts)),
+            },
+        )
         return labels
 
 
 def format_history(entries: Sequence[Mapping[str, Any]]) -> str:
     """The history as a small text table."""
-    lines = [f"{'n':>4}  {'time':25}  {'action':8}  {'+rows':>6}  {'+pairs':>6}  "
-             f"{'replaced':>8}  {'rows':>6}  {'units':>5}  sources / note"]
+    lines = [
+        f"{'n':>4}  {'time':25}  {'action':8}  {'+rows':>6}  {'+pairs':>6}  "
+        f"{'replaced':>8}  {'rows':>6}  {'units':>5}  sources / note"
+    ]
     for e in entries:
-        what = ", ".join(e.get("sources") or []) or e.get("note", "") or \
-            (f"restored entry {e['restored']}" if "restored" in e else "")
+        what = (
+            ", ".join(e.get("sources") or [])
+            or e.get("note", "")
+            or (f"restored entry {e['restored']}" if "restored" in e else "")
+        )
         if len(what) > 60:
             what = what[:57] + "..."
-        lines.append(f"{e['n']:>4}  {e.get('time', ''):25}  {e.get('action', ''):8}  "
-                     f"{e.get('rows_added', ''):>6}  {e.get('pairs_added', ''):>6}  "
-                     f"{e.get('pairs_replaced', ''):>8}  {e.get('rows_total', ''):>6}  "
-                     f"{e.get('units_total', ''):>5}  {what}")
+        lines.append(
+            f"{e['n']:>4}  {e.get('time', ''):25}  {e.get('action', ''):8}  "
+            f"{e.get('rows_added', ''):>6}  {e.get('pairs_added', ''):>6}  "
+            f"{e.get('pairs_replaced', ''):>8}  {e.get('rows_total', ''):>6}  "
+            f"{e.get('units_total', ''):>5}  {what}"
+        )
     return "\n".join(lines)
 
 
-def _report(result: ImportResult, merged: MergeResult | None, notes: Sequence[str],
-            out: Path) -> None:
+def _report(
+    result: ImportResult, merged: MergeResult | None, notes: Sequence[str], out: Path
+) -> None:
     for note in [*result.notes, *notes]:
         log.warning(note)
         print(f"activepam labels: {note}", file=sys.stderr)
@@ -320,16 +387,25 @@ def _report(result: ImportResult, merged: MergeResult | None, notes: Sequence[st
         return
     lab = merged.labels
     n_conf = len(find_conflicts(lab))
-    print(f"activepam labels: {len(merged.applied)} label rows for "
-          f"{merged.applied['unit_id'].nunique()} units imported; the round file has "
-          f"{len(lab)} label rows for {lab['unit_id'].nunique()} units -> {out}"
-          f"{f'; {n_conf} conflict(s)' if n_conf else ''}", file=sys.stderr)
+    print(
+        f"activepam labels: {len(merged.applied)} label rows for "
+        f"{merged.applied['unit_id'].nunique()} units imported; the round file has "
+        f"{len(lab)} label rows for {lab['unit_id'].nunique()} units -> {out}"
+        f"{f'; {n_conf} conflict(s)' if n_conf else ''}",
+        file=sys.stderr,
+    )
 
 
-def import_round(read: Callable[[pd.DataFrame, list[str], dict[str, set[str]]], ImportResult],
-                 manifest_path: str | Path, label_set: str | Path, out: str | Path,
-                 labels_dir: str | Path | None = None, *, force: bool = False,
-                 action: str = "import") -> ImportResult:
+def import_round(
+    read: Callable[[pd.DataFrame, list[str], dict[str, set[str]]], ImportResult],
+    manifest_path: str | Path,
+    label_set: str | Path,
+    out: str | Path,
+    labels_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    action: str = "import",
+) -> ImportResult:
     """One import step: read the round's manifest and the label set, ``read(manifest, labels,
     previous)`` the answers (``previous``: :func:`previous_label_units` of ``labels_dir``, else
     the round file's folder), merge them into the round file ``out`` (:func:`commit_import`,
@@ -344,16 +420,34 @@ def import_round(read: Callable[[pd.DataFrame, list[str], dict[str, set[str]]], 
     return result
 
 
-def run_import(paths: Sequence[str | Path], round_id: int | str, manifest_path: str | Path,
-               label_set: str | Path, out: str | Path, labels_dir: str | Path | None = None,
-               force: bool = False, annotator: str | None = None,
-               skip_unanswered: bool = False) -> ImportResult:
+def run_import(
+    paths: Sequence[str | Path],
+    round_id: int | str,
+    manifest_path: str | Path,
+    label_set: str | Path,
+    out: str | Path,
+    labels_dir: str | Path | None = None,
+    force: bool = False,
+    annotator: str | None = None,
+    skip_unanswered: bool = False,
+) -> ImportResult:
     """Import, merge into the round file (:func:`commit_import`: never removes another
     annotator's rows; ``force`` replaces re-answered (unit, annotator) pairs only), record the
     history, report notes/conflicts on stderr (and the log)."""
     out = Path(out)
     return import_round(
         lambda manifest, labels, prev: import_labels(
-            paths, manifest, labels, round_id=round_id, default_annotator=annotator,
-            previous=prev, skip_unanswered=skip_unanswered),
-        manifest_path, label_set, out, labels_dir, force=force)
+            paths,
+            manifest,
+            labels,
+            round_id=round_id,
+            default_annotator=annotator,
+            previous=prev,
+            skip_unanswered=skip_unanswered,
+        ),
+        manifest_path,
+        label_set,
+        out,
+        labels_dir,
+        force=force,
+    )

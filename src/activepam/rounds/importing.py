@@ -76,8 +76,9 @@ def safe_relpath(value: Any, where: str) -> str:
         return text
     win, posix = PureWindowsPath(text), PurePosixPath(text.replace("\\", "/"))
     if posix.is_absolute() or win.is_absolute() or win.drive or text.startswith(("~", "\\\\")):
-        raise ValueError(f"{where}: absolute path {text!r} not allowed (paths must be relative "
-                         "to the project)")
+        raise ValueError(
+            f"{where}: absolute path {text!r} not allowed (paths must be relative to the project)"
+        )
     if ".." in posix.parts:
         raise ValueError(f"{where}: path {text!r} escapes the project ('..' not allowed)")
     return posix.as_posix()
@@ -118,9 +119,11 @@ def collect_sources(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]
             for f in sorted(p.rglob("*")):
                 if not f.is_file():
                     continue
-                if f.suffix.lower() == ".txt" or (f.suffix.lower() == ".csv"
-                                                  and f.name != "manifest.csv"
-                                                  and not f.name.endswith(".conflicts.csv")):
+                if f.suffix.lower() == ".txt" or (
+                    f.suffix.lower() == ".csv"
+                    and f.name != "manifest.csv"
+                    and not f.name.endswith(".conflicts.csv")
+                ):
                     files.append(f)
                 elif f.suffix.lower() in (".csv",):
                     notes.append(f"{f}: skipped (not a label file)")
@@ -129,8 +132,9 @@ def collect_sources(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     if not files:
-        raise LabelImportError([f"{', '.join(map(str, paths))}: no label files (*.txt Raven "
-                                "tables or *.csv) found"])
+        raise LabelImportError(
+            [f"{', '.join(map(str, paths))}: no label files (*.txt Raven tables or *.csv) found"]
+        )
     return files, notes
 
 
@@ -153,8 +157,13 @@ JOURNAL_CLEAR = "clear"
 class Importer:
     """Row-by-row validation shared by Raven tables, CSV files and review journals."""
 
-    def __init__(self, manifest: pd.DataFrame, resolver: SpeciesResolver, round_label: str,
-                 default_annotator: str | None) -> None:
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        resolver: SpeciesResolver,
+        round_label: str,
+        default_annotator: str | None,
+    ) -> None:
         self.resolver = resolver
         self.round = round_label
         self.default_annotator = default_annotator
@@ -177,23 +186,30 @@ class Importer:
     def annotator_of(self, value: str, unit: Mapping[str, Any]) -> str:
         """The annotator of a row: its own value, else the unit's batch annotator, else the
         default (``--annotator``), else ``unknown``."""
-        return (value or str(unit.get("annotator") or "") or self.default_annotator
-                or "unknown").strip()
+        return (
+            value or str(unit.get("annotator") or "") or self.default_annotator or "unknown"
+        ).strip()
 
     def unit_of(self, uid: str, where: str) -> Mapping[str, Any] | None:
         """The manifest row of ``uid``, or None (a problem ``where: unknown unit_id``)."""
         unit = self.units.get(uid)
         if unit is None:
-            self.problems.append(f"{where}: unknown unit_id {uid!r} (not in this round's "
-                                 "manifest)")
+            self.problems.append(f"{where}: unknown unit_id {uid!r} (not in this round's manifest)")
         return unit
 
     def base_row(self, unit: Mapping[str, Any], source: str, line: int) -> dict[str, Any]:
         """The unit and source columns of a label row."""
-        return {"unit_id": str(unit["unit_id"]), "unit_type": unit["unit_type"],
-                "recording_id": unit["recording_id"], "path": unit["path"],
-                "start_s": float(unit["start_s"]), "end_s": float(unit["end_s"]),
-                "round": self.round, "source_file": source, "source_line": line}
+        return {
+            "unit_id": str(unit["unit_id"]),
+            "unit_type": unit["unit_type"],
+            "recording_id": unit["recording_id"],
+            "path": unit["path"],
+            "start_s": float(unit["start_s"]),
+            "end_s": float(unit["end_s"]),
+            "round": self.round,
+            "source_file": source,
+            "source_line": line,
+        }
 
     def _read(self, path: Path, source: str, preferred: str) -> DelimitedTable | None:
         try:
@@ -212,9 +228,11 @@ class Importer:
         where = f"{source}"
         uid = self.by_stem.get(clip_stem(path.name).lower())
         if uid is None:
-            self.problems.append(f"{where}: no unit of this round's manifest has a clip named "
-                                 f"{clip_stem(path.name)!r} (tables are matched to units by file "
-                                 f"name, <clip>{TABLE_SUFFIX})")
+            self.problems.append(
+                f"{where}: no unit of this round's manifest has a clip named "
+                f"{clip_stem(path.name)!r} (tables are matched to units by file "
+                f"name, <clip>{TABLE_SUFFIX})"
+            )
             return
         unit = self.units[uid]
         sp_col = species_column(header)
@@ -223,30 +241,56 @@ class Importer:
         if sp_col is None:
             missing.append("Species (or Annotation)")
         if missing or sp_col is None:
-            self.problems.append(f"{where}:1: missing column(s) {', '.join(missing)} (found: "
-                                 f"{', '.join(h for h in header if h) or 'none'}; "
-                                 f"{t.described()})")
+            self.problems.append(
+                f"{where}:1: missing column(s) {', '.join(missing)} (found: "
+                f"{', '.join(h for h in header if h) or 'none'}; "
+                f"{t.described()})"
+            )
             return
         rows, merged = merge_views(rows, header)
         if merged:
-            self.notes.append(f"{where}: {merged} row(s) repeating a selection in another "
-                              "view merged")
+            self.notes.append(
+                f"{where}: {merged} row(s) repeating a selection in another view merged"
+            )
         self._check_path_cells(rows, header, where)
         if not rows:
-            self.rows.append({**self.base_row(unit, source, 1), "species": NO_SPECIES,
-                              "present": 0, "in_target": 1,
-                              "annotator": self.annotator_of("", unit),
-                              "notes": "empty table: no species"})
+            self.rows.append(
+                {
+                    **self.base_row(unit, source, 1),
+                    "species": NO_SPECIES,
+                    "present": 0,
+                    "in_target": 1,
+                    "annotator": self.annotator_of("", unit),
+                    "notes": "empty table: no species",
+                }
+            )
             return
-        cols = {n: find_column(header, n) for n in ("Begin Time (s)", "End Time (s)",
-                                                 "Low Freq (Hz)", "High Freq (Hz)", "Present",
-                                                 "Confidence", "Annotator", "Notes")}
+        cols = {
+            n: find_column(header, n)
+            for n in (
+                "Begin Time (s)",
+                "End Time (s)",
+                "Low Freq (Hz)",
+                "High Freq (Hz)",
+                "Present",
+                "Confidence",
+                "Annotator",
+                "Notes",
+            )
+        }
         clip_len = float(unit["clip_end_s"]) - float(unit["clip_start_s"])
         for r in rows:
             self._raven_row(r, cols, sp_col, unit, clip_len, source)
 
-    def _raven_row(self, r: RawRow, cols: Mapping[str, str | None], sp_col: str,
-                   unit: Mapping[str, Any], clip_len: float, source: str) -> None:
+    def _raven_row(
+        self,
+        r: RawRow,
+        cols: Mapping[str, str | None],
+        sp_col: str,
+        unit: Mapping[str, Any],
+        clip_len: float,
+        source: str,
+    ) -> None:
         where = f"{source}:{r.line}"
         get = lambda name: r.cells.get(cols[name] or "", "")  # noqa: E731
         try:
@@ -261,17 +305,25 @@ class Importer:
         # no Present column at all (a table drawn from scratch): every selection is present
         present = parse_present(get("Present")) if cols["Present"] else 1
         if present is None:
-            self.unanswered.append((source, r.line, str(unit["unit_id"]),
-                                    self.annotator_of(get("Annotator"), unit),
-                                    f"{where}: {unanswered_why(get('Present'))}"))
+            self.unanswered.append(
+                (
+                    source,
+                    r.line,
+                    str(unit["unit_id"]),
+                    self.annotator_of(get("Annotator"), unit),
+                    f"{where}: {unanswered_why(get('Present'))}",
+                )
+            )
             return
         if end <= begin:
-            self.problems.append(f"{where}: End Time (s) {end:g} is not after Begin Time (s) "
-                                 f"{begin:g}")
+            self.problems.append(
+                f"{where}: End Time (s) {end:g} is not after Begin Time (s) {begin:g}"
+            )
             return
         if begin < -TIME_TOLERANCE_S or end > clip_len + TIME_TOLERANCE_S:
-            self.problems.append(f"{where}: selection {begin:g}-{end:g} s is outside the clip "
-                                 f"(0-{clip_len:g} s)")
+            self.problems.append(
+                f"{where}: selection {begin:g}-{end:g} s is outside the clip (0-{clip_len:g} s)"
+            )
             return
         name = r.cells.get(sp_col, "")
         if not name:
@@ -288,15 +340,26 @@ class Importer:
             overlap = min(abs_e, float(unit["end_s"])) - max(abs_b, float(unit["start_s"]))
             in_target = int(overlap > 1e-6)
             if not in_target:
-                self.notes.append(f"{where}: selection {begin:g}-{end:g} s lies outside the "
-                                  f"target segment; kept with in_target=0 (does not label "
-                                  "the unit)")
-        self.rows.append({**self.base_row(unit, source, r.line), "species": species,
-                          "present": present, "sel_begin_s": round(abs_b, 4),
-                          "sel_end_s": round(abs_e, 4), "low_hz": low, "high_hz": high,
-                          "in_target": in_target, "annotator": self.annotator_of(get("Annotator"),
-                                                                              unit),
-                          "confidence": conf, "notes": get("Notes")})
+                self.notes.append(
+                    f"{where}: selection {begin:g}-{end:g} s lies outside the "
+                    f"target segment; kept with in_target=0 (does not label "
+                    "the unit)"
+                )
+        self.rows.append(
+            {
+                **self.base_row(unit, source, r.line),
+                "species": species,
+                "present": present,
+                "sel_begin_s": round(abs_b, 4),
+                "sel_end_s": round(abs_e, 4),
+                "low_hz": low,
+                "high_hz": high,
+                "in_target": in_target,
+                "annotator": self.annotator_of(get("Annotator"), unit),
+                "confidence": conf,
+                "notes": get("Notes"),
+            }
+        )
 
     def _check_path_cells(self, rows: Sequence[RawRow], header: Sequence[str], where: str) -> None:
         """Reject unsafe values in path-like columns (Raven's Begin Path: name only)."""
@@ -312,8 +375,10 @@ class Importer:
                     # Raven writes the absolute path of the opened sound file; only its name is
                     # informative here and it is never opened.
                     if ".." in PurePosixPath(value.replace("\\", "/")).parts:
-                        self.problems.append(f"{where}:{r.line}: {h} {value!r} escapes the "
-                                             "project ('..' not allowed)")
+                        self.problems.append(
+                            f"{where}:{r.line}: {h} {value!r} escapes the "
+                            "project ('..' not allowed)"
+                        )
                     continue
                 try:
                     safe_relpath(value, f"{where}:{r.line}: {h}")
@@ -330,25 +395,48 @@ class Importer:
             return
         missing = [c for c in ("unit_id", "species", "present") if not find_column(header, c)]
         if missing:
-            self.problems.append(f"{source}:1: missing column(s) {', '.join(missing)} (a label "
-                                 "CSV needs unit_id, species, present[, annotator, confidence, "
-                                 f"notes]; {t.described()})")
+            self.problems.append(
+                f"{source}:1: missing column(s) {', '.join(missing)} (a label "
+                "CSV needs unit_id, species, present[, annotator, confidence, "
+                f"notes]; {t.described()})"
+            )
             return
         if not rows:
-            self.problems.append(f"{source}:1: header only, no label rows (an empty CSV labels "
-                                 "nothing; give one row per answer)")
+            self.problems.append(
+                f"{source}:1: header only, no label rows (an empty CSV labels "
+                "nothing; give one row per answer)"
+            )
             return
         self._check_path_cells(rows, header, source)
-        col = {n: find_column(header, n) for n in ("unit_id", "species", "present", "annotator",
-                                               "confidence", "notes")}
+        col = {
+            n: find_column(header, n)
+            for n in ("unit_id", "species", "present", "annotator", "confidence", "notes")
+        }
         for r in rows:
             get = lambda name: r.cells.get(col[name] or "", "")  # noqa: E731
-            self._answer(r.line, source, get("unit_id"), get("species"), get("present"),
-                         get("annotator"), get("confidence"), get("notes"))
+            self._answer(
+                r.line,
+                source,
+                get("unit_id"),
+                get("species"),
+                get("present"),
+                get("annotator"),
+                get("confidence"),
+                get("notes"),
+            )
 
-    def _answer(self, line: int, source: str, uid: str, name: str, present_text: str,
-                annotator: str, confidence: str, notes: str, record: bool = True
-                ) -> dict[str, Any] | None:
+    def _answer(
+        self,
+        line: int,
+        source: str,
+        uid: str,
+        name: str,
+        present_text: str,
+        annotator: str,
+        confidence: str,
+        notes: str,
+        record: bool = True,
+    ) -> dict[str, Any] | None:
         """Validate one CSV / journal answer; append it (``record``) and return the row."""
         where = f"{source}:{line}"
         unit = self.unit_of(uid, where)
@@ -369,9 +457,11 @@ class Importer:
             return None
         if name == "":
             if present != 0:
-                self.problems.append(f"{where}: empty species with present="
-                                     f"{'1' if present == 1 else 'unsure'} (an empty species "
-                                     "with present=0 marks a unit with no species)")
+                self.problems.append(
+                    f"{where}: empty species with present="
+                    f"{'1' if present == 1 else 'unsure'} (an empty species "
+                    "with present=0 marks a unit with no species)"
+                )
                 return None
             species: str | None = NO_SPECIES
         else:
@@ -379,8 +469,15 @@ class Importer:
             if species is None:
                 self.problems.append(f"{where}: {self.resolver.error(name)}")
                 return None
-        row = {**self.base_row(unit, source, line), "species": species, "present": present,
-               "in_target": 1, "annotator": who, "confidence": conf, "notes": notes}
+        row = {
+            **self.base_row(unit, source, line),
+            "species": species,
+            "present": present,
+            "in_target": 1,
+            "annotator": who,
+            "confidence": conf,
+            "notes": notes,
+        }
         if record:
             self.rows.append(row)
         return row
@@ -390,16 +487,20 @@ class Importer:
         annotator, species) wins (by ``seq``, then line); ``clear`` withdraws the answer."""
         missing = [c for c in ("unit_id", "species", "present") if not find_column(t.header, c)]
         if missing:
-            self.problems.append(f"{source}:1: journal lacks column(s) {', '.join(missing)} "
-                                 f"({t.described()})")
+            self.problems.append(
+                f"{source}:1: journal lacks column(s) {', '.join(missing)} ({t.described()})"
+            )
             return
         if not t.rows:
             self.notes.append(f"{source}: journal has no answers yet")
             return
-        col = {n: find_column(t.header, n) for n in ("unit_id", "species", "present", "annotator",
-                                                 "confidence", "notes", "seq")}
-        file_annotator = path.name[: -len(JOURNAL_SUFFIX)] if \
-            path.name.lower().endswith(JOURNAL_SUFFIX) else ""
+        col = {
+            n: find_column(t.header, n)
+            for n in ("unit_id", "species", "present", "annotator", "confidence", "notes", "seq")
+        }
+        file_annotator = (
+            path.name[: -len(JOURNAL_SUFFIX)] if path.name.lower().endswith(JOURNAL_SUFFIX) else ""
+        )
         events: list[tuple[float, int, tuple[str, str, str], dict[str, Any] | None]] = []
         for r in t.rows:
             get = lambda name: r.cells.get(col[name] or "", "")  # noqa: E731
@@ -422,11 +523,21 @@ class Importer:
                 key = (uid, self.annotator_of(ann, unit), species)
                 events.append((seq, r.line, key, None))
                 continue
-            row = self._answer(r.line, source, uid, name, get("present"), ann,
-                               get("confidence"), get("notes"), record=False)
+            row = self._answer(
+                r.line,
+                source,
+                uid,
+                name,
+                get("present"),
+                ann,
+                get("confidence"),
+                get("notes"),
+                record=False,
+            )
             if row is not None:
-                events.append((seq, r.line, (row["unit_id"], row["annotator"], row["species"]),
-                               row))
+                events.append(
+                    (seq, r.line, (row["unit_id"], row["annotator"], row["species"]), row)
+                )
         last: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         for _, _, key, row in sorted(events, key=lambda e: (e[0], e[1])):
             last[key] = row
@@ -435,12 +546,18 @@ class Importer:
         kept = [row for row in last.values() if row is not None]
         self.rows.extend(sorted(kept, key=lambda row: row["source_line"]))
         if superseded or cleared:
-            self.notes.append(f"{source}: journal of {len(events)} event(s): {superseded} "
-                              f"superseded by a later answer, {cleared} answer(s) cleared, "
-                              f"{len(kept)} kept")
+            self.notes.append(
+                f"{source}: journal of {len(events)} event(s): {superseded} "
+                f"superseded by a later answer, {cleared} answer(s) cleared, "
+                f"{len(kept)} kept"
+            )
 
-    def result(self, manifest: pd.DataFrame, previous: Mapping[str, set[str]] | None,
-               skip_unanswered: bool = False) -> ImportResult:
+    def result(
+        self,
+        manifest: pd.DataFrame,
+        previous: Mapping[str, set[str]] | None,
+        skip_unanswered: bool = False,
+    ) -> ImportResult:
         """Check the collected rows (unanswered, earlier rounds) and build the result."""
         labels = pd.DataFrame(self.rows).reindex(columns=list(LABEL_COLUMNS))
         problems = list(self.problems)
@@ -454,29 +571,35 @@ class Importer:
                 keys = list(zip(labels["source_file"], labels["unit_id"], labels["annotator"]))
                 mask = np.array([k in drop for k in keys], dtype=bool)
                 labels = labels[~mask]
-                notes.append(f"{len(msgs)} unanswered row(s) in {n_files} file(s); their "
-                             f"{len(drop)} unit(s) were left out of this import (their other "
-                             f"rows too, so that no species becomes absent by omission): "
-                             + "; ".join(msgs))
+                notes.append(
+                    f"{len(msgs)} unanswered row(s) in {n_files} file(s); their "
+                    f"{len(drop)} unit(s) were left out of this import (their other "
+                    f"rows too, so that no species becomes absent by omission): " + "; ".join(msgs)
+                )
             else:
-                summary.append(f"{len(msgs)} unanswered row(s) in {n_files} file(s) (blank, "
-                               "'?' or unknown Present): answer them, or pass "
-                               "--skip-unanswered to import the other units")
+                summary.append(
+                    f"{len(msgs)} unanswered row(s) in {n_files} file(s) (blank, "
+                    "'?' or unknown Present): answer them, or pass "
+                    "--skip-unanswered to import the other units"
+                )
                 problems.extend(msgs)
         n_units = labels["unit_id"].nunique()
         for prev_file, units in (previous or {}).items():
             again = labels[labels["unit_id"].isin(units)].drop_duplicates("unit_id")
             if len(again):
-                summary.append(f"{len(again)} of {n_units} unit(s) of this import were already "
-                               f"labelled in {prev_file} (units are labelled in one round "
-                               "only; listed below)")
+                summary.append(
+                    f"{len(again)} of {n_units} unit(s) of this import were already "
+                    f"labelled in {prev_file} (units are labelled in one round "
+                    "only; listed below)"
+                )
             for r in again.itertuples(index=False):
-                problems.append(f"{r.source_file}:{r.source_line}: unit {r.unit_id!r} was "
-                                f"already labelled in {prev_file}")
+                problems.append(
+                    f"{r.source_file}:{r.source_line}: unit {r.unit_id!r} was "
+                    f"already labelled in {prev_file}"
+                )
         if not problems and labels.empty:
             names = sorted(set(self.sources))
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3
-                                             else "")
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             problems.append(f"no explicit answers in {shown or 'the input'}: nothing to import")
         if problems:
             raise LabelImportError(problems, summary=summary)
@@ -484,14 +607,18 @@ class Importer:
         conflicts = find_conflicts(labels)
         dups = find_duplicates(labels)
         if len(dups):
-            notes.append(f"{len(dups)} duplicate row(s) kept (same unit, annotator, species, "
-                         f"times): first at {dups['source_file'].iloc[0]}:"
-                         f"{dups['source_line'].iloc[0]}")
+            notes.append(
+                f"{len(dups)} duplicate row(s) kept (same unit, annotator, species, "
+                f"times): first at {dups['source_file'].iloc[0]}:"
+                f"{dups['source_line'].iloc[0]}"
+            )
         notes.extend(conflict_notes(conflicts))
         unlabelled = sorted(set(manifest["unit_id"].astype(str)) - set(labels["unit_id"]))
         if unlabelled:
-            notes.append(f"{len(unlabelled)} of {len(manifest)} units have no labels yet: "
-                         f"{', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}")
+            notes.append(
+                f"{len(unlabelled)} of {len(manifest)} units have no labels yet: "
+                f"{', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}"
+            )
         n_unsure = int((labels["present"] == UNSURE).sum())
         if n_unsure:
             notes.append(f"{n_unsure} unsure answer(s) (kept; not trained on)")
@@ -517,8 +644,15 @@ def mark_conflicts(labels: pd.DataFrame) -> pd.DataFrame:
 
 
 #: columns of ``round_RR.conflicts.csv``
-CONFLICT_COLUMNS: tuple[str, ...] = ("unit_id", "species", "kind", "present_by", "absent_by",
-                                     "unsure_by", "sources")
+CONFLICT_COLUMNS: tuple[str, ...] = (
+    "unit_id",
+    "species",
+    "kind",
+    "present_by",
+    "absent_by",
+    "unsure_by",
+    "sources",
+)
 
 
 def find_conflicts(labels: pd.DataFrame) -> pd.DataFrame:
@@ -535,35 +669,55 @@ def find_conflicts(labels: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     if "conflict" not in labels.columns:
         labels = mark_conflicts(labels)
-    where = lambda g: ";".join(f"{f}:{ln}" for f, ln in  # noqa: E731
-                               zip(g["source_file"], g["source_line"]))
+
+    def where(g: pd.DataFrame) -> str:
+        return ";".join(f"{f}:{ln}" for f, ln in zip(g["source_file"], g["source_line"]))
+
     out = []
     ans = _answer_rows(labels)
     for (uid, ann, sp), g in ans[ans["conflict"] == 1].groupby(
-            ["unit_id", "annotator", "species"], sort=True):
+        ["unit_id", "annotator", "species"], sort=True
+    ):
         vals = set(g["present"])
-        out.append({"unit_id": uid, "species": sp, "kind": "same_annotator",
-                    "present_by": ann if 1 in vals else "", "absent_by": ann if 0 in vals else "",
-                    "unsure_by": ann if UNSURE in vals else "", "sources": where(g)})
+        out.append(
+            {
+                "unit_id": uid,
+                "species": sp,
+                "kind": "same_annotator",
+                "present_by": ann if 1 in vals else "",
+                "absent_by": ann if 0 in vals else "",
+                "unsure_by": ann if UNSURE in vals else "",
+                "sources": where(g),
+            }
+        )
     for uid, grp in labels.groupby("unit_id", sort=True):
         annotators = sorted(grp["annotator"].unique())
         if len(annotators) < 2:
             continue
         a = _answer_rows(grp)
-        bad = set(zip(a.loc[a["conflict"] == 1, "annotator"], a.loc[a["conflict"] == 1,
-                                                                     "species"]))
+        bad = set(zip(a.loc[a["conflict"] == 1, "annotator"], a.loc[a["conflict"] == 1, "species"]))
         for sp, sgrp in a[a["present"] == 1].groupby("species", sort=True):
             yes = sorted(x for x in sgrp["annotator"].unique() if (x, sp) not in bad)
-            unsure = sorted(x for x in a.loc[(a["species"] == sp) & (a["present"] == UNSURE),
-                                             "annotator"].unique()
-                            if (x, sp) not in bad and x not in yes)
+            unsure = sorted(
+                x
+                for x in a.loc[
+                    (a["species"] == sp) & (a["present"] == UNSURE), "annotator"
+                ].unique()
+                if (x, sp) not in bad and x not in yes
+            )
             no = [x for x in annotators if x not in yes and x not in unsure and (x, sp) not in bad]
             if yes and no:
-                out.append({"unit_id": uid, "species": sp, "kind": "annotators",
-                            "present_by": ";".join(yes), "absent_by": ";".join(no),
-                            "unsure_by": ";".join(unsure),
-                            "sources": where(grp[(grp["species"] == sp)
-                                                 | (grp["annotator"].isin(no))])})
+                out.append(
+                    {
+                        "unit_id": uid,
+                        "species": sp,
+                        "kind": "annotators",
+                        "present_by": ";".join(yes),
+                        "absent_by": ";".join(no),
+                        "unsure_by": ";".join(unsure),
+                        "sources": where(grp[(grp["species"] == sp) | (grp["annotator"].isin(no))]),
+                    }
+                )
     return pd.DataFrame(out, columns=cols)
 
 
@@ -572,15 +726,26 @@ def conflict_notes(conflicts: pd.DataFrame) -> list[str]:
     notes = []
     for c in conflicts.itertuples(index=False):
         if c.kind == "same_annotator":
-            vals = [v for v, who in (("present", c.present_by), ("absent", c.absent_by),
-                                     ("unsure", c.unsure_by)) if who]
-            notes.append(f"conflict: unit {c.unit_id} species {c.species}: annotator "
-                         f"{c.present_by or c.absent_by or c.unsure_by} answered "
-                         f"{' and '.join(vals)} ({c.sources}); kept, not trained on until "
-                         "resolved (see conflicts file)")
+            vals = [
+                v
+                for v, who in (
+                    ("present", c.present_by),
+                    ("absent", c.absent_by),
+                    ("unsure", c.unsure_by),
+                )
+                if who
+            ]
+            notes.append(
+                f"conflict: unit {c.unit_id} species {c.species}: annotator "
+                f"{c.present_by or c.absent_by or c.unsure_by} answered "
+                f"{' and '.join(vals)} ({c.sources}); kept, not trained on until "
+                "resolved (see conflicts file)"
+            )
         else:
-            notes.append(f"conflict: unit {c.unit_id} species {c.species}: present for "
-                         f"{c.present_by}, absent for {c.absent_by} (kept; see conflicts file)")
+            notes.append(
+                f"conflict: unit {c.unit_id} species {c.species}: present for "
+                f"{c.present_by}, absent for {c.absent_by} (kept; see conflicts file)"
+            )
     return notes
 
 
@@ -594,10 +759,16 @@ def find_duplicates(labels: pd.DataFrame) -> pd.DataFrame:
     return labels[k.duplicated(keep=False)]
 
 
-def import_labels(paths: Sequence[str | Path], manifest: pd.DataFrame, label_set: Sequence[str],
-                  *, round_id: int | str, default_annotator: str | None = None,
-                  previous: Mapping[str, set[str]] | None = None,
-                  skip_unanswered: bool = False) -> ImportResult:
+def import_labels(
+    paths: Sequence[str | Path],
+    manifest: pd.DataFrame,
+    label_set: Sequence[str],
+    *,
+    round_id: int | str,
+    default_annotator: str | None = None,
+    previous: Mapping[str, set[str]] | None = None,
+    skip_unanswered: bool = False,
+) -> ImportResult:
     """Validate label files against a round's ``manifest`` and ``label_set``.
 
     ``previous`` maps earlier label files to the unit ids they label: a unit labelled before

@@ -96,17 +96,22 @@ def round_plan(params: Mapping[str, Any]) -> list[str]:
     :func:`scores_path` (DVC chains the stages through these paths)."""
     plan = (params.get("rounds") or {}).get("plan") or {}
     if not isinstance(plan, Mapping) or not plan:
-        raise RoundsError("params.yaml: rounds.plan: give at least one round, e.g. "
-                          f'"00": {DETECT_SEGMENTS}')
+        raise RoundsError(
+            f'params.yaml: rounds.plan: give at least one round, e.g. "00": {DETECT_SEGMENTS}'
+        )
     ids = [str(k) for k in plan]
     for i, rid in enumerate(ids):
         if not _ID_RE.match(rid) or int(rid) != i:
-            raise RoundsError(f"params.yaml: rounds.plan: round ids must be \"00\", \"01\", ... "
-                              f"in order; entry {i} is {rid!r}")
+            raise RoundsError(
+                f'params.yaml: rounds.plan: round ids must be "00", "01", ... '
+                f"in order; entry {i} is {rid!r}"
+            )
         want = scores_path(rid)
         if str(plan[rid]) != want:
-            raise RoundsError(f"params.yaml: rounds.plan.{rid}: must be {want} (the scores "
-                              f"round {rid} samples from), got {plan[rid]!r}")
+            raise RoundsError(
+                f"params.yaml: rounds.plan.{rid}: must be {want} (the scores "
+                f"round {rid} samples from), got {plan[rid]!r}"
+            )
     return ids
 
 
@@ -127,8 +132,12 @@ def metrics_files(last: str) -> list[str]:
 
 
 #: figures written per round by rule round_plots
-ROUND_FIGURES: tuple[str, ...] = ("learning_curve", "strata_heatmap", "confusion_pairs",
-                                  "species_ap")
+ROUND_FIGURES: tuple[str, ...] = (
+    "learning_curve",
+    "strata_heatmap",
+    "confusion_pairs",
+    "species_ap",
+)
 
 
 def final_targets(params: Mapping[str, Any]) -> list[str]:
@@ -139,8 +148,11 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     out = []
     for rid in round_plan(params):
         d = f"{ROUNDS_DIR}/round_{rid}"
-        out += [f"{d}/metrics.json", *(f"{d}/{fig}.png" for fig in ROUND_FIGURES),
-                *(f"{d}/{name}" for name in ANSWER_OUTPUTS)]
+        out += [
+            f"{d}/metrics.json",
+            *(f"{d}/{fig}.png" for fig in ROUND_FIGURES),
+            *(f"{d}/{name}" for name in ANSWER_OUTPUTS),
+        ]
     return out
 
 
@@ -160,8 +172,11 @@ def waiting_targets(params: Mapping[str, Any], labelled: Mapping[str, bool]) -> 
             break
         out += [f"{d}/model.json", f"{d}/segments_scored.parquet"]
         if test_done:
-            out += [f"{d}/metrics.json", *(f"{d}/{fig}.png" for fig in ROUND_FIGURES),
-                    *(f"{d}/{name}" for name in ANSWER_OUTPUTS)]
+            out += [
+                f"{d}/metrics.json",
+                *(f"{d}/{fig}.png" for fig in ROUND_FIGURES),
+                *(f"{d}/{name}" for name in ANSWER_OUTPUTS),
+            ]
     return out
 
 
@@ -171,8 +186,10 @@ def strategy_for(params: Mapping[str, Any], round_id: str) -> str:
     if isinstance(strat, (list, tuple)):
         r = int(round_id)
         if r >= len(strat):
-            raise RoundsError(f"params.yaml: rounds.strategy: list has {len(strat)} entries, "
-                              f"round {round_id} needs one")
+            raise RoundsError(
+                f"params.yaml: rounds.strategy: list has {len(strat)} entries, "
+                f"round {round_id} needs one"
+            )
         return str(strat[r])
     return str(strat)
 
@@ -197,9 +214,13 @@ def _answers(label_files: Sequence[str | Path]) -> pd.DataFrame:
     frames = [read_labels(f)[["unit_id", "annotator", "present"]] for f in label_files]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame({"unit_id": pd.Series([], dtype=str),
-                             "annotator": pd.Series([], dtype=str),
-                             "present": pd.Series([], dtype="int64")})
+        return pd.DataFrame(
+            {
+                "unit_id": pd.Series([], dtype=str),
+                "annotator": pd.Series([], dtype=str),
+                "present": pd.Series([], dtype="int64"),
+            }
+        )
     return pd.concat(frames, ignore_index=True).astype({"unit_id": str, "annotator": str})
 
 
@@ -219,8 +240,9 @@ def unsure_units(label_files: Sequence[str | Path]) -> dict[str, set[str]]:
     return _only_unsure(_answers(label_files))
 
 
-def excluded_units(label_files: Sequence[str | Path], test_set: str | Path | None,
-                   reoffer_unsure: bool = False) -> list[str]:
+def excluded_units(
+    label_files: Sequence[str | Path], test_set: str | Path | None, reoffer_unsure: bool = False
+) -> list[str]:
     """Unit ids never to sample again: everything labelled so far and the test set; with
     ``reoffer_unsure`` the units answered only with unsure (:func:`unsure_units`) stay in the
     pool (test-set units never do)."""
@@ -242,11 +264,18 @@ def reoffer_unsure(params: Mapping[str, Any] | None, strategy: str) -> bool:
     return bool(resolve_strategy(strategy, params).get("reoffer_unsure", False))
 
 
-def sample_round(scores: str | Path, strategy: str | Mapping[str, Any], n: int, seed: int,
-                 embeddings: str | Path | None, exclude: Sequence[str], out: str | Path,
-                 params: Mapping[str, Any] | None = None,
-                 reoffer: Mapping[str, set[str]] | None = None,
-                 predictions: str | Path | None = None) -> pd.DataFrame:
+def sample_round(
+    scores: str | Path,
+    strategy: str | Mapping[str, Any],
+    n: int,
+    seed: int,
+    embeddings: str | Path | None,
+    exclude: Sequence[str],
+    out: str | Path,
+    params: Mapping[str, Any] | None = None,
+    reoffer: Mapping[str, set[str]] | None = None,
+    predictions: str | Path | None = None,
+) -> pd.DataFrame:
     """Run :func:`activepam.sampling.files.run_sampling` on a score table and write the sample.
 
     ``reoffer`` (unit id -> annotators who were unsure, :func:`unsure_units`) adds a column
@@ -255,21 +284,31 @@ def sample_round(scores: str | Path, strategy: str | Mapping[str, Any], n: int, 
     """
     from activepam.sampling.files import run_sampling
 
-    result = run_sampling(scores, strategy, n=n, seed=seed, embeddings=embeddings,
-                          labelled=list(exclude), params=params, progress=True,
-                          predictions=predictions)
+    result = run_sampling(
+        scores,
+        strategy,
+        n=n,
+        seed=seed,
+        embeddings=embeddings,
+        labelled=list(exclude),
+        params=params,
+        progress=True,
+        predictions=predictions,
+    )
     clash = set(result["unit_id"].astype(str)) & set(exclude)
     if clash:  # the sampler's contract; checked because a clash would corrupt the labels
         raise RoundsError(f"sampling returned already labelled/test unit {sorted(clash)[0]!r}")
     if reoffer is not None:
-        by = result["unit_id"].astype(str).map(
-            lambda u: ";".join(sorted(reoffer.get(u, ()))))
+        by = result["unit_id"].astype(str).map(lambda u: ";".join(sorted(reoffer.get(u, ()))))
         result["unsure_by"] = by
         again = by != ""
         if again.any():
             note = "re-offered: unsure by " + by[again]
-            base = (result.loc[again, "reason"].fillna("").astype(str) if "reason" in result
-                    else pd.Series("", index=note.index))
+            base = (
+                result.loc[again, "reason"].fillna("").astype(str)
+                if "reason" in result
+                else pd.Series("", index=note.index)
+            )
             result.loc[again, "reason"] = base.where(base == "", base + "; ") + note
             log.info("%d re-offered unit(s) answered only unsure before", int(again.sum()))
     for col in result.columns:  # mixed object columns break Parquet
@@ -277,22 +316,37 @@ def sample_round(scores: str | Path, strategy: str | Mapping[str, Any], n: int, 
             result[col] = result[col].where(result[col].isna(), result[col].astype(str))
     write_parquet(result, out, stage="rounds")
     name = strategy.get("name", "custom") if isinstance(strategy, Mapping) else strategy
-    log.info("sampled %d units with %s from %s (%d excluded)", len(result), name, scores,
-             len(exclude))
+    log.info(
+        "sampled %d units with %s from %s (%d excluded)", len(result), name, scores, len(exclude)
+    )
     return result
 
 
-def export_round(sample: pd.DataFrame, predictions: str | Path, out_dir: str | Path,
-                 round_id: str, options: ExportOptions, strategy: str = "",
-                 label_set: Sequence[str] | None = None) -> pd.DataFrame:
+def export_round(
+    sample: pd.DataFrame,
+    predictions: str | Path,
+    out_dir: str | Path,
+    round_id: str,
+    options: ExportOptions,
+    strategy: str = "",
+    label_set: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Export a sampled batch (or the test set) for annotation (:mod:`activepam.rounds.export`)."""
     out_dir = Path(out_dir)
     if out_dir.exists():  # a stale export must not mix with this one
         shutil.rmtree(out_dir)
-    preds = read_predictions(predictions, segment_ids=sample["unit_id"],
-                             recording_ids=sample["recording_id"])
-    return export_annotation_set(sample, out_dir, preds, round_id=round_id, strategy=strategy,
-                                 options=options, label_set=label_set)
+    preds = read_predictions(
+        predictions, segment_ids=sample["unit_id"], recording_ids=sample["recording_id"]
+    )
+    return export_annotation_set(
+        sample,
+        out_dir,
+        preds,
+        round_id=round_id,
+        strategy=strategy,
+        options=options,
+        label_set=label_set,
+    )
 
 
 # --------------------------------------------------------------------------- oracle
@@ -312,9 +366,11 @@ class Oracle:
         """From ``events.parquet`` in the demo folder and the inventory (recording -> rel_path)."""
         events = Path(raw_dir) / "events.parquet"
         if not events.exists():
-            raise RoundsError(f"{events}: not found - the simulated annotator needs the demo "
-                              "generator's events (set rounds.simulated_annotator: false for "
-                              "real annotators)")
+            raise RoundsError(
+                f"{events}: not found - the simulated annotator needs the demo "
+                "generator's events (set rounds.simulated_annotator: false for "
+                "real annotators)"
+            )
         inv = pd.read_parquet(inventory, columns=["recording_id", "rel_path"])
         return cls(pd.read_parquet(events), dict(zip(inv["recording_id"], inv["rel_path"])))
 
@@ -342,9 +398,14 @@ def _unit_rng(seed: int, unit_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(str(unit_id).encode())])
 
 
-def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Oracle,
-                    annotator: str, unsure_rate: float = 0.0,
-                    rng: np.random.Generator | None = None) -> pd.DataFrame:
+def completed_table(
+    unit: Mapping[str, Any],
+    prefilled: pd.DataFrame,
+    oracle: Oracle,
+    annotator: str,
+    unsure_rate: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> pd.DataFrame:
     """What an expert returns for one unit: pre-filled rows marked 1/0, missed species added.
 
     Recording units are labelled per 3 s segment of the truth, so every box sits where the
@@ -356,17 +417,25 @@ def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Or
         raise RoundsError(f"rounds.simulated_unsure: must be in [0, 1], got {unsure_rate!r}")
     clip0 = float(unit["clip_start_s"])
     if unit["unit_type"] == "recording":
-        spans = [(float(s), min(float(s) + 3.0, float(unit["clip_end_s"])))
-                 for s in np.arange(clip0, float(unit["clip_end_s"]) - 1.5 + 1e-9, 3.0)]
+        spans = [
+            (float(s), min(float(s) + 3.0, float(unit["clip_end_s"])))
+            for s in np.arange(clip0, float(unit["clip_end_s"]) - 1.5 + 1e-9, 3.0)
+        ]
     else:
         spans = [(float(unit["start_s"]), float(unit["end_s"]))]
     boxes = []
     for a, b in spans:
         calls = oracle.calls(unit["recording_id"], a, b)
         for sp, grp in calls.groupby("species", sort=True):
-            boxes.append({"species": sp, "begin": grp["onset_s"].min() - clip0,
-                          "end": grp["offset_s"].max() - clip0, "low": grp["low_hz"].min(),
-                          "high": grp["high_hz"].max()})
+            boxes.append(
+                {
+                    "species": sp,
+                    "begin": grp["onset_s"].min() - clip0,
+                    "end": grp["offset_s"].max() - clip0,
+                    "low": grp["low_hz"].min(),
+                    "high": grp["high_hz"].max(),
+                }
+            )
     present = {b["species"] for b in boxes}
     rows = []
     for r in prefilled.to_dict("records"):
@@ -374,11 +443,21 @@ def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Or
             continue  # replaced by the true box(es) below / placeholder deleted
         rows.append({**r, "Present": 0, "Annotator": annotator, "Notes": "wrong suggestion"})
     for box in boxes:
-        rows.append({"View": "Spectrogram 1", "Channel": 1,
-                     "Begin Time (s)": round(box["begin"], 4),
-                     "End Time (s)": round(box["end"], 4), "Low Freq (Hz)": round(box["low"], 1),
-                     "High Freq (Hz)": round(box["high"], 1), "Species": box["species"],
-                     "Present": 1, "Confidence": "", "Annotator": annotator, "Notes": ""})
+        rows.append(
+            {
+                "View": "Spectrogram 1",
+                "Channel": 1,
+                "Begin Time (s)": round(box["begin"], 4),
+                "End Time (s)": round(box["end"], 4),
+                "Low Freq (Hz)": round(box["low"], 1),
+                "High Freq (Hz)": round(box["high"], 1),
+                "Species": box["species"],
+                "Present": 1,
+                "Confidence": "",
+                "Annotator": annotator,
+                "Notes": "",
+            }
+        )
     if unsure_rate > 0 and rows:
         rng = rng if rng is not None else _unit_rng(0, str(unit.get("unit_id", "")))
         answered = sorted({str(r["Species"]) for r in rows})
@@ -391,9 +470,14 @@ def completed_table(unit: Mapping[str, Any], prefilled: pd.DataFrame, oracle: Or
     return out
 
 
-def simulate_annotation(annotation_dir: str | Path, out_dir: str | Path, oracle: Oracle,
-                        annotator: str = "oracle", unsure_rate: float = 0.0,
-                        seed: int = 0) -> list[Path]:
+def simulate_annotation(
+    annotation_dir: str | Path,
+    out_dir: str | Path,
+    oracle: Oracle,
+    annotator: str = "oracle",
+    unsure_rate: float = 0.0,
+    seed: int = 0,
+) -> list[Path]:
     """Fill every pre-filled Raven table of an export like an expert; write the completed
     tables (same file names) to ``out_dir``. ``unsure_rate``: see :func:`completed_table`
     (seeded by ``seed`` and the unit id)."""
@@ -406,8 +490,9 @@ def simulate_annotation(annotation_dir: str | Path, out_dir: str | Path, oracle:
         src = annotation_dir / str(unit["table_file"])
         pre = pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False)
         who = str(unit.get("annotator") or "") or annotator
-        done = completed_table(unit, pre, oracle, who, unsure_rate,
-                               _unit_rng(seed, str(unit["unit_id"])))
+        done = completed_table(
+            unit, pre, oracle, who, unsure_rate, _unit_rng(seed, str(unit["unit_id"]))
+        )
         dst = out_dir / str(unit["table_file"])
         write_raven_table(done.to_dict("records"), dst)
         written.append(dst)
@@ -415,15 +500,28 @@ def simulate_annotation(annotation_dir: str | Path, out_dir: str | Path, oracle:
     return written
 
 
-def simulate_and_import(annotation_dir: str | Path, completed_dir: str | Path,
-                        labels_out: str | Path, round_id: str, oracle: Oracle,
-                        label_set: str | Path, labels_dir: str | Path,
-                        unsure_rate: float = 0.0, seed: int = 0) -> ImportResult:
+def simulate_and_import(
+    annotation_dir: str | Path,
+    completed_dir: str | Path,
+    labels_out: str | Path,
+    round_id: str,
+    oracle: Oracle,
+    label_set: str | Path,
+    labels_dir: str | Path,
+    unsure_rate: float = 0.0,
+    seed: int = 0,
+) -> ImportResult:
     """Demo: simulated annotator -> the same import as ``activepam labels import``."""
-    simulate_annotation(annotation_dir, completed_dir, oracle, unsure_rate=unsure_rate,
-                        seed=seed)
-    return run_import([completed_dir], round_id, Path(annotation_dir) / "manifest.csv",
-                      label_set, labels_out, labels_dir, force=False)
+    simulate_annotation(annotation_dir, completed_dir, oracle, unsure_rate=unsure_rate, seed=seed)
+    return run_import(
+        [completed_dir],
+        round_id,
+        Path(annotation_dir) / "manifest.csv",
+        label_set,
+        labels_out,
+        labels_dir,
+        force=False,
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -431,18 +529,22 @@ def simulate_and_import(annotation_dir: str | Path, completed_dir: str | Path,
 
 def test_units(test_set: str | Path) -> pd.DataFrame:
     """``test_set.csv`` with a ``segment_id`` column for the training helpers."""
-    t = pd.read_csv(test_set, dtype={"unit_id": str, "recording_id": str, "site": str,
-                                     "habitat": str})
+    t = pd.read_csv(
+        test_set, dtype={"unit_id": str, "recording_id": str, "site": str, "habitat": str}
+    )
     return t.assign(segment_id=t["unit_id"])
 
 
-def labelled_units(labels: pd.DataFrame,
-                   segments: str | Path | pd.DataFrame) -> pd.DataFrame:
+def labelled_units(labels: pd.DataFrame, segments: str | Path | pd.DataFrame) -> pd.DataFrame:
     """Metadata (site, country, habitat, lat, lon, times, ...) of every labelled unit, from the
     segments table: a segment unit's own row, a recording unit's first segment. Returns one
     row per unit id (``unit_id`` column; NaN metadata for units not in the table)."""
-    ids = (labels[["unit_id", "unit_type", "recording_id"]].astype(str)
-           .drop_duplicates("unit_id").reset_index(drop=True))
+    ids = (
+        labels[["unit_id", "unit_type", "recording_id"]]
+        .astype(str)
+        .drop_duplicates("unit_id")
+        .reset_index(drop=True)
+    )
     recs = sorted(set(ids["recording_id"]))
     if isinstance(segments, pd.DataFrame):
         seg = segments[segments["recording_id"].astype(str).isin(recs)]
@@ -452,22 +554,32 @@ def labelled_units(labels: pd.DataFrame,
         seg = pq.read_table(segments, filters=[("recording_id", "in", recs)]).to_pandas()
     else:
         seg = pd.DataFrame(columns=["segment_id", "recording_id", "start_s"])
-    seg = seg.assign(segment_id=seg["segment_id"].astype(str),
-                     recording_id=seg["recording_id"].astype(str))
+    seg = seg.assign(
+        segment_id=seg["segment_id"].astype(str), recording_id=seg["recording_id"].astype(str)
+    )
     seg = seg.sort_values(["recording_id", "start_s"], kind="stable")
     meta = [c for c in seg.columns if c not in ("segment_id", "recording_id", "unit_id")]
-    out = seg.drop_duplicates("segment_id").set_index("segment_id")[meta] \
-        .reindex(ids["unit_id"]).reset_index(drop=True)
-    first = seg.drop_duplicates("recording_id").set_index("recording_id")[meta] \
-        .reindex(ids["recording_id"]).reset_index(drop=True)
+    out = (
+        seg.drop_duplicates("segment_id")
+        .set_index("segment_id")[meta]
+        .reindex(ids["unit_id"])
+        .reset_index(drop=True)
+    )
+    first = (
+        seg.drop_duplicates("recording_id")
+        .set_index("recording_id")[meta]
+        .reindex(ids["recording_id"])
+        .reset_index(drop=True)
+    )
     rec = (ids["unit_type"] == "recording").to_numpy()
     if rec.any():
         out.loc[rec] = first.loc[rec]
     return pd.concat([ids[["unit_id", "recording_id"]], out], axis=1)
 
 
-def label_report(labels: pd.DataFrame, units: pd.DataFrame, label_set: Sequence[str],
-                 keys: Sequence[str]) -> dict[str, Any]:
+def label_report(
+    labels: pd.DataFrame, units: pd.DataFrame, label_set: Sequence[str], keys: Sequence[str]
+) -> dict[str, Any]:
     """Answer counts of a label table: present / absent / unsure / conflict answers
     (:func:`activepam.rounds.train.label_cells`, one per unit x annotator x label-set species) in
     total, per species, and per level of every stratum key (``units``: ``unit_id`` + the
@@ -482,13 +594,18 @@ def label_report(labels: pd.DataFrame, units: pd.DataFrame, label_set: Sequence[
     per_unit = answer_counts(cells, by="unit_id", index=unit_ids)
 
     def block(counts: pd.DataFrame) -> dict[str, int]:
-        return {"n_units": int(len(counts)), **{k: int(counts[k].sum()) for k in ANSWER_COUNTS},
-                "n_units_unsure": int((counts["n_unsure"] > 0).sum())}
+        return {
+            "n_units": int(len(counts)),
+            **{k: int(counts[k].sum()) for k in ANSWER_COUNTS},
+            "n_units_unsure": int((counts["n_unsure"] > 0).sum()),
+        }
 
-    out: dict[str, Any] = {**block(per_unit), "n_annotators": int(labels["annotator"].nunique()),
-                           "species": {sp: {k: int(v) for k, v in row.items()}
-                                       for sp, row in per_sp.iterrows()},
-                           "strata": {}}
+    out: dict[str, Any] = {
+        **block(per_unit),
+        "n_annotators": int(labels["annotator"].nunique()),
+        "species": {sp: {k: int(v) for k, v in row.items()} for sp, row in per_sp.iterrows()},
+        "strata": {},
+    }
     if keys and unit_ids:
         u = units.assign(unit_id=units["unit_id"].astype(str)).drop_duplicates("unit_id")
         u = u.set_index("unit_id").reindex(unit_ids).reset_index()
@@ -499,21 +616,29 @@ def label_report(labels: pd.DataFrame, units: pd.DataFrame, label_set: Sequence[
     return out
 
 
-def evaluate_model(model_path: str | Path | None, test_set: str | Path, test_labels: str | Path,
-                   embeddings: str | Path, predictions: str | Path, label_set: Sequence[str],
-                   keys: Sequence[str], bins: int = 10,
-                   default_threshold: float = 0.5) -> tuple[dict[str, Any], pd.DataFrame,
-                                                             pd.DataFrame]:
+def evaluate_model(
+    model_path: str | Path | None,
+    test_set: str | Path,
+    test_labels: str | Path,
+    embeddings: str | Path,
+    predictions: str | Path,
+    label_set: Sequence[str],
+    keys: Sequence[str],
+    bins: int = 10,
+    default_threshold: float = 0.5,
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Metrics of a round model (or BirdNET when ``model_path`` is None) on the test set.
 
     Returns ``(metrics, per_species, confusion_pairs)``.
     """
     from activepam.core.evaluate import confusion_pairs, evaluate_scores
 
-    t = evaluation_matrices(model_path, test_set, test_labels, embeddings, predictions,
-                            label_set, default_threshold)
-    metrics, species = evaluate_scores(t.Y, t.P, t.thresholds, t.units, label_set, keys, bins,
-                                       t.counts)
+    t = evaluation_matrices(
+        model_path, test_set, test_labels, embeddings, predictions, label_set, default_threshold
+    )
+    metrics, species = evaluate_scores(
+        t.Y, t.P, t.thresholds, t.units, label_set, keys, bins, t.counts
+    )
     metrics["labels"] = {"test": label_report(t.labels, t.all_units, label_set, keys)}
     return metrics, species, confusion_pairs(t.Y, t.P, t.thresholds, label_set)
 
@@ -532,10 +657,15 @@ class EvalMatrices:
     counts: dict[str, Any] | None
 
 
-def evaluation_matrices(model_path: str | Path | None, test_set: str | Path,
-                        test_labels: str | Path, embeddings: str | Path, predictions: str | Path,
-                        label_set: Sequence[str], default_threshold: float = 0.5
-                        ) -> EvalMatrices:
+def evaluation_matrices(
+    model_path: str | Path | None,
+    test_set: str | Path,
+    test_labels: str | Path,
+    embeddings: str | Path,
+    predictions: str | Path,
+    label_set: Sequence[str],
+    default_threshold: float = 0.5,
+) -> EvalMatrices:
     """The test labels as a truth matrix and the scores of a round model (or BirdNET when
     ``model_path`` is None) for the same units, in the same order."""
     from activepam.rounds.train import birdnet_matrix, load_model, read_embeddings, segment_targets
@@ -555,14 +685,20 @@ def evaluation_matrices(model_path: str | Path | None, test_set: str | Path,
             raise RoundsError(f"{model_path}: model label set differs from the current one")
         P = model.predict(read_embeddings(embeddings, ids), B)
         thr, counts = model.thresholds, model.summary()
-    return EvalMatrices(list(ids), Y, P, np.asarray(thr, dtype=float), units, all_units, labels,
-                        counts)
+    return EvalMatrices(
+        list(ids), Y, P, np.asarray(thr, dtype=float), units, all_units, labels, counts
+    )
 
 
-def round_metrics(round_id: str, model_path: str | Path, model_json: str | Path,
-                  baseline: str | Path, round_labels: str | Path | None = None,
-                  segments: str | Path | pd.DataFrame | None = None,
-                  **kwargs: Any) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def round_metrics(
+    round_id: str,
+    model_path: str | Path,
+    model_json: str | Path,
+    baseline: str | Path,
+    round_labels: str | Path | None = None,
+    segments: str | Path | pd.DataFrame | None = None,
+    **kwargs: Any,
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """:func:`evaluate_model` plus round facts (labels so far, training hash) and the BirdNET
     baseline with the improvement over it. With ``round_labels`` (this round's label file) and
     ``segments`` (the table giving its units' strata), ``labels.round`` counts this round's
@@ -574,29 +710,40 @@ def round_metrics(round_id: str, model_path: str | Path, model_json: str | Path,
         if segments is None:
             raise RoundsError("round_metrics: round_labels needs the segments table")
         lab = read_labels(round_labels)
-        report = label_report(lab, labelled_units(lab, segments), kwargs["label_set"],
-                              kwargs.get("keys", ()))
+        report = label_report(
+            lab, labelled_units(lab, segments), kwargs["label_set"], kwargs.get("keys", ())
+        )
         metrics["labels"] = {"round": report, **metrics.get("labels", {})}
     side = json.loads(Path(model_json).read_text())
     base = json.loads(Path(baseline).read_text())["overall"]
     over = metrics["overall"]
     out = {
-        "round": round_name(round_id), "n_labelled_units": side.get("n_units", 0),
+        "round": round_name(round_id),
+        "n_labelled_units": side.get("n_units", 0),
         "n_labelled_segments": side.get("n_segments", 0),
-        "n_label_rows": side.get("n_label_rows", 0), "training_hash": side["training_hash"],
-        "model_kinds": side.get("kinds", {}), **metrics, "baseline": base,
+        "n_label_rows": side.get("n_label_rows", 0),
+        "training_hash": side["training_hash"],
+        "model_kinds": side.get("kinds", {}),
+        **metrics,
+        "baseline": base,
         "labels": {**metrics.get("labels", {}), "train": side.get("answers", {})},
-        "improvement": {k: (over[k] - base[k]) if np.isfinite(over[k]) and np.isfinite(base[k])
-                        else None for k in ("macro_ap", "micro_ap", "macro_auroc", "macro_f1",
-                                            "ece")},
+        "improvement": {
+            k: (over[k] - base[k]) if np.isfinite(over[k]) and np.isfinite(base[k]) else None
+            for k in ("macro_ap", "micro_ap", "macro_auroc", "macro_f1", "ece")
+        },
     }
     return out, species, confusion
 
 
-def write_round_metrics(metrics: Mapping[str, Any], species: pd.DataFrame,
-                        confusion: pd.DataFrame, metrics_out: str | Path,
-                        species_out: str | Path, confusion_out: str | Path,
-                        strata_out: str | Path) -> None:
+def write_round_metrics(
+    metrics: Mapping[str, Any],
+    species: pd.DataFrame,
+    confusion: pd.DataFrame,
+    metrics_out: str | Path,
+    species_out: str | Path,
+    confusion_out: str | Path,
+    strata_out: str | Path,
+) -> None:
     """metrics.json (headline metrics and the spread across strata: what ``dvc metrics show``
     lists), strata_metrics.json (every metric per stratum level), per-species and confusion
     CSVs. NaN is written as null."""
@@ -614,9 +761,12 @@ def history(metrics_files: Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for f in metrics_files:
         m = json.loads(Path(f).read_text())
-        row = {"round": m["round"], "n_labelled_units": m["n_labelled_units"],
-               "n_labelled_segments": m["n_labelled_segments"],
-               "n_unsure": ((m.get("labels") or {}).get("round") or {}).get("n_unsure")}
+        row = {
+            "round": m["round"],
+            "n_labelled_units": m["n_labelled_units"],
+            "n_labelled_segments": m["n_labelled_segments"],
+            "n_unsure": ((m.get("labels") or {}).get("round") or {}).get("n_unsure"),
+        }
         stop = m.get("stopping") or {}
         kappas = stop.get("kappa_history") or []
         row["stop_kappa"] = kappas[-1] if kappas else None

@@ -23,8 +23,18 @@ from activepam.core.labels import LabelImportError
 
 #: columns of an exported Raven selection table (Raven's own first seven, then ours)
 RAVEN_COLUMNS: tuple[str, ...] = (
-    "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
-    "High Freq (Hz)", "Species", "Present", "Confidence", "Annotator", "Notes",
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Species",
+    "Present",
+    "Confidence",
+    "Annotator",
+    "Notes",
 )
 #: accepted names of the species column of a Raven table, in order of preference
 SPECIES_COLUMNS: tuple[str, ...] = ("Species", "Annotation")
@@ -115,9 +125,10 @@ def read_table(path: str | Path, preferred: str = "\t") -> DelimitedTable:
     for line_no, cells in enumerate(reader, start=2):
         if not any(c.strip() for c in cells):
             continue
-        if len(cells) > len(header) and any(c.strip() for c in cells[len(header):]):
-            problems.append(f"{path}:{line_no}: {len(cells)} fields but the header has "
-                            f"{len(header)}")
+        if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+            problems.append(
+                f"{path}:{line_no}: {len(cells)} fields but the header has {len(header)}"
+            )
             continue
         cells = cells + [""] * (len(header) - len(cells))
         rows.append(RawRow(line_no, {h: c.strip() for h, c in zip(header, cells) if h}))
@@ -140,8 +151,17 @@ def species_column(header: Sequence[str]) -> str | None:
 #: Raven columns that make up the *content* of a selection (the answer); measurement columns
 #: (e.g. "Avg Power Density") differ between a selection's Waveform and Spectrogram rows
 SELECTION_CONTENT: tuple[str, ...] = (
-    "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
-    *SPECIES_COLUMNS, "Present", "Confidence", "Annotator", "Notes")
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    *SPECIES_COLUMNS,
+    "Present",
+    "Confidence",
+    "Annotator",
+    "Notes",
+)
 
 
 def _content_cell(value: str) -> str:
@@ -193,11 +213,13 @@ def clip_stem(name: str) -> str:
     return stem
 
 
-def write_raven_table(rows: Sequence[Mapping[str, Any]], path: str | Path,
-                      columns: Sequence[str] = RAVEN_COLUMNS) -> Path:
+def write_raven_table(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, columns: Sequence[str] = RAVEN_COLUMNS
+) -> Path:
     """Write a tab-separated Raven selection table atomically."""
     df = pd.DataFrame(list(rows), columns=list(columns))
     with atomic_path(path, "export") as tmp:
-        df.to_csv(tmp, sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_NONE,
-                  escapechar="\\")
+        df.to_csv(
+            tmp, sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar="\\"
+        )
     return Path(path)

@@ -49,13 +49,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from activepam.core.labels import UNSURE
 from activepam.core.embeddings import embedding_matrix
 from activepam.core.io import atomic_path, write_json, write_parquet
+from activepam.core.labels import UNSURE
 from activepam.core.uncertainty import segment_uncertainty, top_k
 
 log = logging.getLogger(__name__)
@@ -68,12 +67,28 @@ ANSWER_COUNTS: tuple[str, ...] = tuple(f"n_{a}" for a in ANSWERS)
 #: a selection must overlap a segment by more than this (s) to label it (recording units)
 MIN_OVERLAP_S = 0.1
 #: columns hashed for the training-set hash (sorted rows, canonical CSV)
-HASH_COLUMNS: tuple[str, ...] = ("unit_id", "unit_type", "recording_id", "start_s", "end_s",
-                                 "species", "present", "in_target", "sel_begin_s", "sel_end_s",
-                                 "annotator")
+HASH_COLUMNS: tuple[str, ...] = (
+    "unit_id",
+    "unit_type",
+    "recording_id",
+    "start_s",
+    "end_s",
+    "species",
+    "present",
+    "in_target",
+    "sel_begin_s",
+    "sel_end_s",
+    "annotator",
+)
 #: segments.parquet columns recomputed by re-scoring
-RESCORED_COLUMNS: tuple[str, ...] = ("top1_species", "top1_confidence", "top2_confidence",
-                                     "margin", "max_binary_entropy", "mean_binary_entropy")
+RESCORED_COLUMNS: tuple[str, ...] = (
+    "top1_species",
+    "top1_confidence",
+    "top2_confidence",
+    "margin",
+    "max_binary_entropy",
+    "mean_binary_entropy",
+)
 
 
 class TrainError(ValueError):
@@ -137,8 +152,9 @@ def _species_index(rows: pd.DataFrame, label_set: Sequence[str]) -> np.ndarray:
     j = pd.Index(list(label_set)).get_indexer(rows["species"])
     if (j < 0).any():
         bad = rows.iloc[int(np.flatnonzero(j < 0)[0])]
-        raise TrainError(f"labels: species {bad['species']!r} (unit {bad['unit_id']}) is not in "
-                         "the label set")
+        raise TrainError(
+            f"labels: species {bad['species']!r} (unit {bad['unit_id']}) is not in the label set"
+        )
     return j
 
 
@@ -147,29 +163,40 @@ def _pair_segments(pairs: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     sorted by pair (a segment unit its own segment, a recording unit all its segments)."""
     seg = segments[["segment_id", "recording_id", "start_s", "end_s"]].assign(
         segment_id=lambda d: d["segment_id"].astype(str),
-        recording_id=lambda d: d["recording_id"].astype(str))
+        recording_id=lambda d: d["recording_id"].astype(str),
+    )
     rec = pairs["unit_type"].to_numpy() == "recording"
     known_recs = set(seg["recording_id"])
     missing = ~pairs.loc[rec, "recording_id"].isin(known_recs)
     if missing.any():
         r = pairs.loc[rec].loc[missing.to_numpy()].iloc[0]
-        raise TrainError(f"labels: recording {r['recording_id']!r} of unit {r['unit_id']!r} has "
-                         "no segments in the segments table")
+        raise TrainError(
+            f"labels: recording {r['recording_id']!r} of unit {r['unit_id']!r} has "
+            "no segments in the segments table"
+        )
     units = pairs.loc[~rec]
     missing = ~units["unit_id"].isin(set(seg["segment_id"]))
     if missing.any():
-        raise TrainError(f"labels: unit {units.loc[missing, 'unit_id'].iloc[0]!r} is not a "
-                         "segment of the segments table")
-    own = pd.DataFrame({"pair": units["pair"].to_numpy(), "segment_id": units["unit_id"].to_numpy(),
-                        "start_s": units["start_s"].to_numpy(float),
-                        "end_s": units["end_s"].to_numpy(float)})
+        raise TrainError(
+            f"labels: unit {units.loc[missing, 'unit_id'].iloc[0]!r} is not a "
+            "segment of the segments table"
+        )
+    own = pd.DataFrame(
+        {
+            "pair": units["pair"].to_numpy(),
+            "segment_id": units["unit_id"].to_numpy(),
+            "start_s": units["start_s"].to_numpy(float),
+            "end_s": units["end_s"].to_numpy(float),
+        }
+    )
     whole = pairs.loc[rec, ["pair", "recording_id"]].merge(seg, on="recording_id", sort=False)
     out = pd.concat([own, whole[["pair", "segment_id", "start_s", "end_s"]]], ignore_index=True)
     return out.sort_values("pair", kind="stable").reset_index(drop=True)
 
 
-def segment_targets(labels: pd.DataFrame, segments: pd.DataFrame,
-                    label_set: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def segment_targets(
+    labels: pd.DataFrame, segments: pd.DataFrame, label_set: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-segment 0/1/NaN targets from label rows (see the module docstring).
 
     Returns ``(segment_ids, Y)``: the labelled segments (sorted) and ``Y [n, n_species]``.
@@ -182,8 +209,11 @@ def segment_targets(labels: pd.DataFrame, segments: pd.DataFrame,
     lab = labels.reset_index(drop=True)
     uid, ann = lab["unit_id"].astype(str), lab["annotator"].astype(str)
     pair = lab.groupby([uid, ann], sort=True).ngroup().to_numpy()
-    pairs = (lab.assign(pair=pair, unit_id=uid, recording_id=lab["recording_id"].astype(str))
-             .drop_duplicates("pair").sort_values("pair", kind="stable"))
+    pairs = (
+        lab.assign(pair=pair, unit_id=uid, recording_id=lab["recording_id"].astype(str))
+        .drop_duplicates("pair")
+        .sort_values("pair", kind="stable")
+    )
     ps = _pair_segments(pairs, segments)
     bounds = np.searchsorted(ps["pair"].to_numpy(), np.arange(len(pairs) + 1))
     is_rec = pairs["unit_type"].to_numpy() == "recording"
@@ -200,8 +230,9 @@ def segment_targets(labels: pd.DataFrame, segments: pd.DataFrame,
     end = ans["sel_end_s"].to_numpy(float)[rep]
     rec = is_rec[a_pair][rep]
     timed = np.isfinite(begin) & np.isfinite(end)
-    overlap = (np.minimum(ps["end_s"].to_numpy(float)[row], end)
-               - np.maximum(ps["start_s"].to_numpy(float)[row], begin))
+    overlap = np.minimum(ps["end_s"].to_numpy(float)[row], end) - np.maximum(
+        ps["start_s"].to_numpy(float)[row], begin
+    )
     hit = ~rec | ~timed | (overlap > MIN_OVERLAP_S)
     present = ans["present"].to_numpy()[rep]
     conflict = _conflict_mask(ans).to_numpy()[rep]
@@ -250,16 +281,19 @@ def label_cells(labels: pd.DataFrame, label_set: Sequence[str]) -> pd.DataFrame:
     flagged = _conflict_mask(answers).to_numpy()
     for value, mask in ((2, present == UNSURE), (0, present == 1), (3, flagged)):
         code[rows[mask], j[mask]] = value
-    return pd.DataFrame({
-        "unit_id": np.repeat(pairs["unit_id"].to_numpy(), len(sp)),
-        "annotator": np.repeat(pairs["annotator"].to_numpy(), len(sp)),
-        "species": np.tile(np.asarray(sp, dtype=object), len(pairs)),
-        "answer": np.asarray(ANSWERS, dtype=object)[code.ravel()],
-    })
+    return pd.DataFrame(
+        {
+            "unit_id": np.repeat(pairs["unit_id"].to_numpy(), len(sp)),
+            "annotator": np.repeat(pairs["annotator"].to_numpy(), len(sp)),
+            "species": np.tile(np.asarray(sp, dtype=object), len(pairs)),
+            "answer": np.asarray(ANSWERS, dtype=object)[code.ravel()],
+        }
+    )
 
 
-def answer_counts(cells: pd.DataFrame, by: str = "species",
-                  index: Sequence[str] | None = None) -> pd.DataFrame:
+def answer_counts(
+    cells: pd.DataFrame, by: str = "species", index: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Counts :data:`ANSWER_COUNTS` of :func:`label_cells` per ``by`` value (rows ``index``,
     zeros where a value has no cells)."""
     tab = pd.crosstab(cells[by], cells["answer"]) if len(cells) else pd.DataFrame()
@@ -278,26 +312,32 @@ def read_embeddings(path: str | Path, segment_ids: Iterable[str]) -> np.ndarray:
     ids = [str(s) for s in segment_ids]
     if not ids:
         return np.zeros((0, 0), dtype=np.float32)
-    table = pq.read_table(path, columns=["segment_id", "embedding"],
-                          filters=[("segment_id", "in", sorted(set(ids)))])
+    table = pq.read_table(
+        path, columns=["segment_id", "embedding"], filters=[("segment_id", "in", sorted(set(ids)))]
+    )
     got = {s: i for i, s in enumerate(table.column("segment_id").to_pylist())}
     missing = [s for s in ids if s not in got]
     if missing:
-        raise TrainError(f"{path}: no embedding for segment {missing[0]!r} "
-                         f"({len(missing)} missing)")
+        raise TrainError(
+            f"{path}: no embedding for segment {missing[0]!r} ({len(missing)} missing)"
+        )
     emb = embedding_matrix(table.column("embedding"), path, TrainError)
     return emb[[got[s] for s in ids]]
 
 
-def birdnet_matrix(predictions: str | Path | pd.DataFrame, segment_ids: Iterable[str],
-                   label_set: Sequence[str]) -> np.ndarray:
+def birdnet_matrix(
+    predictions: str | Path | pd.DataFrame, segment_ids: Iterable[str], label_set: Sequence[str]
+) -> np.ndarray:
     """BirdNET confidence ``[n, n_species]`` of the label set (0 when not in the top-k)."""
     ids = pd.Index([str(s) for s in segment_ids])
     if isinstance(predictions, pd.DataFrame):
         pred = predictions[predictions["species"].isin(list(label_set))]
     else:
-        pred = pq.read_table(predictions, columns=["segment_id", "species", "confidence"],
-                             filters=[("species", "in", list(label_set))]).to_pandas()
+        pred = pq.read_table(
+            predictions,
+            columns=["segment_id", "species", "confidence"],
+            filters=[("species", "in", list(label_set))],
+        ).to_pandas()
     out = np.zeros((len(ids), len(label_set)), dtype=np.float64)
     if pred.empty or not len(ids):
         return out
@@ -377,11 +417,17 @@ class RoundModel:
         ``n_neg``) and left out (``n_masked``), threshold, and the training answers
         (:data:`ANSWER_COUNTS`: present, absent, unsure, conflict)."""
         counts = getattr(self, "label_counts", None) or {}
-        return {s: {"kind": m.kind, "n_pos": m.n_pos, "n_neg": m.n_neg,
-                    "n_masked": int(getattr(m, "n_masked", 0)),
-                    "threshold": round(float(m.threshold), 6),
-                    **{k: int(counts.get(s, {}).get(k, 0)) for k in ANSWER_COUNTS}}
-                for s, m in self.species.items()}
+        return {
+            s: {
+                "kind": m.kind,
+                "n_pos": m.n_pos,
+                "n_neg": m.n_neg,
+                "n_masked": int(getattr(m, "n_masked", 0)),
+                "threshold": round(float(m.threshold), 6),
+                **{k: int(counts.get(s, {}).get(k, 0)) for k in ANSWER_COUNTS},
+            }
+            for s, m in self.species.items()
+        }
 
 
 def _lr(opts: TrainOptions) -> Any:
@@ -434,18 +480,29 @@ def _fit_species(X: np.ndarray, y: np.ndarray, opts: TrainOptions) -> SpeciesMod
         prior = float(np.log(n_pos / n_neg))
         oof_p = 1.0 / (1.0 + np.exp(-(oof + prior))) if oof is not None else None
         kind = "probe"
-        thr = tune_threshold(y, oof_p, opts.default_threshold) if oof_p is not None \
+        thr = (
+            tune_threshold(y, oof_p, opts.default_threshold)
+            if oof_p is not None
             else opts.default_threshold
+        )
         return SpeciesModel(kind, n_pos, n_neg, thr, est, prior_logit=prior)
-    thr = tune_threshold(y, oof_p, opts.default_threshold) if oof_p is not None \
+    thr = (
+        tune_threshold(y, oof_p, opts.default_threshold)
+        if oof_p is not None
         else opts.default_threshold
+    )
     return SpeciesModel(kind, n_pos, n_neg, thr, est)
 
 
-def fit_round_model(X: np.ndarray, Y: np.ndarray, label_set: Sequence[str],
-                    opts: TrainOptions = TrainOptions(), train_hash: str = "",
-                    birdnet: np.ndarray | None = None,
-                    label_counts: Mapping[str, Mapping[str, int]] | None = None) -> RoundModel:
+def fit_round_model(
+    X: np.ndarray,
+    Y: np.ndarray,
+    label_set: Sequence[str],
+    opts: TrainOptions = TrainOptions(),
+    train_hash: str = "",
+    birdnet: np.ndarray | None = None,
+    label_counts: Mapping[str, Mapping[str, int]] | None = None,
+) -> RoundModel:
     """Fit the per-species probes on labelled segments ``X [n, d]``, ``Y [n, n_species]``.
 
     A NaN cell of ``Y`` (unsure, conflict, tie) is left out of that species' fit entirely: the
@@ -462,8 +519,9 @@ def fit_round_model(X: np.ndarray, Y: np.ndarray, label_set: Sequence[str],
     scaler = StandardScaler().fit(X) if len(X) else None
     Xs = scaler.transform(X) if scaler is not None else X
     species: dict[str, SpeciesModel] = {}
-    for j, sp in enumerate(tqdm(label_set, desc="train", unit="species", file=sys.stderr,
-                                disable=None)):
+    for j, sp in enumerate(
+        tqdm(label_set, desc="train", unit="species", file=sys.stderr, disable=None)
+    ):
         mask = ~np.isnan(Y[:, j]) if len(Y) else np.zeros(0, dtype=bool)
         y = Y[mask, j].astype(int) if len(Y) else np.zeros(0, dtype=int)
         n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
@@ -482,8 +540,9 @@ def fit_round_model(X: np.ndarray, Y: np.ndarray, label_set: Sequence[str],
     return RoundModel(list(label_set), species, scaler, train_hash, asdict(opts), counts)
 
 
-def save_model(model: RoundModel, path: str | Path, sidecar: str | Path,
-               extra: Mapping[str, Any] | None = None) -> None:
+def save_model(
+    model: RoundModel, path: str | Path, sidecar: str | Path, extra: Mapping[str, Any] | None = None
+) -> None:
     """joblib dump of the model + JSON sidecar (training hash, species summary, ``extra``)."""
     import joblib
     import sklearn
@@ -491,10 +550,19 @@ def save_model(model: RoundModel, path: str | Path, sidecar: str | Path,
     with atomic_path(path, "train") as tmp:
         joblib.dump(model, tmp)
     kinds = pd.Series([m.kind for m in model.species.values()]).value_counts().to_dict()
-    write_json({"training_hash": model.training_hash, "options": model.options,
-                "n_species": len(model.label_set), "kinds": kinds,
-                "species": model.summary(), "sklearn": sklearn.__version__, **(extra or {})},
-               sidecar, stage="train")
+    write_json(
+        {
+            "training_hash": model.training_hash,
+            "options": model.options,
+            "n_species": len(model.label_set),
+            "kinds": kinds,
+            "species": model.summary(),
+            "sklearn": sklearn.__version__,
+            **(extra or {}),
+        },
+        sidecar,
+        stage="train",
+    )
 
 
 #: where the model's classes lived before the package layout (models saved by older versions
@@ -504,15 +572,25 @@ LEGACY_MODULES: dict[str, str] = {"activepam.train": "activepam.rounds.train"}
 #: globals a round model file may name: its own classes, the scikit-learn estimators it holds
 #: (classes only) and numpy's array reconstruction. Anything else is refused before it runs:
 #: model files arrive from collaborators through ``dvc pull``.
-_MODEL_GLOBALS: frozenset[str] = frozenset({
-    "activepam.rounds.train.RoundModel", "activepam.rounds.train.SpeciesModel",
-    "joblib.numpy_pickle.NumpyArrayWrapper",
-    "numpy.dtype", "numpy.ndarray",
-    "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct",
-    "builtins.slice", "builtins.complex", "builtins.set", "builtins.frozenset",
-    "copyreg._reconstructor", "builtins.object",
-})
+_MODEL_GLOBALS: frozenset[str] = frozenset(
+    {
+        "activepam.rounds.train.RoundModel",
+        "activepam.rounds.train.SpeciesModel",
+        "joblib.numpy_pickle.NumpyArrayWrapper",
+        "numpy.dtype",
+        "numpy.ndarray",
+        "numpy._core.multiarray.scalar",
+        "numpy.core.multiarray.scalar",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray._reconstruct",
+        "builtins.slice",
+        "builtins.complex",
+        "builtins.set",
+        "builtins.frozenset",
+        "copyreg._reconstructor",
+        "builtins.object",
+    }
+)
 
 
 def _model_global(module: str, name: str) -> bool:
@@ -539,8 +617,10 @@ def load_model(path: str | Path) -> RoundModel:
         def find_class(self, module: str, name: str) -> Any:
             module = LEGACY_MODULES.get(module, module)
             if not _model_global(module, name):
-                raise TrainError(f"{path}: refusing to load {module}.{name}: a round model file "
-                                 "holds only activepam, scikit-learn and numpy objects")
+                raise TrainError(
+                    f"{path}: refusing to load {module}.{name}: a round model file "
+                    "holds only activepam, scikit-learn and numpy objects"
+                )
             return super().find_class(module, name)
 
     with open(path, "rb") as fobj:
@@ -558,8 +638,13 @@ def load_model(path: str | Path) -> RoundModel:
 # --------------------------------------------------------------------------- re-scoring
 
 
-def score_segments(model: RoundModel, segment_ids: Sequence[str], embeddings: str | Path,
-                   predictions: str | Path | pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+def score_segments(
+    model: RoundModel,
+    segment_ids: Sequence[str],
+    embeddings: str | Path,
+    predictions: str | Path | pd.DataFrame,
+    batch_size: int = 8192,
+) -> np.ndarray:
     """Probabilities ``[n, n_species]`` for ``segment_ids`` (in that order), streaming the
     embeddings; segments without an embedding keep BirdNET's scores for every species."""
     ids = pd.Index([str(s) for s in segment_ids])
@@ -583,18 +668,24 @@ def score_segments(model: RoundModel, segment_ids: Sequence[str], embeddings: st
     return P
 
 
-def rescored_segments(segments: pd.DataFrame, P: np.ndarray,
-                      label_set: Sequence[str]) -> pd.DataFrame:
+def rescored_segments(
+    segments: pd.DataFrame, P: np.ndarray, label_set: Sequence[str]
+) -> pd.DataFrame:
     """``segments`` with :data:`RESCORED_COLUMNS` recomputed from ``P`` (same column order and
     dtypes)."""
     if len(P) != len(segments):
         raise TrainError(f"{len(P)} score rows for {len(segments)} segments")
-    u = segment_uncertainty(P) if len(P) else {k: np.zeros(0) for k in
-                                               ("top1_index", *RESCORED_COLUMNS[1:])}
+    u = (
+        segment_uncertainty(P)
+        if len(P)
+        else {k: np.zeros(0) for k in ("top1_index", *RESCORED_COLUMNS[1:])}
+    )
     out = segments.copy()
     labels = np.asarray(list(label_set), dtype=object)
-    new = {"top1_species": labels[u["top1_index"].astype(int)] if len(P) else np.zeros(0, object),
-           **{c: u[c] for c in RESCORED_COLUMNS[1:]}}
+    new = {
+        "top1_species": labels[u["top1_index"].astype(int)] if len(P) else np.zeros(0, object),
+        **{c: u[c] for c in RESCORED_COLUMNS[1:]},
+    }
     for c, v in new.items():
         if c in out.columns and c != "top1_species":
             out[c] = pd.Series(v, index=out.index).astype(out[c].dtype)
@@ -603,8 +694,9 @@ def rescored_segments(segments: pd.DataFrame, P: np.ndarray,
     return out
 
 
-def predictions_long(segments: pd.DataFrame, P: np.ndarray, label_set: Sequence[str],
-                     k: int = 10) -> pd.DataFrame:
+def predictions_long(
+    segments: pd.DataFrame, P: np.ndarray, label_set: Sequence[str], k: int = 10
+) -> pd.DataFrame:
     """Top-``k`` long table (columns of ``predictions.parquet``) from a score matrix."""
     idx, val = top_k(P, k)
     n, kk = idx.shape
@@ -620,11 +712,20 @@ def predictions_long(segments: pd.DataFrame, P: np.ndarray, label_set: Sequence[
 # --------------------------------------------------------------------------- one round
 
 
-def train_round(label_files: Sequence[str | Path], segments: str | Path, embeddings: str | Path,
-                predictions: str | Path, label_set: Sequence[str], model_out: str | Path,
-                sidecar_out: str | Path, scored_out: str | Path, predictions_out: str | Path,
-                opts: TrainOptions = TrainOptions(), top_k_out: int = 10,
-                round_label: str = "") -> RoundModel:
+def train_round(
+    label_files: Sequence[str | Path],
+    segments: str | Path,
+    embeddings: str | Path,
+    predictions: str | Path,
+    label_set: Sequence[str],
+    model_out: str | Path,
+    sidecar_out: str | Path,
+    scored_out: str | Path,
+    predictions_out: str | Path,
+    opts: TrainOptions = TrainOptions(),
+    top_k_out: int = 10,
+    round_label: str = "",
+) -> RoundModel:
     """Train on the labels of rounds 0..R, save the model, re-score every segment."""
     from activepam.core.labels import read_labels
 
@@ -633,14 +734,19 @@ def train_round(label_files: Sequence[str | Path], segments: str | Path, embeddi
     ids, Y = segment_targets(labels, seg, label_set)
     X = read_embeddings(embeddings, ids)
     counts = answer_counts(label_cells(labels, label_set), index=label_set)
-    model = fit_round_model(X, Y, label_set, opts, training_hash(labels),
-                            label_counts=counts.to_dict("index"))
-    extra = {"round": round_label, "label_files": [Path(f).as_posix() for f in label_files],
-             "n_label_rows": int(len(labels)), "n_units": int(labels["unit_id"].nunique()),
-             "n_segments": int(len(ids)),
-             "n_positive_cells": int(np.nansum(Y)) if len(Y) else 0,
-             "n_masked_cells": int(np.isnan(Y).sum()) if len(Y) else 0,
-             "answers": {k: int(counts[k].sum()) for k in ANSWER_COUNTS}}
+    model = fit_round_model(
+        X, Y, label_set, opts, training_hash(labels), label_counts=counts.to_dict("index")
+    )
+    extra = {
+        "round": round_label,
+        "label_files": [Path(f).as_posix() for f in label_files],
+        "n_label_rows": int(len(labels)),
+        "n_units": int(labels["unit_id"].nunique()),
+        "n_segments": int(len(ids)),
+        "n_positive_cells": int(np.nansum(Y)) if len(Y) else 0,
+        "n_masked_cells": int(np.isnan(Y).sum()) if len(Y) else 0,
+        "answers": {k: int(counts[k].sum()) for k in ANSWER_COUNTS},
+    }
     save_model(model, model_out, sidecar_out, extra)
     log.info("model %s: %s", round_label, extra)
     P = score_segments(model, seg["segment_id"], embeddings, predictions)

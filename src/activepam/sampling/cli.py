@@ -36,8 +36,9 @@ def _cli_strategy(args: argparse.Namespace) -> tuple[str | dict, dict | None]:
         raise EmbeddingError(f"{args.config}: top level must be a mapping")
     if "sampling" in data or "strategies" in data:  # a strategy library (e.g. params.yaml)
         if not args.strategy:
-            raise EmbeddingError(f"{args.config} holds several strategies: "
-                                   "name one with --strategy")
+            raise EmbeddingError(
+                f"{args.config} holds several strategies: name one with --strategy"
+            )
         return args.strategy, data
     if args.strategy:
         data.setdefault("name", args.strategy)
@@ -53,27 +54,40 @@ def _cmd(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {desc}")
         return 0
     if not args.strategy and not args.config:
-        print("activepam sample: one of --strategy or --config is required (or --list)",
-              file=sys.stderr)
+        print(
+            "activepam sample: one of --strategy or --config is required (or --list)",
+            file=sys.stderr,
+        )
         return 2
     for opt in ("segments", "out"):
         if getattr(args, opt) is None:
             print(f"activepam sample: --{opt} is required", file=sys.stderr)
             return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         strategy, params = _cli_strategy(args)
-        result = run_sampling(args.segments, strategy, n=args.n, seed=args.seed,
-                              embeddings=args.embeddings, indices=args.indices,
-                              labelled=args.labelled, out=args.out, params=params,
-                              predictions=args.predictions)
+        result = run_sampling(
+            args.segments,
+            strategy,
+            n=args.n,
+            seed=args.seed,
+            embeddings=args.embeddings,
+            indices=args.indices,
+            labelled=args.labelled,
+            out=args.out,
+            params=params,
+            predictions=args.predictions,
+        )
     except (StrategyError, EmbeddingError) as exc:
         print(f"activepam sample: {exc}", file=sys.stderr)
         return 1
     if result.empty:
-        print(f"activepam sample: no unit could be chosen (empty pool); wrote an empty "
-              f"{args.out}", file=sys.stderr)
+        print(
+            f"activepam sample: no unit could be chosen (empty pool); wrote an empty {args.out}",
+            file=sys.stderr,
+        )
         return 1
     print(f"activepam sample: wrote {len(result)} units to {args.out}", file=sys.stderr)
     return 0
@@ -82,22 +96,32 @@ def _cmd(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``activepam sample``."""
     p = subparsers.add_parser(
-        "sample", help="choose segments/recordings to annotate next",
+        "sample",
+        help="choose segments/recordings to annotate next",
         description="Choose a batch of segments or whole recordings for annotation with a "
-                    "sampling strategy (pool -> score -> strata -> diversification).")
+        "sampling strategy (pool -> score -> strata -> diversification).",
+    )
     p.add_argument("--segments", type=Path, help="segments.parquet from the detect stage")
-    p.add_argument("--embeddings", type=Path,
-                   help="embeddings.parquet (kmeans/ward/farthest_first)")
+    p.add_argument(
+        "--embeddings", type=Path, help="embeddings.parquet (kmeans/ward/farthest_first)"
+    )
     p.add_argument("--indices", type=Path, help="indices.parquet (index scores)")
-    p.add_argument("--predictions", type=Path,
-                   help="predictions.parquet (per-species scores; design verification)")
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        help="predictions.parquet (per-species scores; design verification)",
+    )
     p.add_argument("--strategy", help="preset or user strategy name (see --list)")
-    p.add_argument("--config", type=Path,
-                   help="YAML strategy file, or params.yaml/strategy library used with --strategy")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML strategy file, or params.yaml/strategy library used with --strategy",
+    )
     p.add_argument("--n", type=positive_int, help="batch size (default: the strategy's n)")
     p.add_argument("--seed", type=int, help="random seed (default: the strategy's seed)")
-    p.add_argument("--labelled", type=Path,
-                   help="CSV of already-labelled unit ids (unit_id column)")
+    p.add_argument(
+        "--labelled", type=Path, help="CSV of already-labelled unit ids (unit_id column)"
+    )
     p.add_argument("--out", type=Path, help="output CSV, one row per chosen unit")
     p.add_argument("--list", action="store_true", help="print every strategy and exit")
     p.set_defaults(func=_cmd)

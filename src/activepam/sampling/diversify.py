@@ -56,12 +56,16 @@ def preference_order(score: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
 def top_score(n: int, q: int, label: str = "top score") -> Picked:
     """The first ``q`` of ``n`` preference-ordered candidates."""
     q = min(q, n)
-    return Picked(np.arange(q, dtype=np.int64), np.full(q, -1, dtype=np.int64),
-                  [f"{label} (rank {i + 1})" for i in range(q)])
+    return Picked(
+        np.arange(q, dtype=np.int64),
+        np.full(q, -1, dtype=np.int64),
+        [f"{label} (rank {i + 1})" for i in range(q)],
+    )
 
 
-def prepare_embeddings(x: np.ndarray, normalize: bool = False, pca: int | None = None,
-                       seed: int | None = 0) -> np.ndarray:
+def prepare_embeddings(
+    x: np.ndarray, normalize: bool = False, pca: int | None = None, seed: int | None = 0
+) -> np.ndarray:
     """float32 copy of ``x``, optionally L2-normalised and PCA-reduced to ``pca`` dimensions."""
     x = np.asarray(x, dtype=np.float32)
     if normalize:
@@ -70,8 +74,11 @@ def prepare_embeddings(x: np.ndarray, normalize: bool = False, pca: int | None =
     if pca and x.shape[1] > pca and x.shape[0] > pca:
         from sklearn.decomposition import PCA
 
-        x = PCA(n_components=int(pca), svd_solver="randomized",
-                random_state=seed).fit_transform(x).astype(np.float32)
+        x = (
+            PCA(n_components=int(pca), svd_solver="randomized", random_state=seed)
+            .fit_transform(x)
+            .astype(np.float32)
+        )
     return x
 
 
@@ -88,8 +95,9 @@ def _per_cluster(labels: np.ndarray, k: int, q: int, method: str, seed: int | No
     sizes = np.bincount(labels, minlength=k)
     if k >= q:
         reps = np.sort(first[sizes > 0])[:q]
-        picked = Picked(reps, labels[reps],
-                        [f"{method}: cluster {labels[p]} most uncertain" for p in reps])
+        picked = Picked(
+            reps, labels[reps], [f"{method}: cluster {labels[p]} most uncertain" for p in reps]
+        )
         return top_up(picked, labels, q, method, int((sizes > 0).sum()))
     quota = allocate(sizes, q, seed=seed)
     rank_in_cluster = np.zeros(n, dtype=np.int64)
@@ -99,11 +107,15 @@ def _per_cluster(labels: np.ndarray, k: int, q: int, method: str, seed: int | No
         seen[c] += 1
     chosen = np.flatnonzero(rank_in_cluster < quota[labels])
     chosen = chosen[np.lexsort((chosen, rank_in_cluster[chosen]))]
-    reasons = [f"{method}: cluster {labels[p]} "
-               + ("most uncertain" if rank_in_cluster[p] == 0 else f"rank {rank_in_cluster[p] + 1}")
-               + f" of quota {quota[labels[p]]}" for p in chosen]
-    return top_up(Picked(chosen, labels[chosen], reasons), labels, q, method,
-                  int((sizes > 0).sum()))
+    reasons = [
+        f"{method}: cluster {labels[p]} "
+        + ("most uncertain" if rank_in_cluster[p] == 0 else f"rank {rank_in_cluster[p] + 1}")
+        + f" of quota {quota[labels[p]]}"
+        for p in chosen
+    ]
+    return top_up(
+        Picked(chosen, labels[chosen], reasons), labels, q, method, int((sizes > 0).sum())
+    )
 
 
 def top_up(picked: Picked, labels: np.ndarray, q: int, method: str, n_clusters: int) -> Picked:
@@ -118,11 +130,16 @@ def top_up(picked: Picked, labels: np.ndarray, q: int, method: str, n_clusters: 
     taken = np.zeros(n, dtype=bool)
     taken[picked.pos] = True
     extra = np.flatnonzero(~taken)[:need]
-    reasons = [f"{method}: top-up: next by score (candidate rank {p + 1}, cluster {labels[p]}; "
-               f"{n_clusters} non-empty cluster(s) for a quota of {q})" for p in extra]
-    return Picked(np.concatenate([picked.pos, extra]).astype(np.int64),
-                  np.concatenate([picked.cluster, labels[extra]]).astype(np.int64),
-                  picked.reason + reasons)
+    reasons = [
+        f"{method}: top-up: next by score (candidate rank {p + 1}, cluster {labels[p]}; "
+        f"{n_clusters} non-empty cluster(s) for a quota of {q})"
+        for p in extra
+    ]
+    return Picked(
+        np.concatenate([picked.pos, extra]).astype(np.int64),
+        np.concatenate([picked.cluster, labels[extra]]).astype(np.int64),
+        picked.reason + reasons,
+    )
 
 
 #: candidate sets up to this size are clustered with exact (Lloyd) k-means in numpy; larger
@@ -131,8 +148,9 @@ def top_up(picked: Picked, labels: np.ndarray, q: int, method: str, n_clusters: 
 SMALL_KMEANS = 4096
 
 
-def lloyd_kmeans(x: np.ndarray, k: int, seed: int | None = 0, n_init: int = 3,
-                 max_iter: int = 100) -> np.ndarray:
+def lloyd_kmeans(
+    x: np.ndarray, k: int, seed: int | None = 0, n_init: int = 3, max_iter: int = 100
+) -> np.ndarray:
     """Exact k-means (k-means++ seeding, Lloyd iterations) for small ``x``; cluster labels.
 
     The best of ``n_init`` seeded runs (lowest inertia) wins; an emptied cluster is re-seeded
@@ -186,8 +204,14 @@ def _cluster_count(n: int, q: int, k: int | None, method: str) -> tuple[int, Pic
     return k, None
 
 
-def kmeans_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None = 0,
-                  batch_size: int = 1024, n_init: int = 3) -> Picked:
+def kmeans_select(
+    x: np.ndarray,
+    q: int,
+    k: int | None = None,
+    seed: int | None = 0,
+    batch_size: int = 1024,
+    n_init: int = 3,
+) -> Picked:
     """k-means with ``k`` (default ``q``) clusters, then the most uncertain unit per cluster.
 
     Up to :data:`SMALL_KMEANS` candidates: exact Lloyd k-means (:func:`lloyd_kmeans`); above:
@@ -202,14 +226,16 @@ def kmeans_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None 
     else:
         from sklearn.cluster import MiniBatchKMeans
 
-        model = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size,
-                                n_init=n_init, max_iter=100)
+        model = MiniBatchKMeans(
+            n_clusters=k, random_state=seed, batch_size=batch_size, n_init=n_init, max_iter=100
+        )
         labels = model.fit_predict(x).astype(np.int64)
     return _per_cluster(labels, k, q, "kmeans", seed)
 
 
-def ward_select(x: np.ndarray, q: int, k: int | None = None, seed: int | None = 0,
-                subsample: float = 2000) -> Picked:
+def ward_select(
+    x: np.ndarray, q: int, k: int | None = None, seed: int | None = 0, subsample: float = 2000
+) -> Picked:
     """Ward clustering of a seeded subsample (``subsample`` rows, or that fraction of the
     candidates when < 1: McEwen et al. 2025 cluster 20 %), nearest-centroid assignment of the
     rest."""
@@ -238,8 +264,8 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -
     c2 = (c * c).sum(axis=1)
     out = np.empty(len(x), dtype=np.int64)
     for i in range(0, len(x), chunk):
-        xb = np.asarray(x[i:i + chunk], dtype=np.float64)
-        out[i:i + chunk] = np.argmin(c2[None, :] - 2.0 * xb @ c.T, axis=1)
+        xb = np.asarray(x[i : i + chunk], dtype=np.float64)
+        out[i : i + chunk] = np.argmin(c2[None, :] - 2.0 * xb @ c.T, axis=1)
     return out
 
 
@@ -257,7 +283,7 @@ def farthest_first(x: np.ndarray, q: int, seeds: np.ndarray | None = None) -> Pi
     if seeds is not None and len(seeds):
         s = np.asarray(seeds, dtype=np.float64)
         for i in range(0, len(s), 4096):
-            sb = s[i:i + 4096]
+            sb = s[i : i + 4096]
             d2 = x2[:, None] + (sb * sb).sum(axis=1)[None, :] - 2.0 * xf @ sb.T
             min_d2 = np.minimum(min_d2, d2.min(axis=1))
     picks, reasons = [], []
@@ -270,8 +296,10 @@ def farthest_first(x: np.ndarray, q: int, seeds: np.ndarray | None = None) -> Pi
             d = np.where(chosen, -np.inf, min_d2)
             p = int(np.argmax(d))
             dist = float(np.sqrt(max(d[p], 0.0)))
-            reasons.append(f"farthest_first: step {step + 1}, distance {dist:.3g} to nearest chosen"
-                           + (" or labelled" if seeds is not None and len(seeds) else ""))
+            reasons.append(
+                f"farthest_first: step {step + 1}, distance {dist:.3g} to nearest chosen"
+                + (" or labelled" if seeds is not None and len(seeds) else "")
+            )
         picks.append(p)
         chosen[p] = True
         min_d2 = np.minimum(min_d2, x2 + x2[p] - 2.0 * (xf @ xf[p]))
@@ -280,8 +308,13 @@ def farthest_first(x: np.ndarray, q: int, seeds: np.ndarray | None = None) -> Pi
     return Picked(pos, np.full(len(pos), -1, dtype=np.int64), reasons)
 
 
-def typiclust(x: np.ndarray, q: int, seeds: np.ndarray | None = None, n_neighbors: int = 20,
-              seed: int | None = 0) -> Picked:
+def typiclust(
+    x: np.ndarray,
+    q: int,
+    seeds: np.ndarray | None = None,
+    n_neighbors: int = 20,
+    seed: int | None = 0,
+) -> Picked:
     """TypiClust (Hacohen, Dekel & Weinshall 2022, "Active learning on a budget"): k-means
     with k = labelled + q clusters, then from each of the ``q`` largest clusters holding no
     labelled unit (``seeds``) the most *typical* candidate: the highest inverse mean distance
@@ -318,16 +351,16 @@ def typiclust(x: np.ndarray, q: int, seeds: np.ndarray | None = None, n_neighbor
         best = int(members[np.argmax(typ[members])])
         picks.append(best)
         clusters.append(int(c))
-        reasons.append(f"typiclust: most typical of cluster {c} ({sizes[c]} candidates, "
-                       "no labelled unit)")
+        reasons.append(
+            f"typiclust: most typical of cluster {c} ({sizes[c]} candidates, no labelled unit)"
+        )
     if len(picks) < q:  # every cluster covered or too few: the next most typical candidates
         rest = [i for i in np.argsort(-typ, kind="stable") if i not in set(picks)]
         for i in rest[: q - len(picks)]:
             picks.append(int(i))
             clusters.append(int(labels[i]))
             reasons.append(f"typiclust: top-up, next most typical (cluster {labels[i]})")
-    return Picked(np.asarray(picks, dtype=np.int64), np.asarray(clusters, dtype=np.int64),
-                  reasons)
+    return Picked(np.asarray(picks, dtype=np.int64), np.asarray(clusters, dtype=np.int64), reasons)
 
 
 def top_m(score: np.ndarray, tiebreak: np.ndarray, m: int) -> np.ndarray:
@@ -351,9 +384,15 @@ def top_m(score: np.ndarray, tiebreak: np.ndarray, m: int) -> np.ndarray:
     return idx[np.lexsort((tiebreak[idx], -s[idx]))].astype(np.int64)
 
 
-def species_balanced(species_codes: np.ndarray, score: np.ndarray, tiebreak: np.ndarray,
-                     q: int, species_labels: list[str], minimum: int = 1,
-                     seed: int | None = 0) -> Picked:
+def species_balanced(
+    species_codes: np.ndarray,
+    score: np.ndarray,
+    tiebreak: np.ndarray,
+    q: int,
+    species_labels: list[str],
+    minimum: int = 1,
+    seed: int | None = 0,
+) -> Picked:
     """Even allocation of ``q`` over the predicted species (>= ``minimum`` each where available,
     when the quota allows it for every species; water-filling), best scores within a species.
     Missing species (code -1) form their own group. Picks are returned round by round (every
@@ -370,7 +409,7 @@ def species_balanced(species_codes: np.ndarray, score: np.ndarray, tiebreak: np.
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     pos, rank = [], []
     for g in np.flatnonzero(quota):
-        members = order[bounds[g]:bounds[g + 1]]
+        members = order[bounds[g] : bounds[g + 1]]
         best = members[top_m(score[members], tiebreak[members], int(quota[g]))]
         pos.append(best)
         rank.append(np.arange(len(best)))
@@ -379,6 +418,9 @@ def species_balanced(species_codes: np.ndarray, score: np.ndarray, tiebreak: np.
     sel = np.lexsort((tiebreak[p], -np.where(np.isnan(score[p]), -np.inf, score[p]), r))
     p, r = p[sel], r[sel]
     names = [species_labels[c] if c >= 0 else "unknown" for c in groups]
-    reasons = [f"species_balanced: {names[inverse[i]]} rank {k + 1} of quota "
-               f"{quota[inverse[i]]} ({sizes[inverse[i]]} available)" for i, k in zip(p, r)]
+    reasons = [
+        f"species_balanced: {names[inverse[i]]} rank {k + 1} of quota "
+        f"{quota[inverse[i]]} ({sizes[inverse[i]]} available)"
+        for i, k in zip(p, r)
+    ]
     return Picked(p.astype(np.int64), np.full(len(p), -1, dtype=np.int64), reasons)

@@ -54,13 +54,25 @@ from activepam.sampling.strategies import StrategyError, resolve_strategy
 log = logging.getLogger(__name__)
 
 #: first columns of every sample, in this order (then the unit's metadata and uncertainty)
-OUTPUT_COLUMNS = ("unit_id", "unit_type", "recording_id", "path", "start_s", "end_s", "score",
-                  "cluster", "stratum", "reason", "rank")
+OUTPUT_COLUMNS = (
+    "unit_id",
+    "unit_type",
+    "recording_id",
+    "path",
+    "start_s",
+    "end_s",
+    "score",
+    "cluster",
+    "stratum",
+    "reason",
+    "rank",
+)
 _INTERNAL = ("_seg_score",)
 
 
-def _allocation_weights(pool: Pool, spec: Mapping[str, Any], sizes: np.ndarray,
-                        units: pd.DataFrame | None = None) -> np.ndarray | None:
+def _allocation_weights(
+    pool: Pool, spec: Mapping[str, Any], sizes: np.ndarray, units: pd.DataFrame | None = None
+) -> np.ndarray | None:
     how = spec["allocation"]
     if how == "equal":
         return None
@@ -68,13 +80,16 @@ def _allocation_weights(pool: Pool, spec: Mapping[str, Any], sizes: np.ndarray,
         return sizes.astype(np.float64)
     assert pool.strata is not None  # set by prepare_pool
     try:  # strata_options.divergence: mean predicted probabilities or label distribution
-        dists, what = stratum_distributions(pool.frame, pool.strata, spec["strata"],
-                                            spec["strata_options"], units)
+        dists, what = stratum_distributions(
+            pool.frame, pool.strata, spec["strata"], spec["strata_options"], units
+        )
     except StrataError as exc:
         raise StrategyError(f"strategy {spec['name']!r}: {exc}") from exc
     w = divergence_allocation(sizes, dists)
-    pool.notes.append(f"divergence weights (size x (1 + JSD), {what}): " + ", ".join(
-        f"{lab}={wt:.3f}" for lab, wt in zip(pool.strata.labels, w)))
+    pool.notes.append(
+        f"divergence weights (size x (1 + JSD), {what}): "
+        + ", ".join(f"{lab}={wt:.3f}" for lab, wt in zip(pool.strata.labels, w))
+    )
     log.info("allocation: %s", pool.notes[-1])
     return w
 
@@ -106,9 +121,15 @@ class _Chosen:
         self.order.append(np.arange(len(picked.pos), dtype=np.int64))
 
 
-def _select(pool: Pool, spec: Mapping[str, Any], n: int, seed: int,
-            embeddings: EmbeddingSource | None, labelled: list[str],
-            units: pd.DataFrame | None = None) -> pd.DataFrame:
+def _select(
+    pool: Pool,
+    spec: Mapping[str, Any],
+    n: int,
+    seed: int,
+    embeddings: EmbeddingSource | None,
+    labelled: list[str],
+    units: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Allocate ``n`` over the strata, pick each stratum's quota, rank the picks."""
     strata = pool.strata
     assert strata is not None  # set by prepare_pool
@@ -131,19 +152,35 @@ def _select(pool: Pool, spec: Mapping[str, Any], n: int, seed: int,
         sp_cat = species.astype("category")
         sp_codes = sp_cat.cat.codes.to_numpy().astype(np.int64)
         sp_labels = [str(c) for c in sp_cat.cat.categories]
-    for s in tqdm(np.flatnonzero(quota), desc="sample strata", unit="stratum", leave=False,
-                  disable=None if len(quota) > 50 else True, file=sys.stderr):
+    for s in tqdm(
+        np.flatnonzero(quota),
+        desc="sample strata",
+        unit="stratum",
+        leave=False,
+        disable=None if len(quota) > 50 else True,
+        file=sys.stderr,
+    ):
         q = int(quota[s])
-        rows = order[bounds[s]:bounds[s + 1]]
-        prefix = (f"stratum {strata.labels[s]} quota {q}/{len(rows)} ({spec['allocation']}): "
-                  if stratified else "")
+        rows = order[bounds[s] : bounds[s + 1]]
+        prefix = (
+            f"stratum {strata.labels[s]} quota {q}/{len(rows)} ({spec['allocation']}): "
+            if stratified
+            else ""
+        )
         if method == "none":
             picked_rows = rows[dv.top_m(score[rows], tiebreak[rows], q)]
             label = score_label(spec, pool.unit_type)
             chosen.add(picked_rows, dv.top_score(len(picked_rows), q, label), s, prefix)
         elif method == "species_balanced":
-            picked = dv.species_balanced(sp_codes[rows], score[rows], tiebreak[rows], q,
-                                         sp_labels, div["min_per_species"], seed)
+            picked = dv.species_balanced(
+                sp_codes[rows],
+                score[rows],
+                tiebreak[rows],
+                q,
+                sp_labels,
+                div["min_per_species"],
+                seed,
+            )
             chosen.add(rows, picked, s, prefix)
         else:
             m = len(rows) if not div["candidates"] else max(q, math.ceil(div["candidates"] * q))
@@ -166,10 +203,16 @@ def _select(pool: Pool, spec: Mapping[str, Any], n: int, seed: int,
     return out
 
 
-def _diversify_pending(pool: Pool, spec: Mapping[str, Any], seed: int,
-                       embeddings: EmbeddingSource | None, labelled: list[str],
-                       pending: list[tuple[int, np.ndarray, str]], quota: np.ndarray,
-                       chosen: _Chosen) -> None:
+def _diversify_pending(
+    pool: Pool,
+    spec: Mapping[str, Any],
+    seed: int,
+    embeddings: EmbeddingSource | None,
+    labelled: list[str],
+    pending: list[tuple[int, np.ndarray, str]],
+    quota: np.ndarray,
+    chosen: _Chosen,
+) -> None:
     """Fetch the candidates' embeddings once, L2-normalise / PCA-reduce them together (PCA
     fitted on all candidates and labelled seeds), then diversify stratum by stratum."""
     from threadpoolctl import threadpool_limits
@@ -184,8 +227,7 @@ def _diversify_pending(pool: Pool, spec: Mapping[str, Any], seed: int,
     if np.isnan(matrix).any():
         raise SampleInputError("embeddings: some candidates have no (finite) embedding")
     n_cand = len(matrix)
-    if div["method"] in ("farthest_first", "typiclust") and div["seed_with_labelled"] \
-            and labelled:
+    if div["method"] in ("farthest_first", "typiclust") and div["seed_with_labelled"] and labelled:
         lab = pd.Series(labelled, dtype=str)
         lab = lab[embeddings.available(lab, key)]
         if len(lab):
@@ -196,10 +238,15 @@ def _diversify_pending(pool: Pool, spec: Mapping[str, Any], seed: int,
         matrix = dv.prepare_embeddings(matrix, div["normalize"], div["pca"], seed)
         seeds = matrix[n_cand:] if len(matrix) > n_cand else None
         start = 0
-        for s, rows, prefix in tqdm(pending, desc="diversify strata", unit="stratum",
-                                    leave=False, disable=None if len(pending) > 20 else True,
-                                    file=sys.stderr):
-            x = matrix[start:start + len(rows)]
+        for s, rows, prefix in tqdm(
+            pending,
+            desc="diversify strata",
+            unit="stratum",
+            leave=False,
+            disable=None if len(pending) > 20 else True,
+            file=sys.stderr,
+        ):
+            x = matrix[start : start + len(rows)]
             start += len(rows)
             q = int(quota[s])
             if div["method"] == "kmeans":
@@ -233,9 +280,15 @@ def _output(selected: pd.DataFrame, pool: Pool, spec: Mapping[str, Any]) -> pd.D
     return out
 
 
-def sample(units: pd.DataFrame, strategy: dict | str, n: int | None = None,
-           seed: int | None = None, embeddings: Any = None,
-           labelled: Iterable[str] = (), predictions: Any = None) -> pd.DataFrame:
+def sample(
+    units: pd.DataFrame,
+    strategy: dict | str,
+    n: int | None = None,
+    seed: int | None = None,
+    embeddings: Any = None,
+    labelled: Iterable[str] = (),
+    predictions: Any = None,
+) -> pd.DataFrame:
     """Choose a batch of ``n`` units to annotate.
 
     ``units``: the segments table (for ``unit: segment``, or aggregated here for
@@ -269,8 +322,14 @@ def sample(units: pd.DataFrame, strategy: dict | str, n: int | None = None,
     return _output(selected, pool, spec)
 
 
-def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, seed: int,
-                        labelled: Sequence[str], predictions: Any) -> pd.DataFrame:
+def verification_sample(
+    units: pd.DataFrame,
+    spec: Mapping[str, Any],
+    n: int,
+    seed: int,
+    labelled: Sequence[str],
+    predictions: Any,
+) -> pd.DataFrame:
     """The verification design (Navine et al. 2024): for every target species, windows drawn
     at random from each bin of that species' scores (quantiles over the pool) and each level of
     ``verification.strata``. Adds ``design_species``, ``design_bin`` and ``design_bin_edges``
@@ -281,19 +340,30 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
 
     ver = spec["verification"]
     if predictions is None:
-        raise StrategyError(f"strategy {spec['name']!r}: design verification needs the "
-                            "per-species predictions (--predictions predictions.parquet)")
+        raise StrategyError(
+            f"strategy {spec['name']!r}: design verification needs the "
+            "per-species predictions (--predictions predictions.parquet)"
+        )
     if "segment_id" not in units:
-        raise StrategyError(f"strategy {spec['name']!r}: design verification samples segments "
-                            "(column segment_id)")
-    preds = (pd.read_parquet(predictions, columns=["segment_id", "species", "confidence"])
-             if isinstance(predictions, (str, Path)) else predictions)
+        raise StrategyError(
+            f"strategy {spec['name']!r}: design verification samples segments (column segment_id)"
+        )
+    preds = (
+        pd.read_parquet(predictions, columns=["segment_id", "species", "confidence"])
+        if isinstance(predictions, (str, Path))
+        else predictions
+    )
     strata = list(ver["strata"] or [])
     from activepam.core.strata import StrataError, stratum_column
 
     try:  # a column of the units, or a computed key (season, diel, lat_band, ...)
-        units = units.assign(**{c: stratum_column(units, c, spec["strata_options"])
-                                for c in strata if c not in units})
+        units = units.assign(
+            **{
+                c: stratum_column(units, c, spec["strata_options"])
+                for c in strata
+                if c not in units
+            }
+        )
     except StrataError as exc:
         raise StrategyError(f"strategy {spec['name']!r}: verification.strata: {exc}") from exc
     pool = units[not_labelled(units, labelled)] if labelled else units
@@ -314,8 +384,11 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
     taken: set[str] = set()
     rows = []
     for sp in species:
-        score = ids.map(preds[preds["species"] == sp].groupby("segment_id")["confidence"]
-                        .max()).fillna(0.0).to_numpy(dtype=float)
+        score = (
+            ids.map(preds[preds["species"] == sp].groupby("segment_id")["confidence"].max())
+            .fillna(0.0)
+            .to_numpy(dtype=float)
+        )
         edges = score_bins(score, ver["quantiles"])
         frame = pool.assign(score=score, design_bin=assign_bins(score, edges))
         edge_txt = ";".join(f"{e:.6g}" for e in edges)
@@ -328,12 +401,17 @@ def verification_sample(units: pd.DataFrame, spec: Mapping[str, Any], n: int, se
             key = key if isinstance(key, tuple) else (key,)
             where = ", ".join(f"{c}={v}" for c, v in zip(strata, key[:-1]))
             b = int(key[-1])
-            rows.append(pick.assign(
-                design_species=sp, design_bin_edges=edge_txt, design_strata=",".join(strata),
-                stratum=f"{sp}|{where}|bin {b}" if where else f"{sp}|bin {b}",
-                reason=f"verification: {sp} score bin {b} ({edges[b]:.3g}, {edges[b + 1]:.3g}]"
-                       f"{' at ' + where if where else ''}: {take} of {len(cell)} at random",
-                cluster=-1))
+            rows.append(
+                pick.assign(
+                    design_species=sp,
+                    design_bin_edges=edge_txt,
+                    design_strata=",".join(strata),
+                    stratum=f"{sp}|{where}|bin {b}" if where else f"{sp}|bin {b}",
+                    reason=f"verification: {sp} score bin {b} ({edges[b]:.3g}, {edges[b + 1]:.3g}]"
+                    f"{' at ' + where if where else ''}: {take} of {len(cell)} at random",
+                    cluster=-1,
+                )
+            )
             taken.update(pick["segment_id"].astype(str))
     if not rows:
         raise StrategyError(f"strategy {spec['name']!r}: the verification design drew nothing")

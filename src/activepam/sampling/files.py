@@ -41,14 +41,23 @@ def needed_columns(spec: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         required.remove("segment_id")
     elif spec["score"]["method"] != "index":
         required.remove("path")  # added to the chosen segments afterwards (_enrich)
-    optional = list(RECORDING_METADATA) + ["top2_confidence", "margin", "max_binary_entropy",
-                                           "mean_binary_entropy", "segment_time"]
+    optional = list(RECORDING_METADATA) + [
+        "top2_confidence",
+        "margin",
+        "max_binary_entropy",
+        "mean_binary_entropy",
+        "segment_time",
+    ]
     if spec["score"]["method"] != "index":
         required += [c for c in sc.required_columns(spec["score"]) if c not in required]
     for key in spec["strata"]:
         required += [c for c in KEY_COLUMNS[key] if c not in required]
-    if TIME_KEYS.intersection(spec["strata"]) or spec["pool"]["months"] \
-            or spec["pool"]["date_from"] or spec["pool"]["date_to"]:
+    if (
+        TIME_KEYS.intersection(spec["strata"])
+        or spec["pool"]["months"]
+        or spec["pool"]["date_from"]
+        or spec["pool"]["date_to"]
+    ):
         optional += ["segment_time", "start_time"]
     if spec["score"]["method"] == "margin":
         required.remove("margin")
@@ -56,15 +65,18 @@ def needed_columns(spec: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return required, list(dict.fromkeys(c for c in optional if c not in required))
 
 
-def load_units(segments: PathLike, spec: Mapping[str, Any],
-               indices: PathLike | None = None) -> pd.DataFrame:
+def load_units(
+    segments: PathLike, spec: Mapping[str, Any], indices: PathLike | None = None
+) -> pd.DataFrame:
     """Segments with the columns ``spec`` needs (pool filters pushed down), indices attached."""
     required, optional = needed_columns(spec)
     units = read_segments(segments, required, spec["pool"], spec["unit"], optional)
     if spec["score"]["method"] == "index":
         if indices is None:
-            raise SampleInputError(f"strategy {spec['name']!r} scores by index "
-                                   f"{spec['score']['index']}: pass --indices")
+            raise SampleInputError(
+                f"strategy {spec['name']!r} scores by index "
+                f"{spec['score']['index']}: pass --indices"
+            )
         units = attach_indices(units, indices, [spec["score"]["index"]])
     return exclude_nonfinite(units, sorted(sc.required_columns(spec["score"])), segments)
 
@@ -77,16 +89,21 @@ def _enrich(sample_df: pd.DataFrame, segments: PathLike) -> pd.DataFrame:
         return sample_df
     dataset = ds.dataset(str(segments), format="parquet")
     blank = {c for c in sample_df.columns if c != "unit_id" and sample_df[c].isna().all()}
-    extra = [c for c in dataset.schema.names
-             if c not in sample_df.columns or c in blank or c == "segment_id"]
+    extra = [
+        c
+        for c in dataset.schema.names
+        if c not in sample_df.columns or c in blank or c == "segment_id"
+    ]
     if extra == ["segment_id"]:
         return sample_df
     sample_df = sample_df.drop(columns=[c for c in extra if c in blank])
-    table = dataset.to_table(columns=extra,
-                             filter=ds.field("segment_id").isin(sample_df["unit_id"].tolist()))
+    table = dataset.to_table(
+        columns=extra, filter=ds.field("segment_id").isin(sample_df["unit_id"].tolist())
+    )
     more = table.to_pandas().drop_duplicates("segment_id")
-    merged = sample_df.merge(more, left_on="unit_id", right_on="segment_id", how="left",
-                             suffixes=("", "_dup"))
+    merged = sample_df.merge(
+        more, left_on="unit_id", right_on="segment_id", how="left", suffixes=("", "_dup")
+    )
     if "segment_id_dup" in merged:
         merged = merged.drop(columns="segment_id_dup")
     first = [c for c in OUTPUT_COLUMNS if c in merged]
@@ -94,12 +111,19 @@ def _enrich(sample_df: pd.DataFrame, segments: PathLike) -> pd.DataFrame:
     return merged[[*first, *rest, "strategy"]]
 
 
-def run_sampling(segments: PathLike, strategy: str | Mapping[str, Any], n: int | None = None,
-                 seed: int | None = None, embeddings: PathLike | None = None,
-                 indices: PathLike | None = None,
-                 labelled: PathLike | Iterable[str] | None = None,
-                 out: PathLike | None = None, params: Mapping[str, Any] | None = None,
-                 progress: bool = True, predictions: PathLike | None = None) -> pd.DataFrame:
+def run_sampling(
+    segments: PathLike,
+    strategy: str | Mapping[str, Any],
+    n: int | None = None,
+    seed: int | None = None,
+    embeddings: PathLike | None = None,
+    indices: PathLike | None = None,
+    labelled: PathLike | Iterable[str] | None = None,
+    out: PathLike | None = None,
+    params: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    predictions: PathLike | None = None,
+) -> pd.DataFrame:
     """File-level sampling (CLI, Snakemake, benchmark): read, :func:`sample`, enrich, write CSV.
     ``predictions`` (long top-k table) feeds ``design: verification``."""
     from activepam.core.io import write_csv
@@ -121,13 +145,22 @@ def run_sampling(segments: PathLike, strategy: str | Mapping[str, Any], n: int |
         units = load_units(segments, spec, indices)
         step(f"read {len(units)} segments")
         source: Any = embeddings  # a path, or the source built from it when it is needed
-        if embeddings is not None and (spec["diversify"]["method"] in EMBEDDING_METHODS
-                                       or spec["score"]["method"] == "similarity"):
+        if embeddings is not None and (
+            spec["diversify"]["method"] in EMBEDDING_METHODS
+            or spec["score"]["method"] == "similarity"
+        ):
             source = embedding_source(embeddings, units)
             key = "segment_id" if spec["unit"] == "segment" else "recording_id"
             check_embedding_ids(source, units[key], key, segments)
-        result = sample(units, spec, n=n, seed=seed, embeddings=source, labelled=labelled_ids,
-                        predictions=predictions)
+        result = sample(
+            units,
+            spec,
+            n=n,
+            seed=seed,
+            embeddings=source,
+            labelled=labelled_ids,
+            predictions=predictions,
+        )
         del units
         step(f"selected {len(result)} units")
         result = _enrich(result, segments)
@@ -140,9 +173,11 @@ def run_sampling(segments: PathLike, strategy: str | Mapping[str, Any], n: int |
 def workflow_inputs(config: Mapping[str, Any], results: str = "results") -> dict[str, str]:
     """Inputs of the Snakemake sample rules: detections, embeddings, indices and, when
     ``sampling.labelled`` is set, the labelled-ids CSV."""
-    inputs = {"segments": f"{results}/detect/segments.parquet",
-              "embeddings": f"{results}/detect/embeddings.parquet",
-              "indices": f"{results}/indices/indices.parquet"}
+    inputs = {
+        "segments": f"{results}/detect/segments.parquet",
+        "embeddings": f"{results}/detect/embeddings.parquet",
+        "indices": f"{results}/indices/indices.parquet",
+    }
     labelled = (config.get("sampling") or {}).get("labelled", "")
     if labelled:
         inputs["labelled"] = str(labelled)

@@ -79,10 +79,14 @@ def filter_masks(frame: pd.DataFrame, spec: Mapping[str, Any]) -> list[tuple[str
     if pool["max_confidence"] is not None:
         v = need("top1_confidence", "max_confidence").to_numpy(dtype=np.float64)
         out.append((f"top1_confidence > {pool['max_confidence']}", v <= pool["max_confidence"]))
-    for key, col, keep in (("species", "top1_species", True),
-                           ("exclude_species", "top1_species", False), ("sites", "site", True),
-                           ("countries", "country", True), ("habitats", "habitat", True),
-                           ("devices", "device_id", True)):
+    for key, col, keep in (
+        ("species", "top1_species", True),
+        ("exclude_species", "top1_species", False),
+        ("sites", "site", True),
+        ("countries", "country", True),
+        ("habitats", "habitat", True),
+        ("devices", "device_id", True),
+    ):
         if pool[key] is not None:
             hit = isin(need(col, key), [str(v) for v in pool[key]])
             out.append((f"pool.{key}", hit if keep else ~hit))
@@ -94,12 +98,22 @@ def filter_masks(frame: pd.DataFrame, spec: Mapping[str, Any]) -> list[tuple[str
         if hi is not None:
             out.append(("after pool.date_to", t <= hi))
         if pool["months"]:
-            months = (np.where(np.isfinite(t), t, 0).astype("datetime64[s]")
-                      .astype("datetime64[M]").astype(np.int64) % 12 + 1)
+            months = (
+                np.where(np.isfinite(t), t, 0)
+                .astype("datetime64[s]")
+                .astype("datetime64[M]")
+                .astype(np.int64)
+                % 12
+                + 1
+            )
             out.append(("pool.months", np.isin(months, pool["months"]) & np.isfinite(t)))
     if pool["min_segments"] is not None and "n_segments" in frame:
-        out.append((f"fewer than {pool['min_segments']} segments",
-                    frame["n_segments"].to_numpy() >= pool["min_segments"]))
+        out.append(
+            (
+                f"fewer than {pool['min_segments']} segments",
+                frame["n_segments"].to_numpy() >= pool["min_segments"],
+            )
+        )
     thr = sc.threshold_mask(frame, spec["score"])
     if thr is not None:
         out.append(("score.threshold", thr))
@@ -123,16 +137,20 @@ def not_labelled(segments: pd.DataFrame, labelled: Sequence[str]) -> np.ndarray:
     return keep
 
 
-def _with_similarity(units: pd.DataFrame, spec: Mapping[str, Any],
-                     embeddings: EmbeddingSource | None) -> pd.DataFrame:
+def _with_similarity(
+    units: pd.DataFrame, spec: Mapping[str, Any], embeddings: EmbeddingSource | None
+) -> pd.DataFrame:
     from activepam.search.engine import SearchError, similarity_scores
 
     if embeddings is None:
-        raise StrategyError(f"strategy {spec['name']!r}: score.method=similarity needs "
-                            "embeddings (--embeddings)")
+        raise StrategyError(
+            f"strategy {spec['name']!r}: score.method=similarity needs embeddings (--embeddings)"
+        )
     if "segment_id" not in units:
-        raise StrategyError(f"strategy {spec['name']!r}: score.method=similarity needs a "
-                            "segments table (column segment_id)")
+        raise StrategyError(
+            f"strategy {spec['name']!r}: score.method=similarity needs a "
+            "segments table (column segment_id)"
+        )
     try:
         sim = similarity_scores(units["segment_id"], embeddings, spec["score"]["examples"] or [])
     except SearchError as exc:
@@ -140,8 +158,13 @@ def _with_similarity(units: pd.DataFrame, spec: Mapping[str, Any],
     return units.assign(similarity=sim)
 
 
-def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: int | None = None,
-                 labelled: Iterable[str] = (), embeddings: EmbeddingSource | None = None) -> Pool:
+def prepare_pool(
+    units: pd.DataFrame,
+    strategy: Mapping[str, Any] | str,
+    seed: int | None = None,
+    labelled: Iterable[str] = (),
+    embeddings: EmbeddingSource | None = None,
+) -> Pool:
     """Pool of a resolved strategy: labelled ids removed, recording units aggregated, filters,
     score, embedding availability (for embedding diversifiers) and strata."""
     spec = resolve_strategy(strategy)
@@ -152,12 +175,15 @@ def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: i
     # a segments table has segment ids, or several rows per recording (columns read for
     # recording units need not include segment_id)
     is_segments = "segment_id" in units or (
-        "recording_id" in units and not units["recording_id"].is_unique)
+        "recording_id" in units and not units["recording_id"].is_unique
+    )
     notes: list[str] = []
     if spec["unit"] == "segment":
         if not is_segments:
-            raise StrategyError(f"strategy {spec['name']!r}: unit: segment needs a segments table "
-                                "(column segment_id)")
+            raise StrategyError(
+                f"strategy {spec['name']!r}: unit: segment needs a segments table "
+                "(column segment_id)"
+            )
         pool = Pool(units, np.zeros(len(units)), "segment", "segment_id", notes=notes)
         if labelled:
             pool.subset(not_labelled(units, labelled), "already labelled")
@@ -180,19 +206,23 @@ def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: i
                 values = np.zeros(len(frame))
             elif method == "index":
                 if spec["score"]["index"] not in frame:
-                    raise StrategyError(f"strategy {spec['name']!r}: score.index: units lack index "
-                                        f"column {spec['score']['index']!r} (pass --indices)")
+                    raise StrategyError(
+                        f"strategy {spec['name']!r}: score.index: units lack index "
+                        f"column {spec['score']['index']!r} (pass --indices)"
+                    )
                 values = frame[spec["score"]["index"]].to_numpy(dtype=np.float64, na_value=np.nan)
             else:
                 values = _segment_score(frame, spec, seed)
             agg_method = "mean" if method in ("random", "index") else agg["method"]
-            frame = recording_table(frame, values, agg_method, agg["k"], agg["event_threshold"],
-                                     "_seg_score")
+            frame = recording_table(
+                frame, values, agg_method, agg["k"], agg["event_threshold"], "_seg_score"
+            )
             if method == "index":
                 frame[spec["score"]["index"]] = frame.pop("score")
         elif "recording_id" not in frame:
-            raise StrategyError(f"strategy {spec['name']!r}: unit: recording needs a "
-                                "recording_id column")
+            raise StrategyError(
+                f"strategy {spec['name']!r}: unit: recording needs a recording_id column"
+            )
         pool = Pool(frame, np.zeros(len(frame)), "recording", "recording_id", notes=notes)
         if spec["score"]["method"] not in ("random", "index") and "score" in frame:
             # aggregated here, or a table from recording_units() carrying its own score
@@ -210,8 +240,10 @@ def prepare_pool(units: pd.DataFrame, strategy: Mapping[str, Any] | str, seed: i
     pool.subset(keep, "pool filters (total)")
     if spec["diversify"]["method"] in EMBEDDING_METHODS:
         if embeddings is None:
-            raise StrategyError(f"strategy {spec['name']!r}: diversify.method="
-                                f"{spec['diversify']['method']} needs embeddings (--embeddings)")
+            raise StrategyError(
+                f"strategy {spec['name']!r}: diversify.method="
+                f"{spec['diversify']['method']} needs embeddings (--embeddings)"
+            )
         key = "segment_id" if pool.unit_type == "segment" else "recording_id"
         pool.subset(embeddings.available(pool.ids, key), "no embedding")
     pool.strata = build_strata(pool.frame, spec["strata"], spec["strata_options"])

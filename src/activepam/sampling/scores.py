@@ -72,8 +72,9 @@ def _col(units: pd.DataFrame, name: str, method: str) -> np.ndarray:
     return units[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def compute_score(units: pd.DataFrame, score: Mapping[str, Any],
-                  seed: int | None = 0) -> np.ndarray:
+def compute_score(
+    units: pd.DataFrame, score: Mapping[str, Any], seed: int | None = 0
+) -> np.ndarray:
     """Score of every unit (float64, higher = more informative / chosen first)."""
     method = score.get("method", "random")
     n = len(units)
@@ -101,8 +102,10 @@ def compute_score(units: pd.DataFrame, score: Mapping[str, Any],
         return index_score(units, score)
     if method == "similarity":
         if "similarity" not in units:
-            raise ScoreError("score.method=similarity: computed from embeddings by the sampler "
-                             "(pass --embeddings and score.examples)")
+            raise ScoreError(
+                "score.method=similarity: computed from embeddings by the sampler "
+                "(pass --embeddings and score.examples)"
+            )
         return _col(units, "similarity", method)
     raise ScoreError(f"score.method: unknown method {method!r} (known: {', '.join(SCORE_METHODS)})")
 

@@ -41,8 +41,15 @@ CATEGORICAL_COLUMNS = ("top1_species", "device_id", "site", "country", "habitat"
 #: plain Arrow-backed strings load ~5x faster than unifying 20 row groups' dictionaries
 RECORDING_CATEGORICALS = ("recording_id", "path", "rel_path")
 #: columns always read for segment units
-BASE_COLUMNS = ("segment_id", "recording_id", "path", "start_s", "end_s", "top1_species",
-                "top1_confidence")
+BASE_COLUMNS = (
+    "segment_id",
+    "recording_id",
+    "path",
+    "start_s",
+    "end_s",
+    "top1_species",
+    "top1_confidence",
+)
 #: recording metadata kept for recording units
 RECORDING_METADATA = ("device_id", "site", "country", "habitat", "lat", "lon", "start_time")
 INDEX_KEYS = ("path", "window_start_s", "window_end_s")
@@ -63,16 +70,21 @@ def parquet_columns(path: PathLike) -> list[str]:
         raise SampleInputError(f"{p}: not a readable Parquet file: {exc}") from exc
 
 
-def pool_expression(pool: Mapping[str, Any], unit: str,
-                    columns: Sequence[str]) -> ds.Expression | None:
+def pool_expression(
+    pool: Mapping[str, Any], unit: str, columns: Sequence[str]
+) -> ds.Expression | None:
     """Pushdown filter for the metadata pool filters of a strategy (None when there is none).
 
     Only filters that mean the same for segments and recordings are pushed down for recording
     units; confidence and species filters then apply to the aggregated recordings.
     """
     exprs = []
-    for key, col in (("sites", "site"), ("countries", "country"), ("habitats", "habitat"),
-                     ("devices", "device_id")):
+    for key, col in (
+        ("sites", "site"),
+        ("countries", "country"),
+        ("habitats", "habitat"),
+        ("devices", "device_id"),
+    ):
         if pool.get(key) is not None and col in columns:
             exprs.append(ds.field(col).isin(list(pool[key])))
     if unit == "segment":
@@ -90,8 +102,13 @@ def pool_expression(pool: Mapping[str, Any], unit: str,
     return out
 
 
-def read_segments(path: PathLike, columns: Iterable[str], pool: Mapping[str, Any] | None = None,
-                  unit: str = "segment", optional: Iterable[str] = ()) -> pd.DataFrame:
+def read_segments(
+    path: PathLike,
+    columns: Iterable[str],
+    pool: Mapping[str, Any] | None = None,
+    unit: str = "segment",
+    optional: Iterable[str] = (),
+) -> pd.DataFrame:
     """Read ``columns`` (+ ``optional`` ones when present) of a segments Parquet file.
 
     Low-cardinality strings become categoricals (also recording_id/path for recording units).
@@ -104,10 +121,19 @@ def read_segments(path: PathLike, columns: Iterable[str], pool: Mapping[str, Any
         raise SampleInputError(f"{path}: missing column(s) {', '.join(missing)}")
     wanted += [c for c in optional if c in available and c not in wanted]
     expr = pool_expression(pool or {}, unit, available)
-    dataset = ds.dataset(str(path), format=ds.ParquetFileFormat(
-        read_options=ds.ParquetReadOptions(
-            dictionary_columns=[c for c in wanted if c in CATEGORICAL_COLUMNS
-                                or (unit == "recording" and c in RECORDING_CATEGORICALS)])))
+    dataset = ds.dataset(
+        str(path),
+        format=ds.ParquetFileFormat(
+            read_options=ds.ParquetReadOptions(
+                dictionary_columns=[
+                    c
+                    for c in wanted
+                    if c in CATEGORICAL_COLUMNS
+                    or (unit == "recording" and c in RECORDING_CATEGORICALS)
+                ]
+            )
+        ),
+    )
     table = dataset.to_table(columns=wanted, filter=expr)
     return arrow_to_pandas(table)
 
@@ -123,8 +149,9 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     return pa.table(cols).to_pandas(self_destruct=True, split_blocks=True)
 
 
-def attach_indices(units: pd.DataFrame, indices: pd.DataFrame | PathLike,
-                   columns: Sequence[str]) -> pd.DataFrame:
+def attach_indices(
+    units: pd.DataFrame, indices: pd.DataFrame | PathLike, columns: Sequence[str]
+) -> pd.DataFrame:
     """Copy of ``units`` with acoustic index ``columns`` joined on ``path``: each unit gets the
     index window (``window_start_s`` <= ``start_s``) it starts in (DuckDB ASOF join); units of
     a path without indices get NaN."""
@@ -143,19 +170,27 @@ def attach_indices(units: pd.DataFrame, indices: pd.DataFrame | PathLike,
         idx = indices[[*INDEX_KEYS[:2], *columns]]
     if "path" not in units:
         raise SampleInputError("units: a 'path' column is needed to attach acoustic indices")
-    keys = pd.DataFrame({"_row": np.arange(len(units), dtype=np.int64),
-                         "path": units["path"].astype(str).to_numpy(),
-                         "start_s": units["start_s"].to_numpy(dtype=np.float64)
-                         if "start_s" in units else np.zeros(len(units))})
-    idx = idx.assign(path=idx["path"].astype(str),
-                     window_start_s=idx["window_start_s"].astype(float))
+    keys = pd.DataFrame(
+        {
+            "_row": np.arange(len(units), dtype=np.int64),
+            "path": units["path"].astype(str).to_numpy(),
+            "start_s": units["start_s"].to_numpy(dtype=np.float64)
+            if "start_s" in units
+            else np.zeros(len(units)),
+        }
+    )
+    idx = idx.assign(
+        path=idx["path"].astype(str), window_start_s=idx["window_start_s"].astype(float)
+    )
     sel = ", ".join(f'i."{c}"' for c in columns)
     con = duckdb.connect()
     try:
         con.register("u", keys)
         con.register("i", idx)
-        joined = con.sql(f"SELECT u._row, {sel} FROM u ASOF LEFT JOIN i ON u.path = i.path "
-                         "AND u.start_s >= i.window_start_s ORDER BY u._row").df()
+        joined = con.sql(
+            f"SELECT u._row, {sel} FROM u ASOF LEFT JOIN i ON u.path = i.path "
+            "AND u.start_s >= i.window_start_s ORDER BY u._row"
+        ).df()
     finally:
         con.close()
     out = units.copy()
@@ -181,8 +216,9 @@ def read_labelled(path: PathLike | None) -> list[str]:
     raise SampleInputError(f"{p}: need a unit_id, segment_id or recording_id column")
 
 
-def exclude_nonfinite(units: pd.DataFrame, columns: Iterable[str], source: PathLike | str
-                      ) -> pd.DataFrame:
+def exclude_nonfinite(
+    units: pd.DataFrame, columns: Iterable[str], source: PathLike | str
+) -> pd.DataFrame:
     """``units`` without the rows whose ``columns`` hold NaN or +-inf.
 
     Such a score would rank first (inf) or be ranked as if it meant something (NaN); each
@@ -197,8 +233,10 @@ def exclude_nonfinite(units: pd.DataFrame, columns: Iterable[str], source: PathL
         bad = ~np.isfinite(values)
         if bad.any():
             n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
-            what = f"{source}: column {col!r}: {int(bad.sum())} of {len(values)} rows are " \
-                   f"not finite ({n_nan} NaN, {n_inf} inf)"
+            what = (
+                f"{source}: column {col!r}: {int(bad.sum())} of {len(values)} rows are "
+                f"not finite ({n_nan} NaN, {n_inf} inf)"
+            )
             if bad.all():
                 raise SampleInputError(f"{what}: nothing left to score")
             log.warning("%s: excluded from the pool", what)
@@ -206,8 +244,9 @@ def exclude_nonfinite(units: pd.DataFrame, columns: Iterable[str], source: PathL
     return units if keep.all() else units[keep].reset_index(drop=True)
 
 
-def check_embedding_ids(source: EmbeddingSource, ids: pd.Series, key: str,
-                        where: PathLike | str) -> None:
+def check_embedding_ids(
+    source: EmbeddingSource, ids: pd.Series, key: str, where: PathLike | str
+) -> None:
     """Fail when none of the units' ``ids`` (values of ``key``) has an embedding in
     ``source``; warn with counts when some lack one (they leave the pool)."""
     ids = pd.Series(ids)
@@ -220,7 +259,13 @@ def check_embedding_ids(source: EmbeddingSource, ids: pd.Series, key: str,
         got = getattr(source, "path", "embeddings")
         raise SampleInputError(
             f"{got}: none of the {len(ids)} {key}s of {where} has an embedding (e.g. "
-            f"{str(ids.iloc[0])!r}); were the embeddings made by another detection run?")
+            f"{str(ids.iloc[0])!r}); were the embeddings made by another detection run?"
+        )
     if not has.all():
-        log.warning("%s: %d of %d %ss have no embedding and leave the pool",
-                    getattr(source, "path", "embeddings"), int((~has).sum()), len(ids), key)
+        log.warning(
+            "%s: %d of %d %ss have no embedding and leave the pool",
+            getattr(source, "path", "embeddings"),
+            int((~has).sum()),
+            len(ids),
+            key,
+        )

@@ -30,8 +30,11 @@ def isin(values: pd.Series | np.ndarray, ids: Iterable[str] | pa.Array) -> np.nd
     if isinstance(ids, (pa.Array, pa.ChunkedArray)):
         id_arr = ids
     else:
-        id_arr = pa.array(np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids,
-                                     dtype=object), type=pa.string(), from_pandas=True)
+        id_arr = pa.array(
+            np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object),
+            type=pa.string(),
+            from_pandas=True,
+        )
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
         cats = values.cat.categories.astype(str).to_numpy(dtype=object)
         hit = isin(cats, id_arr)
@@ -57,8 +60,12 @@ def recording_of(segment_ids: Iterable[str]) -> np.ndarray:
 class ArrayEmbeddings(EmbeddingSource):
     """In-memory matrix with the segment (and/or recording) id of every row."""
 
-    def __init__(self, matrix: np.ndarray, segment_ids: Sequence[str] | np.ndarray | None = None,
-                 recording_ids: Sequence[str] | np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        segment_ids: Sequence[str] | np.ndarray | None = None,
+        recording_ids: Sequence[str] | np.ndarray | None = None,
+    ) -> None:
         self.matrix = np.asarray(matrix, dtype=np.float32)
         if self.matrix.ndim != 2:
             raise SampleInputError(f"embeddings: need a 2-d matrix, got shape {self.matrix.shape}")
@@ -92,8 +99,11 @@ class ArrayEmbeddings(EmbeddingSource):
         idcol = next((c for c in ("segment_id", "unit_id") if c in df), None)
         if idcol is None and "recording_id" not in df:
             raise SampleInputError("embeddings table: need segment_id, unit_id or recording_id")
-        matrix = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]]) \
-            if len(df) else np.zeros((0, 1), dtype=np.float32)
+        matrix = (
+            np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]])
+            if len(df)
+            else np.zeros((0, 1), dtype=np.float32)
+        )
         seg = df[idcol].astype(str).to_numpy() if idcol else None
         rec: np.ndarray | None
         if seg is not None and idcol == "unit_id" and "recording_id" not in df:
@@ -143,9 +153,11 @@ class ParquetEmbeddings(EmbeddingSource):
         con = duckdb.connect()
         try:
             con.register("wanted", pa.table({"id": pa.array(ids, type=pa.string())}))
-            table = con.sql(f"SELECT {col_sql}::VARCHAR AS k, embedding FROM read_parquet($path) "
-                            f"WHERE {col_sql} IN (SELECT id FROM wanted)",
-                            params={"path": str(self.path)}).to_arrow_table()
+            table = con.sql(
+                f"SELECT {col_sql}::VARCHAR AS k, embedding FROM read_parquet($path) "
+                f"WHERE {col_sql} IN (SELECT id FROM wanted)",
+                params={"path": str(self.path)},
+            ).to_arrow_table()
         finally:
             con.close()
         matrix = embedding_matrix(table["embedding"], self.path, SampleInputError)
@@ -171,8 +183,10 @@ def embedding_source(embeddings: Any, units: pd.DataFrame | None = None) -> Embe
     matrix = np.asarray(embeddings)
     if units is None or len(matrix) != len(units):
         n_units = 0 if units is None else len(units)
-        raise SampleInputError(f"embeddings: {len(matrix)} rows but {n_units} units "
-                               "(a matrix must be row-aligned with the units table)")
+        raise SampleInputError(
+            f"embeddings: {len(matrix)} rows but {n_units} units "
+            "(a matrix must be row-aligned with the units table)"
+        )
     seg = units["segment_id"].astype(str).to_numpy() if "segment_id" in units else None
     rec = units["recording_id"].astype(str).to_numpy() if "recording_id" in units else None
     return ArrayEmbeddings(matrix, seg, rec)

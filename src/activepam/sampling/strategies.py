@@ -44,8 +44,7 @@ from activepam.core.uncertainty import AGGREGATIONS
 from activepam.sampling.scores import SCORE_METHODS
 
 UNITS = ("segment", "recording")
-DIVERSIFY_METHODS = ("none", "kmeans", "ward", "farthest_first", "species_balanced",
-                     "typiclust")
+DIVERSIFY_METHODS = ("none", "kmeans", "ward", "farthest_first", "species_balanced", "typiclust")
 EMBEDDING_METHODS = frozenset({"kmeans", "ward", "farthest_first", "typiclust"})
 ALLOCATIONS = ("equal", "proportional", "divergence")
 
@@ -62,15 +61,38 @@ DEFAULTS: dict[str, Any] = {
     "description": "",
     "unit": "segment",
     "pool": {
-        "min_confidence": None, "max_confidence": None, "species": None, "exclude_species": None,
-        "sites": None, "countries": None, "habitats": None, "devices": None,
-        "date_from": None, "date_to": None, "months": None, "min_segments": None,
+        "min_confidence": None,
+        "max_confidence": None,
+        "species": None,
+        "exclude_species": None,
+        "sites": None,
+        "countries": None,
+        "habitats": None,
+        "devices": None,
+        "date_from": None,
+        "date_to": None,
+        "months": None,
+        "min_segments": None,
     },
-    "score": {"method": "random", "index": None, "direction": "high", "transform": "rank",
-              "threshold": None, "examples": None},
+    "score": {
+        "method": "random",
+        "index": None,
+        "direction": "high",
+        "transform": "rank",
+        "threshold": None,
+        "examples": None,
+    },
     "aggregation": {"method": "topk", "k": 10, "event_threshold": 0.5},
-    "diversify": {"method": "none", "k": None, "candidates": 10, "pca": None, "normalize": False,
-                  "subsample": 2000, "min_per_species": 1, "seed_with_labelled": True},
+    "diversify": {
+        "method": "none",
+        "k": None,
+        "candidates": 10,
+        "pca": None,
+        "normalize": False,
+        "subsample": 2000,
+        "min_per_species": 1,
+        "seed_with_labelled": True,
+    },
     "strata": [],
     "strata_options": copy.deepcopy(DEFAULT_OPTIONS),
     "allocation": "equal",
@@ -78,8 +100,13 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "reoffer_unsure": False,
     "design": "standard",
-    "verification": {"species": None, "top_species": 5, "n_per_bin": None,
-                     "quantiles": [0.5, 0.75, 0.9, 0.97], "strata": ["site"]},
+    "verification": {
+        "species": None,
+        "top_species": 5,
+        "n_per_bin": None,
+        "quantiles": [0.5, 0.75, 0.9, 0.97],
+        "strata": ["site"],
+    },
 }
 
 _ENTROPY = {"score": {"method": "max_entropy"}}
@@ -88,90 +115,156 @@ _SITE_DIEL = {"strata": ["site", "diel"], "allocation": "equal"}
 #: built-in strategies: name -> partial strategy (merged over DEFAULTS)
 PRESETS: dict[str, dict[str, Any]] = {
     "random": {"description": "uniform random segments (seeded baseline)"},
-    "lowest_confidence": {"description": "segments with the lowest top-1 confidence",
-                          "score": {"method": "lowest_confidence"}},
+    "lowest_confidence": {
+        "description": "segments with the lowest top-1 confidence",
+        "score": {"method": "lowest_confidence"},
+    },
     "confidence_bins": {
         "description": "verification sampling: random segments, even over 0.1-wide top-1 "
-                       "confidence bins per predicted species",
-        "strata": ["species", "confidence_bin"], "allocation": "equal"},
-    "max_entropy": {"description": "segments with the highest max binary entropy (TABMON)",
-                    **_ENTROPY},
-    "mean_entropy": {"description": "segments with the highest mean binary entropy",
-                     "score": {"method": "mean_entropy"}},
-    "margin": {"description": "segments with the smallest top1-top2 confidence margin",
-               "score": {"method": "margin"}},
-    "ratio": {"description": "segments with the highest top2/top1 confidence ratio",
-              "score": {"method": "ratio"}},
-    "index_tfsd": {"description": "segments of recordings with the highest TFSD (rank)",
-                   "score": {"method": "index", "index": "TFSD", "direction": "high"}},
-    "index_aci": {"description": "segments of recordings with the highest ACI (rank)",
-                  "score": {"method": "index", "index": "ACI", "direction": "high"}},
-    "index_bi": {"description": "segments of recordings with the highest bioacoustic index",
-                 "score": {"method": "index", "index": "BI", "direction": "high"}},
-    "random_files": {"description": "uniform random whole recordings",
-                     "unit": "recording"},
+        "confidence bins per predicted species",
+        "strata": ["species", "confidence_bin"],
+        "allocation": "equal",
+    },
+    "max_entropy": {
+        "description": "segments with the highest max binary entropy (TABMON)",
+        **_ENTROPY,
+    },
+    "mean_entropy": {
+        "description": "segments with the highest mean binary entropy",
+        "score": {"method": "mean_entropy"},
+    },
+    "margin": {
+        "description": "segments with the smallest top1-top2 confidence margin",
+        "score": {"method": "margin"},
+    },
+    "ratio": {
+        "description": "segments with the highest top2/top1 confidence ratio",
+        "score": {"method": "ratio"},
+    },
+    "index_tfsd": {
+        "description": "segments of recordings with the highest TFSD (rank)",
+        "score": {"method": "index", "index": "TFSD", "direction": "high"},
+    },
+    "index_aci": {
+        "description": "segments of recordings with the highest ACI (rank)",
+        "score": {"method": "index", "index": "ACI", "direction": "high"},
+    },
+    "index_bi": {
+        "description": "segments of recordings with the highest bioacoustic index",
+        "score": {"method": "index", "index": "BI", "direction": "high"},
+    },
+    "random_files": {"description": "uniform random whole recordings", "unit": "recording"},
     "topk_entropy_files": {
         "description": "whole recordings with the highest Top-K (K=10) max-entropy mean",
-        "unit": "recording", **_ENTROPY, "aggregation": {"method": "topk", "k": 10}},
+        "unit": "recording",
+        **_ENTROPY,
+        "aggregation": {"method": "topk", "k": 10},
+    },
     "mean_entropy_files": {
         "description": "whole recordings with the highest mean segment max-entropy",
-        "unit": "recording", **_ENTROPY, "aggregation": {"method": "mean"}},
+        "unit": "recording",
+        **_ENTROPY,
+        "aggregation": {"method": "mean"},
+    },
     "median_entropy_files": {
         "description": "whole recordings with the highest median segment max-entropy",
-        "unit": "recording", **_ENTROPY, "aggregation": {"method": "median"}},
+        "unit": "recording",
+        **_ENTROPY,
+        "aggregation": {"method": "median"},
+    },
     "max_entropy_files": {
         "description": "whole recordings with the highest single-segment max-entropy",
-        "unit": "recording", **_ENTROPY, "aggregation": {"method": "max"}},
+        "unit": "recording",
+        **_ENTROPY,
+        "aggregation": {"method": "max"},
+    },
     "mean_event_entropy_files": {
         "description": "whole recordings with the highest mean entropy over event segments "
-                       "(top-1 >= 0.5)",
-        "unit": "recording", **_ENTROPY, "aggregation": {"method": "mean_event"}},
+        "(top-1 >= 0.5)",
+        "unit": "recording",
+        **_ENTROPY,
+        "aggregation": {"method": "mean_event"},
+    },
     "kmeans_entropy": {
         "description": "k-means (k = N) on embeddings of the most uncertain segments, most "
-                       "uncertain per cluster", **_ENTROPY, "diversify": {"method": "kmeans"}},
+        "uncertain per cluster",
+        **_ENTROPY,
+        "diversify": {"method": "kmeans"},
+    },
     "ward_entropy": {
         "description": "Ward clusters (k = N) of the most uncertain segments, most uncertain "
-                       "per cluster", **_ENTROPY, "diversify": {"method": "ward"}},
+        "per cluster",
+        **_ENTROPY,
+        "diversify": {"method": "ward"},
+    },
     "farthest_first": {
         "description": "core-set farthest-first traversal of the most uncertain segments, "
-                       "seeded by labelled ones", **_ENTROPY,
-        "diversify": {"method": "farthest_first"}},
+        "seeded by labelled ones",
+        **_ENTROPY,
+        "diversify": {"method": "farthest_first"},
+    },
     "typiclust": {
         "description": "TypiClust (cold start): the most typical segment of each of the "
-                       "largest clusters with no labelled unit (no model scores needed)",
-        "diversify": {"method": "typiclust", "candidates": 0, "pca": 64}},
+        "largest clusters with no labelled unit (no model scores needed)",
+        "diversify": {"method": "typiclust", "candidates": 0, "pca": 64},
+    },
     "species_balanced": {
         "description": "most uncertain segments, even over predicted top-1 species (>= 1 each)",
-        **_ENTROPY, "diversify": {"method": "species_balanced", "min_per_species": 1}},
-    "stratified_random": {"description": "random segments, equal per site x diel period",
-                          **_SITE_DIEL},
-    "stratified_entropy": {"description": "most uncertain segments, equal per site x diel period",
-                           **_ENTROPY, **_SITE_DIEL},
+        **_ENTROPY,
+        "diversify": {"method": "species_balanced", "min_per_species": 1},
+    },
+    "stratified_random": {
+        "description": "random segments, equal per site x diel period",
+        **_SITE_DIEL,
+    },
+    "stratified_entropy": {
+        "description": "most uncertain segments, equal per site x diel period",
+        **_ENTROPY,
+        **_SITE_DIEL,
+    },
     "stratified_kmeans_entropy": {
         "description": "equal per site x diel period, k-means diversified uncertain segments",
-        **_ENTROPY, **_SITE_DIEL, "diversify": {"method": "kmeans"}},
+        **_ENTROPY,
+        **_SITE_DIEL,
+        "diversify": {"method": "kmeans"},
+    },
     "gradient_entropy": {
         "description": "most uncertain segments, equal per latitude band x season x diel period",
-        **_ENTROPY, "strata": ["lat_band", "season", "diel"], "allocation": "equal"},
+        **_ENTROPY,
+        "strata": ["lat_band", "season", "diel"],
+        "allocation": "equal",
+    },
     "divergence_entropy": {
         "description": "most uncertain segments per site, sites weighted by species-distribution "
-                       "divergence (JSD)", **_ENTROPY, "strata": ["site"],
-        "allocation": "divergence"},
+        "divergence (JSD)",
+        **_ENTROPY,
+        "strata": ["site"],
+        "allocation": "divergence",
+    },
     "nearest_examples": {
         "description": "segments most similar (cosine on embeddings) to score.examples "
-                       "(segment ids or audio files): rare species the model cannot score yet",
-        "score": {"method": "similarity"}},
+        "(segment ids or audio files): rare species the model cannot score yet",
+        "score": {"method": "similarity"},
+    },
     "nearest_examples_stratified": {
         "description": "nearest to score.examples, equal per site, k-means diversified",
-        "score": {"method": "similarity"}, "strata": ["site"], "allocation": "equal",
-        "diversify": {"method": "kmeans"}},
+        "score": {"method": "similarity"},
+        "strata": ["site"],
+        "allocation": "equal",
+        "diversify": {"method": "kmeans"},
+    },
     "verification": {
         "description": "verification design (Navine et al. 2024): random windows from every "
-                       "score bin of each target species, per site; for call density and "
-                       "thresholds", "design": "verification"},
+        "score bin of each target species, per site; for call density and "
+        "thresholds",
+        "design": "verification",
+    },
     "proportional_entropy": {
         "description": "most uncertain segments per site, proportional to site size",
-        **_ENTROPY, "strata": ["site"], "allocation": "proportional"},
+        **_ENTROPY,
+        "strata": ["site"],
+        "allocation": "proportional",
+    },
 }
 
 
@@ -198,8 +291,9 @@ def user_strategies(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(strategies)
 
 
-def resolve_strategy(name_or_dict: str | Mapping[str, Any],
-                     params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve_strategy(
+    name_or_dict: str | Mapping[str, Any], params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Full, validated strategy from a preset/user name or a (partial) strategy mapping.
 
     User strategies (``params['sampling']['strategies']``) override presets of the same name and
@@ -220,15 +314,17 @@ def resolve_strategy(name_or_dict: str | Mapping[str, Any],
         name = str(name_or_dict.get("name", "custom"))
         spec = _from_mapping(name_or_dict, name, users, seen=())
     else:
-        raise StrategyError("strategy must be a name or a mapping, "
-                            f"got {type(name_or_dict).__name__}")
+        raise StrategyError(
+            f"strategy must be a name or a mapping, got {type(name_or_dict).__name__}"
+        )
     spec["name"] = name
     validate_strategy(spec, name)
     return spec
 
 
-def _from_mapping(entry: Any, name: str, users: Mapping[str, Any],
-                  seen: tuple[str, ...]) -> dict[str, Any]:
+def _from_mapping(
+    entry: Any, name: str, users: Mapping[str, Any], seen: tuple[str, ...]
+) -> dict[str, Any]:
     if not isinstance(entry, Mapping):
         raise StrategyError(f"strategy {name!r}: must be a mapping, got {type(entry).__name__}")
     base = entry.get("base")
@@ -269,8 +365,9 @@ def _check_keys(name: str, section: str, value: Any, allowed: Mapping[str, Any])
         raise _err(name, section, f"must be a mapping, got {type(value).__name__}")
     unknown = sorted(set(value) - set(allowed))
     if unknown:
-        raise _err(name, f"{section}.{unknown[0]}",
-                   f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        raise _err(
+            name, f"{section}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _check_enum(name: str, key: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
@@ -278,8 +375,15 @@ def _check_enum(name: str, key: str, value: Any, choices: tuple[str, ...] | list
         raise _err(name, key, f"{value!r} is not one of {', '.join(choices)}")
 
 
-def _check_number(name: str, key: str, value: Any, lo: float | None = None,
-                  hi: float | None = None, integer: bool = False, optional: bool = True) -> None:
+def _check_number(
+    name: str,
+    key: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    integer: bool = False,
+    optional: bool = True,
+) -> None:
     if value is None and optional:
         return
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -291,13 +395,13 @@ def _check_number(name: str, key: str, value: Any, lo: float | None = None,
         raise _err(name, key, f"must be <= {hi}, got {value!r}")
 
 
-def _check_list(name: str, key: str, value: Any,
-                item_type: type | tuple[type, ...] = str) -> None:
+def _check_list(name: str, key: str, value: Any, item_type: type | tuple[type, ...] = str) -> None:
     if value is None:
         return
     tname = getattr(item_type, "__name__", "number")
     if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, item_type) and not isinstance(v, bool) for v in value):
+        isinstance(v, item_type) and not isinstance(v, bool) for v in value
+    ):
         raise _err(name, key, f"must be a list of {tname}, got {value!r}")
 
 
@@ -322,20 +426,23 @@ def validate_strategy(spec: Mapping[str, Any], name: str = "custom") -> None:
     _check_enum(name, "score.direction", score["direction"], ("high", "low"))
     _check_enum(name, "score.transform", score["transform"], ("rank", "value"))
     if score["method"] == "index" and not isinstance(score["index"], str):
-        raise _err(name, "score.index",
-                   "name an acoustic index column (e.g. TFSD) for method index")
+        raise _err(
+            name, "score.index", "name an acoustic index column (e.g. TFSD) for method index"
+        )
     _check_number(name, "score.threshold", score["threshold"])
     _check_list(name, "score.examples", score["examples"])
     _check_enum(name, "design", spec["design"], ("standard", "verification"))
     ver = spec["verification"]
     _check_keys(name, "verification", ver, DEFAULTS["verification"])
     _check_list(name, "verification.species", ver["species"])
-    _check_number(name, "verification.top_species", ver["top_species"], 1, integer=True,
-                  optional=False)
+    _check_number(
+        name, "verification.top_species", ver["top_species"], 1, integer=True, optional=False
+    )
     _check_number(name, "verification.n_per_bin", ver["n_per_bin"], 1, integer=True)
     _check_list(name, "verification.quantiles", ver["quantiles"], (int, float))
     if not all(0 < q < 1 for q in ver["quantiles"]) or sorted(ver["quantiles"]) != list(
-            ver["quantiles"]):
+        ver["quantiles"]
+    ):
         raise _err(name, "verification.quantiles", "must be increasing values in (0, 1)")
     _check_list(name, "verification.strata", ver["strata"])
     agg = spec["aggregation"]
@@ -352,16 +459,21 @@ def validate_strategy(spec: Mapping[str, Any], name: str = "custom") -> None:
     sub = div["subsample"]  # Ward's subsample: a count >= 2, or a fraction (0, 1) of candidates
     if not (isinstance(sub, float) and 0 < sub < 1):
         _check_number(name, "diversify.subsample", sub, 2, integer=True, optional=False)
-    _check_number(name, "diversify.min_per_species", div["min_per_species"], 0, integer=True,
-                  optional=False)
+    _check_number(
+        name, "diversify.min_per_species", div["min_per_species"], 0, integer=True, optional=False
+    )
     for key in ("normalize", "seed_with_labelled"):
         if not isinstance(div[key], bool):
             raise _err(name, f"diversify.{key}", f"must be true or false, got {div[key]!r}")
     _check_list(name, "strata", spec["strata"])
     for key in spec["strata"]:  # a known key or a free units column (checked when sampling:
         if key not in STRATUM_KEYS and not _FREE_COLUMN.fullmatch(str(key)):  # build_strata)
-            raise _err(name, "strata", f"{key!r} is neither one of {', '.join(STRATUM_KEYS)} "
-                       "nor a column name (letters, digits, _)")
+            raise _err(
+                name,
+                "strata",
+                f"{key!r} is neither one of {', '.join(STRATUM_KEYS)} "
+                "nor a column name (letters, digits, _)",
+            )
     if len(set(spec["strata"])) != len(spec["strata"]):
         raise _err(name, "strata", f"duplicate keys in {spec['strata']}")
     opts = spec["strata_options"]
@@ -376,10 +488,17 @@ def validate_strategy(spec: Mapping[str, Any], name: str = "custom") -> None:
         _check_number(name, f"strata_options.{key}", opts[key], -90, 90, optional=False)
     if opts["twilight_low"] > opts["twilight_high"]:
         raise _err(name, "strata_options.twilight_low", "must not exceed twilight_high")
-    _check_number(name, "strata_options.diel_resolution_s", opts["diel_resolution_s"], 1,
-                  optional=False)
-    _check_number(name, "strata_options.confidence_bin_width", opts["confidence_bin_width"],
-                  1e-6, 1, optional=False)
+    _check_number(
+        name, "strata_options.diel_resolution_s", opts["diel_resolution_s"], 1, optional=False
+    )
+    _check_number(
+        name,
+        "strata_options.confidence_bin_width",
+        opts["confidence_bin_width"],
+        1e-6,
+        1,
+        optional=False,
+    )
     _check_enum(name, "allocation", spec["allocation"], ALLOCATIONS)
     _check_number(name, "n", spec["n"], 1, integer=True, optional=False)
     _check_number(name, "seed", spec["seed"], 0, integer=True, optional=False)

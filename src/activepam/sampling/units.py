@@ -17,14 +17,21 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         used = np.unique(codes[codes >= 0])
         remap = np.full(len(values.cat.categories), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
-        return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), \
-            values.cat.categories.to_numpy(dtype=object)[used].astype(str)
+        return np.where(
+            codes >= 0, remap[np.maximum(codes, 0)], -1
+        ), values.cat.categories.to_numpy(dtype=object)[used].astype(str)
     codes, uniq = pd.factorize(values, sort=False)
     return codes.astype(np.int64), np.asarray(uniq, dtype=object).astype(str)
 
 
-def recording_table(segments: pd.DataFrame, values: np.ndarray, method: str, k: int,
-                     event_threshold: float, column: str) -> pd.DataFrame:
+def recording_table(
+    segments: pd.DataFrame,
+    values: np.ndarray,
+    method: str,
+    k: int,
+    event_threshold: float,
+    column: str,
+) -> pd.DataFrame:
     """One row per recording: metadata of its first segment + aggregated ``values``."""
     if "recording_id" not in segments:
         raise SampleInputError("segments: missing column 'recording_id'")
@@ -37,8 +44,9 @@ def recording_table(segments: pd.DataFrame, values: np.ndarray, method: str, k: 
         if "top1_confidence" not in segments:
             raise SampleInputError("segments: aggregation mean_event needs 'top1_confidence'")
         slim["top1_confidence"] = segments["top1_confidence"].to_numpy(dtype=np.float64)
-    agg = aggregate_recordings(slim, column=column, method=method, k=k,
-                               event_threshold=event_threshold)
+    agg = aggregate_recordings(
+        slim, column=column, method=method, k=k, event_threshold=event_threshold
+    )
     score = np.full(n_rec, np.nan)
     score[agg["recording_id"].to_numpy(dtype=np.int64)] = agg["score"].to_numpy(dtype=np.float64)
     rows = np.arange(len(segments))
@@ -49,8 +57,9 @@ def recording_table(segments: pd.DataFrame, values: np.ndarray, method: str, k: 
         if col in segments:
             out[col] = segments[col].iloc[first].reset_index(drop=True)  # keeps the dtype
     out["start_s"] = 0.0
-    end = (segments["end_s"].to_numpy(dtype=np.float64) if "end_s" in segments
-           else np.zeros(len(rows)))
+    end = (
+        segments["end_s"].to_numpy(dtype=np.float64) if "end_s" in segments else np.zeros(len(rows))
+    )
     dur = np.full(n_rec, -np.inf)
     np.maximum.at(dur, codes, end)
     out["end_s"] = dur
@@ -71,9 +80,13 @@ def recording_table(segments: pd.DataFrame, values: np.ndarray, method: str, k: 
     return out
 
 
-def recording_units(segments: pd.DataFrame, aggregation: str = "topk", k: int = 10,
-                    column: str = "max_binary_entropy",
-                    event_threshold: float = 0.5) -> pd.DataFrame:
+def recording_units(
+    segments: pd.DataFrame,
+    aggregation: str = "topk",
+    k: int = 10,
+    column: str = "max_binary_entropy",
+    event_threshold: float = 0.5,
+) -> pd.DataFrame:
     """Whole-recording units: one row per recording with its metadata, ``score`` (the
     ``aggregation`` of the segments' ``column``: topk = mean of the ``k`` highest, mean,
     median, max, mean_event = mean over segments with top-1 confidence >= ``event_threshold``),

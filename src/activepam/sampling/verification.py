@@ -46,12 +46,29 @@ _EPS = 1e-6
 _RIDGE = 1e-3
 
 THRESHOLD_COLUMNS: tuple[str, ...] = (
-    "species", "group", "target_precision", "threshold", "threshold_lo", "threshold_hi",
-    "reachable", "n_verified", "n_correct", "slope", "intercept",
+    "species",
+    "group",
+    "target_precision",
+    "threshold",
+    "threshold_lo",
+    "threshold_hi",
+    "reachable",
+    "n_verified",
+    "n_correct",
+    "slope",
+    "intercept",
 )
 DENSITY_COLUMNS: tuple[str, ...] = (
-    "species", "stratum", "density", "density_lo", "density_hi", "n_windows", "n_verified",
-    "n_positive", "n_bins", "bins_unverified",
+    "species",
+    "stratum",
+    "density",
+    "density_lo",
+    "density_hi",
+    "n_windows",
+    "n_verified",
+    "n_positive",
+    "n_bins",
+    "bins_unverified",
 )
 
 
@@ -71,8 +88,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- logistic fits
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
-                 iterations: int = 50) -> np.ndarray:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, iterations: int = 50
+) -> np.ndarray:
     """Intercept and slope of P(y=1 | x) = sigmoid(a + b x), fit by Newton-Raphson.
 
     ``x`` and ``y`` are (n,) or (B, n) for B fits at once; ``weights`` (same shape) count each
@@ -93,16 +111,18 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
         h01 = (s * x).sum(1)
         h11 = (s * x * x).sum(1) + _RIDGE
         det = h00 * h11 - h01 * h01
-        step = np.stack([(h11 * g[:, 0] - h01 * g[:, 1]) / det,
-                         (h00 * g[:, 1] - h01 * g[:, 0]) / det], axis=1)
+        step = np.stack(
+            [(h11 * g[:, 0] - h01 * g[:, 1]) / det, (h00 * g[:, 1] - h01 * g[:, 0]) / det], axis=1
+        )
         beta = beta + step
         if np.nanmax(np.abs(step)) < 1e-8:
             break
     return beta[0] if single else beta
 
 
-def precision_threshold(pool_scores: np.ndarray, intercept: float | np.ndarray,
-                        slope: float | np.ndarray, target: float) -> np.ndarray:
+def precision_threshold(
+    pool_scores: np.ndarray, intercept: float | np.ndarray, slope: float | np.ndarray, target: float
+) -> np.ndarray:
     """Lowest pool score whose precision (mean fitted P(correct) over pool scores >= it)
     reaches ``target``; NaN where it never does. Vectorised over (B,) intercepts/slopes."""
     s = np.sort(np.asarray(pool_scores, dtype=float))[::-1]
@@ -136,19 +156,21 @@ class ThresholdOptions:
 def _check_columns(df: pd.DataFrame, need: Sequence[str], what: str) -> None:
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise VerificationError(f"{what} lacks column(s): {', '.join(missing)} (found: "
-                                f"{', '.join(map(str, df.columns))})")
+        raise VerificationError(
+            f"{what} lacks column(s): {', '.join(missing)} (found: "
+            f"{', '.join(map(str, df.columns))})"
+        )
 
 
-def _group_thresholds(ver: pd.DataFrame, pool: np.ndarray, opts: ThresholdOptions,
-                      rng: np.random.Generator) -> list[dict[str, float]]:
+def _group_thresholds(
+    ver: pd.DataFrame, pool: np.ndarray, opts: ThresholdOptions, rng: np.random.Generator
+) -> list[dict[str, float]]:
     x = logit(ver["score"].to_numpy())
     y = ver["correct"].to_numpy(dtype=float)
     n = x.size
     a, b = fit_logistic(x, y)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=opts.n_boot).astype(float)
-    boot = fit_logistic(np.broadcast_to(x, counts.shape), np.broadcast_to(y, counts.shape),
-                        counts)
+    boot = fit_logistic(np.broadcast_to(x, counts.shape), np.broadcast_to(y, counts.shape), counts)
     alpha = (1 - opts.interval) / 2
     rows = []
     for target in opts.targets:
@@ -158,17 +180,28 @@ def _group_thresholds(ver: pd.DataFrame, pool: np.ndarray, opts: ThresholdOption
         above = float(np.max(pool)) + 1.0
         lo, hi = np.quantile(np.where(np.isnan(tb), above, tb), [alpha, 1 - alpha])
         lo, hi = (np.inf if v >= above else v for v in (lo, hi))
-        rows.append({"target_precision": target, "threshold": t,
-                     "threshold_lo": lo if np.isfinite(lo) else np.nan,
-                     "threshold_hi": hi if np.isfinite(hi) else np.nan,
-                     "reachable": bool(np.isfinite(t)), "n_verified": n,
-                     "n_correct": int(y.sum()), "slope": float(b), "intercept": float(a)})
+        rows.append(
+            {
+                "target_precision": target,
+                "threshold": t,
+                "threshold_lo": lo if np.isfinite(lo) else np.nan,
+                "threshold_hi": hi if np.isfinite(hi) else np.nan,
+                "reachable": bool(np.isfinite(t)),
+                "n_verified": n,
+                "n_correct": int(y.sum()),
+                "slope": float(b),
+                "intercept": float(a),
+            }
+        )
     return rows
 
 
-def species_thresholds(verified: pd.DataFrame, pool: pd.DataFrame,
-                       by: Sequence[str] = (), options: ThresholdOptions | None = None
-                       ) -> pd.DataFrame:
+def species_thresholds(
+    verified: pd.DataFrame,
+    pool: pd.DataFrame,
+    by: Sequence[str] = (),
+    options: ThresholdOptions | None = None,
+) -> pd.DataFrame:
     """Score threshold per species (and per ``by`` group, e.g. site) for each target precision.
 
     ``verified``: species, score, correct (1/0) [, by columns]; ``pool``: species, score
@@ -182,11 +215,15 @@ def species_thresholds(verified: pd.DataFrame, pool: pd.DataFrame,
     _check_columns(pool, [*keys, "score"], "pool scores")
     bad = ~verified["correct"].isin([0, 1])
     if bad.any():
-        raise VerificationError(f"verification labels: correct must be 0 or 1 (row "
-                                f"{int(np.flatnonzero(bad.to_numpy())[0])})")
+        raise VerificationError(
+            f"verification labels: correct must be 0 or 1 (row "
+            f"{int(np.flatnonzero(bad.to_numpy())[0])})"
+        )
     rng = np.random.default_rng(opts.seed)
-    pools = {k if isinstance(k, tuple) else (k,): g["score"].to_numpy()
-             for k, g in pool.groupby(keys, sort=True)}
+    pools = {
+        k if isinstance(k, tuple) else (k,): g["score"].to_numpy()
+        for k, g in pool.groupby(keys, sort=True)
+    }
     out = []
     for key, grp in verified.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -201,23 +238,40 @@ def species_thresholds(verified: pd.DataFrame, pool: pd.DataFrame,
             note = f"every verified detection is {'correct' if grp['correct'].iloc[0] else 'wrong'}"
         if note:
             for target in opts.targets:
-                out.append({**label, "target_precision": target, "threshold": np.nan,
-                            "threshold_lo": np.nan, "threshold_hi": np.nan, "reachable": False,
-                            "n_verified": len(grp), "n_correct": int(grp["correct"].sum()),
-                            "slope": np.nan, "intercept": np.nan, "note": note})
+                out.append(
+                    {
+                        **label,
+                        "target_precision": target,
+                        "threshold": np.nan,
+                        "threshold_lo": np.nan,
+                        "threshold_hi": np.nan,
+                        "reachable": False,
+                        "n_verified": len(grp),
+                        "n_correct": int(grp["correct"].sum()),
+                        "slope": np.nan,
+                        "intercept": np.nan,
+                        "note": note,
+                    }
+                )
             continue
         assert scores is not None  # no note: the group has pool scores
         for row in _group_thresholds(grp, scores, opts, rng):
-            out.append({**label, **row, "note": "" if row["reachable"] else
-                        "target precision not reached at any score"})
+            out.append(
+                {
+                    **label,
+                    **row,
+                    "note": "" if row["reachable"] else "target precision not reached at any score",
+                }
+            )
     return pd.DataFrame(out, columns=[*THRESHOLD_COLUMNS, "note"])
 
 
 # --------------------------------------------------------------------------- call density
 
 
-def score_bins(scores: np.ndarray, quantiles: Sequence[float] = DEFAULT_BIN_QUANTILES
-               ) -> np.ndarray:
+def score_bins(
+    scores: np.ndarray, quantiles: Sequence[float] = DEFAULT_BIN_QUANTILES
+) -> np.ndarray:
     """Bin edges (ascending, -inf and +inf at the ends) at quantiles of ``scores``;
     repeated edges (many equal scores) are merged."""
     q = np.quantile(np.asarray(scores, dtype=float), list(quantiles))
@@ -226,13 +280,18 @@ def score_bins(scores: np.ndarray, quantiles: Sequence[float] = DEFAULT_BIN_QUAN
 
 def assign_bins(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Bin index of each score: bin b holds edges[b] < score <= edges[b+1]."""
-    return np.clip(np.searchsorted(edges, np.asarray(scores, dtype=float), side="left") - 1,
-                   0, len(edges) - 2)
+    return np.clip(
+        np.searchsorted(edges, np.asarray(scores, dtype=float), side="left") - 1, 0, len(edges) - 2
+    )
 
 
-def verification_design(pool: pd.DataFrame, n_per_bin: int, seed: int = 0,
-                        strata: Sequence[str] = (),
-                        quantiles: Sequence[float] = DEFAULT_BIN_QUANTILES) -> pd.DataFrame:
+def verification_design(
+    pool: pd.DataFrame,
+    n_per_bin: int,
+    seed: int = 0,
+    strata: Sequence[str] = (),
+    quantiles: Sequence[float] = DEFAULT_BIN_QUANTILES,
+) -> pd.DataFrame:
     """Draw ``n_per_bin`` windows at random from every score bin of every species (x stratum).
 
     ``pool``: unit_id, species, score [, strata]. Bins are quantiles of each species' scores
@@ -242,21 +301,28 @@ def verification_design(pool: pd.DataFrame, n_per_bin: int, seed: int = 0,
     _check_columns(pool, ["unit_id", "species", "score", *strata], "pool scores")
     rng = np.random.default_rng(seed)
     out = []
-    for sp, grp in pool.groupby("species", sort=True):
+    for _sp, grp in pool.groupby("species", sort=True):
         edges = score_bins(grp["score"].to_numpy(), quantiles)
         grp = grp.assign(bin=assign_bins(grp["score"].to_numpy(), edges))
         for _, cell in grp.groupby([*strata, "bin"], sort=True):
             take = min(n_per_bin, len(cell))
             idx = rng.choice(len(cell), size=take, replace=False)
-            out.append(cell.iloc[np.sort(idx)].assign(
-                bin_edges=";".join(f"{e:.6g}" for e in edges)))
+            out.append(
+                cell.iloc[np.sort(idx)].assign(bin_edges=";".join(f"{e:.6g}" for e in edges))
+            )
     if not out:
         return pool.head(0).assign(bin=pd.Series(dtype=int), bin_edges=pd.Series(dtype=str))
     return pd.concat(out, ignore_index=True)
 
 
-def density_from_bins(weights: np.ndarray, n: np.ndarray, k: np.ndarray, draws: int = 4000,
-                      interval: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def density_from_bins(
+    weights: np.ndarray,
+    n: np.ndarray,
+    k: np.ndarray,
+    draws: int = 4000,
+    interval: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Density ``sum_b w_b p_b`` with Jeffreys Beta posteriors per bin: (mean, lo, hi)."""
     w = np.asarray(weights, dtype=float)
     w = w / w.sum()
@@ -269,10 +335,16 @@ def density_from_bins(weights: np.ndarray, n: np.ndarray, k: np.ndarray, draws: 
     return float(w @ (a / (a + b))), float(lo), float(hi)
 
 
-def call_density(pool: pd.DataFrame, verified: pd.DataFrame, strata: Sequence[str] = (),
-                 quantiles: Sequence[float] = DEFAULT_BIN_QUANTILES, interval: float = 0.95,
-                 draws: int = 4000, seed: int = 0,
-                 edges: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+def call_density(
+    pool: pd.DataFrame,
+    verified: pd.DataFrame,
+    strata: Sequence[str] = (),
+    quantiles: Sequence[float] = DEFAULT_BIN_QUANTILES,
+    interval: float = 0.95,
+    draws: int = 4000,
+    seed: int = 0,
+    edges: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """Share of windows holding each species, per stratum, with an interval.
 
     ``pool``: unit_id, species, score [, strata] for every window; ``verified``: unit_id,
@@ -288,11 +360,15 @@ def call_density(pool: pd.DataFrame, verified: pd.DataFrame, strata: Sequence[st
     answers = answers.drop_duplicates(["unit_id", "species"], keep="last")
     out = []
     for i, (sp, grp) in enumerate(pool.groupby("species", sort=True)):
-        sp_edges = (np.asarray(edges[sp], dtype=float) if edges and sp in edges
-                    else score_bins(grp["score"].to_numpy(), quantiles))
+        sp_edges = (
+            np.asarray(edges[sp], dtype=float)
+            if edges and sp in edges
+            else score_bins(grp["score"].to_numpy(), quantiles)
+        )
         grp = grp.assign(bin=assign_bins(grp["score"].to_numpy(), sp_edges))
-        grp = grp.merge(answers[answers["species"] == sp][["unit_id", "present"]],
-                        on="unit_id", how="left")
+        grp = grp.merge(
+            answers[answers["species"] == sp][["unit_id", "present"]], on="unit_id", how="left"
+        )
         cells = grp.groupby(list(strata), sort=True) if strata else [((), grp)]
         for j, (key, cell) in enumerate(cells):
             key = key if isinstance(key, tuple) else (key,)
@@ -302,22 +378,32 @@ def call_density(pool: pd.DataFrame, verified: pd.DataFrame, strata: Sequence[st
             n = np.bincount(done["bin"], minlength=nbins)
             k = np.bincount(done["bin"], weights=done["present"], minlength=nbins)
             keep = w > 0
-            mean, lo, hi = density_from_bins(w[keep], n[keep], k[keep], draws, interval,
-                                             seed + 7919 * i + j)
-            out.append({"species": sp,
-                        "stratum": ";".join(f"{c}={v}" for c, v in zip(strata, key)),
-                        "density": mean, "density_lo": lo, "density_hi": hi,
-                        "n_windows": int(len(cell)), "n_verified": int(n.sum()),
-                        "n_positive": int(k.sum()), "n_bins": int(keep.sum()),
-                        "bins_unverified": int(((n == 0) & keep).sum())})
+            mean, lo, hi = density_from_bins(
+                w[keep], n[keep], k[keep], draws, interval, seed + 7919 * i + j
+            )
+            out.append(
+                {
+                    "species": sp,
+                    "stratum": ";".join(f"{c}={v}" for c, v in zip(strata, key)),
+                    "density": mean,
+                    "density_lo": lo,
+                    "density_hi": hi,
+                    "n_windows": int(len(cell)),
+                    "n_verified": int(n.sum()),
+                    "n_positive": int(k.sum()),
+                    "n_bins": int(keep.sum()),
+                    "bins_unverified": int(((n == 0) & keep).sum()),
+                }
+            )
     return pd.DataFrame(out, columns=list(DENSITY_COLUMNS))
 
 
 # --------------------------------------------------------------------------- figure
 
 
-def plot_thresholds(verified: pd.DataFrame, thresholds: pd.DataFrame, out: str | Path,
-                    max_species: int = 12) -> Path:
+def plot_thresholds(
+    verified: pd.DataFrame, thresholds: pd.DataFrame, out: str | Path, max_species: int = 12
+) -> Path:
     """One panel per species: verified answers against score, the fitted P(correct | score)
     and the thresholds for each target precision."""
     import matplotlib
@@ -335,22 +421,35 @@ def plot_thresholds(verified: pd.DataFrame, thresholds: pd.DataFrame, out: str |
     for ax, sp in zip(axes.flat, species):
         v = verified[verified["species"] == sp]
         t = thresholds[(thresholds["species"] == sp) & (thresholds["group"] == "")]
-        ax.scatter(v["score"], v["correct"] + np.random.default_rng(0).uniform(-.03, .03, len(v)),
-                   s=6, alpha=0.5, color="0.3")
+        ax.scatter(
+            v["score"],
+            v["correct"] + np.random.default_rng(0).uniform(-0.03, 0.03, len(v)),
+            s=6,
+            alpha=0.5,
+            color="0.3",
+        )
         if len(t) and np.isfinite(t["slope"].iloc[0]):
-            ax.plot(grid, _sigmoid(t["intercept"].iloc[0] + t["slope"].iloc[0] * logit(grid)),
-                    color="C0")
+            ax.plot(
+                grid,
+                _sigmoid(t["intercept"].iloc[0] + t["slope"].iloc[0] * logit(grid)),
+                color="C0",
+            )
         for c, row in zip(("C1", "C2", "C3", "C4"), t.itertuples()):
             if row.reachable:
-                ax.axvline(row.threshold, color=c, ls="--", lw=1,
-                           label=f"P>={row.target_precision:.2f}: {row.threshold:.2f}")
+                ax.axvline(
+                    row.threshold,
+                    color=c,
+                    ls="--",
+                    lw=1,
+                    label=f"P>={row.target_precision:.2f}: {row.threshold:.2f}",
+                )
         ax.set_title(str(sp).split("_")[-1], fontsize=8)
         ax.set_xlabel("score", fontsize=7)
         ax.set_ylabel("P(correct)", fontsize=7)
         ax.tick_params(labelsize=6)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=5, loc="lower right")
-    for ax in list(axes.flat)[len(species):]:
+    for ax in list(axes.flat)[len(species) :]:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, out, stage="verification", dpi=110)
@@ -373,21 +472,32 @@ def plot_density(density: pd.DataFrame, out: str | Path, max_species: int = 8) -
     for ax, sp in zip(axes.flat, species):
         g = d[d["species"] == sp]
         y = np.arange(len(g))
-        ax.errorbar(g["density"], y, xerr=[g["density"] - g["density_lo"],
-                                           g["density_hi"] - g["density"]],
-                    fmt="o", color="C0", capsize=2)
+        ax.errorbar(
+            g["density"],
+            y,
+            xerr=[g["density"] - g["density_lo"], g["density_hi"] - g["density"]],
+            fmt="o",
+            color="C0",
+            capsize=2,
+        )
         ax.set_yticks(y)
         ax.set_yticklabels([s.split("=")[-1] or "all" for s in g["stratum"]], fontsize=6)
         ax.set_xlim(0, min(1, max(0.05, float(g["density_hi"].max()) * 1.15)))
         ax.set_xlabel("share of 3 s windows", fontsize=7)
         ax.set_title(str(sp).split("_")[-1], fontsize=8)
         ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(species):]:
+    for ax in list(axes.flat)[len(species) :]:
         ax.axis("off")
     if not species:
-        axes.flat[0].text(0.5, 0.5, "no call-density estimate this round\n(needs a round "
-                          "drawn by the verification design)", ha="center", va="center",
-                          fontsize=8, transform=axes.flat[0].transAxes)
+        axes.flat[0].text(
+            0.5,
+            0.5,
+            "no call-density estimate this round\n(needs a round drawn by the verification design)",
+            ha="center",
+            va="center",
+            fontsize=8,
+            transform=axes.flat[0].transAxes,
+        )
     fig.suptitle("call density with 95 % intervals (Navine et al. 2024)", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out, stage="verification", dpi=110)

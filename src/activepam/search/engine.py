@@ -46,8 +46,15 @@ log = logging.getLogger(__name__)
 
 EMBEDDINGS = "embeddings.parquet"
 INDEX_SUFFIX = ".usearch"
-HIT_COLUMNS: tuple[str, ...] = ("rank", "segment_id", "recording_id", "start_s", "similarity",
-                                "nearest_example", "method")
+HIT_COLUMNS: tuple[str, ...] = (
+    "rank",
+    "segment_id",
+    "recording_id",
+    "start_s",
+    "similarity",
+    "nearest_example",
+    "method",
+)
 
 
 class SearchError(ValueError):
@@ -89,8 +96,9 @@ def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def allowed_segments(embeddings_file: Path, filters: Mapping[str, Sequence[str]]
-                     ) -> pa.Array | None:
+def allowed_segments(
+    embeddings_file: Path, filters: Mapping[str, Sequence[str]]
+) -> pa.Array | None:
     """Segment ids passing ``filters`` (None: no filter), from the sibling segments table."""
     if not filters:
         return None
@@ -100,8 +108,10 @@ def allowed_segments(embeddings_file: Path, filters: Mapping[str, Sequence[str]]
     schema = pq.read_schema(seg)
     missing = [k for k in filters if k not in schema.names]
     if missing:
-        raise SearchError(f"--filter: no column {', '.join(missing)} in {seg} (columns: "
-                          f"{', '.join(schema.names)})")
+        raise SearchError(
+            f"--filter: no column {', '.join(missing)} in {seg} (columns: "
+            f"{', '.join(schema.names)})"
+        )
     table = pq.read_table(seg, columns=["segment_id", *filters])
     mask = None
     for key, values in filters.items():
@@ -132,15 +142,16 @@ def _embed_audio(path: Path, model: Any | None) -> np.ndarray:
         raise SearchError(f"{path}: shorter than BirdNET's minimum window ({bn.MIN_LEN_S} s)")
     windows = np.zeros((starts.size, bn.WINDOW_SAMPLES), dtype=np.float32)
     for i, s in enumerate(starts):
-        piece = audio[s:s + bn.WINDOW_SAMPLES]
-        windows[i, :piece.size] = piece
+        piece = audio[s : s + bn.WINDOW_SAMPLES]
+        windows[i, : piece.size] = piece
     model = model or bn.BirdNET(threads=2)
     _, emb = model.predict(windows)
     return emb
 
 
-def load_queries(examples: Sequence[str], files: Sequence[Path], model: Any | None = None
-                 ) -> Queries:
+def load_queries(
+    examples: Sequence[str], files: Sequence[Path], model: Any | None = None
+) -> Queries:
     """Query vectors of ``examples``: audio files (embedded with BirdNET) or segment ids
     (looked up in the store). Raises naming every example that is neither."""
     if not examples:
@@ -157,8 +168,9 @@ def load_queries(examples: Sequence[str], files: Sequence[Path], model: Any | No
         for f in files:
             if not left:
                 break
-            t = pq.read_table(f, columns=["segment_id", "embedding"],
-                              filters=[("segment_id", "in", sorted(left))])
+            t = pq.read_table(
+                f, columns=["segment_id", "embedding"], filters=[("segment_id", "in", sorted(left))]
+            )
             ids = t["segment_id"].to_pylist()
             if ids:
                 m = _unit_rows(embedding_matrix(t["embedding"], f, SearchError))
@@ -166,8 +178,10 @@ def load_queries(examples: Sequence[str], files: Sequence[Path], model: Any | No
                     vectors[sid] = v
                 left -= set(ids)
         if left:
-            raise SearchError(f"example(s) neither an audio file nor a segment id of the store: "
-                              f"{', '.join(sorted(left))}")
+            raise SearchError(
+                f"example(s) neither an audio file nor a segment id of the store: "
+                f"{', '.join(sorted(left))}"
+            )
     names = list(examples)
     q = _unit_rows(np.stack([vectors[n] for n in names]))
     return Queries(names, q, set(wanted))
@@ -198,18 +212,23 @@ class _TopN:
         self.rows = [merged[i] for i in keep]
 
 
-def _scan_file(f: Path, q: Queries, top: _TopN, allowed: pa.Array | None,
-               batch_rows: int) -> int:
+def _scan_file(f: Path, q: Queries, top: _TopN, allowed: pa.Array | None, batch_rows: int) -> int:
     pf = pq.ParquetFile(f)
     seen = 0
-    for batch in pf.iter_batches(batch_size=batch_rows,
-                                 columns=["segment_id", "recording_id", "start_s", "embedding"]):
+    for batch in pf.iter_batches(
+        batch_size=batch_rows, columns=["segment_id", "recording_id", "start_s", "embedding"]
+    ):
         seen += batch.num_rows
         if allowed is not None:
             batch = batch.filter(pc.is_in(batch["segment_id"], value_set=allowed))
         if q.exclude:
-            batch = batch.filter(pc.invert(pc.is_in(
-                batch["segment_id"], value_set=pa.array(sorted(q.exclude), pa.string()))))
+            batch = batch.filter(
+                pc.invert(
+                    pc.is_in(
+                        batch["segment_id"], value_set=pa.array(sorted(q.exclude), pa.string())
+                    )
+                )
+            )
         if batch.num_rows == 0:
             continue
         sims = _unit_rows(embedding_matrix(batch["embedding"], error=SearchError)) @ q.vectors.T
@@ -218,14 +237,25 @@ def _scan_file(f: Path, q: Queries, top: _TopN, allowed: pa.Array | None,
         sid = batch["segment_id"].to_pylist()
         rid = batch["recording_id"].to_pylist()
         st = batch["start_s"].to_pylist()
-        top.push(score, lambda i: {"segment_id": sid[i], "recording_id": rid[i],
-                                   "start_s": st[i], "nearest_example": q.names[best[i]]})
+        top.push(
+            score,
+            lambda i: {
+                "segment_id": sid[i],
+                "recording_id": rid[i],
+                "start_s": st[i],
+                "nearest_example": q.names[best[i]],
+            },
+        )
     return seen
 
 
-def exact_search(files: Sequence[Path], q: Queries, k: int,
-                 filters: Mapping[str, Sequence[str]] | None = None,
-                 batch_rows: int = 65536) -> pd.DataFrame:
+def exact_search(
+    files: Sequence[Path],
+    q: Queries,
+    k: int,
+    filters: Mapping[str, Sequence[str]] | None = None,
+    batch_rows: int = 65536,
+) -> pd.DataFrame:
     """Streamed exact cosine search over ``files``: the ``k`` best segments."""
     top = _TopN(k)
     for f in files:
@@ -234,8 +264,9 @@ def exact_search(files: Sequence[Path], q: Queries, k: int,
 
 
 def _hits(top: _TopN, method: str) -> pd.DataFrame:
-    df = pd.DataFrame(top.rows, columns=["segment_id", "recording_id", "start_s",
-                                         "nearest_example"])
+    df = pd.DataFrame(
+        top.rows, columns=["segment_id", "recording_id", "start_s", "nearest_example"]
+    )
     df.insert(3, "similarity", np.round(top.sim.astype(float), 6))
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df["method"] = method
@@ -284,13 +315,15 @@ def update_index(f: Path, dtype: str = "f16", batch_rows: int = 65536) -> dict[s
     if index_is_fresh(f):
         return {"file": str(f), "action": "fresh", "added": 0, "removed": 0}
     ids = pq.read_table(f, columns=["segment_id"])["segment_id"].to_pylist()
-    index, known = None, pd.DataFrame({"key": pd.Series(dtype="int64"),
-                                       "segment_id": pd.Series(dtype=str)})
+    index, known = (
+        None,
+        pd.DataFrame({"key": pd.Series(dtype="int64"), "segment_id": pd.Series(dtype=str)}),
+    )
     if idx_path.is_file() and keys_path.is_file():
         try:
             index = Index.restore(str(idx_path), view=False)
             known = pd.read_parquet(keys_path)
-        except Exception as exc:  # a damaged index is rebuilt, never trusted
+        except Exception as exc:  # noqa: BLE001 - a damaged index is rebuilt, never trusted
             log.warning("%s: unreadable index (%s); rebuilding", idx_path, exc)
             index = None
     current = set(ids)
@@ -301,8 +334,9 @@ def update_index(f: Path, dtype: str = "f16", batch_rows: int = 65536) -> dict[s
     added_rows = []
     if new_ids:
         need = pa.array(new_ids, pa.string())
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows,
-                                                    columns=["segment_id", "embedding"]):
+        for batch in pq.ParquetFile(f).iter_batches(
+            batch_size=batch_rows, columns=["segment_id", "embedding"]
+        ):
             batch = batch.filter(pc.is_in(batch["segment_id"], value_set=need))
             if batch.num_rows == 0:
                 continue
@@ -311,8 +345,11 @@ def update_index(f: Path, dtype: str = "f16", batch_rows: int = 65536) -> dict[s
                 index = Index(ndim=m.shape[1], metric="cos", dtype=dtype)
             keys = np.arange(next_key, next_key + m.shape[0], dtype=np.uint64)
             index.add(keys, m)
-            added_rows.append(pd.DataFrame({"key": keys.astype("int64"),
-                                            "segment_id": batch["segment_id"].to_pylist()}))
+            added_rows.append(
+                pd.DataFrame(
+                    {"key": keys.astype("int64"), "segment_id": batch["segment_id"].to_pylist()}
+                )
+            )
             next_key += m.shape[0]
     if index is not None and len(gone):
         index.remove(gone["key"].to_numpy(dtype=np.uint64))
@@ -322,16 +359,27 @@ def update_index(f: Path, dtype: str = "f16", batch_rows: int = 65536) -> dict[s
     with atomic_path(idx_path, stage="search") as tmp:
         index.save(str(tmp))
     write_parquet(table, keys_path, stage="search")
-    write_json({"source": _signature(f), "n": len(table), "dtype": dtype}, meta_path,
-               stage="search")
+    write_json(
+        {"source": _signature(f), "n": len(table), "dtype": dtype}, meta_path, stage="search"
+    )
     action = "built" if not len(known) else "updated"
-    return {"file": str(f), "action": action, "added": len(new_ids), "removed": len(gone),
-            "kept": len(kept)}
+    return {
+        "file": str(f),
+        "action": action,
+        "added": len(new_ids),
+        "removed": len(gone),
+        "kept": len(kept),
+    }
 
 
-def index_search(files: Sequence[Path], q: Queries, k: int,
-                 filters: Mapping[str, Sequence[str]] | None = None, oversample: int = 4,
-                 batch_rows: int = 65536) -> pd.DataFrame:
+def index_search(
+    files: Sequence[Path],
+    q: Queries,
+    k: int,
+    filters: Mapping[str, Sequence[str]] | None = None,
+    oversample: int = 4,
+    batch_rows: int = 65536,
+) -> pd.DataFrame:
     """Approximate search through the per-file indexes (exact scan for a file whose filtered
     candidates fall short of ``k``)."""
     Index = _usearch()
@@ -366,20 +414,33 @@ def index_search(files: Sequence[Path], q: Queries, k: int,
             continue
         if not best:
             continue
-        meta = pq.read_table(f, columns=["segment_id", "recording_id", "start_s"],
-                             filters=[("segment_id", "in", sorted(best))]).to_pandas()
+        meta = pq.read_table(
+            f,
+            columns=["segment_id", "recording_id", "start_s"],
+            filters=[("segment_id", "in", sorted(best))],
+        ).to_pandas()
         meta = meta.set_index("segment_id")
         sids = list(best)
-        top.push(np.array([best[s][0] for s in sids], dtype=np.float32),
-                 lambda i: {"segment_id": sids[i], "recording_id": meta.at[sids[i], "recording_id"],
-                            "start_s": meta.at[sids[i], "start_s"],
-                            "nearest_example": q.names[best[sids[i]][1]]})
+        top.push(
+            np.array([best[s][0] for s in sids], dtype=np.float32),
+            lambda i: {
+                "segment_id": sids[i],
+                "recording_id": meta.at[sids[i], "recording_id"],
+                "start_s": meta.at[sids[i], "start_s"],
+                "nearest_example": q.names[best[sids[i]][1]],
+            },
+        )
     return _hits(top, method)
 
 
-def search(store: str | Path, examples: Sequence[str], k: int = 50,
-           filters: Mapping[str, Sequence[str]] | None = None, exact: bool = False,
-           model: Any | None = None) -> pd.DataFrame:
+def search(
+    store: str | Path,
+    examples: Sequence[str],
+    k: int = 50,
+    filters: Mapping[str, Sequence[str]] | None = None,
+    exact: bool = False,
+    model: Any | None = None,
+) -> pd.DataFrame:
     """The ``k`` segments nearest to ``examples`` (:data:`HIT_COLUMNS`)."""
     if k < 1:
         raise SearchError(f"--k must be >= 1, got {k}")
@@ -394,22 +455,44 @@ def search(store: str | Path, examples: Sequence[str], k: int = 50,
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("search", help="find the segments nearest to examples "
-                                             "(query by example, cosine on embeddings)")
-    p.add_argument("--example", nargs="+", default=[], metavar="CLIP.wav|SEGMENT_ID",
-                   help="audio files or segment ids of the store")
-    p.add_argument("--store", default="results/detect",
-                   help="detection folder or embeddings.parquet (default: results/detect)")
+    p = subparsers.add_parser(
+        "search",
+        help="find the segments nearest to examples (query by example, cosine on embeddings)",
+    )
+    p.add_argument(
+        "--example",
+        nargs="+",
+        default=[],
+        metavar="CLIP.wav|SEGMENT_ID",
+        help="audio files or segment ids of the store",
+    )
+    p.add_argument(
+        "--store",
+        default="results/detect",
+        help="detection folder or embeddings.parquet (default: results/detect)",
+    )
     p.add_argument("--k", type=int, default=50, help="number of hits (default 50)")
-    p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
-                   help="keep segments whose segments.parquet column matches (repeatable)")
-    p.add_argument("--exact", action="store_true", help="streamed exact scan, even when "
-                                                        "indexes exist")
-    p.add_argument("--build-index", action="store_true",
-                   help="build / update the usearch index of every embeddings file first")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE[,VALUE]",
+        help="keep segments whose segments.parquet column matches (repeatable)",
+    )
+    p.add_argument(
+        "--exact", action="store_true", help="streamed exact scan, even when indexes exist"
+    )
+    p.add_argument(
+        "--build-index",
+        action="store_true",
+        help="build / update the usearch index of every embeddings file first",
+    )
     p.add_argument("--out", help="write the hits to this CSV (default: print them)")
-    p.add_argument("--figure", help="PNG of the examples' and the first hits' spectrograms "
-                                    "(needs segments.parquet beside the embeddings)")
+    p.add_argument(
+        "--figure",
+        help="PNG of the examples' and the first hits' spectrograms "
+        "(needs segments.parquet beside the embeddings)",
+    )
     p.set_defaults(func=_cli)
 
 
@@ -423,8 +506,10 @@ def _cli(args: argparse.Namespace) -> int:
     try:
         if args.build_index:
             for r in build_indexes(args.store):
-                print(f"index {r['action']}: {r['file']} (+{r['added']} -{r['removed']})",
-                      file=sys.stderr)
+                print(
+                    f"index {r['action']}: {r['file']} (+{r['added']} -{r['removed']})",
+                    file=sys.stderr,
+                )
             if not args.example:
                 return 0
         hits = search(args.store, args.example, args.k, parse_filters(args.filter), args.exact)
@@ -433,23 +518,35 @@ def _cli(args: argparse.Namespace) -> int:
         return 2
     if args.figure:
         files = store_files(args.store)
-        plot_hits(hits, files[0].with_name("segments.parquet") if len(files) == 1
-                  else Path(args.store) / "segments.parquet", args.example, args.figure)
+        plot_hits(
+            hits,
+            files[0].with_name("segments.parquet")
+            if len(files) == 1
+            else Path(args.store) / "segments.parquet",
+            args.example,
+            args.figure,
+        )
     if args.out:
         write_csv(hits, args.out, stage="search")
-        print(f"{len(hits)} hits ({hits['method'].iloc[0] if len(hits) else 'none'}) -> "
-              f"{args.out}", file=sys.stderr)
+        print(
+            f"{len(hits)} hits ({hits['method'].iloc[0] if len(hits) else 'none'}) -> {args.out}",
+            file=sys.stderr,
+        )
     else:
         print(hits.to_string(index=False))
     return 0
 
 
-
 # --------------------------------------------------------------------------- sampling score
 
 
-def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[str],
-                      model: Any | None = None, batch_rows: int = 65536) -> np.ndarray:
+def similarity_scores(
+    segment_ids: pd.Series,
+    source: Any,
+    examples: Sequence[str],
+    model: Any | None = None,
+    batch_rows: int = 65536,
+) -> np.ndarray:
     """Score ``similarity`` of the sampler: each segment's highest cosine similarity to the
     ``examples`` (segment ids of ``source`` or audio files); NaN for segments without an
     embedding and for the examples themselves (already known).
@@ -457,8 +554,9 @@ def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[st
     ``source`` is an :class:`activepam.core.embeddings.EmbeddingSource`; a Parquet-backed one is
     streamed in record batches (memory bounded by ``batch_rows``)."""
     if not examples:
-        raise SearchError("score.examples: method similarity needs examples (segment ids or "
-                          "audio files)")
+        raise SearchError(
+            "score.examples: method similarity needs examples (segment ids or audio files)"
+        )
     audio = [e for e in examples if Path(e).is_file()]
     ids = [e for e in examples if e not in audio]
     vecs = [_unit_rows(_embed_audio(Path(a), model)).mean(axis=0) for a in audio]
@@ -466,16 +564,19 @@ def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[st
         have = source.available(pd.Series(ids), "segment_id")
         missing = [i for i, ok in zip(ids, have) if not ok]
         if missing:
-            raise SearchError(f"score.examples: neither an audio file nor a segment with an "
-                              f"embedding: {', '.join(missing)}")
+            raise SearchError(
+                f"score.examples: neither an audio file nor a segment with an "
+                f"embedding: {', '.join(missing)}"
+            )
         vecs.extend(_unit_rows(source.fetch(ids, "segment_id")))
     q = _unit_rows(np.stack(vecs))
     wanted = pd.Index(segment_ids.astype(str))
     out = np.full(len(wanted), np.nan)
     path = getattr(source, "path", None)
     if path is not None:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows,
-                                                       columns=["segment_id", "embedding"]):
+        for batch in pq.ParquetFile(path).iter_batches(
+            batch_size=batch_rows, columns=["segment_id", "embedding"]
+        ):
             rows = wanted.get_indexer(batch["segment_id"].to_pylist())
             ok = rows >= 0
             if ok.any():
@@ -485,15 +586,21 @@ def similarity_scores(segment_ids: pd.Series, source: Any, examples: Sequence[st
         have = source.available(segment_ids.astype(str), "segment_id")
         sel = np.flatnonzero(have)
         for lo in range(0, sel.size, batch_rows):
-            part = sel[lo:lo + batch_rows]
+            part = sel[lo : lo + batch_rows]
             m = _unit_rows(source.fetch(wanted[part].tolist(), "segment_id"))
             out[part] = (m @ q.T).max(axis=1)
     out[wanted.isin(ids)] = np.nan
     return out
 
 
-def plot_hits(hits: pd.DataFrame, segments: str | Path, examples: Sequence[str],
-              out: str | Path, n: int = 8, max_hz: float = 12000.0) -> Path:
+def plot_hits(
+    hits: pd.DataFrame,
+    segments: str | Path,
+    examples: Sequence[str],
+    out: str | Path,
+    n: int = 8,
+    max_hz: float = 12000.0,
+) -> Path:
     """Spectrograms of the examples (segment ids) and the first ``n`` hits, with similarity:
     what an expert looks at to judge a search."""
     import matplotlib
@@ -516,16 +623,15 @@ def plot_hits(hits: pd.DataFrame, segments: str | Path, examples: Sequence[str],
         if path not in cache:
             cache[path] = read_audio(path)
         audio, sr = cache[path]
-        piece = audio[int(start * sr): int((start + 3.0) * sr)]
+        piece = audio[int(start * sr) : int((start + 3.0) * sr)]
         if piece.size > 512:
             ax.specgram(piece, NFFT=512, Fs=sr, noverlap=384, cmap="magma")
         ax.set_ylim(0, min(max_hz, sr / 2))
-        ax.set_title(f"{tag} {sid}" + (f"\ncos {sim:.3f}" if sim is not None else ""),
-                     fontsize=6)
+        ax.set_title(f"{tag} {sid}" + (f"\ncos {sim:.3f}" if sim is not None else ""), fontsize=6)
         ax.tick_params(labelsize=5)
         ax.set_xlabel("s", fontsize=6)
         ax.set_ylabel("Hz", fontsize=6)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, out, stage="search", dpi=110)

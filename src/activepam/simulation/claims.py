@@ -1,5 +1,4 @@
-"""Gathering simulated runs: per-run table, per-strategy summary and ``claims.json``.
-"""
+"""Gathering simulated runs: per-run table, per-strategy summary and ``claims.json``."""
 
 from __future__ import annotations
 
@@ -140,11 +139,24 @@ def summarise(
             "reached_target_runs": int(row["reached_target_runs"]),
             "to_target_mean_curve": row["to_target_mean_curve"],
         }
-        for col in ("aulc", "aulc_ratio", "aulc_mid", "value_mid", "final", "final_ratio",
-                    "final_budget"):
+        for col in (
+            "aulc",
+            "aulc_ratio",
+            "aulc_mid",
+            "value_mid",
+            "final",
+            "final_ratio",
+            "final_budget",
+        ):
             entry[col] = _triple(row, col)
-        for col in ("audio_seconds", "audio_fraction", "n_units", "n_segments", "n_recordings",
-                    budget):
+        for col in (
+            "audio_seconds",
+            "audio_fraction",
+            "n_units",
+            "n_segments",
+            "n_recordings",
+            budget,
+        ):
             entry[f"to_target_{col}"] = _triple(row, f"to_target_{col}")
         claims["strategies"][row["strategy"]] = entry
     claim = params.get("claim") or {}

@@ -73,10 +73,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cli(args: argparse.Namespace) -> int:
     return simulate_command(
-        params_path=args.params, overlays=args.overlay, dataset=args.dataset,
-        imported=args.imported, embeddings=args.embeddings, labels=args.labels,
-        metadata=args.metadata, strategies=args.strategy, seeds=args.seed, rounds=args.rounds,
-        out=args.out, summary=args.summary, list_only=args.list)
+        params_path=args.params,
+        overlays=args.overlay,
+        dataset=args.dataset,
+        imported=args.imported,
+        embeddings=args.embeddings,
+        labels=args.labels,
+        metadata=args.metadata,
+        strategies=args.strategy,
+        seeds=args.seed,
+        rounds=args.rounds,
+        out=args.out,
+        summary=args.summary,
+        list_only=args.list,
+    )
 
 
 def simulate_command(
@@ -130,8 +140,9 @@ def simulate_command(
             ds = read_dataset(dataset)
         elif imported:
             d = Path(imported)
-            ds = custom_dataset(d / "embeddings.parquet", d / "labels.parquet",
-                                d / "metadata.parquet", name=d.name)
+            ds = custom_dataset(
+                d / "embeddings.parquet", d / "labels.parquet", d / "metadata.parquet", name=d.name
+            )
         elif embeddings and labels and metadata:
             ds = custom_dataset(embeddings, labels, metadata)
         else:

@@ -76,16 +76,19 @@ class SimConfig:
     def __post_init__(self) -> None:
         bad = [m for m in self.stratum_metrics if m not in STRATUM_METRIC_CHOICES]
         if bad or not self.stratum_metrics:
-            raise SimulationError(f"simulation.stratum_metrics: {bad or '[]'} not one of "
-                                  f"{STRATUM_METRIC_CHOICES}")
+            raise SimulationError(
+                f"simulation.stratum_metrics: {bad or '[]'} not one of {STRATUM_METRIC_CHOICES}"
+            )
         if self.segment_cost not in SEGMENT_COSTS:
             raise SimulationError(
-                f"simulation.segment_cost: {self.segment_cost!r} is not one of {SEGMENT_COSTS}")
+                f"simulation.segment_cost: {self.segment_cost!r} is not one of {SEGMENT_COSTS}"
+            )
         if self.probe not in PROBES:
             raise SimulationError(f"simulation.probe: {self.probe!r} is not one of {PROBES}")
         if self.probe_hidden < 0 or self.probe_epochs < 1 or self.probe_batch < 1:
-            raise SimulationError("simulation.probe_hidden must be >= 0, probe_epochs and "
-                                  "probe_batch >= 1")
+            raise SimulationError(
+                "simulation.probe_hidden must be >= 0, probe_epochs and probe_batch >= 1"
+            )
         if self.seed_size <= 0 or self.batch_size <= 0:
             raise SimulationError("simulation.seed_size and simulation.batch_size must be > 0")
         if not 0 < self.test_fraction < 1:

@@ -64,12 +64,11 @@ class SimDataset:
         n = len(self.units)
         if self.X.shape[0] != n or self.Y.shape[0] != n:
             raise SimulationError(
-                f"{self.name}: {n} units but X has {self.X.shape[0]} rows and "
-                f"Y {self.Y.shape[0]}"
+                f"{self.name}: {n} units but X has {self.X.shape[0]} rows and Y {self.Y.shape[0]}"
             )
         if self.Y.shape[1] != len(self.species):
             raise SimulationError(
-                f"{self.name}: Y has {self.Y.shape[1]} columns for " f"{len(self.species)} species"
+                f"{self.name}: Y has {self.Y.shape[1]} columns for {len(self.species)} species"
             )
         for col in ("unit_id", "recording_id", "start_s", "end_s"):
             if col not in self.units:
@@ -151,7 +150,7 @@ def labels_matrix(
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise SimulationError(
-            f"{source}: row {i + 2}: present must be 0 or 1, got " f"{labels['present'].iloc[i]!r}"
+            f"{source}: row {i + 2}: present must be 0 or 1, got {labels['present'].iloc[i]!r}"
         )
     index = pd.Index(list(unit_ids))
     pos = index.get_indexer(lab["unit_id"].astype(str))
@@ -248,8 +247,11 @@ def _rel_paths(segments: pd.DataFrame, inventory: pd.DataFrame | None) -> pd.Ser
         rel = segments["rel_path"]
     else:
         raise SimulationError("demo labels need the inventory (recording_id -> rel_path)")
-    return rel.astype(object).where(rel.notna(), None).map(
-        lambda v: None if v is None else str(v).replace("\\", "/"))
+    return (
+        rel.astype(object)
+        .where(rel.notna(), None)
+        .map(lambda v: None if v is None else str(v).replace("\\", "/"))
+    )
 
 
 def window_labels(
@@ -277,12 +279,14 @@ def window_labels(
     for col in ("rel_path", "species", "onset_s", "offset_s"):
         if col not in events:
             raise SimulationError(f"{source}: events table lacks column {col!r}")
-    win = pd.DataFrame({
-        "unit_id": segments["segment_id"].astype(str).to_numpy(),
-        "rel_path": _rel_paths(segments, inventory).to_numpy(),
-        "start_s": segments["start_s"].to_numpy(dtype=np.float64),
-        "end_s": segments["end_s"].to_numpy(dtype=np.float64),
-    })
+    win = pd.DataFrame(
+        {
+            "unit_id": segments["segment_id"].astype(str).to_numpy(),
+            "rel_path": _rel_paths(segments, inventory).to_numpy(),
+            "start_s": segments["start_s"].to_numpy(dtype=np.float64),
+            "end_s": segments["end_s"].to_numpy(dtype=np.float64),
+        }
+    )
     known = win["rel_path"].notna()
     if recordings is not None:
         known &= win["rel_path"].isin({str(r).replace("\\", "/") for r in recordings})
@@ -291,7 +295,8 @@ def window_labels(
         raise SimulationError(
             f"{source}: {int((~known).sum())} detected window(s) have no label row: their "
             f"recording is not one the generator wrote (first: {first['unit_id']!r}, "
-            f"rel_path {first['rel_path']!r})")
+            f"rel_path {first['rel_path']!r})"
+        )
     ev = events[["rel_path", "species", "onset_s", "offset_s"]].copy()
     ev["rel_path"] = ev["rel_path"].astype(str).str.replace("\\", "/", regex=False)
     pairs = win.merge(ev, on="rel_path", how="inner")
@@ -300,12 +305,14 @@ def window_labels(
     hit = pairs.loc[present, ["unit_id", "species"]].drop_duplicates()
     hit = hit.assign(species=hit["species"].astype(str), present=1)
     empty = win.loc[~win["unit_id"].isin(set(hit["unit_id"])), ["unit_id"]].assign(
-        species="", present=0)
+        species="", present=0
+    )
     out = pd.concat([hit, empty], ignore_index=True)
     missing = ~win["unit_id"].isin(set(out["unit_id"]))
     if missing.any():  # cannot happen by construction; a label-less window must never pass
-        raise SimulationError(f"{source}: window {win.loc[missing, 'unit_id'].iloc[0]!r} has no "
-                              "label row")
+        raise SimulationError(
+            f"{source}: window {win.loc[missing, 'unit_id'].iloc[0]!r} has no label row"
+        )
     return out.sort_values(["unit_id", "species"]).reset_index(drop=True)
 
 
@@ -411,4 +418,5 @@ def _check_grid(segments: pd.DataFrame, inventory: pd.DataFrame | None, source: 
         raise SimulationError(
             f"{source}: {int(off.sum())} detected window(s) have no label row on the "
             f"generator's {SEGMENT_S:g} s grid (first: {first!r}); label windows from the call "
-            "events (events.parquet) instead")
+            "events (events.parquet) instead"
+        )

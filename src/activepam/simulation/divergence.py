@@ -1,5 +1,4 @@
-"""Divergence and mutual information between strata and species labels.
-"""
+"""Divergence and mutual information between strata and species labels."""
 
 from __future__ import annotations
 

@@ -52,13 +52,26 @@ PROTOCOL = "params/protocols/lindholm2025.yaml"
 #: file-score strategies (Top-K takes every K of ``ks``; Top-all is Mean and not run twice)
 STRATEGY_NAMES = ("topk", "mean", "median", "mean_event", "random")
 AGGREGATIONS = ("topk", "mean", "median", "mean_event")
-RESULT_COLUMNS = ["variant", "snr_db", "replicate", "strategy", "k", "round", "n_labelled",
-                  "n_train", "label_fraction", "event_iou", "macro_ap", "n_event_files"]
+RESULT_COLUMNS = [
+    "variant",
+    "snr_db",
+    "replicate",
+    "strategy",
+    "k",
+    "round",
+    "n_labelled",
+    "n_train",
+    "label_fraction",
+    "event_iou",
+    "macro_ap",
+    "n_event_files",
+]
 
 
 #: protocol keys besides the :class:`ALConfig` fields
-DATA_KEYS = frozenset({"n_classes", "duration_s", "event_ratio", "events_per_file", "event_s",
-                       "embedding", "audio"})
+DATA_KEYS = frozenset(
+    {"n_classes", "duration_s", "event_ratio", "events_per_file", "event_s", "embedding", "audio"}
+)
 
 
 class LindholmError(ValueError):
@@ -92,14 +105,21 @@ class FrameSet:
         remap = {int(f): i for i, f in enumerate(files)}
         ev = self.events[self.events["file"].isin(remap)].copy()
         ev["file"] = ev["file"].map(remap)
-        return FrameSet(self.X[files], self.y[files], self.n_classes,
-                        ev.reset_index(drop=True), dict(self.info))
+        return FrameSet(
+            self.X[files], self.y[files], self.n_classes, ev.reset_index(drop=True), dict(self.info)
+        )
 
 
-def plan_events(n_files: int, n_classes: int, rng: np.random.Generator,
-                event_ratio: float = 0.2, events_per_file: Sequence[int] = (1, 3),
-                event_s: Sequence[float] = (0.3, 2.0), duration_s: float = 10.0,
-                min_gap_s: float = 0.15) -> pd.DataFrame:
+def plan_events(
+    n_files: int,
+    n_classes: int,
+    rng: np.random.Generator,
+    event_ratio: float = 0.2,
+    events_per_file: Sequence[int] = (1, 3),
+    event_s: Sequence[float] = (0.3, 2.0),
+    duration_s: float = 10.0,
+    min_gap_s: float = 0.15,
+) -> pd.DataFrame:
     """Non-overlapping events of ``n_files`` files: ``DataFrame[file, cls, onset_s, offset_s]``.
 
     Exactly ``round(event_ratio x n_files)`` files (chosen at random) hold between
@@ -128,15 +148,17 @@ def plan_events(n_files: int, n_classes: int, rng: np.random.Generator,
         t = 0.0
         for i in range(n):
             t += gaps[i]
-            rows.append({"file": int(f), "cls": int(classes[j]), "onset_s": t,
-                         "offset_s": t + dur[i]})
+            rows.append(
+                {"file": int(f), "cls": int(classes[j]), "onset_s": t, "offset_s": t + dur[i]}
+            )
             t += dur[i]
             j += 1
     return pd.DataFrame(rows, columns=["file", "cls", "onset_s", "offset_s"])
 
 
-def frame_labels(events: pd.DataFrame, n_files: int, frames: int,
-                 duration_s: float = 10.0) -> np.ndarray:
+def frame_labels(
+    events: pd.DataFrame, n_files: int, frames: int, duration_s: float = 10.0
+) -> np.ndarray:
     """``y [n_files, frames]``: frame t (covering ``[t, t+1) x hop``) gets the class of the event
     covering its centre, else 0 (background)."""
     y = np.zeros((n_files, frames), dtype=np.int16)
@@ -156,12 +178,21 @@ def band_templates(n_classes: int, bands: int, width: float) -> np.ndarray:
     return t / t.sum(axis=1, keepdims=True)
 
 
-def embedding_frames(n_files: int, seed: int, snr_db: float = 0.0, n_classes: int = 5,
-                     frames: int = 175, bands: int = 16, fluctuation: float = 4.0,
-                     template_width: float = 1.5, event_ratio: float = 0.2,
-                     events_per_file: Sequence[int] = (1, 3),
-                     event_s: Sequence[float] = (0.3, 2.0), duration_s: float = 10.0,
-                     return_parts: bool = False) -> FrameSet:
+def embedding_frames(
+    n_files: int,
+    seed: int,
+    snr_db: float = 0.0,
+    n_classes: int = 5,
+    frames: int = 175,
+    bands: int = 16,
+    fluctuation: float = 4.0,
+    template_width: float = 1.5,
+    event_ratio: float = 0.2,
+    events_per_file: Sequence[int] = (1, 3),
+    event_s: Sequence[float] = (0.3, 2.0),
+    duration_s: float = 10.0,
+    return_parts: bool = False,
+) -> FrameSet:
     """Variant (a): log band-power frames of a seeded synthetic event corpus (see the module).
 
     With ``return_parts`` the info dict holds the linear ``noise`` and ``signal`` band powers
@@ -170,8 +201,16 @@ def embedding_frames(n_files: int, seed: int, snr_db: float = 0.0, n_classes: in
     if fluctuation <= 0:
         raise LindholmError(f"embedding.fluctuation must be > 0, got {fluctuation}")
     rng = np.random.default_rng([seed, 12])
-    events = plan_events(n_files, n_classes, rng, event_ratio, events_per_file, event_s,
-                         duration_s, min_gap_s=max(0.15, 2.0 * duration_s / frames))
+    events = plan_events(
+        n_files,
+        n_classes,
+        rng,
+        event_ratio,
+        events_per_file,
+        event_s,
+        duration_s,
+        min_gap_s=max(0.15, 2.0 * duration_s / frames),
+    )
     y = frame_labels(events, n_files, frames, duration_s)
     b = np.arange(bands)
     tilt = rng.uniform(0.5, 1.5, size=n_files)
@@ -184,8 +223,11 @@ def embedding_frames(n_files: int, seed: int, snr_db: float = 0.0, n_classes: in
     for t in range(1, frames):
         drift[:, t] = 0.95 * drift[:, t - 1] + e[:, t]
     level = 10 ** (drift / 10.0) * 10 ** (rng.uniform(-5.0, 5.0, size=n_files) / 10.0)[:, None]
-    noise = (spectrum[:, None, :] * level[:, :, None]
-             * rng.gamma(fluctuation, 1.0 / fluctuation, size=(n_files, frames, bands)))
+    noise = (
+        spectrum[:, None, :]
+        * level[:, :, None]
+        * rng.gamma(fluctuation, 1.0 / fluctuation, size=(n_files, frames, bands))
+    )
     templates = band_templates(n_classes, bands, template_width)
     centres = (np.arange(frames) + 0.5) * duration_s / frames
     signal = np.zeros_like(noise)
@@ -194,14 +236,21 @@ def embedding_frames(n_files: int, seed: int, snr_db: float = 0.0, n_classes: in
         idx = np.flatnonzero((centres >= ev.onset_s) & (centres < ev.offset_s))
         if idx.size == 0:
             continue
-        s = templates[ev.cls - 1][None, :] * rng.gamma(fluctuation, 1.0 / fluctuation,
-                                                       size=(idx.size, bands))
+        s = templates[ev.cls - 1][None, :] * rng.gamma(
+            fluctuation, 1.0 / fluctuation, size=(idx.size, bands)
+        )
         s *= ratio * noise[ev.file, idx].sum() / s.sum()
         signal[ev.file, idx] = s
     logp = np.log10(noise + signal)
     X = (logp - np.median(logp, axis=1, keepdims=True)).astype(np.float32)
-    info: dict[str, Any] = {"variant": "embedding", "snr_db": float(snr_db), "seed": int(seed),
-                            "frames": frames, "bands": bands, "duration_s": duration_s}
+    info: dict[str, Any] = {
+        "variant": "embedding",
+        "snr_db": float(snr_db),
+        "seed": int(seed),
+        "frames": frames,
+        "bands": bands,
+        "duration_s": duration_s,
+    }
     if return_parts:
         info.update(noise=noise, signal=signal)
     return FrameSet(X, y, n_classes, events, info)
@@ -244,15 +293,20 @@ class SoftmaxProbe:
 
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             W = theta[: d * k].reshape(d, k)
-            L = log_softmax(X @ W + theta[d * k:], axis=1)
+            L = log_softmax(X @ W + theta[d * k :], axis=1)
             loss = -(Y * L).sum() / n + 0.5 * l2 * (W * W).sum()
             G = (np.exp(L) - Y) / n
             return float(loss), np.concatenate([(X.T @ G + l2 * W).ravel(), G.sum(axis=0)])
 
-        res = minimize(objective, np.concatenate([self.W.ravel(), self.b]), jac=True,
-                       method="L-BFGS-B", options={"maxiter": self.max_iter, "gtol": 1e-5})
+        res = minimize(
+            objective,
+            np.concatenate([self.W.ravel(), self.b]),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": self.max_iter, "gtol": 1e-5},
+        )
         self.W = res.x[: d * k].reshape(d, k)
-        self.b = res.x[d * k:]
+        self.b = res.x[d * k :]
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -276,8 +330,9 @@ def entropy_bits(P: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- file scores
 
 
-def file_scores(H: np.ndarray, event: np.ndarray | None, method: str,
-                k: int | None = None) -> np.ndarray:
+def file_scores(
+    H: np.ndarray, event: np.ndarray | None, method: str, k: int | None = None
+) -> np.ndarray:
     """File score from segment entropies ``H [n_files, T]`` (one row per file).
 
     ``topk``: mean of the ``k`` highest (``k`` None or >= T = all = mean); ``mean``; ``median``;
@@ -291,7 +346,7 @@ def file_scores(H: np.ndarray, event: np.ndarray | None, method: str,
         kk = T if k is None else int(k)
         if kk < 1:
             raise LindholmError(f"Top-K needs k >= 1, got {k}")
-        return np.sort(H, axis=1)[:, -min(kk, T):].mean(axis=1)
+        return np.sort(H, axis=1)[:, -min(kk, T) :].mean(axis=1)
     if method == "mean":
         return H.mean(axis=1)
     if method == "median":
@@ -404,13 +459,21 @@ def schedule(cfg: ALConfig, n_train: int) -> list[tuple[float, int]]:
 
 
 def strategy_label(strategy: str, k: int | None) -> str:
-    return f"Top-{k}" if strategy == "topk" else {
-        "mean": "Mean (= Top-all)", "median": "Median", "mean_event": "Mean Event Entropy",
-        "random": "Random"}[strategy]
+    return (
+        f"Top-{k}"
+        if strategy == "topk"
+        else {
+            "mean": "Mean (= Top-all)",
+            "median": "Median",
+            "mean_event": "Mean Event Entropy",
+            "random": "Random",
+        }[strategy]
+    )
 
 
-def split_files(n_files: int, test_fraction: float, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
+def split_files(
+    n_files: int, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Train / test file indices (a random split by file)."""
     perm = rng.permutation(n_files)
     n_test = max(1, int(round(test_fraction * n_files)))
@@ -425,9 +488,9 @@ def standardise(X: np.ndarray) -> np.ndarray:
     return ((X - flat.mean(axis=0)) / sd).astype(np.float32)
 
 
-def run_replicate(data: FrameSet, cfg: ALConfig, replicate: int,
-                  variant: str = "embedding", snr_db: float = 0.0
-                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_replicate(
+    data: FrameSet, cfg: ALConfig, replicate: int, variant: str = "embedding", snr_db: float = 0.0
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every strategy of one replicate on ``data`` (rows per round) and the full-supervision
     row. Seeds derive from ``replicate`` (split, seed set, tie-breaks, random scores).
 
@@ -440,8 +503,9 @@ def run_replicate(data: FrameSet, cfg: ALConfig, replicate: int,
         return _run_replicate(data, cfg, replicate, variant, snr_db)
 
 
-def _run_replicate(data: FrameSet, cfg: ALConfig, replicate: int, variant: str,
-                   snr_db: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _run_replicate(
+    data: FrameSet, cfg: ALConfig, replicate: int, variant: str, snr_db: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     C = data.n_classes
     rng = np.random.default_rng([replicate, 7])
     train, test = split_files(data.n_files, cfg.test_fraction, rng)
@@ -452,8 +516,12 @@ def _run_replicate(data: FrameSet, cfg: ALConfig, replicate: int, variant: str,
     event_file = np.asarray((data.y > 0).any(axis=1), dtype=bool)
     plan = schedule(cfg, len(train))
     seed_set = train[rng.permutation(len(train))[: plan[0][1]]]
-    base = {"variant": variant, "snr_db": float(snr_db), "replicate": int(replicate),
-            "n_train": len(train)}
+    base = {
+        "variant": variant,
+        "snr_db": float(snr_db),
+        "replicate": int(replicate),
+        "n_train": len(train),
+    }
 
     def fit(probe: SoftmaxProbe, files: np.ndarray) -> SoftmaxProbe:
         return probe.fit(X[files].reshape(-1, d), data.y[files].ravel())
@@ -484,14 +552,29 @@ def _run_replicate(data: FrameSet, cfg: ALConfig, replicate: int, variant: str,
                 scores = evaluate(probe)
             else:
                 scores = first_scores
-            rows.append({**base, "strategy": strategy, "k": k if k is not None else -1,
-                         "round": r, "n_labelled": len(labelled),
-                         "label_fraction": len(labelled) / len(train),
-                         "n_event_files": int(event_file[np.asarray(labelled)].sum()), **scores})
+            rows.append(
+                {
+                    **base,
+                    "strategy": strategy,
+                    "k": k if k is not None else -1,
+                    "round": r,
+                    "n_labelled": len(labelled),
+                    "label_fraction": len(labelled) / len(train),
+                    "n_event_files": int(event_file[np.asarray(labelled)].sum()),
+                    **scores,
+                }
+            )
     full = fit(SoftmaxProbe(C + 1, cfg.probe_l2, cfg.probe_max_iter * 2), train)
-    full_row = {**base, "strategy": "full", "k": -1, "round": -1, "n_labelled": len(train),
-                "label_fraction": 1.0, "n_event_files": int(event_file[train].sum()),
-                **evaluate(full)}
+    full_row = {
+        **base,
+        "strategy": "full",
+        "k": -1,
+        "round": -1,
+        "n_labelled": len(train),
+        "label_fraction": 1.0,
+        "n_event_files": int(event_file[train].sum()),
+        **evaluate(full),
+    }
     return rows, full_row
 
 
@@ -513,8 +596,10 @@ def _fmt(t: Sequence[float], spec: str = ".3f") -> str:
 def run_aulc(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """AULC (trapezoid over the label fraction / window) per (snr, replicate, strategy, k)."""
     keys = ["snr_db", "replicate", "strategy", "k"]
-    out = [{**dict(zip(keys, key)), "aulc": aulc(g["label_fraction"], g[metric])}
-           for key, g in results.groupby(keys, sort=True)]
+    out = [
+        {**dict(zip(keys, key)), "aulc": aulc(g["label_fraction"], g[metric])}
+        for key, g in results.groupby(keys, sort=True)
+    ]
     return pd.DataFrame(out, columns=[*keys, "aulc"])
 
 
@@ -523,8 +608,14 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame, col: str) -> tuple[float, float, f
     return _interval(m[f"{col}_a"] - m[f"{col}_b"])
 
 
-def claims(results: pd.DataFrame, full: pd.DataFrame, cfg: ALConfig, snr_db: float,
-           metric: str = "event_iou", claim_k: int | None = None) -> dict[str, Any]:
+def claims(
+    results: pd.DataFrame,
+    full: pd.DataFrame,
+    cfg: ALConfig,
+    snr_db: float,
+    metric: str = "event_iou",
+    claim_k: int | None = None,
+) -> dict[str, Any]:
     """The paper's three claims on one SNR, with the numbers that decide them.
 
     1. Top-``claim_k`` (the paper's Top-10) reaches full supervision with ``claim_fraction`` of
@@ -543,10 +634,15 @@ def claims(results: pd.DataFrame, full: pd.DataFrame, cfg: ALConfig, snr_db: flo
     m = topk.merge(ful, on=["snr_db", "replicate"], suffixes=("", "_full"))
     ratio = _interval(m[metric] / m[f"{metric}_full"])
     frac = float(topk["label_fraction"].mean())
-    c1 = {"claim": f"Top-{k} reaches full supervision with {cfg.claim_fraction:.0%} of the files",
-          "label_fraction": frac, "top_k": _interval(topk[metric]), "full": _interval(ful[metric]),
-          "ratio": ratio, "holds": bool(ratio[0] >= cfg.full_tolerance),
-          "rule": f"mean ratio >= {cfg.full_tolerance}"}
+    c1 = {
+        "claim": f"Top-{k} reaches full supervision with {cfg.claim_fraction:.0%} of the files",
+        "label_fraction": frac,
+        "top_k": _interval(topk[metric]),
+        "full": _interval(ful[metric]),
+        "ratio": ratio,
+        "holds": bool(ratio[0] >= cfg.full_tolerance),
+        "rule": f"mean ratio >= {cfg.full_tolerance}",
+    }
     au = run_aulc(res, metric)
 
     def sel(s: str, kk: int = -1) -> pd.DataFrame:
@@ -555,25 +651,39 @@ def claims(results: pd.DataFrame, full: pd.DataFrame, cfg: ALConfig, snr_db: flo
     d_top_mean = _paired(sel("topk", k), sel("mean"), "aulc")
     d_mean_med = _paired(sel("mean"), sel("median"), "aulc")
     d_med_rand = _paired(sel("median"), sel("random"), "aulc")
-    c2: dict[str, Any] = {"claim": f"Top-{k} > Mean > Median ~ Random (AULC)",
-          "top_minus_mean": d_top_mean, "mean_minus_median": d_mean_med,
-          "median_minus_random": d_med_rand,
-          "parts": {"top>mean": bool(d_top_mean[1] > 0), "mean>median": bool(d_mean_med[1] > 0),
-                    "median~random": bool(d_med_rand[1] <= 0 <= d_med_rand[2])}}
+    c2: dict[str, Any] = {
+        "claim": f"Top-{k} > Mean > Median ~ Random (AULC)",
+        "top_minus_mean": d_top_mean,
+        "mean_minus_median": d_mean_med,
+        "median_minus_random": d_med_rand,
+        "parts": {
+            "top>mean": bool(d_top_mean[1] > 0),
+            "mean>median": bool(d_mean_med[1] > 0),
+            "median~random": bool(d_med_rand[1] <= 0 <= d_med_rand[2]),
+        },
+    }
     c2["holds"] = all(c2["parts"].values())
     means = au.groupby(["strategy", "k"])["aulc"].mean()
     worst = means.idxmin()
     d_me_rand = _paired(sel("mean_event"), sel("random"), "aulc")
-    c3 = {"claim": "Mean Event Entropy is the worst", "worst": strategy_label(
-              worst[0], None if worst[1] < 0 else int(worst[1])),
-          "mean_event_aulc": _interval(sel("mean_event")["aulc"]),
-          "mean_event_minus_random": d_me_rand,
-          "holds": bool(worst == ("mean_event", -1))}
+    c3 = {
+        "claim": "Mean Event Entropy is the worst",
+        "worst": strategy_label(worst[0], None if worst[1] < 0 else int(worst[1])),
+        "mean_event_aulc": _interval(sel("mean_event")["aulc"]),
+        "mean_event_minus_random": d_me_rand,
+        "holds": bool(worst == ("mean_event", -1)),
+    }
     return {"snr_db": snr_db, "metric": metric, "claims": [c1, c2, c3]}
 
 
-def comparison_table(results: pd.DataFrame, full: pd.DataFrame, cfg: ALConfig, snr_db: float,
-                     metric: str, max_cols: int = 6) -> str:
+def comparison_table(
+    results: pd.DataFrame,
+    full: pd.DataFrame,
+    cfg: ALConfig,
+    snr_db: float,
+    metric: str,
+    max_cols: int = 6,
+) -> str:
     """Markdown table: strategy rows x label-fraction columns (mean [95% bootstrap interval]
     over replicates), the AULC, and the full-supervision reference."""
     res = results[results["snr_db"] == snr_db]
@@ -592,8 +702,9 @@ def comparison_table(results: pd.DataFrame, full: pd.DataFrame, cfg: ALConfig, s
         g = res[(res["strategy"] == strategy) & (res["k"] == kk)]
         cells = [_fmt(_interval(g[g["round"] == r][metric])) for r in rounds]
         a = au[(au["strategy"] == strategy) & (au["k"] == kk)]["aulc"]
-        lines.append(f"| {strategy_label(strategy, k)} | {' | '.join(cells)} | "
-                     f"{_fmt(_interval(a))} |")
+        lines.append(
+            f"| {strategy_label(strategy, k)} | {' | '.join(cells)} | {_fmt(_interval(a))} |"
+        )
     ful = full[full["snr_db"] == snr_db][metric]
     lines.append(f"| full supervision (100%) | {_fmt(_interval(ful))} |" + " |" * len(rounds))
     return "\n".join(lines)
@@ -629,12 +740,20 @@ def event_share_line(res: pd.DataFrame, ful: pd.DataFrame, cfg: ALConfig) -> str
         share = float((g["n_event_files"] / g["n_labelled"]).mean())
         parts.append(f"{strategy_label(strategy, k)} {share:.2f}")
     pool = float((ful["n_event_files"] / ful["n_labelled"]).mean())
-    return (f"Event files among the labelled files at {at['label_fraction'].mean():.1%} (mean "
-            f"over replicates; pool {pool:.2f}): " + ", ".join(parts))
+    return (
+        f"Event files among the labelled files at {at['label_fraction'].mean():.1%} (mean "
+        f"over replicates; pool {pool:.2f}): " + ", ".join(parts)
+    )
 
 
-def report(results: pd.DataFrame, full: pd.DataFrame, cfg: ALConfig, title: str,
-           duration_s: float = 10.0, claim_k: int | None = None) -> tuple[str, list[dict]]:
+def report(
+    results: pd.DataFrame,
+    full: pd.DataFrame,
+    cfg: ALConfig,
+    title: str,
+    duration_s: float = 10.0,
+    claim_k: int | None = None,
+) -> tuple[str, list[dict]]:
     """The printed comparison (IoU and macro AP tables per SNR) and the claims per SNR."""
     out = [f"## {title}", ""]
     all_claims = []
@@ -642,16 +761,29 @@ def report(results: pd.DataFrame, full: pd.DataFrame, cfg: ALConfig, title: str,
         res = results[results["snr_db"] == snr]
         n_train = int(res["n_train"].iloc[0])
         n_rep = res["replicate"].nunique()
-        out += [f"### SNR {snr:+g} dB ({n_rep} replicates, {n_train} training files of "
-                f"{duration_s:g} s: label fraction = listening fraction, 1% = "
-                f"{0.01 * n_train * duration_s:.0f} s of audio)", ""]
+        out += [
+            f"### SNR {snr:+g} dB ({n_rep} replicates, {n_train} training files of "
+            f"{duration_s:g} s: label fraction = listening fraction, 1% = "
+            f"{0.01 * n_train * duration_s:.0f} s of audio)",
+            "",
+        ]
         for metric, name in (("event_iou", "event IoU"), ("macro_ap", "macro AP")):
-            out += [f"{name} (mean [95% bootstrap interval over replicates]):", "",
-                    comparison_table(results, full, cfg, snr, metric), ""]
+            out += [
+                f"{name} (mean [95% bootstrap interval over replicates]):",
+                "",
+                comparison_table(results, full, cfg, snr, metric),
+                "",
+            ]
         c = claims(results, full, cfg, snr, "event_iou", claim_k)
         all_claims.append(c)
-        out += ["Claims (event IoU):", "", *verdict_lines(c), "",
-                event_share_line(res, full[full["snr_db"] == snr], cfg), ""]
+        out += [
+            "Claims (event IoU):",
+            "",
+            *verdict_lines(c),
+            "",
+            event_share_line(res, full[full["snr_db"] == snr], cfg),
+            "",
+        ]
     return "\n".join(out), all_claims
 
 
@@ -672,35 +804,49 @@ def read_protocol(path: str | Path = PROTOCOL) -> dict[str, Any]:
     known = set(ALConfig.__dataclass_fields__) | DATA_KEYS
     unknown = sorted(set(out) - known)
     if unknown:
-        raise LindholmError(f"{p}: unknown key(s) lindholm.{', lindholm.'.join(unknown)} "
-                            f"(known: {', '.join(sorted(known))})")
+        raise LindholmError(
+            f"{p}: unknown key(s) lindholm.{', lindholm.'.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
     return out
 
 
-def run_embedding(protocol: Mapping[str, Any], size: str = "ci", seeds: int | None = None,
-                  snrs: Sequence[float] | None = None, n_files: int | None = None,
-                  log: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_embedding(
+    protocol: Mapping[str, Any],
+    size: str = "ci",
+    seeds: int | None = None,
+    snrs: Sequence[float] | None = None,
+    n_files: int | None = None,
+    log: Any = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Variant (a): ``seeds`` replicates x SNRs; returns (results, full) tables."""
     emb = dict(protocol.get("embedding") or {})
     if size not in emb:
-        raise LindholmError(f"lindholm.embedding.{size}: no such size (have "
-                            f"{', '.join(k for k in emb if isinstance(emb[k], dict))})")
+        raise LindholmError(
+            f"lindholm.embedding.{size}: no such size (have "
+            f"{', '.join(k for k in emb if isinstance(emb[k], dict))})"
+        )
     sz = emb[size]
     cfg = ALConfig.from_params(protocol)
     nf = int(n_files or sz["n_files"])
     rows, fulls = [], []
-    for snr in (snrs if snrs is not None else sz.get("snr_db", [0])):
+    for snr in snrs if snrs is not None else sz.get("snr_db", [0]):
         for rep in range(int(seeds or sz.get("seeds", 5))):
             t0 = time.perf_counter()
             data = embedding_frames(
-                nf, seed=rep, snr_db=float(snr), n_classes=int(protocol.get("n_classes", 5)),
-                frames=int(emb.get("frames", 175)), bands=int(emb.get("bands", 16)),
+                nf,
+                seed=rep,
+                snr_db=float(snr),
+                n_classes=int(protocol.get("n_classes", 5)),
+                frames=int(emb.get("frames", 175)),
+                bands=int(emb.get("bands", 16)),
                 fluctuation=float(emb.get("fluctuation", 4.0)),
                 template_width=float(emb.get("template_width", 1.5)),
                 event_ratio=float(protocol.get("event_ratio", 0.2)),
                 events_per_file=protocol.get("events_per_file", (1, 3)),
                 event_s=protocol.get("event_s", (0.3, 2.0)),
-                duration_s=float(protocol.get("duration_s", 10.0)))
+                duration_s=float(protocol.get("duration_s", 10.0)),
+            )
             r, f = run_replicate(data, cfg, rep, "embedding", float(snr))
             rows += r
             fulls.append(f)
@@ -709,8 +855,14 @@ def run_embedding(protocol: Mapping[str, Any], size: str = "ci", seeds: int | No
     return pd.DataFrame(rows, columns=RESULT_COLUMNS), pd.DataFrame(fulls, columns=RESULT_COLUMNS)
 
 
-def write_outputs(out: str | Path, results: pd.DataFrame, full: pd.DataFrame, text: str,
-                  all_claims: list[dict], meta: Mapping[str, Any]) -> None:
+def write_outputs(
+    out: str | Path,
+    results: pd.DataFrame,
+    full: pd.DataFrame,
+    text: str,
+    all_claims: list[dict],
+    meta: Mapping[str, Any],
+) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(results, out / "results.parquet", "lindholm")
@@ -722,15 +874,20 @@ def write_outputs(out: str | Path, results: pd.DataFrame, full: pd.DataFrame, te
 def register(subparsers: argparse._SubParsersAction) -> None:
     """``activepam lindholm embedding|audio``: the Lindholm et al. 2025 reproduction kit."""
     p = subparsers.add_parser(
-        "lindholm", help="Lindholm et al. 2025 Top-K entropy kit (embedding or audio variant)",
+        "lindholm",
+        help="Lindholm et al. 2025 Top-K entropy kit (embedding or audio variant)",
         description="Run the Lindholm et al. 2025 protocol (params/protocols/lindholm2025.yaml): "
         "file-level active learning with segment entropies aggregated per file (Top-K, Mean, "
         "Median, Mean Event Entropy, Random); print label fraction vs event IoU / macro AP per "
-        "strategy with intervals over replicates and a verdict per claim.")
-    p.add_argument("variant", choices=("embedding", "audio", "report"),
-                   help="embedding: synthetic log band-power frames; audio: generated audio "
-                   "through BirdNET; report: re-print the tables and claims of the run in --out "
-                   "(its results.parquet and full.parquet) without running anything")
+        "strategy with intervals over replicates and a verdict per claim.",
+    )
+    p.add_argument(
+        "variant",
+        choices=("embedding", "audio", "report"),
+        help="embedding: synthetic log band-power frames; audio: generated audio "
+        "through BirdNET; report: re-print the tables and claims of the run in --out "
+        "(its results.parquet and full.parquet) without running anything",
+    )
     p.add_argument("--protocol", default=PROTOCOL, help="protocol YAML (lindholm: section)")
     p.add_argument("--size", default="ci", help="embedding variant: paper or ci")
     p.add_argument("--seeds", type=int, help="replicates (default: the size's seeds)")
@@ -754,35 +911,49 @@ def _cli(args: argparse.Namespace) -> int:
         if args.variant == "report":
             results, full, title, claim_k = _saved_run(Path(args.out), protocol)
         elif args.variant == "embedding":
-            results, full = run_embedding(protocol, args.size, args.seeds, args.snr, args.files,
-                                          log)
+            results, full = run_embedding(
+                protocol, args.size, args.seeds, args.snr, args.files, log
+            )
             title = f"Lindholm et al. 2025, variant (a) embedding space, size {args.size}"
             claim_k = None
         else:
             from activepam.simulation.lindholm_audio import run_audio
 
-            results, full = run_audio(protocol, Path(args.out), args.seeds, args.snr,
-                                      args.files, args.threads, log)
+            results, full = run_audio(
+                protocol, Path(args.out), args.seeds, args.snr, args.files, args.threads, log
+            )
             title = "Lindholm et al. 2025, variant (b) generated audio through BirdNET"
             claim_k = int((protocol.get("audio") or {}).get("claim_k", 1))
     except LindholmError as exc:
         print(f"activepam lindholm: {exc}", file=sys.stderr)
         return 2
-    text, all_claims = report(results, full, cfg, title, float(protocol.get("duration_s", 10.0)),
-                              claim_k)
+    text, all_claims = report(
+        results, full, cfg, title, float(protocol.get("duration_s", 10.0)), claim_k
+    )
     wall = time.perf_counter() - t0
     text += f"\nwall time {wall:.0f} s\n"
     print(text)
     if args.variant == "report":
         return 0
-    write_outputs(args.out, results, full, text, all_claims,
-                  {"variant": args.variant, "size": args.size, "wall_s": wall,
-                   "protocol": str(args.protocol)})
+    write_outputs(
+        args.out,
+        results,
+        full,
+        text,
+        all_claims,
+        {
+            "variant": args.variant,
+            "size": args.size,
+            "wall_s": wall,
+            "protocol": str(args.protocol),
+        },
+    )
     return 0
 
 
-def _saved_run(out: Path, protocol: Mapping[str, Any]
-               ) -> tuple[pd.DataFrame, pd.DataFrame, str, int | None]:
+def _saved_run(
+    out: Path, protocol: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, str, int | None]:
     """(results, full, title, claim K) of a finished run folder."""
     paths = [out / "results.parquet", out / "full.parquet"]
     missing = [str(p) for p in paths if not p.exists()]
@@ -791,8 +962,15 @@ def _saved_run(out: Path, protocol: Mapping[str, Any]
     results, full = (pd.read_parquet(p) for p in paths)
     variant = str(results["variant"].iloc[0])
     if variant == "audio":
-        return (results, full, "Lindholm et al. 2025, variant (b) generated audio through "
-                f"BirdNET (saved run {out})",
-                int((protocol.get("audio") or {}).get("claim_k", 1)))
-    return (results, full, f"Lindholm et al. 2025, variant (a) embedding space (saved run {out})",
-            None)
+        return (
+            results,
+            full,
+            f"Lindholm et al. 2025, variant (b) generated audio through BirdNET (saved run {out})",
+            int((protocol.get("audio") or {}).get("claim_k", 1)),
+        )
+    return (
+        results,
+        full,
+        f"Lindholm et al. 2025, variant (a) embedding space (saved run {out})",
+        None,
+    )

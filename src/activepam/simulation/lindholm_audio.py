@@ -70,8 +70,9 @@ def class_templates(n_classes: int, seed: int = 0) -> list[tuple[str, str, dict[
     return out
 
 
-def event_audio(call_type: str, shape: Mapping[str, float], n: int, sr: int,
-                rng: np.random.Generator) -> np.ndarray:
+def event_audio(
+    call_type: str, shape: Mapping[str, float], n: int, sr: int, rng: np.random.Generator
+) -> np.ndarray:
     """A bout of ``n`` samples: jittered calls separated by 50-150 ms gaps, cut at the end
     with a 10 ms fade (so the bout fills exactly the planned span)."""
     out = np.zeros(n, dtype=np.float32)
@@ -79,18 +80,24 @@ def event_audio(call_type: str, shape: Mapping[str, float], n: int, sr: int,
     while pos < n:
         call, _, _ = synth_call(call_type, shape, rng, sr)
         m = min(len(call), n - pos)
-        out[pos:pos + m] = call[:m]
+        out[pos : pos + m] = call[:m]
         pos += m + int(rng.uniform(0.05, 0.15) * sr)
     k = min(int(0.01 * sr), n // 2)
     if k:
-        out[n - k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
+        out[n - k :] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
     return out
 
 
-def synth_file(events: pd.DataFrame, templates: Sequence[tuple[str, str, dict[str, float]]],
-               snr_db: float, rng: np.random.Generator, duration_s: float = 10.0,
-               sr: int = SAMPLE_RATE, pink_db: float = -50.0, wind_db: float = -46.0,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synth_file(
+    events: pd.DataFrame,
+    templates: Sequence[tuple[str, str, dict[str, float]]],
+    snr_db: float,
+    rng: np.random.Generator,
+    duration_s: float = 10.0,
+    sr: int = SAMPLE_RATE,
+    pink_db: float = -50.0,
+    wind_db: float = -46.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One file: ``(mixture, background, events_signal)`` (float32, ``duration_s x sr``).
 
     ``events`` are this file's rows of :func:`plan_events` (cls 1..C, onset_s, offset_s); each
@@ -119,15 +126,21 @@ def window_starts_s(duration_s: float, hop_s: float, window_s: float = WINDOW_S)
     return np.arange(max(n, 1)) * hop_s
 
 
-def window_labels(events: pd.DataFrame, n_files: int, starts: np.ndarray,
-                  window_s: float = WINDOW_S, min_overlap: float = 0.5) -> np.ndarray:
+def window_labels(
+    events: pd.DataFrame,
+    n_files: int,
+    starts: np.ndarray,
+    window_s: float = WINDOW_S,
+    min_overlap: float = 0.5,
+) -> np.ndarray:
     """``y [n_files, n_windows]``: the class of the event with the largest overlap among those
     covering >= ``min_overlap`` of the window or of the event; 0 = background."""
     y = np.zeros((n_files, len(starts)), dtype=np.int16)
     best = np.zeros((n_files, len(starts)))
     for ev in events.itertuples(index=False):
-        ov = np.clip(np.minimum(starts + window_s, ev.offset_s) - np.maximum(starts, ev.onset_s),
-                     0.0, None)
+        ov = np.clip(
+            np.minimum(starts + window_s, ev.offset_s) - np.maximum(starts, ev.onset_s), 0.0, None
+        )
         need = min_overlap * min(window_s, ev.offset_s - ev.onset_s)
         hit = (ov >= need - 1e-9) & (ov > best[ev.file])
         y[ev.file, hit] = ev.cls
@@ -139,9 +152,16 @@ def corpus_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def audio_corpus(n_files: int, snr_db: float, protocol: Mapping[str, Any], seed: int = 0,
-                 threads: int = 2, cache: Path | None = None, chunk: int = 16,
-                 log: Any = None) -> FrameSet:
+def audio_corpus(
+    n_files: int,
+    snr_db: float,
+    protocol: Mapping[str, Any],
+    seed: int = 0,
+    threads: int = 2,
+    cache: Path | None = None,
+    chunk: int = 16,
+    log: Any = None,
+) -> FrameSet:
     """Generate ``n_files`` files, run BirdNET on their windows; FrameSet of the embeddings
     ``[n_files, n_windows, 1024]`` (cached in ``cache`` when given)."""
     from activepam.detection.birdnet import BirdNET
@@ -154,21 +174,40 @@ def audio_corpus(n_files: int, snr_db: float, protocol: Mapping[str, Any], seed:
     if sr != SAMPLE_RATE:
         raise LindholmError(f"audio.sample_rate must be {SAMPLE_RATE} (BirdNET's rate), got {sr}")
     settings: dict[str, Any] = {
-        "n_files": n_files, "snr_db": float(snr_db), "seed": seed, "n_classes": C,
-        "duration_s": duration, "hop_s": hop, "pink_db": float(au.get("pink_db", -50)),
+        "n_files": n_files,
+        "snr_db": float(snr_db),
+        "seed": seed,
+        "n_classes": C,
+        "duration_s": duration,
+        "hop_s": hop,
+        "pink_db": float(au.get("pink_db", -50)),
         "wind_db": float(au.get("wind_db", -46)),
         "event_ratio": float(protocol.get("event_ratio", 0.2)),
         "events_per_file": list(protocol.get("events_per_file", (1, 3))),
-        "event_s": list(protocol.get("event_s", (0.3, 2.0))), "version": 1}
+        "event_s": list(protocol.get("event_s", (0.3, 2.0))),
+        "version": 1,
+    }
     key = corpus_key(settings)
     path = cache / f"features_snr{snr_db:+g}.npz" if cache else None
     rng = np.random.default_rng([seed, 21])
-    events = plan_events(n_files, C, rng, settings["event_ratio"], settings["events_per_file"],
-                         settings["event_s"], duration)
+    events = plan_events(
+        n_files,
+        C,
+        rng,
+        settings["event_ratio"],
+        settings["events_per_file"],
+        settings["event_s"],
+        duration,
+    )
     starts = window_starts_s(duration, hop)
     y = window_labels(events, n_files, starts, min_overlap=float(au.get("min_overlap", 0.5)))
-    info = {"variant": "audio", "snr_db": float(snr_db), "hop_s": hop,
-            "windows_per_file": len(starts), "key": key}
+    info = {
+        "variant": "audio",
+        "snr_db": float(snr_db),
+        "hop_s": hop,
+        "windows_per_file": len(starts),
+        "key": key,
+    }
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) == key:
@@ -188,21 +227,32 @@ def audio_corpus(n_files: int, snr_db: float, protocol: Mapping[str, Any], seed:
         wins = []
         for f in files:
             frng = np.random.default_rng([seed, 22, f])
-            mix, _, _ = synth_file(by_file.get(f, empty), templates, snr_db, frng, duration, sr,
-                                   settings["pink_db"], settings["wind_db"])
-            wins.append(np.stack([mix[o:o + w] for o in offsets]))
+            mix, _, _ = synth_file(
+                by_file.get(f, empty),
+                templates,
+                snr_db,
+                frng,
+                duration,
+                sr,
+                settings["pink_db"],
+                settings["wind_db"],
+            )
+            wins.append(np.stack([mix[o : o + w] for o in offsets]))
         _, emb = model.predict(np.concatenate(wins))
-        X[lo:lo + len(files)] = emb.reshape(len(files), len(starts), -1)
+        X[lo : lo + len(files)] = emb.reshape(len(files), len(starts), -1)
         if log and (lo // chunk) % 5 == 0:
-            log(f"audio snr {snr_db:+g} dB: {lo + len(files)}/{n_files} files through BirdNET "
-                f"({time.perf_counter() - t0:.0f} s)")
+            log(
+                f"audio snr {snr_db:+g} dB: {lo + len(files)}/{n_files} files through BirdNET "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, "lindholm") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, X=X, key=np.array(key))
-    return FrameSet(X, y, C, events, {**info, "cached": False,
-                                      "birdnet_s": time.perf_counter() - t0})
+    return FrameSet(
+        X, y, C, events, {**info, "cached": False, "birdnet_s": time.perf_counter() - t0}
+    )
 
 
 def project(data: FrameSet, pca_dims: int, seed: int = 0) -> FrameSet:
@@ -214,15 +264,21 @@ def project(data: FrameSet, pca_dims: int, seed: int = 0) -> FrameSet:
     return FrameSet(Z.reshape(n, T, -1), data.y, data.n_classes, data.events, dict(data.info))
 
 
-def run_audio(protocol: Mapping[str, Any], out: Path, seeds: int | None = None,
-              snrs: Sequence[float] | None = None, n_files: int | None = None,
-              threads: int = 2, log: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_audio(
+    protocol: Mapping[str, Any],
+    out: Path,
+    seeds: int | None = None,
+    snrs: Sequence[float] | None = None,
+    n_files: int | None = None,
+    threads: int = 2,
+    log: Any = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Variant (b): per SNR one corpus through BirdNET, then ``seeds`` replicates."""
     au = dict(protocol.get("audio") or {})
     cfg = ALConfig.from_params(protocol)
     nf = int(n_files or au.get("n_files", 400))
     rows, fulls = [], []
-    for snr in (snrs if snrs is not None else au.get("snr_db", [0])):
+    for snr in snrs if snrs is not None else au.get("snr_db", [0]):
         corpus = audio_corpus(nf, float(snr), protocol, 0, threads, Path(out), log=log)
         data = project(corpus, int(au.get("pca_dims", 32)))
         for rep in range(int(seeds or au.get("seeds", 5))):

@@ -74,8 +74,9 @@ def _segment_cost(units: pd.DataFrame, context_s: float) -> np.ndarray:
     return np.asarray([hi - lo for lo, hi in spans], dtype=np.float64)
 
 
-def _pool_segments(ds: SimDataset, rows: np.ndarray, P: np.ndarray,
-                   labelled_pos: np.ndarray | None = None) -> pd.DataFrame:
+def _pool_segments(
+    ds: SimDataset, rows: np.ndarray, P: np.ndarray, labelled_pos: np.ndarray | None = None
+) -> pd.DataFrame:
     """Segments table (the detect contract) of pool rows with the probe's uncertainty.
 
     With ``labelled_pos`` (positions of the labelled rows, for ``allocation: divergence``) it
@@ -124,9 +125,12 @@ def _union_cost(units: pd.DataFrame, context_s: float) -> float:
     from activepam.datasets import union_seconds
 
     return union_seconds(
-        units["recording_id"].to_numpy(), units["start_s"].to_numpy(dtype=np.float64),
-        units["end_s"].to_numpy(dtype=np.float64), context_s,
-        units["recording_duration_s"].to_numpy(dtype=np.float64))
+        units["recording_id"].to_numpy(),
+        units["start_s"].to_numpy(dtype=np.float64),
+        units["end_s"].to_numpy(dtype=np.float64),
+        context_s,
+        units["recording_duration_s"].to_numpy(dtype=np.float64),
+    )
 
 
 def unit_costs(
@@ -170,8 +174,9 @@ def budget_plan(cfg: SimConfig, n_pool_units: int, pool_audio_s: float) -> list[
     return list(np.cumsum([first, *batches]))
 
 
-def _units_for(target: float, spent: float, n_done: int, mean_cost: float, cfg: SimConfig,
-               left: int) -> int:
+def _units_for(
+    target: float, spent: float, n_done: int, mean_cost: float, cfg: SimConfig, left: int
+) -> int:
     """Units to add so the cumulative budget reaches ``target`` (at least 1, at most ``left``)."""
     if cfg.budget_unit == "units":
         n = round(target) - n_done
@@ -215,8 +220,14 @@ def run_simulation(
     sampling_s = 0.0
     if cfg.cold_start:  # the strategy picks the seed set from an untrained model
         P0 = np.full((len(split.pool), len(ds.species)), 0.5)  # uniform: every score tied
-        seg0 = _pool_segments(ds, split.pool, P0, np.zeros(0, dtype=np.int64)
-                              if spec.strategy.get("allocation") == "divergence" else None)
+        seg0 = _pool_segments(
+            ds,
+            split.pool,
+            P0,
+            np.zeros(0, dtype=np.int64)
+            if spec.strategy.get("allocation") == "divergence"
+            else None,
+        )
         emb = _pool_embeddings(seg0, Z[split.pool])
         t0 = time.perf_counter()
         labelled: list[str] = list(selector(seg0, n0, seed * 1000 + 999, emb, []))
@@ -228,8 +239,9 @@ def run_simulation(
     probe = make_probe(cfg, seed)
     Y_test = ds.Y[split.test]
     # stopping rule (activepam.core.stopping): decisions on a fixed stop set of pool segments
-    stop_rows = split.pool[np.sort(np.random.default_rng(seed + 7).permutation(
-        len(split.pool))[:STOP_SET])]
+    stop_rows = split.pool[
+        np.sort(np.random.default_rng(seed + 7).permutation(len(split.pool))[:STOP_SET])
+    ]
     last_decisions: np.ndarray | None = None
     rows: list[dict[str, Any]] = []
     rounds = range(cfg.rounds + 1)
@@ -267,11 +279,19 @@ def run_simulation(
         decisions = probe.predict_proba(Z[stop_rows]) >= cfg.threshold
         if last_decisions is not None:
             kappa = prediction_agreement(last_decisions, decisions)
-            rows.append({**budget, "stratum": "all", "stratum_value": "all",
-                         "metric": "stop_kappa", "value": float(kappa)})
+            rows.append(
+                {
+                    **budget,
+                    "stratum": "all",
+                    "stratum_value": "all",
+                    "metric": "stop_kappa",
+                    "value": float(kappa),
+                }
+            )
         last_decisions = decisions
-        for stratum, value, metric, v in evaluate(Y_test, P_test, test_strata, cfg.threshold,
-                                                  stratum_metrics=cfg.stratum_metrics):
+        for stratum, value, metric, v in evaluate(
+            Y_test, P_test, test_strata, cfg.threshold, stratum_metrics=cfg.stratum_metrics
+        ):
             rows.append(
                 {
                     **budget,
@@ -288,8 +308,9 @@ def run_simulation(
         seg = _pool_segments(ds, split.pool, P_pool, lab_pos if divergence else None)
         if emb is None:
             emb = _pool_embeddings(seg, Z[split.pool])
-        n = _units_for(plan[r + 1], audio, len(labelled), mean_cost, cfg,
-                       len(unit_ids) - len(labelled))
+        n = _units_for(
+            plan[r + 1], audio, len(labelled), mean_cost, cfg, len(unit_ids) - len(labelled)
+        )
         t0 = time.perf_counter()
         chosen = selector(seg, n, seed * 1000 + r, emb, list(labelled))
         sampling_s = time.perf_counter() - t0
@@ -340,7 +361,10 @@ def full_supervision(
             probe.fit(Z[split.pool], ds.Y[split.pool])
         P = probe.predict_proba(Z[split.test])
         rows = evaluate(
-            ds.Y[split.test], P, {k: v[split.test] for k, v in strata_all.items()}, cfg.threshold,
+            ds.Y[split.test],
+            P,
+            {k: v[split.test] for k, v in strata_all.items()},
+            cfg.threshold,
             stratum_metrics=cfg.stratum_metrics,
         )
         df = pd.DataFrame(rows, columns=["stratum", "stratum_value", "metric", "value"])

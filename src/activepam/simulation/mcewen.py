@@ -72,15 +72,21 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "key": "site",
         "mi_bits": 1.537,
         "mi_fraction": 0.343,
-        "mean_stratum_f1": {"binary": [0.221, 0.221], "cluster": [0.236, 0.262],
-                            "stratified": [0.183, 0.183]},
+        "mean_stratum_f1": {
+            "binary": [0.221, 0.221],
+            "cluster": [0.236, 0.262],
+            "stratified": [0.183, 0.183],
+        },
     },
     "anuraset": {
         "key": "site",
         "mi_bits": 1.644,
         "mi_fraction": 0.406,
-        "mean_stratum_f1": {"binary": [0.482, 0.482], "cluster": [0.506, 0.506],
-                            "stratified": [0.497, 0.497]},
+        "mean_stratum_f1": {
+            "binary": [0.482, 0.482],
+            "cluster": [0.506, 0.506],
+            "stratified": [0.497, 0.497],
+        },
     },
 }
 SELECTION_COLUMNS = ["strategy", "seed", "round", "unit_id"]
@@ -129,8 +135,13 @@ class ProtocolRun:
 def recording_selector(select: Selector, calls: list[list[str]]) -> Selector:
     """``select`` that also appends every call's chosen unit ids to ``calls``."""
 
-    def wrapped(units: pd.DataFrame, n: int, seed: int, embeddings: pd.DataFrame | None,
-                labelled: Sequence[str]) -> list[str]:
+    def wrapped(
+        units: pd.DataFrame,
+        n: int,
+        seed: int,
+        embeddings: pd.DataFrame | None,
+        labelled: Sequence[str],
+    ) -> list[str]:
         chosen = list(select(units, n, seed, embeddings, labelled))
         calls.append([str(u) for u in chosen])
         return chosen
@@ -162,8 +173,9 @@ def run_protocol(
             calls: list[list[str]] = []
             t0 = time.perf_counter()
             selector = recording_selector(sampling_selector(spec), calls)
-            res = run_simulation(ds, spec, int(seed), cfg, selector=selector, Z=Z,
-                                 progress=progress)
+            res = run_simulation(
+                ds, spec, int(seed), cfg, selector=selector, Z=Z, progress=progress
+            )
             done = int(res["round"].max()) if len(res) else 0
             first = 0 if cfg.cold_start else 1
             for i, ids in enumerate(calls):
@@ -171,8 +183,9 @@ def run_protocol(
                     picks += [(name, int(seed), first + i, u) for u in ids]
             frames.append(res)
             log.info("%s seed %s: %d rounds, %.1f s", name, seed, done, time.perf_counter() - t0)
-    results = (pd.concat(frames, ignore_index=True) if frames
-               else pd.DataFrame(columns=RESULT_COLUMNS))
+    results = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    )
     return ProtocolRun(results, pd.DataFrame(picks, columns=SELECTION_COLUMNS))
 
 
@@ -185,8 +198,9 @@ def final_rows(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["round"] == last]
 
 
-def unit_strata(ds: SimDataset, keys: Sequence[str],
-                options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def unit_strata(
+    ds: SimDataset, keys: Sequence[str], options: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """Stratum values of every unit (index: unit_id) for ``keys``, plus its split."""
     from activepam.simulation.replicates import strata_values
 
@@ -198,37 +212,49 @@ def unit_strata(ds: SimDataset, keys: Sequence[str],
     return out
 
 
-def _selection_strata(selections: pd.DataFrame, ds: SimDataset,
-                      strata: pd.DataFrame) -> pd.DataFrame:
+def _selection_strata(
+    selections: pd.DataFrame, ds: SimDataset, strata: pd.DataFrame
+) -> pd.DataFrame:
     """``selections`` with the stratum columns of each picked unit (a recording id maps to its
     first unit)."""
-    rec_first = pd.Series(ds.units["unit_id"].astype(str).to_numpy(),
-                          index=ds.units["recording_id"].astype(str).to_numpy())
+    rec_first = pd.Series(
+        ds.units["unit_id"].astype(str).to_numpy(),
+        index=ds.units["recording_id"].astype(str).to_numpy(),
+    )
     rec_first = rec_first[~rec_first.index.duplicated()]
     ids = selections["unit_id"].astype(str)
     unit = ids.where(ids.isin(strata.index), ids.map(rec_first))
     if unit.isna().any():
         bad = ids[unit.isna()].iloc[0]
         raise SimulationError(f"selections: unit {bad!r} is not in the dataset")
-    return pd.concat([selections.reset_index(drop=True),
-                      strata.loc[unit.to_numpy()].reset_index(drop=True)], axis=1)
+    return pd.concat(
+        [selections.reset_index(drop=True), strata.loc[unit.to_numpy()].reset_index(drop=True)],
+        axis=1,
+    )
 
 
-def per_stratum_table(results: pd.DataFrame, selections: pd.DataFrame, ds: SimDataset,
-                      keys: Sequence[str], options: Mapping[str, Any] | None = None,
-                      metrics: Sequence[str] = PROTOCOL_METRICS) -> pd.DataFrame:
+def per_stratum_table(
+    results: pd.DataFrame,
+    selections: pd.DataFrame,
+    ds: SimDataset,
+    keys: Sequence[str],
+    options: Mapping[str, Any] | None = None,
+    metrics: Sequence[str] = PROTOCOL_METRICS,
+) -> pd.DataFrame:
     """One row per (strategy, key, stratum value): the final-round metrics' mean and sd over
     seeds (``<metric>``, ``<metric>_sd``; only the metrics the results have), the segments
     selected there (mean over seeds, ``n_selected``) and the stratum's pool / test sizes."""
     strata = unit_strata(ds, keys, options)
     fin = final_rows(results)
-    fin = fin[fin["stratum"].isin(keys) & (fin["stratum_value"] != "all")
-              & fin["metric"].isin(metrics)]
+    fin = fin[
+        fin["stratum"].isin(keys) & (fin["stratum_value"] != "all") & fin["metric"].isin(metrics)
+    ]
     rows = []
     sel = _selection_strata(selections, ds, strata) if len(selections) else None
     split = strata["split"] if "split" in strata else pd.Series("train", index=strata.index)
-    for (strategy, key, value), g in fin.groupby(["strategy", "stratum", "stratum_value"],
-                                                 sort=False):
+    for (strategy, key, value), g in fin.groupby(
+        ["strategy", "stratum", "stratum_value"], sort=False
+    ):
         row: dict[str, Any] = {"strategy": strategy, "key": key, "stratum_value": value}
         for m, h in g.groupby("metric"):
             v = h["value"].to_numpy(dtype=np.float64)
@@ -248,16 +274,18 @@ def per_stratum_table(results: pd.DataFrame, selections: pd.DataFrame, ds: SimDa
     return pd.DataFrame(rows)
 
 
-def strategy_table(results: pd.DataFrame, keys: Sequence[str],
-                   metrics: Sequence[str] = PROTOCOL_METRICS) -> pd.DataFrame:
+def strategy_table(
+    results: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str] = PROTOCOL_METRICS
+) -> pd.DataFrame:
     """Per strategy and stratum key at the final round: the mean over the key's strata of
     each metric (``mean_<metric>``), its Pielou evenness and CV over the strata (``pielou_*``,
     ``cv_*``), each as the mean over seeds with the sd over seeds (``*_sd``), the overall
     macro AP and the labels spent."""
     fin = final_rows(results)
     rows = []
-    for (strategy, key), g in fin[fin["stratum"].isin(keys)].groupby(["strategy", "stratum"],
-                                                                      sort=False):
+    for (strategy, key), g in fin[fin["stratum"].isin(keys)].groupby(
+        ["strategy", "stratum"], sort=False
+    ):
         per_seed: dict[str, list[float]] = {}
         for _, h in g.groupby("seed"):
             for m in metrics:
@@ -266,11 +294,13 @@ def strategy_table(results: pd.DataFrame, keys: Sequence[str],
                     continue
                 v = v.to_numpy(dtype=np.float64)
                 per_seed.setdefault(f"mean_{m}", []).append(
-                    float(np.nanmean(v)) if np.isfinite(v).any() else np.nan)
+                    float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+                )
                 for s in ("pielou", "cv"):
                     w = h.loc[(h["metric"] == f"{s}_{m}") & (h["stratum_value"] == "all"), "value"]
                     per_seed.setdefault(f"{s}_{m}", []).append(
-                        float(w.iloc[0]) if len(w) else np.nan)
+                        float(w.iloc[0]) if len(w) else np.nan
+                    )
         all_rows = fin[(fin["strategy"] == strategy) & (fin["stratum"] == "all")]
         row: dict[str, Any] = {
             "strategy": strategy,
@@ -292,8 +322,9 @@ def strategy_table(results: pd.DataFrame, keys: Sequence[str],
 
 def _subset(ds: SimDataset, mask: np.ndarray, name: str) -> SimDataset:
     rows = np.flatnonzero(mask)
-    return SimDataset(ds.units.iloc[rows].reset_index(drop=True), ds.X[rows], ds.Y[rows],
-                      list(ds.species), name)
+    return SimDataset(
+        ds.units.iloc[rows].reset_index(drop=True), ds.X[rows], ds.Y[rows], list(ds.species), name
+    )
 
 
 def _split_masks(ds: SimDataset) -> dict[str, np.ndarray]:
@@ -306,8 +337,9 @@ def _split_masks(ds: SimDataset) -> dict[str, np.ndarray]:
     return {k: m for k, m in masks.items() if m.any()}
 
 
-def mutual_information_by_split(ds: SimDataset, keys: Sequence[str], cfg: SimConfig,
-                                n_permutations: int = 20, seed: int = 0) -> pd.DataFrame:
+def mutual_information_by_split(
+    ds: SimDataset, keys: Sequence[str], cfg: SimConfig, n_permutations: int = 20, seed: int = 0
+) -> pd.DataFrame:
     """I(S;Y) in bits and I/H(Y) per stratum key (and all keys combined) on the train, test
     and train+test rows (:func:`activepam.simulation.stratified.mutual_information_table`:
     every (unit, present species) pair is one draw of (stratum, species))."""
@@ -315,8 +347,9 @@ def mutual_information_by_split(ds: SimDataset, keys: Sequence[str], cfg: SimCon
 
     frames = []
     for split, mask in _split_masks(ds).items():
-        t = mutual_information_table(_subset(ds, mask, f"{ds.name}:{split}"), keys, cfg,
-                                     n_permutations, seed)
+        t = mutual_information_table(
+            _subset(ds, mask, f"{ds.name}:{split}"), keys, cfg, n_permutations, seed
+        )
         t.insert(0, "split", split)
         frames.append(t)
     return pd.concat(frames, ignore_index=True)
@@ -357,11 +390,15 @@ def format_report(summary: Mapping[str, Any]) -> str:
     ]
     for key, rows in summary["strategies"].items():
         lines.append("")
-        lines.append(f"per-{key} scores at the final round (mean over the {key}s; mean (sd) "
-                     "over seeds; over the classes present in each stratum)")
-        head = (f"{'strategy':12s} {'runs':>4s} {'labels':>6s} {'F1-macro':>15s} "
-                f"{'published F1':>12s} {'mAP':>15s} {'cmAP':>15s} {'Pielou F1':>9s} "
-                f"{'CV F1':>7s}")
+        lines.append(
+            f"per-{key} scores at the final round (mean over the {key}s; mean (sd) "
+            "over seeds; over the classes present in each stratum)"
+        )
+        head = (
+            f"{'strategy':12s} {'runs':>4s} {'labels':>6s} {'F1-macro':>15s} "
+            f"{'published F1':>12s} {'mAP':>15s} {'cmAP':>15s} {'Pielou F1':>9s} "
+            f"{'CV F1':>7s}"
+        )
         lines.append(head)
         published = (pub.get("mean_stratum_f1") or {}) if pub.get("key") == key else {}
         for r in rows:
@@ -369,25 +406,34 @@ def format_report(summary: Mapping[str, Any]) -> str:
                 f"{r['strategy']:12s} {r['n_seeds']:4d} {_f(r['n_labelled'], '.0f'):>6s} "
                 f"{_cell(r, 'macro_f1'):>15s} {_range(published.get(r['strategy'])):>12s} "
                 f"{_cell(r, 'weighted_ap'):>15s} {_cell(r, 'macro_ap'):>15s} "
-                f"{_f(r.get('pielou_macro_f1')):>9s} {_f(r.get('cv_macro_f1')):>7s}")
+                f"{_f(r.get('pielou_macro_f1')):>9s} {_f(r.get('cv_macro_f1')):>7s}"
+            )
     lines.append("")
     lines.append("I(S;Y) in bits, I/H(Y) (permutation-corrected I/H in brackets)")
     for r in summary["mutual_information"]:
-        lines.append(f"  {r['key']:12s} {r['split']:10s} I = {_f(r['mi_bits'])} bits, "
-                     f"I/H = {_f(r['fraction'])} [{_f(r['fraction_corrected'])}], "
-                     f"{r['n_strata']} strata")
+        lines.append(
+            f"  {r['key']:12s} {r['split']:10s} I = {_f(r['mi_bits'])} bits, "
+            f"I/H = {_f(r['fraction'])} [{_f(r['fraction_corrected'])}], "
+            f"{r['n_strata']} strata"
+        )
     if pub:
-        lines.append(f"  published ({pub['key']}): I = {pub['mi_bits']:.3f} bits, "
-                     f"I/H = {pub['mi_fraction']:.3f}")
+        lines.append(
+            f"  published ({pub['key']}): I = {pub['mi_bits']:.3f} bits, "
+            f"I/H = {pub['mi_fraction']:.3f}"
+        )
     exc = summary.get("exclusion") or []
     if exc:
         lines.append("")
-        lines.append("exclusion (leave one stratum out, size-matched): correlation over the "
-                     "strata of the drop with the stratum's JSD to the rest (no p-value)")
+        lines.append(
+            "exclusion (leave one stratum out, size-matched): correlation over the "
+            "strata of the drop with the stratum's JSD to the rest (no p-value)"
+        )
         for r in exc:
-            lines.append(f"  {r['key']:8s} {r['y']:8s} ~ {r['x']:10s} n = {r['n']}, "
-                         f"r = {_f(r['pearson_r'], '.2f')}, "
-                         f"Spearman = {_f(r['spearman_rho'], '.2f')}")
+            lines.append(
+                f"  {r['key']:8s} {r['y']:8s} ~ {r['x']:10s} n = {r['n']}, "
+                f"r = {_f(r['pearson_r'], '.2f')}, "
+                f"Spearman = {_f(r['spearman_rho'], '.2f')}"
+            )
     return "\n".join(lines)
 
 
@@ -437,8 +483,7 @@ def write_report(
     rows = masks["train+test"] if "train+test" in masks else next(iter(masks.values()))
     both = _subset(ds, rows, ds.name)
     mi = mutual_information_by_split(ds, mi_keys, cfg, int(strat.get("permutations", 20)))
-    files["mutual_information"] = write_csv(mi, out / "mutual_information.csv",
-                                            stage="mcewen").name
+    files["mutual_information"] = write_csv(mi, out / "mutual_information.csv", stage="mcewen").name
     Z = config_features(both.X, cfg)
     P = out_of_fold_predictions(both, Z, cfg, seed=0)
     jsd = pd.concat([jsd_long(both, k, cfg, P) for k in loso_keys], ignore_index=True)
@@ -448,32 +493,62 @@ def write_report(
         labels = list(dict.fromkeys(g["a"]))
         for value, what in (("jsd_label", "label"), ("jsd_pred", "predicted-probability")):
             M = g.pivot(index="a", columns="b", values=value).loc[labels, labels].to_numpy()
-            fig = clustermap_figure(M, labels, f"JSD between {key} strata: {what} distributions "
-                                    f"({both.name}, train + test)")
+            fig = clustermap_figure(
+                M,
+                labels,
+                f"JSD between {key} strata: {what} distributions ({both.name}, train + test)",
+            )
             name = f"figures/{value}_{key}.png"
             save_figure(fig, out / name, stage="mcewen")
             files[f"{value}_{key}"] = name
 
     exclusion_rows: list[dict[str, Any]] = []
     if exclusion and loso_keys:
-        loso = pd.concat([leave_one_stratum_out(both, k, cfg, Z, int(strat.get("folds", 2)),
-                                                bool(strat.get("size_matched", True)), 0,
-                                                P_oof=P) for k in loso_keys], ignore_index=True)
+        loso = pd.concat(
+            [
+                leave_one_stratum_out(
+                    both,
+                    k,
+                    cfg,
+                    Z,
+                    int(strat.get("folds", 2)),
+                    bool(strat.get("size_matched", True)),
+                    0,
+                    P_oof=P,
+                )
+                for k in loso_keys
+            ],
+            ignore_index=True,
+        )
         loso.insert(0, "setting", "protocol")
         loso.insert(0, "dataset", both.name)
         files["exclusion"] = write_csv(loso, out / "exclusion.csv", stage="mcewen").name
-        corr = pd.concat([loso_correlation(loso, x, y) for x in ("jsd_label", "jsd_pred")
-                          for y in ("drop_ap", "drop_f1") if y in loso], ignore_index=True)
-        files["exclusion_correlation"] = write_csv(corr, out / "exclusion_correlation.csv",
-                                                   stage="mcewen").name
+        corr = pd.concat(
+            [
+                loso_correlation(loso, x, y)
+                for x in ("jsd_label", "jsd_pred")
+                for y in ("drop_ap", "drop_f1")
+                if y in loso
+            ],
+            ignore_index=True,
+        )
+        files["exclusion_correlation"] = write_csv(
+            corr, out / "exclusion_correlation.csv", stage="mcewen"
+        ).name
         exclusion_rows = corr.to_dict("records")
         for y in ("drop_ap", "drop_f1"):
             if y not in loso:
                 continue
-            c = {f"{r['key']}:{y}~jsd_label": r for r in exclusion_rows
-                 if r["y"] == y and r["x"] == "jsd_label"}
-            save_figure(loso_figure(loso, c, "jsd_label", y), out / f"figures/exclusion_{y}.png",
-                        stage="mcewen")
+            c = {
+                f"{r['key']}:{y}~jsd_label": r
+                for r in exclusion_rows
+                if r["y"] == y and r["x"] == "jsd_label"
+            }
+            save_figure(
+                loso_figure(loso, c, "jsd_label", y),
+                out / f"figures/exclusion_{y}.png",
+                stage="mcewen",
+            )
             files[f"exclusion_{y}"] = f"figures/exclusion_{y}.png"
 
     masks_all = _split_masks(ds)
@@ -483,15 +558,28 @@ def write_report(
         "n_pool": int(masks_all.get("train", np.ones(ds.n, bool)).sum()),
         "n_test": int(masks_all.get("test", np.zeros(ds.n, bool)).sum()),
         "n_species": len(ds.species),
-        "protocol": {k: sim.get(k) for k in ("strategies", "seeds", "seed_size", "batch_size",
-                                             "rounds", "budget_unit", "cold_start", "strata",
-                                             "stratum_metrics", "probe", "probe_C")},
+        "protocol": {
+            k: sim.get(k)
+            for k in (
+                "strategies",
+                "seeds",
+                "seed_size",
+                "batch_size",
+                "rounds",
+                "budget_unit",
+                "cold_start",
+                "strata",
+                "stratum_metrics",
+                "probe",
+                "probe_C",
+            )
+        },
         "metric_names": METRIC_NAMES,
         "strategies": {k: strategies[strategies["key"] == k].to_dict("records") for k in keys},
         "per_stratum": {k: table[table["key"] == k].to_dict("records") for k in keys},
         "mutual_information": mi.to_dict("records"),
         "jsd_base": "bits (log 2); the preprint's jensenshannon(p, q) ** 2 is in nats "
-                    "= ours x ln 2",
+        "= ours x ln 2",
         "exclusion": exclusion_rows,
         "published": _published(dataset),
         "files": files,
@@ -531,19 +619,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "F1-macro next to the segments selected per stratum, Pielou and CV, I(S;Y), JSD "
         "clustermaps, the exclusion analysis and the published numbers.",
     )
-    p.add_argument("--imported", required=True, metavar="DIR",
-                   help="a folder written by `activepam datasets import` (wabad, anuraset)")
+    p.add_argument(
+        "--imported",
+        required=True,
+        metavar="DIR",
+        help="a folder written by `activepam datasets import` (wabad, anuraset)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--params", default="params.yaml", help="parameter file")
-    p.add_argument("--overlay", action="append", default=[], metavar="YAML",
-                   help="params overlays (default: params/protocols/mcewen2025.yaml, + "
-                   "mcewen2025_anuraset.yaml for an AnuraSet import)")
+    p.add_argument(
+        "--overlay",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="params overlays (default: params/protocols/mcewen2025.yaml, + "
+        "mcewen2025_anuraset.yaml for an AnuraSet import)",
+    )
     p.add_argument("--strategy", action="append", help="strategy (repeatable)")
     p.add_argument("--seed", type=int, action="append", help="repeat seed (repeatable)")
     p.add_argument("--rounds", type=int, help="override simulation.rounds (reduced size)")
     p.add_argument("--no-exclusion", action="store_true", help="skip the exclusion analysis")
-    p.add_argument("--report-only", action="store_true",
-                   help="re-write the report from OUT/results.parquet and OUT/selections.parquet")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-write the report from OUT/results.parquet and OUT/selections.parquet",
+    )
     p.set_defaults(func=_cli)
 
 
@@ -558,8 +658,11 @@ def _cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     missing = [f for f in IMPORT_FILES if not (d / f).exists()]
     if missing:
-        print(f"activepam mcewen2025: {d}: {', '.join(missing)} not found (write the folder "
-              "with `activepam datasets import wabad|anuraset PATH --out DIR`)", file=sys.stderr)
+        print(
+            f"activepam mcewen2025: {d}: {', '.join(missing)} not found (write the folder "
+            "with `activepam datasets import wabad|anuraset PATH --out DIR`)",
+            file=sys.stderr,
+        )
         return 2
     try:
         name = imported_dataset_name(d)
@@ -575,15 +678,20 @@ def _cli(args: argparse.Namespace) -> int:
         emb, lab, meta = (d / f for f in IMPORT_FILES)
         ds = custom_dataset(emb, lab, meta, name=d.name)
         if args.report_only:
-            run = ProtocolRun(pd.read_parquet(out / "results.parquet"),
-                              pd.read_parquet(out / "selections.parquet"))
+            run = ProtocolRun(
+                pd.read_parquet(out / "results.parquet"),
+                pd.read_parquet(out / "selections.parquet"),
+            )
         else:
             t0 = time.perf_counter()
             run = run_protocol(ds, sim, params, args.strategy, args.seed, progress=True)
             write_parquet(run.results, out / "results.parquet", stage="mcewen")
             write_parquet(run.selections, out / "selections.parquet", stage="mcewen")
-            print(f"{len(run.results)} rows -> {out / 'results.parquet'} "
-                  f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+            print(
+                f"{len(run.results)} rows -> {out / 'results.parquet'} "
+                f"({time.perf_counter() - t0:.1f} s)",
+                file=sys.stderr,
+            )
         summary = write_report(run, ds, sim, out, name, exclusion=not args.no_exclusion)
     except (SimulationError, FileNotFoundError) as exc:
         print(f"activepam mcewen2025: {exc}", file=sys.stderr)

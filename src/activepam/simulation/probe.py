@@ -98,10 +98,16 @@ class BaseALProbe:
     label column is appended so that one species still trains as multi-label.
     """
 
-    def __init__(self, hidden: int = 0, epochs: int = 10, batch: int = 32, lr: float = 1e-3,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, hidden: int = 0, epochs: int = 10, batch: int = 32, lr: float = 1e-3, seed: int = 0
+    ) -> None:
         self.hidden, self.epochs, self.batch, self.lr, self.seed = (
-            int(hidden), int(epochs), int(batch), float(lr), int(seed))
+            int(hidden),
+            int(epochs),
+            int(batch),
+            float(lr),
+            int(seed),
+        )
         self.model: Any = None
         self.n_species = 0
 
@@ -116,10 +122,18 @@ class BaseALProbe:
         self.n_species = Y.shape[1]
         if self.model is None:
             self.model = MLPClassifier(
-                hidden_layer_sizes=(self.hidden or X.shape[1],), activation="relu",
-                solver="adam", learning_rate_init=self.lr, batch_size=self.batch,
-                max_iter=self.epochs, n_iter_no_change=self.epochs, alpha=0.0,
-                warm_start=True, shuffle=True, random_state=self.seed)
+                hidden_layer_sizes=(self.hidden or X.shape[1],),
+                activation="relu",
+                solver="adam",
+                learning_rate_init=self.lr,
+                batch_size=self.batch,
+                max_iter=self.epochs,
+                n_iter_no_change=self.epochs,
+                alpha=0.0,
+                warm_start=True,
+                shuffle=True,
+                random_state=self.seed,
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.filterwarnings("ignore", message="Got `batch_size`", category=UserWarning)
@@ -131,14 +145,14 @@ class BaseALProbe:
         if self.model is None:
             raise SimulationError("probe used before fit")
         return np.asarray(self.model.predict_proba(np.asarray(X, dtype=np.float64)))[
-            :, : self.n_species]
+            :, : self.n_species
+        ]
 
 
 def make_probe(cfg: SimConfig, seed: int = 0, max_iter: int | None = None) -> Any:
     """The probe of ``cfg.probe``: :class:`Probe` (logistic, ours) or :class:`BaseALProbe`."""
     if cfg.probe == "baseal_mlp":
-        return BaseALProbe(cfg.probe_hidden, cfg.probe_epochs, cfg.probe_batch, cfg.probe_lr,
-                           seed)
+        return BaseALProbe(cfg.probe_hidden, cfg.probe_epochs, cfg.probe_batch, cfg.probe_lr, seed)
     return Probe(cfg.probe_C, max_iter or cfg.probe_max_iter)
 
 

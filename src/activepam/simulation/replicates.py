@@ -121,11 +121,14 @@ def _predefined_replicate(ds: SimDataset, cfg: SimConfig, seed: int) -> Replicat
     if bad.any():
         raise SimulationError(
             f"{ds.name}: column {col!r} (simulation.split_column): value "
-            f"{ds.units[col].iloc[int(np.flatnonzero(bad)[0])]!r} is not train, validation or test")
+            f"{ds.units[col].iloc[int(np.flatnonzero(bad)[0])]!r} is not train, validation or test"
+        )
     pool, test = split == "train", split == "test"
     if not pool.any() or not test.any():
-        raise SimulationError(f"{ds.name}: column {col!r} (simulation.split_column) needs train "
-                              f"and test rows ({int(pool.sum())} train, {int(test.sum())} test)")
+        raise SimulationError(
+            f"{ds.name}: column {col!r} (simulation.split_column) needs train "
+            f"and test rows ({int(pool.sum())} train, {int(test.sum())} test)"
+        )
     data_seed = -1
     if cfg.data_fraction < 1:
         data_seed = seed

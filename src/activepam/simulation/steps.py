@@ -63,8 +63,7 @@ def prepare_dataset(
     else:
         raise SimulationError(f"simulation.dataset: unknown dataset {kind!r} (demo | custom)")
     log.info(
-        "dataset %s: %d segments, %d recordings, %d species, %d-d embeddings, "
-        "%d positive labels",
+        "dataset %s: %d segments, %d recordings, %d species, %d-d embeddings, %d positive labels",
         ds.name,
         ds.n,
         ds.units["recording_id"].nunique(),
@@ -181,7 +180,11 @@ def divergence_to_files(
 
 
 def figures_to_files(
-    results: str, per_run: str, summary: str, claims: str, out: Mapping[str, str],
+    results: str,
+    per_run: str,
+    summary: str,
+    claims: str,
+    out: Mapping[str, str],
     strata: Sequence[str] | None = None,
 ) -> None:
     """Learning curves, AULC, labels-to-target and per-stratum figures of the gathered runs."""
@@ -191,8 +194,14 @@ def figures_to_files(
 
     with open(claims) as fh:
         claims_dict = json.load(fh)
-    write_strategy_figures(pd.read_parquet(results), pd.read_csv(per_run), pd.read_csv(summary),
-                           claims_dict, out, strata)
+    write_strategy_figures(
+        pd.read_parquet(results),
+        pd.read_csv(per_run),
+        pd.read_csv(summary),
+        claims_dict,
+        out,
+        strata,
+    )
 
 
 def stratified_step(
@@ -222,9 +231,14 @@ def stratified_step(
         from activepam.plots.simulation import write_stratified_figures
 
         keys = (sim.get("stratified") or {}).get("loso_keys", ["site"])
-        write_stratified_figures(tables["loso"], tables["mi"], tables["jsd"], None,
-                                 {"loso": out["loso_fig"], "mi": out["mi_fig"],
-                                  "jsd": out["jsd_fig"]}, jsd_key=keys[0])
+        write_stratified_figures(
+            tables["loso"],
+            tables["mi"],
+            tables["jsd"],
+            None,
+            {"loso": out["loso_fig"], "mi": out["mi_fig"], "jsd": out["jsd_fig"]},
+            jsd_key=keys[0],
+        )
     return tables
 
 
@@ -235,8 +249,13 @@ def divergence_step(
     from activepam.plots.simulation import write_stratified_figures
 
     summary = divergence_to_files(loso_paths, mi_paths, out)
-    write_stratified_figures(pd.read_parquet(out["loso"]), pd.read_parquet(out["mi"]), None,
-                             summary, {"loso": out["loso_fig"], "mi": out["mi_fig"]})
+    write_stratified_figures(
+        pd.read_parquet(out["loso"]),
+        pd.read_parquet(out["mi"]),
+        None,
+        summary,
+        {"loso": out["loso_fig"], "mi": out["mi_fig"]},
+    )
     return summary
 
 

@@ -1,5 +1,4 @@
-"""Stratified generalisation: leave-one-stratum-out, mutual information and JSD tables.
-"""
+"""Stratified generalisation: leave-one-stratum-out, mutual information and JSD tables."""
 
 from __future__ import annotations
 

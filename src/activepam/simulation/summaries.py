@@ -1,5 +1,4 @@
-"""Learning-curve statistics and per-run / per-strategy summaries of simulated runs.
-"""
+"""Learning-curve statistics and per-run / per-strategy summaries of simulated runs."""
 
 from __future__ import annotations
 
@@ -124,8 +123,16 @@ def baseal_aulc(n_labelled: Sequence[float] | np.ndarray, y: Sequence[float] | n
 
 
 #: columns of :func:`protocol_summary` (one row per strategy x seed)
-PROTOCOL_COLUMNS = ["strategy", "seed", "n_labelled", "baseal_aulc", "aulc", "final",
-                    "n_positives", "sampling_s"]
+PROTOCOL_COLUMNS = [
+    "strategy",
+    "seed",
+    "n_labelled",
+    "baseal_aulc",
+    "aulc",
+    "final",
+    "n_positives",
+    "sampling_s",
+]
 
 
 def protocol_summary(results: pd.DataFrame, metric: str = "macro_ap") -> pd.DataFrame:
@@ -140,12 +147,18 @@ def protocol_summary(results: pd.DataFrame, metric: str = "macro_ap") -> pd.Data
         g = g.sort_values("round")
         x, y = g["n_units"].to_numpy(float), g["value"].to_numpy(float)
         t = g["sampling_s"].to_numpy(float) if "sampling_s" in g else np.array([np.nan])
-        rows.append({
-            "strategy": strategy, "seed": int(seed), "n_labelled": int(x[-1]),
-            "baseal_aulc": baseal_aulc(x, y), "aulc": aulc(x, y), "final": float(y[-1]),
-            "n_positives": int(g["n_positives"].iloc[-1]) if "n_positives" in g else -1,
-            "sampling_s": float(np.sum(t)) if np.isfinite(t).all() else float("nan"),
-        })
+        rows.append(
+            {
+                "strategy": strategy,
+                "seed": int(seed),
+                "n_labelled": int(x[-1]),
+                "baseal_aulc": baseal_aulc(x, y),
+                "aulc": aulc(x, y),
+                "final": float(y[-1]),
+                "n_positives": int(g["n_positives"].iloc[-1]) if "n_positives" in g else -1,
+                "sampling_s": float(np.sum(t)) if np.isfinite(t).all() else float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
 
 
@@ -182,9 +195,7 @@ def overall_metric(results: pd.DataFrame, metric: str) -> pd.DataFrame:
         raise KeyError(f"results: no overall rows for metric {metric!r}")
     extra = [c for c in REPLICATE_COLS if c in sel]
     return (
-        sel[RUN_KEYS + extra + BUDGET_COLS + ["value"]]
-        .sort_values(RUN_KEYS)
-        .reset_index(drop=True)
+        sel[RUN_KEYS + extra + BUDGET_COLS + ["value"]].sort_values(RUN_KEYS).reset_index(drop=True)
     )
 
 
@@ -331,9 +342,7 @@ def strategy_summary(per_run: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
     per strategy (``to_target_*`` over the runs that reached the target)."""
     skip = {"strategy", "unit", "seed", "metric", "reached_target", *REPLICATE_COLS}
     value_cols = [
-        c
-        for c in per_run.columns
-        if c not in skip and pd.api.types.is_numeric_dtype(per_run[c])
+        c for c in per_run.columns if c not in skip and pd.api.types.is_numeric_dtype(per_run[c])
     ]
     rows = []
     for (strategy, unit), g in per_run.groupby(["strategy", "unit"], sort=True):

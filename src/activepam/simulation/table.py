@@ -1,5 +1,4 @@
-"""The README strategy table (:func:`strategy_table`) from ``claims.json``.
-"""
+"""The README strategy table (:func:`strategy_table`) from ``claims.json``."""
 
 from __future__ import annotations
 
@@ -74,8 +73,8 @@ def strategy_table(claims: Mapping[str, Any], divergence: Mapping[str, Any] | No
             to_s = "not reached"
         units = (
             " / ".join(
-                _fmt(e[f"to_target_{c}"][0], ".0f") for c in ("n_units", "n_segments",
-                                                             "n_recordings")
+                _fmt(e[f"to_target_{c}"][0], ".0f")
+                for c in ("n_units", "n_segments", "n_recordings")
             )
             if reached
             else "-"

@@ -1,5 +1,4 @@
-"""Workflow helpers of the simulation (read by workflow/rules/simulate.smk at parse time).
-"""
+"""Workflow helpers of the simulation (read by workflow/rules/simulate.smk at parse time)."""
 
 from __future__ import annotations
 
@@ -64,10 +63,31 @@ def workflow_targets(config: Mapping[str, Any], results: str = "results") -> lis
 
 #: the SimConfig keys of the simulation section (probe, split, budget, strata, ...)
 CONFIG_KEYS: tuple[str, ...] = (
-    "seed_size", "batch_size", "batch_growth", "rounds", "test_fraction", "split_seed",
-    "context_s", "budget_unit", "vary_split", "data_fraction", "pca_dims", "whiten", "probe_C",
-    "probe_max_iter", "threshold", "strata", "split_column", "segment_cost", "cold_start",
-    "probe", "probe_hidden", "probe_epochs", "probe_batch", "probe_lr", "timing",
+    "seed_size",
+    "batch_size",
+    "batch_growth",
+    "rounds",
+    "test_fraction",
+    "split_seed",
+    "context_s",
+    "budget_unit",
+    "vary_split",
+    "data_fraction",
+    "pca_dims",
+    "whiten",
+    "probe_C",
+    "probe_max_iter",
+    "threshold",
+    "strata",
+    "split_column",
+    "segment_cost",
+    "cold_start",
+    "probe",
+    "probe_hidden",
+    "probe_epochs",
+    "probe_batch",
+    "probe_lr",
+    "timing",
     "stratum_metrics",
 )
 #: the keys of the simulation section each rule of simulate.smk reads (its ``params``), so
@@ -76,8 +96,17 @@ RULE_KEYS: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset",),
     "full": (*CONFIG_KEYS, "seeds"),
     "run": (*CONFIG_KEYS, "presets", "metric"),
-    "gather": ("metric", "budget_axis", "target_fraction", "mid_budget", "vary_split",
-               "data_fraction", "context_s", "claim", "comparisons"),
+    "gather": (
+        "metric",
+        "budget_axis",
+        "target_fraction",
+        "mid_budget",
+        "vary_split",
+        "data_fraction",
+        "context_s",
+        "claim",
+        "comparisons",
+    ),
     "figures": ("strata",),
     "stratified": (*CONFIG_KEYS, "stratified"),
     "divergence_setting": (*CONFIG_KEYS, "stratified", "divergence.embedding"),
