@@ -5,7 +5,8 @@
 #  2. copies the repository's files into two fresh folders (results/ is relative to the
 #     working directory, so each run needs its own), sharing .venv;
 #  3. runs the workflow locally (--profile profiles/default) and through SLURM
-#     (--profile profiles/slurm), each under `timeout`, with the small overlay params/ci_small.yaml;
+#     (--profile profiles/slurm --workflow-profile none), each under `timeout`, with the small
+#     overlay params/ci_small.yaml;
 #  4. checks the accounting history (sacct; squeue when accounting is off): every job the
 #     local run ran (bar the SLURM run's local rules) was submitted with sbatch and COMPLETED;
 #  5. compares the Parquet CONTENTS of both runs (activepam.core.hashing: rows sorted, writer
@@ -122,7 +123,7 @@ run_workflow local --profile profiles/default
 SINCE=$(date -d '-1 second' +%Y-%m-%dT%H:%M:%S)
 STATUS_CMD=sacct
 sacct -n -X -S "$SINCE" >/dev/null 2>&1 || STATUS_CMD=squeue
-run_workflow slurm --profile profiles/slurm \
+run_workflow slurm --profile profiles/slurm --workflow-profile none \
   --slurm-status-command "$STATUS_CMD" \
   --slurm-init-seconds-before-status-checks 2 \
   --slurm-keep-successful-logs

@@ -225,7 +225,7 @@ def test_write_json_is_nan_free(tmp_path):
 
 @pytest.mark.slow
 def test_figures_render(tmp_path):
-    from activepam.plots import simulation as figs
+    from activepam.simulation import figures as figs
 
     results = fake_results()
     full = pd.DataFrame(

@@ -193,6 +193,7 @@ def test_stop_set_and_decisions() -> None:
     assert rep["metric"] == "macro_ap" and rep["recommendation"] in ("stop", "consider stopping")
 
 
+@pytest.mark.slow  # the demo_truth fixture generates the demo (about 8 s)
 def test_thresholds_cover_the_truth_on_the_demo(demo_truth: pd.DataFrame) -> None:
     """The demo generator's truth for its commonest species, a detector whose logit is normal
     given the truth (so P(correct | score) is exactly logistic, with a known curve), experts

@@ -1,4 +1,4 @@
-"""Figures of a sample (activepam.plots.sampling) from small synthetic files."""
+"""Figures of a sample (activepam.sampling.figures) from small synthetic files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_sampling import make_segments
 
-from activepam.plots.sampling import (
+from activepam.sampling.figures import (
     composition_figure,
     composition_table,
     plot_sample_figures,

@@ -24,8 +24,8 @@ import pytest
 import soundfile as sf
 
 from activepam.core import labels as core_labels
+from activepam.plots import spectrogram as spg
 from activepam.review import journal as jr
-from activepam.review import spectrogram as spg
 from activepam.rounds.export import ExportOptions, export_annotation_set, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]

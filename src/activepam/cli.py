@@ -20,7 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "activepam.rounds.freeze",
     "activepam.simulation.cli",
     "activepam.core.hashing",
-    "activepam.search.engine",
+    "activepam.search.cli",
     "activepam.review.cli",
     "activepam.datasets.cli",
     "activepam.simulation.mcewen",

@@ -107,3 +107,14 @@ def search_targets(wildcards):
     return shard_files(f"{RESULTS}/detect/shards/{{shard}}/search_index.done")(
         wildcards
     )
+
+
+def print_pending_rounds():
+    """After a successful run with experts: the annotation sets waiting for labels
+    (Snakefile onsuccess).
+    """
+    from activepam.rounds.freeze import pending_message, round_states
+
+    message = pending_message(round_states(config, SIMULATED), SIMULATED)
+    if message:
+        print(message, file=sys.stderr)

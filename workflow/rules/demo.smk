@@ -19,10 +19,6 @@ if DEMO:
             f"{RESULTS}/benchmarks/generate_demo.tsv"
         conda:
             CONDA_ENV
-        threads: 2
-        resources:
-            mem_mb=1000,
-            runtime=30,
         params:
             # the demo keys the generator reads (all but enabled): editing another key
             # reruns nothing

@@ -22,10 +22,6 @@ rule detect_shard:
         shard=r"\d\d\d\d+",  # 0000..9999, then 10000.. (a year: >10k shards)
     conda:
         CONDA_ENV
-    threads: 2
-    resources:
-        mem_mb=3000,
-        runtime=60,
     params:
         # only the detect keys that change results (activepam.detection.steps.DETECT_KEYS);
         # batch_size and threads change no number: the script reads batch_size from the config
@@ -66,9 +62,5 @@ rule gather_detections:
         f"{RESULTS}/benchmarks/detect/gather.tsv"
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     script:
         "../../scripts/gather_detections.py"

@@ -16,10 +16,6 @@ rule indices_shard:
         shard=r"\d\d\d\d+",  # 0000..9999, then 10000.. (a year: >10k shards)
     conda:
         CONDA_ENV
-    threads: 2
-    resources:
-        mem_mb=1500,
-        runtime=60,
     params:
         window_s=config["indices"]["window_s"],
         anthro_band=config["indices"].get("anthro_band", [0, 1000]),
@@ -41,9 +37,5 @@ rule gather_indices:
         f"{RESULTS}/benchmarks/gather_indices.tsv"
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=15,
     script:
         "../../scripts/gather_indices.py"

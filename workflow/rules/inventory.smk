@@ -15,10 +15,6 @@ checkpoint inventory:
         f"{RESULTS}/benchmarks/inventory.tsv"
     conda:
         CONDA_ENV
-    threads: 2
-    resources:
-        mem_mb=1000,
-        runtime=30,
     params:
         # the folder scanned: its files are discovered here, so it is a param, not an input
         raw_dir=lambda wildcards: RAW_DIR,

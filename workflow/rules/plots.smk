@@ -12,10 +12,6 @@ rule plots_detections:
         f"{RESULTS}/logs/plots_detections.log",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=15,
     params:
         min_confidence=config["plots"].get("min_confidence", 0.1),
         top_species=config["plots"].get("top_species", 25),

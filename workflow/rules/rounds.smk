@@ -48,13 +48,6 @@ ROUND_TARGETS = (
 )
 
 
-def print_pending_rounds():
-    """After a successful run with experts: the annotation sets waiting for labels."""
-    message = pending_message(round_states(config, SIMULATED), SIMULATED)
-    if message:
-        print(message, file=sys.stderr)
-
-
 wildcard_constraints:
     r=r"\d{2}",
     name=r"round_\d{2}|test",
@@ -71,8 +64,6 @@ rule rounds_label_set:
         f"{RESULTS}/logs/rounds/label_set.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=1500,
     params:
         species_filter=lookup(dpath="detect/species_filter", within=config),
         species_list=lookup(dpath="detect/species_list", within=config, default=""),
@@ -94,8 +85,6 @@ if not ROUND_STATES["test"].locked:
             f"{RESULTS}/logs/rounds/test_set.log",
         conda:
             CONDA_ENV
-        resources:
-            mem_mb=2000,
         params:
             settings=lambda wildcards: testset_params(config),
         script:
@@ -116,8 +105,6 @@ if not ROUND_STATES["test"].locked:
             f"{RESULTS}/benchmarks/rounds/test_export.tsv"
         conda:
             CONDA_ENV
-        resources:
-            mem_mb=1500,
         params:
             settings=lambda wildcards: export_params(config, "test", LABEL_SET),
             settings_file=str(settings_path("test")),
@@ -142,8 +129,6 @@ rule round_sample:
         r=OPEN_RE,
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=3000,
     params:
         settings=lambda wildcards: sample_params(config, wildcards.r),
     script:
@@ -167,8 +152,6 @@ rule round_export:
         r=OPEN_RE,
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=1500,
     params:
         settings=lambda wildcards: export_params(config, wildcards.r, LABEL_SET),
         settings_file=lambda wildcards: str(settings_path(wildcards.r)),
@@ -191,8 +174,6 @@ if SIMULATED:
             f"{RESULTS}/logs/rounds/{{name}}/labels.log",
         conda:
             CONDA_ENV
-        resources:
-            mem_mb=1000,
         params:
             round_id=lambda wildcards: wildcards.name.removeprefix("round_"),
             unsure=lookup(dpath="rounds/simulated_unsure", within=config, default=0.0),
@@ -219,9 +200,6 @@ rule round_train:
         f"{RESULTS}/benchmarks/rounds/round_{{r}}/train.tsv"
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=3000,
     params:
         round_id=lambda wildcards: wildcards.r,
         train={
@@ -257,8 +235,6 @@ rule rounds_baseline:
         f"{RESULTS}/logs/rounds/baseline.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=1500,
     params:
         evaluate=EVALUATE_KEYS,
         strata_keys=lookup(dpath="rounds/strata", within=config),
@@ -293,8 +269,6 @@ rule round_evaluate:
         f"{RESULTS}/logs/rounds/round_{{r}}/evaluate.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=1500,
     params:
         round_id=lambda wildcards: wildcards.r,
         evaluate={
@@ -334,8 +308,6 @@ rule round_answers:
         f"{RESULTS}/benchmarks/rounds/round_{{r}}/answers.tsv"
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=2000,
     params:
         thresholds=lookup(dpath="evaluate/thresholds", within=config, default={}),
         seed=lookup(dpath="rounds/seed", within=config),
@@ -359,8 +331,6 @@ rule round_plots:
         f"{RESULTS}/logs/rounds/round_{{r}}/plots.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=1000,
     params:
         top_pairs=lookup(dpath="evaluate/confusion_pairs", within=config, default=10),
     script:

@@ -33,10 +33,6 @@ rule sample:
         strategy=SAMPLE_WILDCARD,
     conda:
         CONDA_ENV
-    threads: 2
-    resources:
-        mem_mb=6000,
-        runtime=30,
     params:
         strategy=lambda wildcards: SAMPLE_STRATEGIES[wildcards.strategy],
     script:
@@ -59,10 +55,6 @@ rule plots_sample:
         strategy=SAMPLE_WILDCARD,
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=15,
     params:
         strategy=lambda wildcards: SAMPLE_STRATEGIES[wildcards.strategy],
         map_points=SAMPLING.get("map_points", 5000),

@@ -20,10 +20,6 @@ rule search_index:
         shard=r"\d{4}",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=120,
     params:
         dtype=config["search"]["index_dtype"],
     script:

@@ -39,10 +39,6 @@ rule simulation_dataset:
         f"{RESULTS}/benchmarks/simulation/dataset.tsv"
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     params:
         simulation=rule_params(config, "dataset"),
     script:
@@ -60,10 +56,6 @@ rule simulation_full:
         f"{RESULTS}/benchmarks/simulation/full_supervision.tsv"
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=1500,
-        runtime=10,
     params:
         simulation=rule_params(config, "full"),
     script:
@@ -84,10 +76,6 @@ rule simulation_run:
         seed=r"\d+",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=1500,
-        runtime=20,
     params:
         simulation=rule_params(config, "run"),
         sampling={
@@ -117,10 +105,6 @@ rule simulation_gather:
         f"{RESULTS}/logs/simulation/gather.log",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=1500,
-        runtime=10,
     params:
         simulation=rule_params(config, "gather"),
     script:
@@ -162,10 +146,6 @@ rule simulation_figures:
         f"{RESULTS}/logs/simulation/figures.log",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=1500,
-        runtime=10,
     params:
         simulation=rule_params(config, "figures"),
     script:
@@ -203,10 +183,6 @@ rule simulation_stratified:
         f"{RESULTS}/benchmarks/simulation/stratified.tsv"
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     params:
         simulation=rule_params(config, "stratified"),
         source="dataset",
@@ -228,10 +204,6 @@ rule simulation_divergence_setting:
         dseed=r"\d+",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     params:
         simulation=rule_params(config, "divergence_setting"),
         demo=config["demo"],
@@ -272,10 +244,6 @@ rule simulation_divergence:
         f"{RESULTS}/logs/simulation/divergence.log",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=1500,
-        runtime=10,
     script:
         "../../scripts/simulate_divergence.py"
 
@@ -290,9 +258,5 @@ rule simulation_table:
         f"{RESULTS}/logs/simulation/table.log",
     conda:
         CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
     script:
         "../../scripts/simulate_table.py"

@@ -1,6 +1,6 @@
 """Listen-and-label review page over an exported annotation set (``activepam review``).
 
-* :mod:`activepam.review.spectrogram` - spectrogram PNGs with time/frequency axes and the
+* :mod:`activepam.plots.spectrogram` - spectrogram PNGs with time/frequency axes and the
   target window (also used for the exported PNGs);
 * :mod:`activepam.review.journal` - the append-only, fsynced answer journal per annotator
   (read unchanged by ``activepam labels import``);

@@ -12,7 +12,7 @@ Routes (all under the page's origin; every file is in this package or in the rou
   403: ``..`` or ``.`` components (also percent-encoded), absolute paths, backslashes, NUL, and
   any path whose real path (symlinks resolved) is outside the folder;
 * ``GET /spectrogram/<i>.png`` - the spectrogram of manifest row ``i`` (rendered by
-  :mod:`activepam.review.spectrogram`, cached in memory);
+  :mod:`activepam.plots.spectrogram`, cached in memory);
 * ``GET /api/state?annotator=NAME`` - units, label set, suggestions and the annotator's answers
   rebuilt from the journal (a reload resumes where the annotator stopped);
 * ``POST /api/answer``, ``POST /api/notes`` - one answer (or a changed note), appended to
@@ -50,8 +50,8 @@ import tornado.netutil
 import tornado.web
 
 from activepam.core.labels import read_label_set
+from activepam.plots.spectrogram import AXES_RECT, DPI, FIGSIZE, render_png
 from activepam.review import journal as jr
-from activepam.review.spectrogram import AXES_RECT, DPI, FIGSIZE, render_png
 from activepam.rounds.export import MAX_SPECTROGRAM_S, ExportOptions, read_manifest
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"

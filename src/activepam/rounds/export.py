@@ -269,8 +269,8 @@ def write_spectrogram(
 ) -> Path:
     """Write the spectrogram of ``clip`` as a PNG atomically, with time (s) and frequency (kHz)
     axes and the target marked: the review page's renderer
-    (:func:`activepam.review.spectrogram.write_spectrogram_png`), so both show the same."""
-    from activepam.review.spectrogram import write_spectrogram_png
+    (:func:`activepam.plots.spectrogram.write_spectrogram_png`), so both show the same."""
+    from activepam.plots.spectrogram import write_spectrogram_png
 
     return write_spectrogram_png(clip, out, target, max_hz, title=Path(clip).stem)
 

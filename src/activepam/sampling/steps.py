@@ -54,7 +54,7 @@ def plots_sample(
     """``rule plots_sample``: composition, uncertainty and embedding-map figures of one sample,
     written beside ``composition`` (composition.png, uncertainty.png, embedding_map.png)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from activepam.plots.sampling import plot_sample_figures
+    from activepam.sampling.figures import plot_sample_figures
 
     paths = plot_sample_figures(
         sample_csv,

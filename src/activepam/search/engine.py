@@ -25,7 +25,6 @@ metadata filters still leave N, and falls back to the exact scan for a file wher
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -451,85 +450,54 @@ def search(
     return exact_search(files, q, k, filters)
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "search",
-        help="find the segments nearest to examples (query by example, cosine on embeddings)",
-    )
-    p.add_argument(
-        "--example",
-        nargs="+",
-        default=[],
-        metavar="CLIP.wav|SEGMENT_ID",
-        help="audio files or segment ids of the store",
-    )
-    p.add_argument(
-        "--store",
-        default="results/detect",
-        help="detection folder or embeddings.parquet (default: results/detect)",
-    )
-    p.add_argument("--k", type=int, default=50, help="number of hits (default 50)")
-    p.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        metavar="COLUMN=VALUE[,VALUE]",
-        help="keep segments whose segments.parquet column matches (repeatable)",
-    )
-    p.add_argument(
-        "--exact", action="store_true", help="streamed exact scan, even when indexes exist"
-    )
-    p.add_argument(
-        "--build-index",
-        action="store_true",
-        help="build / update the usearch index of every embeddings file first",
-    )
-    p.add_argument("--out", help="write the hits to this CSV (default: print them)")
-    p.add_argument(
-        "--figure",
-        help="PNG of the examples' and the first hits' spectrograms "
-        "(needs segments.parquet beside the embeddings)",
-    )
-    p.set_defaults(func=_cli)
+# --------------------------------------------------------------------------- command
 
 
 def build_indexes(store: str | Path) -> list[dict[str, Any]]:
     return [update_index(f) for f in store_files(store)]
 
 
-def _cli(args: argparse.Namespace) -> int:
+def search_command(
+    store: str | Path,
+    examples: Sequence[str],
+    k: int = 50,
+    filters: Sequence[str] = (),
+    exact: bool = False,
+    build_index: bool = False,
+    out: str | Path | None = None,
+    figure: str | Path | None = None,
+) -> int:
+    """``activepam search``: optionally (re)build the indexes, then the ``k`` nearest segments
+    to ``examples``, printed or written to ``out`` (CSV), with an optional ``figure``."""
     import sys
 
     try:
-        if args.build_index:
-            for r in build_indexes(args.store):
+        if build_index:
+            for r in build_indexes(store):
                 print(
                     f"index {r['action']}: {r['file']} (+{r['added']} -{r['removed']})",
                     file=sys.stderr,
                 )
-            if not args.example:
+            if not examples:
                 return 0
-        hits = search(args.store, args.example, args.k, parse_filters(args.filter), args.exact)
+        hits = search(store, list(examples), k, parse_filters(list(filters)), exact)
     except SearchError as exc:
         print(f"activepam search: {exc}", file=sys.stderr)
         return 2
-    if args.figure:
-        files = store_files(args.store)
+    if figure:
+        files = store_files(store)
         plot_hits(
             hits,
             files[0].with_name("segments.parquet")
             if len(files) == 1
-            else Path(args.store) / "segments.parquet",
-            args.example,
-            args.figure,
+            else Path(store) / "segments.parquet",
+            list(examples),
+            figure,
         )
-    if args.out:
-        write_csv(hits, args.out, stage="search")
+    if out:
+        write_csv(hits, out, stage="search")
         print(
-            f"{len(hits)} hits ({hits['method'].iloc[0] if len(hits) else 'none'}) -> {args.out}",
+            f"{len(hits)} hits ({hits['method'].iloc[0] if len(hits) else 'none'}) -> {out}",
             file=sys.stderr,
         )
     else:

@@ -449,7 +449,7 @@ def write_report(
     return the summary (also ``summary.json``; ``report.md`` is its text)."""
     from activepam.core.io import save_figure, write_csv, write_json, write_text
     from activepam.plots.mcewen import clustermap_figure, stratum_bars_figure
-    from activepam.plots.simulation import loso_figure
+    from activepam.simulation.figures import loso_figure
     from activepam.simulation.probe import config_features
     from activepam.simulation.stratified import (
         jsd_long,

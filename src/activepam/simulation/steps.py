@@ -190,7 +190,7 @@ def figures_to_files(
     """Learning curves, AULC, labels-to-target and per-stratum figures of the gathered runs."""
     import json
 
-    from activepam.plots.simulation import write_strategy_figures
+    from activepam.simulation.figures import write_strategy_figures
 
     with open(claims) as fh:
         claims_dict = json.load(fh)
@@ -228,7 +228,7 @@ def stratified_step(
         ds, setting, extra = read_dataset(dataset), "default", None
     tables = stratified_to_files(ds, sim, out, setting=setting, extra=extra)
     if "loso_fig" in out:
-        from activepam.plots.simulation import write_stratified_figures
+        from activepam.simulation.figures import write_stratified_figures
 
         keys = (sim.get("stratified") or {}).get("loso_keys", ["site"])
         write_stratified_figures(
@@ -246,7 +246,7 @@ def divergence_step(
     loso_paths: Sequence[str], mi_paths: Sequence[str], out: Mapping[str, str]
 ) -> dict[str, Any]:
     """:func:`divergence_to_files` of the sweep, then its LOSO and MI figures."""
-    from activepam.plots.simulation import write_stratified_figures
+    from activepam.simulation.figures import write_stratified_figures
 
     summary = divergence_to_files(loso_paths, mi_paths, out)
     write_stratified_figures(
