@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from repo_copy import copy_repo
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
@@ -76,33 +77,6 @@ def run(
             f"{' '.join(map(str, cmd))} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
         )
     return res
-
-
-def copy_repo(dest: Path) -> None:
-    """Tracked and untracked-not-ignored files of the repository (+ a .venv link)."""
-    try:
-        listing = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(REPO),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("not a git checkout: cannot list the repository's files")
-    for rel in filter(None, listing.decode().split("\0")):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith((".venv", ".dvc/cache", ".dvc/tmp")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    (dest / ".venv").symlink_to(REPO / ".venv")
 
 
 def git_dvc_init(work: Path) -> None:
@@ -309,7 +283,7 @@ def _snakemake_plan(work: Path) -> str:
 def test_run_commit_push_clone_pull_agree(tmp_path: Path) -> None:
     work = tmp_path / "repo"
     work.mkdir()
-    copy_repo(work)
+    copy_repo(work, skip=(".dvc/cache", ".dvc/tmp"))
     (work / "params.yaml").write_text(yaml.safe_dump(_small_params(), sort_keys=False))
     for stale in ("dvc.lock", "data/labels", "data/rounds", "results"):
         shutil.rmtree(work / stale, ignore_errors=True) if (work / stale).is_dir() else (

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+from repo_copy import copy_repo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,33 +31,6 @@ pytestmark = [
         not (REPO / ".venv" / "bin" / "snakemake").exists(), reason="needs the project's .venv"
     ),
 ]
-
-
-def _copy_repo(dest: Path) -> None:
-    """Tracked and untracked-not-ignored files of the repository (+ a .venv link)."""
-    try:
-        listing = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(REPO),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("not a git checkout: cannot list the repository's files")
-    for rel in filter(None, listing.decode().split("\0")):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith((".venv", "data/", "results/")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    (dest / ".venv").symlink_to(REPO / ".venv")
 
 
 def _write_recordings(raw: Path, seed: int = 0) -> None:
@@ -138,7 +112,7 @@ def _check_waiting(root: Path, res: subprocess.CompletedProcess) -> None:
 
 def test_make_run_on_own_recordings_exports_round_00(tmp_path: Path) -> None:
     root = tmp_path / "repo"
-    _copy_repo(root)
+    copy_repo(root, skip=("data/", "results/"))
     _write_recordings(root / "data/raw/mine")
     res = _make_run(root, "data/raw/mine")
     _check_waiting(root, res)
@@ -151,7 +125,7 @@ def test_make_run_on_jura_recordings(tmp_path: Path, realdata: Path) -> None:
     if not src.is_dir():
         pytest.skip(f"{src} not found")
     root = tmp_path / "repo"
-    _copy_repo(root)
+    copy_repo(root, skip=("data/", "results/"))
     raw = root / "data/raw/jura"
     raw.mkdir(parents=True)
     for name in sorted(p.name for p in src.glob("S4A03895_*.wav"))[4:10]:  # 04:00-09:00

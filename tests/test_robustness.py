@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import yaml
+from repo_copy import copy_repo
 
 from activepam.core import io as apio
 from activepam.core.config import ConfigError, load_params, validate_params
@@ -475,33 +476,6 @@ def test_detect_part_files_stay_inside_parts_dir(tmp_path: Path, rid: str) -> No
 # ---------------------------------------------------------------------- workflow kill and resume
 
 
-def _copy_repo(dest: Path) -> None:
-    """Tracked and untracked-not-ignored files of the repository into ``dest`` (+ .venv link)."""
-    try:
-        listing = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(REPO),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("not a git checkout: cannot list the repository's files")
-    for rel in filter(None, listing.decode().split("\0")):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(".venv"):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    (dest / ".venv").symlink_to(REPO / ".venv")
-
-
 @pytest.mark.slow
 def test_workflow_sigkill_during_detection_resumes(tmp_path: Path) -> None:
     """SIGKILL the whole Snakemake run (process group: Snakemake and its jobs, as when a node
@@ -511,7 +485,7 @@ def test_workflow_sigkill_during_detection_resumes(tmp_path: Path) -> None:
     if not (REPO / "workflow" / "rules" / "detect.smk").exists() or not smk.exists():
         pytest.skip("workflow detection rules not available")
     work = tmp_path / "repo"
-    _copy_repo(work)
+    copy_repo(work)
     env = {**os.environ, "PYTHONPATH": str(work / "src")}
     cmd = [
         str(smk),
