@@ -145,3 +145,52 @@ def test_patched_model_cached_by_model_hash(
     model.write_bytes(b"model-v2")  # another installed model: another key
     assert bn.patched_model_bytes(model) == (b"model-v2+emb", "emb")
     assert len(calls) == 3
+
+
+def test_sample_command_out_of_core(tmp_path: Path) -> None:
+    """``activepam sample --out-of-core`` is the bounded-memory sampler: same units as the
+    function, labelled units (CSV) left out, CSV written."""
+    from activepam.cli import main as cli_main
+
+    df = _segments()
+    path = tmp_path / "segments.parquet"
+    df.to_parquet(path)
+    labelled = df["segment_id"].iloc[:15].tolist()
+    pd.DataFrame({"unit_id": labelled}).to_csv(tmp_path / "done.csv", index=False)
+    out = tmp_path / "sample.csv"
+    rc = cli_main(
+        [
+            "sample",
+            "--segments",
+            str(path),
+            "--strategy",
+            "stratified_entropy",
+            "--n",
+            "40",
+            "--labelled",
+            str(tmp_path / "done.csv"),
+            "--out",
+            str(out),
+            "--out-of-core",
+            "--memory-limit",
+            "200MB",
+        ]
+    )
+    assert rc == 0
+    got = pd.read_csv(out, dtype={"unit_id": str})
+    want = outofcore_sample(path, "stratified_entropy", n=40, labelled=labelled)
+    assert sorted(got["unit_id"]) == sorted(want["unit_id"]) and len(got) == 40
+    assert not set(labelled) & set(got["unit_id"])
+    rc = cli_main(
+        [
+            "sample",
+            "--segments",
+            str(path),
+            "--strategy",
+            "kmeans_entropy_files",
+            "--out",
+            str(tmp_path / "x.csv"),
+            "--out-of-core",
+        ]
+    )
+    assert rc == 1  # recording units: refused with a message, not a traceback

@@ -66,6 +66,8 @@ def _cmd(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if args.out_of_core:
+        return _cmd_out_of_core(args)
     try:
         strategy, params = _cli_strategy(args)
         result = run_sampling(
@@ -91,6 +93,30 @@ def _cmd(args: argparse.Namespace) -> int:
         return 1
     print(f"activepam sample: wrote {len(result)} units to {args.out}", file=sys.stderr)
     return 0
+
+
+def _cmd_out_of_core(args: argparse.Namespace) -> int:
+    """``--out-of-core``: :func:`activepam.sampling.outofcore.sample_to_csv`."""
+    from activepam.sampling.outofcore import sample_to_csv
+
+    try:
+        strategy, params = _cli_strategy(args)
+        n_units = sample_to_csv(
+            args.segments,
+            strategy,
+            args.out,
+            params=params,
+            n=args.n,
+            seed=args.seed,
+            embeddings=args.embeddings,
+            labelled=args.labelled,
+            memory_limit=args.memory_limit,
+        )
+    except (StrategyError, EmbeddingError, OSError) as exc:
+        print(f"activepam sample: {exc}", file=sys.stderr)
+        return 1
+    print(f"activepam sample: wrote {n_units} units to {args.out} (out of core)", file=sys.stderr)
+    return 0 if n_units else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -123,5 +149,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--labelled", type=Path, help="CSV of already-labelled unit ids (unit_id column)"
     )
     p.add_argument("--out", type=Path, help="output CSV, one row per chosen unit")
+    p.add_argument(
+        "--out-of-core",
+        action="store_true",
+        help="bounded-memory sampler for segment tables of any size (DuckDB over all rows; "
+        "embeddings read only for the candidates, from a device/month store folder given as "
+        "--embeddings)",
+    )
+    p.add_argument(
+        "--memory-limit", default="2GB", help="DuckDB memory limit with --out-of-core (2GB)"
+    )
     p.add_argument("--list", action="store_true", help="print every strategy and exit")
     p.set_defaults(func=_cmd)

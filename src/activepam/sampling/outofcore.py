@@ -382,3 +382,37 @@ def outofcore_sample(
     out["strategy"] = name
     stats["seconds"] = round(time.perf_counter() - clock, 2)
     return out.drop(columns=["_s", "_rn", "_order", "_month"])
+
+
+def sample_to_csv(
+    segments: PathLike,
+    strategy: Mapping[str, Any] | str,
+    out: PathLike,
+    params: Mapping[str, Any] | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+    embeddings: PathLike | None = None,
+    labelled: PathLike | None = None,
+    memory_limit: str = "2GB",
+) -> int:
+    """``activepam sample --out-of-core``: :func:`outofcore_sample` with the strategy resolved
+    against ``params`` (a strategy library) and ``labelled`` read from a CSV's ``unit_id``
+    column; writes ``out`` (CSV) atomically and returns the number of units chosen."""
+    from activepam.core.io import write_csv
+    from activepam.sampling.strategies import resolve_strategy
+
+    spec = resolve_strategy(strategy, params)
+    done: list[str] = []
+    if labelled is not None:
+        done = pd.read_csv(labelled, dtype={"unit_id": str})["unit_id"].dropna().tolist()
+    result = outofcore_sample(
+        segments,
+        spec,
+        n=n,
+        seed=seed,
+        embeddings=embeddings,
+        labelled=done,
+        memory_limit=memory_limit,
+    )
+    write_csv(result, out, stage="sample")
+    return len(result)
